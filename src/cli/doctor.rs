@@ -1,0 +1,125 @@
+//! `ptt doctor`: checks what ptt needs and says what to do about each problem.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::control::{Request, client};
+use crate::paths::Paths;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+fn say(v: Verdict, what: &str, detail: &str) {
+    let tag = match v {
+        Verdict::Ok => "ok  ",
+        Verdict::Warn => "warn",
+        Verdict::Fail => "FAIL",
+    };
+    println!("[{tag}] {what}: {detail}");
+}
+
+/// Runs every check; exit status 1 when one fails.
+pub fn run(paths: &Paths) -> i32 {
+    let mut failed = false;
+    let mut check = |v: Verdict, what: &str, detail: String| {
+        failed |= v == Verdict::Fail;
+        say(v, what, &detail);
+    };
+
+    let config = match Config::load(&paths.config_file) {
+        Ok(c) => {
+            let where_ = if paths.config_file.exists() { "valid" } else { "no file, defaults apply" };
+            check(Verdict::Ok, "config", format!("{} ({where_})", paths.config_file.display()));
+            c
+        }
+        Err(e) => {
+            check(Verdict::Fail, "config", e.to_string());
+            Config::default()
+        }
+    };
+
+    let claude = &config.tasks.claude;
+    match crate::tasks::spawn::find_executable(claude, std::env::var_os("PATH").as_deref()) {
+        Some(path) => match version_of(&path) {
+            Ok(v) => check(Verdict::Ok, "claude", format!("{} ({v})", path.display())),
+            Err(e) => check(Verdict::Fail, "claude", format!("{} does not answer --version: {e}", path.display())),
+        },
+        None => check(
+            Verdict::Fail,
+            "claude",
+            format!(
+                "`{claude}` not found; install it with `npm install -g @anthropic-ai/claude-code` or set tasks.claude"
+            ),
+        ),
+    }
+
+    for (what, dir) in [("state dir", paths.state_dir.clone()), ("runtime dir", paths.runtime_dir.clone())] {
+        match writable(&dir) {
+            Ok(()) => check(Verdict::Ok, what, format!("{} is writable", dir.display())),
+            Err(e) => check(Verdict::Fail, what, format!("{}: {e}", dir.display())),
+        }
+    }
+
+    match client::request(&paths.socket(), &Request::Status) {
+        Ok(v) => check(
+            Verdict::Ok,
+            "daemon",
+            format!("running (pid {}, {} task(s) running)", v["daemon"]["pid"], v["tasks"]["running"]),
+        ),
+        Err(client::ClientError::NotRunning(_)) => check(
+            Verdict::Warn,
+            "daemon",
+            "not running; start it with `ptt run` or `systemctl --user start ptt`".into(),
+        ),
+        Err(e) => check(Verdict::Fail, "daemon", e.to_string()),
+    }
+    if failed { 1 } else { 0 }
+}
+
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".ptt-doctor-{}", std::process::id()));
+    std::fs::write(&probe, b"ok")?;
+    std::fs::remove_file(&probe)
+}
+
+/// `claude --version`, with a timeout (a broken install must not hang the doctor).
+fn version_of(path: &std::path::Path) -> Result<String, String> {
+    let mut child = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env_remove("OPENAI_API_KEY")
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut out = String::new();
+                if let Some(mut so) = child.stdout.take() {
+                    use std::io::Read;
+                    let _ = so.read_to_string(&mut out);
+                }
+                return if status.success() {
+                    Ok(out.trim().to_string())
+                } else {
+                    Err(format!("exited with {status}"))
+                };
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("timed out".into());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

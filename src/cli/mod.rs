@@ -1,0 +1,350 @@
+//! Command-line interface: argument parsing and the client commands.
+//!
+//! Everything except `ptt run`, `ptt config` and `ptt task sweep` is a client
+//! of the running daemon's control socket. Exit statuses are part of the
+//! interface (scripts and status bars rely on them):
+//! 0 ok, 1 refused or failed, 2 usage, 3 ambiguous reference, 4 no such task,
+//! 69 daemon not running, 78 configuration error.
+
+mod doctor;
+mod print;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::{Config, DEFAULT_CONFIG_TOML};
+use crate::control::Request;
+use crate::control::client::{self, ClientError};
+use crate::paths::Paths;
+
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_AMBIGUOUS: i32 = 3;
+pub const EXIT_NOT_FOUND: i32 = 4;
+pub const EXIT_NOT_RUNNING: i32 = 69;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ptt",
+    version,
+    about = "Push-to-talk daemon for Linux, with a supervisor for background Claude Code tasks",
+    long_about = "ptt runs as a per-user daemon (`ptt run`, usually under systemd) and supervises Claude Code \
+                  tasks: each task is a `claude -p` process in its own process group, with its own log, that \
+                  the daemon starts, watches, reports and cleans up. The other commands talk to the daemon \
+                  over a Unix socket in $XDG_RUNTIME_DIR/ptt.",
+    after_help = "Files: config $XDG_CONFIG_HOME/ptt/config.toml, state $XDG_STATE_HOME/ptt, socket $XDG_RUNTIME_DIR/ptt/control.sock.\n\
+                  Exit status: 0 ok, 1 refused/failed, 2 usage, 3 ambiguous task reference, 4 no such task, 69 daemon not running, 78 bad config."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (what the systemd unit runs).
+    Run,
+    /// Show the daemon's state: uptime, running tasks, budget.
+    Status {
+        /// Print the raw JSON (for status bars).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tasks: running ones, this run's, and the last day's.
+    Tasks {
+        #[arg(long)]
+        json: bool,
+        /// Every task the registry remembers.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Start, inspect, cancel or continue a task.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Check that everything ptt needs is in place.
+    Doctor,
+    /// Print a stream of task events as JSON lines (for status bars).
+    Watch,
+    /// Print, locate or check the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskCommand {
+    /// Start a Claude Code task in the background; prints its id at once.
+    Start(StartArgs),
+    /// Show one task: state, activity, cost, summary, log path, last output.
+    Show {
+        /// An id (t7 or 7), a name, or words of a name.
+        #[arg(required = true, num_args = 1..)]
+        reference: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a running task: SIGTERM, then SIGKILL to everything it started.
+    Cancel {
+        #[arg(required = true, num_args = 1..)]
+        reference: Vec<String>,
+    },
+    /// Continue an ended task's Claude session with a new instruction.
+    Continue {
+        /// An id, a name, or words of a name (quote several words).
+        reference: String,
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Kill processes left behind by a daemon that is gone.
+    Sweep,
+}
+
+#[derive(Args, Debug)]
+struct StartArgs {
+    /// What Claude should do.
+    #[arg(required = true, num_args = 1..)]
+    text: Vec<String>,
+    /// A short name to refer to the task by (default: from the text).
+    #[arg(long)]
+    name: Option<String>,
+    /// Run in a configured project ([projects] in the config).
+    #[arg(long, conflicts_with = "dir")]
+    project: Option<String>,
+    /// Run in this directory (default: the current one); must be under tasks.allowed_roots.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print an annotated configuration with every default.
+    Default,
+    /// Print the configuration file's path.
+    Path,
+    /// Check the configuration file; errors name the file, line and key.
+    Check,
+}
+
+/// Parses the command line, runs it, and returns the exit status.
+pub fn main() -> i32 {
+    crate::logging::init();
+    let cli = Cli::parse();
+    let paths = match Paths::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ptt: {e:#}");
+            return EXIT_FAILED;
+        }
+    };
+    match run_command(cli.command, &paths) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ptt: {e:#}");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
+    match command {
+        Command::Run => crate::daemon::run(paths.clone()),
+        Command::Status { json } => Ok(with_daemon(paths, &Request::Status, |v| {
+            if json {
+                print::json(v)
+            } else {
+                print::status(v)
+            }
+            0
+        })),
+        Command::Tasks { json, all } => Ok(with_daemon(paths, &Request::Tasks { all }, |v| {
+            if json {
+                print::json(v)
+            } else {
+                print::task_table(v)
+            }
+            0
+        })),
+        Command::Task(t) => task_command(t, paths),
+        Command::Doctor => Ok(doctor::run(paths)),
+        Command::Watch => match client::subscribe(&paths.socket(), |event| {
+            println!("{event}");
+            true
+        }) {
+            Ok(()) => Ok(0),
+            Err(e) => Ok(client_error(&e)),
+        },
+        Command::Config(c) => Ok(config_command(c, paths)),
+    }
+}
+
+fn task_command(command: TaskCommand, paths: &Paths) -> anyhow::Result<i32> {
+    match command {
+        TaskCommand::Start(args) => {
+            let dir = match (&args.project, args.dir) {
+                (Some(_), _) => None,
+                (None, Some(d)) => Some(absolute(d)?),
+                (None, None) => Some(std::env::current_dir()?),
+            };
+            let req = Request::Start { text: args.text.join(" "), name: args.name, project: args.project, dir };
+            Ok(with_daemon(paths, &req, |v| {
+                if args.json {
+                    print::json(v);
+                }
+                match v.get("status").and_then(Value::as_str) {
+                    Some("started") => {
+                        if !args.json {
+                            println!("started {} '{}' in {}", s(v, "task_id"), s(v, "name"), s(v, "dir"));
+                            if let Some(w) = v.get("warning").and_then(Value::as_str) {
+                                eprintln!("ptt: warning: {w}");
+                            }
+                        }
+                        0
+                    }
+                    _ => outcome_failure(v, args.json),
+                }
+            }))
+        }
+        TaskCommand::Show { reference, json } => {
+            let req = Request::Show { reference: reference.join(" ") };
+            Ok(with_daemon(paths, &req, |v| match v.get("status").and_then(Value::as_str) {
+                Some("found") => {
+                    if json {
+                        print::json(&v["task"])
+                    } else {
+                        print::task_details(&v["task"])
+                    }
+                    0
+                }
+                _ => outcome_failure(v, json),
+            }))
+        }
+        TaskCommand::Cancel { reference } => {
+            let req = Request::Cancel { reference: reference.join(" ") };
+            Ok(with_daemon(paths, &req, |v| match v.get("status").and_then(Value::as_str) {
+                Some("cancelling") => {
+                    println!("{}", s(v, "message"));
+                    0
+                }
+                _ => outcome_failure(v, false),
+            }))
+        }
+        TaskCommand::Continue { reference, text } => {
+            let req = Request::Continue { reference, text: text.join(" ") };
+            Ok(with_daemon(paths, &req, |v| match v.get("status").and_then(Value::as_str) {
+                Some("started") => {
+                    println!("started {} '{}' in {}", s(v, "task_id"), s(v, "name"), s(v, "dir"));
+                    0
+                }
+                _ => outcome_failure(v, false),
+            }))
+        }
+        TaskCommand::Sweep => {
+            // Safe with or without a daemon: only processes whose owning daemon is dead are killed.
+            let uid = nix::unistd::geteuid().as_raw();
+            let victims = crate::tasks::sweep::sweep_orphans(uid, None);
+            if victims.is_empty() {
+                println!("no orphaned task processes");
+            } else {
+                for v in &victims {
+                    println!("killed pid {} (task {})", v.pid, v.task_uuid);
+                }
+                println!("killed {} orphaned process(es)", victims.len());
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn config_command(command: ConfigCommand, paths: &Paths) -> i32 {
+    match command {
+        ConfigCommand::Default => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            0
+        }
+        ConfigCommand::Path => {
+            println!("{}", paths.config_file.display());
+            0
+        }
+        ConfigCommand::Check => match Config::load(&paths.config_file) {
+            Ok(_) if !paths.config_file.exists() => {
+                println!("{}: no file; all defaults apply", paths.config_file.display());
+                0
+            }
+            Ok(_) => {
+                println!("{}: ok", paths.config_file.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("ptt: config error: {e}");
+                crate::daemon::EXIT_CONFIG
+            }
+        },
+    }
+}
+
+/// Sends one request and hands the reply to `on_reply`; maps client errors to
+/// messages and exit statuses.
+fn with_daemon(paths: &Paths, req: &Request, on_reply: impl FnOnce(&Value) -> i32) -> i32 {
+    match client::request(&paths.socket(), req) {
+        Ok(v) => on_reply(&v),
+        Err(e) => client_error(&e),
+    }
+}
+
+fn client_error(e: &ClientError) -> i32 {
+    eprintln!("ptt: {e}");
+    match e {
+        ClientError::NotRunning(_) => EXIT_NOT_RUNNING,
+        _ => EXIT_FAILED,
+    }
+}
+
+/// Prints why an outcome is not a success and picks the exit status.
+fn outcome_failure(v: &Value, json: bool) -> i32 {
+    let status = v.get("status").and_then(Value::as_str).unwrap_or("error");
+    if !json {
+        let message = v.get("message").and_then(Value::as_str).unwrap_or("unexpected reply");
+        eprintln!("ptt: {message}");
+        if status == "ambiguous" {
+            eprintln!("candidates:");
+            for c in v.get("candidates").and_then(Value::as_array).into_iter().flatten() {
+                eprintln!("  {:<5} {:<11} {}", s(c, "task_id"), s(c, "state"), s(c, "name"));
+            }
+        }
+    }
+    match status {
+        "ambiguous" => EXIT_AMBIGUOUS,
+        "not_found" => EXIT_NOT_FOUND,
+        _ => EXIT_FAILED,
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn absolute(p: PathBuf) -> std::io::Result<PathBuf> {
+    if p.is_absolute() || p.starts_with("~") { Ok(p) } else { Ok(std::env::current_dir()?.join(p)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn start_joins_words_and_rejects_project_with_dir() {
+        let cli =
+            Cli::try_parse_from(["ptt", "task", "start", "fix", "the", "tests", "--name", "tests"]).expect("parse");
+        let Command::Task(TaskCommand::Start(a)) = cli.command else { panic!() };
+        assert_eq!(a.text.join(" "), "fix the tests");
+        assert!(Cli::try_parse_from(["ptt", "task", "start", "x", "--project", "p", "--dir", "/d"]).is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! Human-readable output of the client commands.
+
+use serde_json::Value;
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// `4m12s`, `1h03m`, `12s`.
+pub fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn cost(v: &Value) -> String {
+    v.get("cost_usd").and_then(Value::as_f64).map(|c| format!("${c:.2}")).unwrap_or_else(|| "-".into())
+}
+
+pub fn status(v: &Value) {
+    let d = &v["daemon"];
+    let t = &v["tasks"];
+    println!(
+        "ptt {} running (pid {}, up {})",
+        s(d, "version"),
+        d["pid"],
+        duration(d["uptime_s"].as_u64().unwrap_or(0))
+    );
+    println!(
+        "tasks: {} running (max {}), {} remembered, next id {}",
+        t["running"],
+        t["max_concurrent"],
+        t["known"],
+        s(t, "next_id")
+    );
+    let budget = t["budget_usd"].as_f64().unwrap_or(0.0);
+    let spent = t["spent_today_usd"].as_f64().unwrap_or(0.0);
+    if budget > 0.0 {
+        println!("spent today: ${spent:.2} of ${budget:.2}");
+    } else {
+        println!("spent today: ${spent:.2} (no daily limit)");
+    }
+    match t["claude"].get("path").and_then(Value::as_str) {
+        Some(p) => println!("claude: {p}"),
+        None => println!("claude: NOT FOUND: {}", s(&t["claude"], "error")),
+    }
+    println!("config: {}", s(d, "config"));
+}
+
+pub fn task_table(v: &Value) {
+    let tasks = v.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default();
+    if tasks.is_empty() {
+        println!("no tasks (start one with `ptt task start \"...\"`)");
+        return;
+    }
+    println!("{:<5} {:<11} {:<28} {:>7} {:>7}  ACTIVITY / SUMMARY", "ID", "STATE", "NAME", "TIME", "COST");
+    for t in &tasks {
+        let mut state = s(t, "state").to_string();
+        if t["stalled"].as_bool() == Some(true) {
+            state.push('!');
+        }
+        let detail = if s(t, "state") == "running" { s(t, "activity") } else { s(t, "summary") };
+        println!(
+            "{:<5} {:<11} {:<28} {:>7} {:>7}  {}",
+            s(t, "id"),
+            state,
+            crate::tasks::stream_json::clip(s(t, "name"), 28),
+            duration(t["elapsed_s"].as_u64().unwrap_or(0)),
+            cost(t),
+            crate::tasks::stream_json::clip(detail, 70)
+        );
+    }
+}
+
+pub fn task_details(t: &Value) {
+    println!(
+        "{} '{}': {}{}",
+        s(t, "id"),
+        s(t, "name"),
+        s(t, "state"),
+        if t["stalled"].as_bool() == Some(true) { " (stalled)" } else { "" }
+    );
+    println!("  task:     {}", s(t, "prompt"));
+    println!("  dir:      {}", s(t, "dir"));
+    if let Some(b) = t.get("branch").and_then(Value::as_str) {
+        println!("  branch:   {b}");
+    }
+    println!("  time:     {}", duration(t["elapsed_s"].as_u64().unwrap_or(0)));
+    println!("  cost:     {}", cost(t));
+    if let Some(n) = t.get("num_turns").and_then(Value::as_u64) {
+        println!("  turns:    {n}");
+    }
+    if let Some(a) = t.get("activity").and_then(Value::as_str) {
+        println!("  activity: {a}");
+    }
+    if let Some(r) = t.get("reason").and_then(Value::as_str) {
+        println!("  reason:   {r}");
+    }
+    if let Some(sm) = t.get("summary").and_then(Value::as_str) {
+        println!("  summary:  {sm}");
+    }
+    if let Some(sess) = t.get("session_id").and_then(Value::as_str) {
+        println!("  session:  {sess}");
+    }
+    println!("  log:      {}", s(t, "log_path"));
+    let tail = t.get("tail").and_then(Value::as_array).cloned().unwrap_or_default();
+    if !tail.is_empty() {
+        println!("  last output:");
+        for line in tail.iter().rev().take(10).rev() {
+            println!("    {}", line.as_str().unwrap_or(""));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::duration(5), "5s");
+        assert_eq!(super::duration(252), "4m12s");
+        assert_eq!(super::duration(3780), "1h03m");
+    }
+}

@@ -1,0 +1,385 @@
+//! The TOML configuration: every key has a default, every error names the file,
+//! the line and the key.
+//!
+//! Parsing goes through `serde_path_to_error` on top of `toml`'s deserializer so
+//! that a mistake deep in the file comes back as
+//! `~/.config/ptt/config.toml:12: tasks.max_concurrent: invalid type ...`
+//! rather than a bare serde message. Unknown keys are errors too (a typo that
+//! silently falls back to a default is worse than a refusal to start).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration, with defaults filled in.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub tasks: TasksConfig,
+    /// Spoken project name → directory (`~` is expanded).
+    pub projects: BTreeMap<String, PathBuf>,
+}
+
+/// `[tasks]`: how Claude Code tasks are started and supervised.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// The Claude Code CLI: a command on PATH or an absolute path.
+    pub claude: String,
+    pub permission_mode: PermissionMode,
+    /// `--max-turns`; 0 leaves it to the CLI.
+    pub max_turns: u32,
+    /// `--model`; empty leaves it to the CLI.
+    pub model: String,
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_concurrent: u32,
+    /// Minutes before a task is stopped; 0 disables the timeout.
+    pub timeout_min: u32,
+    /// Minutes of silence before a task is flagged as stalled; 0 disables.
+    pub stall_min: u32,
+    /// Daily spending limit in USD (sum of the CLI's reported costs, local
+    /// day); 0 disables. A warning is logged at 80 %.
+    #[serde(deserialize_with = "non_negative")]
+    pub budget_usd: f64,
+    pub isolation: Isolation,
+    /// Directories under which a task may run (besides configured projects).
+    pub allowed_roots: Vec<PathBuf>,
+    /// Extra environment variables passed to Claude (the base allowlist is
+    /// PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_*, TERM, TZ, TMPDIR,
+    /// XDG_*, ANTHROPIC_* and CLAUDE_*).
+    pub env_allow: Vec<String>,
+    /// Seconds between SIGTERM and SIGKILL when a task is stopped.
+    pub kill_grace_s: u32,
+    /// Cap of each task's log file in MiB (a note marks the cut).
+    #[serde(deserialize_with = "at_least_one")]
+    pub log_max_mb: u32,
+    /// Several tasks may work in the same directory (only with isolation "none").
+    pub share_dirs: bool,
+    /// How many ended tasks the registry keeps.
+    pub keep_ended: u32,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            claude: "claude".into(),
+            permission_mode: PermissionMode::AcceptEdits,
+            max_turns: 0,
+            model: String::new(),
+            max_concurrent: 4,
+            timeout_min: 30,
+            stall_min: 5,
+            budget_usd: 25.0,
+            isolation: Isolation::None,
+            allowed_roots: vec![PathBuf::from("~")],
+            env_allow: Vec::new(),
+            kill_grace_s: 5,
+            log_max_mb: 10,
+            share_dirs: false,
+            keep_ended: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum PermissionMode {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "acceptEdits")]
+    AcceptEdits,
+    #[serde(rename = "plan")]
+    Plan,
+    #[serde(rename = "dontAsk")]
+    DontAsk,
+    #[serde(rename = "bypassPermissions")]
+    BypassPermissions,
+}
+
+impl PermissionMode {
+    pub fn as_cli_arg(self) -> &'static str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::Plan => "plan",
+            PermissionMode::DontAsk => "dontAsk",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Run in the project directory itself.
+    None,
+    /// Run in a fresh empty directory under the state directory.
+    Scratch,
+    /// Run in a git worktree of the project on a branch of its own.
+    Worktree,
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(v)
+}
+
+fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(serde::de::Error::custom("must be a number >= 0"));
+    }
+    Ok(v)
+}
+
+/// A configuration error that points at the file, line and key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Loads the file; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                key: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let line_of = |span: Option<std::ops::Range<usize>>| {
+            span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: line_of(e.span()),
+            key: None,
+            message: e.message().trim().to_string(),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError {
+                file: path.to_path_buf(),
+                line: line_of(inner.span()),
+                key: (key != "." && !key.is_empty()).then_some(key),
+                message: inner.message().trim().to_string(),
+            }
+        })?;
+        config.validate(text, path)?;
+        Ok(config)
+    }
+
+    /// Checks that cannot be expressed as types.
+    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            file: path.to_path_buf(),
+            line: find_key_line(text, key),
+            key: Some(key.to_string()),
+            message,
+        };
+        if self.tasks.claude.trim().is_empty() {
+            return Err(err("tasks.claude", "must name the Claude Code CLI".into()));
+        }
+        for (name, dir) in &self.projects {
+            if name.trim().is_empty() {
+                return Err(err("projects", "a project name is empty".into()));
+            }
+            if dir.as_os_str().is_empty() {
+                return Err(err(&format!("projects.{name}"), "directory is empty".into()));
+            }
+        }
+        for var in &self.tasks.env_allow {
+            if var.is_empty() || var.contains('=') {
+                return Err(err("tasks.env_allow", format!("`{var}` is not a variable name")));
+            }
+            if crate::tasks::spawn::is_denied_env(var) {
+                return Err(err(
+                    "tasks.env_allow",
+                    format!("`{var}` is never passed to Claude (it is a secret or breaks the CLI)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Best-effort line of `section.key` in the text, for semantic errors.
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_string();
+            continue;
+        }
+        if current == section && line.split('=').next().map(|k| k.trim().trim_matches('"')) == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The annotated default configuration printed by `ptt config default`.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# ptt configuration: $XDG_CONFIG_HOME/ptt/config.toml (usually ~/.config/ptt/config.toml).
+# Every key is optional; the values below are the defaults.
+# Check a file with `ptt config check`; reload a running daemon with `systemctl --user reload ptt`
+# (SIGHUP). Task settings apply to tasks started after the reload.
+
+[tasks]
+# The Claude Code CLI: a command on PATH or an absolute path.
+claude = "claude"
+# Passed as --permission-mode: "default", "acceptEdits", "plan", "dontAsk" or
+# "bypassPermissions" (logged loudly at start-up; the CLI refuses it as root).
+permission_mode = "acceptEdits"
+# --max-turns for each task; 0 leaves it to the CLI.
+max_turns = 0
+# --model for each task ("sonnet", "opus", a full id); empty leaves it to the CLI.
+model = ""
+# Tasks that may run at once; more are refused with "limit_reached".
+max_concurrent = 4
+# A task still running after this many minutes is stopped (0: never).
+timeout_min = 30
+# A task that prints nothing for this many minutes is flagged as stalled (0: never).
+stall_min = 5
+# Daily spending limit in USD, summed from the costs Claude reports (local day).
+# New tasks are refused once it is reached; a warning is logged at 80 %. 0: no limit.
+budget_usd = 25.0
+# Where a task runs: "none" (the project directory itself; one task per directory
+# unless share_dirs = true), "scratch" (a fresh empty directory under the state
+# directory) or "worktree" (a git worktree of the project on a branch ptt/<id>).
+isolation = "none"
+# Tasks may only run under these directories (and in configured projects).
+allowed_roots = ["~"]
+# Environment variables passed to Claude besides the built-in allowlist
+# (PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_*, TERM, TZ, TMPDIR, XDG_*,
+# ANTHROPIC_*, CLAUDE_*). OPENAI_API_KEY, CLAUDECODE and CLAUDE_CODE_ENTRYPOINT
+# are never passed.
+env_allow = []
+# Seconds between SIGTERM and SIGKILL when a task is cancelled or timed out.
+kill_grace_s = 5
+# Each task's full output is kept in $XDG_STATE_HOME/ptt/logs/<id>.log, cut at this size.
+log_max_mb = 10
+# Allow several tasks in the same directory with isolation = "none".
+share_dirs = false
+# How many ended tasks are remembered.
+keep_ended = 200
+
+# Spoken project names and their directories, used by `--project NAME` and by voice.
+[projects]
+# website = "~/code/site"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/cfg/config.toml"))
+    }
+
+    #[test]
+    fn default_file_parses_to_defaults() {
+        assert_eq!(parse(DEFAULT_CONFIG_TOML).expect("defaults"), Config::default());
+        assert_eq!(parse("").expect("empty"), Config::default());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = parse(
+            "[tasks]\nmax_concurrent = 7\nisolation = \"worktree\"\npermission_mode = \"plan\"\n\
+             [projects]\nwebsite = \"~/code/site\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.tasks.max_concurrent, 7);
+        assert_eq!(c.tasks.isolation, Isolation::Worktree);
+        assert_eq!(c.tasks.permission_mode, PermissionMode::Plan);
+        assert_eq!(c.projects["website"], PathBuf::from("~/code/site"));
+        assert_eq!(c.tasks.timeout_min, 30, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn type_error_names_file_line_and_key() {
+        let e = parse("# c\n[tasks]\nmodel = \"x\"\nmax_concurrent = \"four\"\n").unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert_eq!(e.key.as_deref(), Some("tasks.max_concurrent"));
+        let shown = e.to_string();
+        assert!(shown.starts_with("/cfg/config.toml:4: key `tasks.max_concurrent`: "), "{shown}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let e = parse("[tasks]\nmax_concurent = 3\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key.as_deref(), Some("tasks.max_concurent"));
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_enum_and_range_values() {
+        let e = parse("[tasks]\nisolation = \"docker\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("tasks.isolation"));
+        assert_eq!(e.line, Some(2));
+        let e = parse("[tasks]\n\nmax_concurrent = 0\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("tasks.max_concurrent")));
+        assert!(e.message.contains("at least 1"));
+        let e = parse("[tasks]\nbudget_usd = -1.0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("tasks.budget_usd"));
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = parse("[tasks]\nmodel = \n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        let e = parse("[tasks\n").unwrap_err();
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn secret_env_cannot_be_allowed() {
+        let e = parse("[tasks]\nenv_allow = [\"FOO\", \"OPENAI_API_KEY\"]\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("tasks.env_allow"));
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn missing_file_is_defaults_but_unreadable_is_an_error() {
+        let c = Config::load(Path::new("/nonexistent/ptt/config.toml")).expect("defaults");
+        assert_eq!(c, Config::default());
+        let dir = std::env::temp_dir();
+        let e = Config::load(&dir).unwrap_err();
+        assert!(e.message.contains("cannot read"), "{e}");
+    }
+}

@@ -1,0 +1,91 @@
+//! The client side: one request, one reply, clear errors.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::protocol::Request;
+
+/// Why a request could not be made.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No daemon listens on the socket.
+    NotRunning(String),
+    /// The socket exists but we may not use it.
+    Forbidden(String),
+    /// Anything else (I/O, a garbled reply).
+    Other(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NotRunning(m) | ClientError::Forbidden(m) | ClientError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Connects to the daemon's socket.
+pub fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => ClientError::NotRunning(format!(
+            "the ptt daemon is not running (no one listens on {}).\nStart it with `ptt run` (foreground) or `systemctl --user start ptt`.",
+            socket.display()
+        )),
+        std::io::ErrorKind::PermissionDenied => ClientError::Forbidden(format!(
+            "permission denied on {}: the daemon belongs to another user",
+            socket.display()
+        )),
+        _ => ClientError::Other(format!("cannot connect to {}: {e}", socket.display())),
+    })
+}
+
+/// Sends one request and reads its reply.
+pub fn request(socket: &Path, req: &Request) -> Result<Value, ClientError> {
+    let mut stream = connect(socket)?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Other(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| ClientError::Other(format!("cannot send the request: {e}")))?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(|e| ClientError::Other(format!("cannot read the reply: {e}")))?;
+    if reply.trim().is_empty() {
+        return Err(ClientError::Other("the daemon closed the connection without a reply".into()));
+    }
+    let v: Value = serde_json::from_str(&reply).map_err(|e| ClientError::Other(format!("garbled reply: {e}")))?;
+    if let Some(err) = v.get("error").and_then(Value::as_str) {
+        return Err(if err.starts_with("permission denied") {
+            ClientError::Forbidden(err.to_string())
+        } else {
+            ClientError::Other(err.to_string())
+        });
+    }
+    Ok(v)
+}
+
+/// Subscribes and calls `on_event` for each event until it returns false or
+/// the daemon goes away.
+pub fn subscribe(socket: &Path, mut on_event: impl FnMut(&Value) -> bool) -> Result<(), ClientError> {
+    let mut stream = connect(socket)?;
+    stream
+        .write_all(b"{\"cmd\":\"subscribe\"}\n")
+        .map_err(|e| ClientError::Other(format!("cannot send the request: {e}")))?;
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        if v.get("subscribed").is_some() {
+            continue;
+        }
+        if !on_event(&v) {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The listener thread and one small thread per connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::Sender;
+use serde_json::Value;
+
+use super::protocol::{Incoming, Request, error_reply};
+
+/// Longest request line accepted.
+const MAX_REQUEST: u64 = 1 << 20;
+/// How long a connection waits for the loop's answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Binds the socket (0600) and starts the listener thread.
+pub fn start(path: &Path, to_loop: Sender<Incoming>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // We hold the daemon lock, so a socket file here is stale.
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot bind the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot chmod 0600 {}", path.display()))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    std::thread::Builder::new().name("control".into()).spawn(move || {
+        for conn in listener.incoming() {
+            match conn {
+                Ok(stream) => {
+                    let tx = to_loop.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("control-conn".into())
+                        .stack_size(256 * 1024)
+                        .spawn(move || serve(stream, uid, tx));
+                    if let Err(e) = spawned {
+                        log::error!("control: cannot start a connection thread: {e}");
+                    }
+                }
+                Err(e) => {
+                    log::warn!("control: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Is a peer with `peer_uid` allowed to talk to a daemon of `our_uid`?
+pub fn peer_allowed(peer_uid: u32, our_uid: u32) -> bool {
+    peer_uid == our_uid
+}
+
+fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
+    let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            log::warn!("control: {e}");
+            return;
+        }
+    };
+    match peer {
+        Ok(cred) if peer_allowed(cred.uid(), uid) => {}
+        Ok(cred) => {
+            log::warn!("control: refused a connection from uid {} (pid {})", cred.uid(), cred.pid());
+            let _ =
+                write_line(&mut writer, &error_reply(format!("permission denied: this daemon belongs to uid {uid}")));
+            return;
+        }
+        Err(e) => {
+            log::warn!("control: cannot read peer credentials: {e}");
+            return;
+        }
+    }
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = Vec::new();
+        match (&mut reader).take(MAX_REQUEST).read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        if line.last() != Some(&b'\n') && line.len() as u64 >= MAX_REQUEST {
+            let _ = write_line(&mut writer, &error_reply("request too long"));
+            return;
+        }
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let request: Request = match serde_json::from_slice(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                if write_line(&mut writer, &error_reply(format!("bad request: {e}"))).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if request == Request::Subscribe {
+            stream_events(&mut writer, &to_loop);
+            return;
+        }
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        if to_loop.send(Incoming::Request { request, reply: reply_tx }).is_err() {
+            let _ = write_line(&mut writer, &error_reply("the daemon is stopping"));
+            return;
+        }
+        let reply =
+            reply_rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| error_reply("the daemon did not answer in time"));
+        if write_line(&mut writer, &reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn stream_events(writer: &mut UnixStream, to_loop: &Sender<Incoming>) {
+    let (tx, rx) = crossbeam_channel::bounded(256);
+    if to_loop.send(Incoming::Subscribe { events: tx }).is_err() {
+        return;
+    }
+    let _ = write_line(writer, &serde_json::json!({"subscribed": true}));
+    for event in rx {
+        if write_line(writer, &event).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_line(w: &mut UnixStream, v: &Value) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    bytes.push(b'\n');
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_uid_is_allowed() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(!peer_allowed(65534, 1000));
+        assert!(!peer_allowed(0, 1000), "not even root talks to a user's daemon");
+    }
+}

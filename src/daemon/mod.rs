@@ -1,0 +1,325 @@
+//! The daemon: one loop, one `Event` enum, all mutable state in one struct.
+//!
+//! Every other thread (signals, control connections, reapers) owns an I/O
+//! handle and reports facts over a channel. [`Daemon::next_event`] waits on all
+//! of them with one `select!`, with the earliest timer deadline as timeout;
+//! [`Daemon::handle_event`] is the one place state changes. Because only this
+//! thread mutates the registry, a race between two writers cannot be written.
+//!
+//! Start-up order matters: config, then the per-user lock (a second daemon
+//! exits here), then the registry and the orphan sweep, then the socket, then
+//! `READY=1`.
+
+pub mod lock;
+pub mod scheduler;
+pub mod systemd;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender, select};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::control::{Incoming, Request, protocol::error_reply};
+use crate::paths::Paths;
+use crate::tasks::reaper::TaskEvent;
+use crate::tasks::{CancelOutcome, Lookup, Notice, StartRequest, Supervisor};
+use scheduler::{Scheduler, TimerKind};
+
+/// Exit status for a configuration error (sysexits' EX_CONFIG); the systemd
+/// unit does not restart on it.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// Everything the loop waits for.
+#[derive(Debug)]
+pub enum Event {
+    Control(Incoming),
+    Task(TaskEvent),
+    Signal(i32),
+    /// The earliest deadline passed.
+    Timer,
+}
+
+/// The one state struct.
+pub struct Daemon {
+    paths: Paths,
+    supervisor: Supervisor,
+    scheduler: Scheduler,
+    subscribers: Vec<Sender<Value>>,
+    started: Instant,
+    shutting_down: bool,
+    watchdog: Option<Duration>,
+    control_rx: Receiver<Incoming>,
+    task_rx: Receiver<TaskEvent>,
+    signal_rx: Receiver<i32>,
+}
+
+/// `ptt run`: runs the daemon in the foreground until SIGTERM/SIGINT.
+pub fn run(paths: Paths) -> Result<i32> {
+    let config = match Config::load(&paths.config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("config error: {e}");
+            eprintln!(
+                "ptt: config error: {e}\n(check it with `ptt config check`; `ptt config default` prints a valid file)"
+            );
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    paths.ensure_runtime_dir()?;
+    let _lock = match lock::acquire(&paths.lock_file()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ptt: {e}");
+            return Ok(1);
+        }
+    };
+    if config.tasks.permission_mode == crate::config::PermissionMode::BypassPermissions {
+        log::warn!("tasks.permission_mode = \"bypassPermissions\": Claude tasks will run tools WITHOUT asking");
+    }
+    let (task_tx, task_rx) = crossbeam_channel::unbounded();
+    let (supervisor, report) = Supervisor::new(config, paths.clone(), task_tx)?;
+    if let Some((aside, why)) = &report.registry_moved_aside {
+        log::warn!("the task registry was corrupt ({why}); moved it to {} and started empty", aside.display());
+    }
+    if !report.interrupted.is_empty() {
+        log::warn!("tasks interrupted by the previous daemon's end: {}", report.interrupted.join(", "));
+    }
+    if report.swept > 0 {
+        log::warn!("killed {} process(es) left behind by a previous daemon", report.swept);
+    }
+    let signal_rx = spawn_signal_thread()?;
+    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    crate::control::server::start(&paths.socket(), control_tx)?;
+    let mut daemon = Daemon {
+        paths,
+        supervisor,
+        scheduler: Scheduler::default(),
+        subscribers: Vec::new(),
+        started: Instant::now(),
+        shutting_down: false,
+        watchdog: systemd::watchdog_interval(),
+        control_rx,
+        task_rx,
+        signal_rx,
+    };
+    if let Some(every) = daemon.watchdog {
+        daemon.scheduler.schedule(TimerKind::Watchdog, Instant::now() + every);
+    }
+    log::info!(
+        "ptt {} ready (pid {}, socket {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        daemon.paths.socket().display()
+    );
+    systemd::notify("READY=1");
+    daemon.main_loop();
+    let _ = std::fs::remove_file(daemon.paths.socket());
+    log::info!("stopped");
+    Ok(0)
+}
+
+fn spawn_signal_thread() -> Result<Receiver<i32>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            if tx.send(sig).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+impl Daemon {
+    fn main_loop(&mut self) {
+        loop {
+            let event = self.next_event();
+            self.handle_event(event);
+            if self.shutting_down
+                && (self.supervisor.is_idle() || !self.scheduler.is_scheduled(TimerKind::ShutdownDeadline))
+            {
+                break;
+            }
+        }
+        self.supervisor.finish_shutdown();
+        systemd::notify("STOPPING=1");
+        self.broadcast(json!({"event": "daemon_stopped"}));
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [self.scheduler.next_deadline(), self.supervisor.next_deadline()].into_iter().flatten().min()
+    }
+
+    fn next_event(&self) -> Event {
+        let timeout = match self.next_deadline() {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        select! {
+            recv(self.control_rx) -> msg => match msg {
+                Ok(m) => Event::Control(m),
+                Err(_) => Event::Timer,
+            },
+            recv(self.task_rx) -> msg => match msg {
+                Ok(m) => Event::Task(m),
+                Err(_) => Event::Timer,
+            },
+            recv(self.signal_rx) -> msg => match msg {
+                Ok(s) => Event::Signal(s),
+                Err(_) => Event::Timer,
+            },
+            default(timeout) => Event::Timer,
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Control(Incoming::Request { request, reply }) => {
+                let answer = self.handle_request(request, now);
+                let _ = reply.send(answer);
+            }
+            Event::Control(Incoming::Subscribe { events }) => self.subscribers.push(events),
+            Event::Task(ev) => {
+                let notices = self.supervisor.on_event(ev, now);
+                self.publish(notices);
+            }
+            Event::Signal(sig) => self.handle_signal(sig, now),
+            Event::Timer => {}
+        }
+        // Timers are checked after every event: cheap, and nothing is late
+        // because a busy channel kept the select from timing out.
+        for due in self.scheduler.take_due(now) {
+            match due {
+                TimerKind::Watchdog => {
+                    systemd::notify("WATCHDOG=1");
+                    if let Some(every) = self.watchdog {
+                        self.scheduler.schedule(TimerKind::Watchdog, now + every);
+                    }
+                }
+                TimerKind::ShutdownDeadline => {
+                    log::warn!("shutdown: tasks did not stop within the grace period; killing them")
+                }
+            }
+        }
+        if self.supervisor.next_deadline().is_some_and(|d| d <= now) {
+            let notices = self.supervisor.on_timer(now);
+            self.publish(notices);
+        }
+    }
+
+    fn handle_signal(&mut self, sig: i32, now: Instant) {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        match sig {
+            SIGTERM | SIGINT => self.begin_shutdown(now, if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }),
+            SIGHUP => match Config::load(&self.paths.config_file) {
+                Ok(c) => {
+                    log::info!("SIGHUP: reloaded {}", self.paths.config_file.display());
+                    self.supervisor.set_config(c);
+                }
+                Err(e) => log::error!("SIGHUP: config not reloaded, keeping the old one: {e}"),
+            },
+            other => log::debug!("ignoring signal {other}"),
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant, why: &str) {
+        if self.shutting_down {
+            return;
+        }
+        log::info!("{why}: stopping {} running task(s)", self.supervisor.running_count());
+        systemd::notify("STOPPING=1");
+        self.shutting_down = true;
+        self.supervisor.begin_shutdown(now);
+        let grace = Duration::from_secs(u64::from(self.supervisor.config().tasks.kill_grace_s));
+        self.scheduler.schedule(TimerKind::ShutdownDeadline, now + grace);
+    }
+
+    fn handle_request(&mut self, request: Request, now: Instant) -> Value {
+        match request {
+            Request::Ping => json!({"pong": true, "pid": std::process::id()}),
+            Request::Status => self.status(),
+            Request::Tasks { all } => json!({"tasks": self.supervisor.list(all)}),
+            Request::Start { text, name, project, dir } => {
+                let outcome = self.supervisor.start(StartRequest { text, name, project, dir }, now);
+                if let crate::tasks::StartOutcome::Started { task_id, .. } = &outcome {
+                    self.publish(vec![Notice::Started(task_id.clone())]);
+                }
+                to_json(&outcome)
+            }
+            Request::Continue { reference, text } => {
+                let outcome = self.supervisor.continue_task(&reference, &text, now);
+                if let crate::tasks::StartOutcome::Started { task_id, .. } = &outcome {
+                    self.publish(vec![Notice::Started(task_id.clone())]);
+                }
+                to_json(&outcome)
+            }
+            Request::Show { reference } => match self.supervisor.lookup(&reference, |_| true) {
+                Lookup::Found(t) => json!({"status": "found", "task": self.supervisor.view(t)}),
+                Lookup::Ambiguous(candidates) => json!({
+                    "status": "ambiguous",
+                    "message": crate::tasks::ambiguity_message(&reference, &candidates),
+                    "candidates": candidates,
+                }),
+                Lookup::NotFound => {
+                    json!({"status": "not_found", "message": format!("no task matches \"{reference}\"")})
+                }
+            },
+            Request::Cancel { reference } => {
+                let outcome: CancelOutcome = self.supervisor.cancel(&reference, now);
+                to_json(&outcome)
+            }
+            Request::Shutdown => {
+                self.begin_shutdown(now, "shutdown requested");
+                json!({"status": "stopping"})
+            }
+            Request::Subscribe => error_reply("subscribe is handled by the connection"),
+        }
+    }
+
+    fn status(&self) -> Value {
+        json!({
+            "daemon": {
+                "pid": std::process::id(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_s": self.started.elapsed().as_secs(),
+                "config": self.paths.config_file,
+                "state_dir": self.paths.state_dir,
+                "socket": self.paths.socket(),
+            },
+            "tasks": self.supervisor.status(),
+        })
+    }
+
+    /// Turns supervisor notices into subscriber events.
+    fn publish(&mut self, notices: Vec<Notice>) {
+        for notice in notices {
+            let (event, id) = match &notice {
+                Notice::Started(id) => ("task_started", Some(id)),
+                Notice::Activity(id) => ("task_activity", Some(id)),
+                Notice::Stalled(id) => ("task_stalled", Some(id)),
+                Notice::Ended(id) => ("task_ended", Some(id)),
+                Notice::BudgetWarning(_) => ("budget_warning", None),
+            };
+            let task = id.and_then(|id| self.supervisor.registry().get(id)).map(|t| self.supervisor.view(t));
+            self.broadcast(json!({"event": event, "task": task}));
+        }
+    }
+
+    fn broadcast(&mut self, event: Value) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        // A subscriber that cannot keep up (full queue) or went away is dropped.
+        self.subscribers.retain(|s| s.try_send(event.clone()).is_ok());
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_else(|e| error_reply(format!("internal: {e}")))
+}

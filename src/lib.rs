@@ -1,0 +1,14 @@
+//! ptt: a push-to-talk daemon for Linux with a supervisor for background
+//! Claude Code tasks.
+//!
+//! The binary (`src/main.rs`) is a thin shell around [`cli::main`]. The crate
+//! is a library as well so that integration tests reach the internals. See
+//! ARCHITECTURE.md for the thread map and the invariants.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod logging;
+pub mod paths;
+pub mod tasks;

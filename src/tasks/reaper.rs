@@ -1,0 +1,418 @@
+//! One reaper thread per Claude child: reads its output, keeps the log,
+//! parses stream-json, and reports the exit.
+//!
+//! The thread owns the child handle and the read end of its output pipe and
+//! nothing else; it tells the main loop what happened through messages. It
+//! waits with `poll` on the pipe so that it also notices the child's exit
+//! when a grandchild (a Bash tool command in its own session) keeps the pipe
+//! open: after the exit it drains for a short while, then reports anyway.
+//!
+//! Memory is bounded whatever the child prints: lines longer than
+//! [`MAX_LINE`] are cut (the log keeps the bytes up to its own cap), the tail
+//! is a small ring, and progress messages are rate-limited.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::stream_json::{ParsedLine, ResultInfo, StreamFact, clip, parse_line};
+
+/// Longest line parsed; longer lines are cut (and then kept as text).
+pub const MAX_LINE: usize = 1 << 20;
+/// Lines kept in the in-memory tail.
+pub const TAIL_LINES: usize = 30;
+/// Characters kept per tail line.
+pub const TAIL_LINE_CHARS: usize = 300;
+const POLL_MS: u16 = 200;
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How long to keep reading after the child exited while a descendant holds the pipe.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(1500);
+
+/// A message from a reaper (or a sweep thread) about task `id`.
+#[derive(Debug)]
+pub struct TaskEvent {
+    pub id: String,
+    pub msg: ReaperMsg,
+}
+
+#[derive(Debug)]
+pub enum ReaperMsg {
+    /// `system/init` arrived.
+    Init { session_id: Option<String>, model: Option<String> },
+    /// Rate-limited progress: the latest activity and output counter.
+    Progress { activity: Option<String>, output_bytes: u64 },
+    /// The child exited (and its output was drained).
+    Finished(Box<Finished>),
+    /// A background kill of leftover processes finished.
+    Swept { killed: usize },
+}
+
+/// Everything the loop needs to judge the outcome.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub result: Option<ResultInfo>,
+    /// Last assistant text block (a fallback summary when there is no result).
+    pub last_text: Option<String>,
+    /// Last line that was not JSON (stderr, a crash): a failure reason.
+    pub last_plain: Option<String>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub tail: Vec<String>,
+    pub output_bytes: u64,
+    pub log_cut: bool,
+    pub log_error: Option<String>,
+}
+
+/// Where the reaper writes the full log.
+pub struct LogSpec {
+    pub path: PathBuf,
+    pub cap_bytes: u64,
+}
+
+/// Starts the reaper thread for a spawned child.
+pub fn start(
+    id: String,
+    child: Child,
+    output: std::io::PipeReader,
+    log: LogSpec,
+    tx: Sender<TaskEvent>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("reaper-{id}"))
+        .stack_size(512 * 1024)
+        .spawn(move || Reaper::new(id, log, tx).run(child, output))
+}
+
+struct Reaper {
+    id: String,
+    tx: Sender<TaskEvent>,
+    log: Option<std::fs::File>,
+    log_cap: u64,
+    log_written: u64,
+    log_cut: bool,
+    log_error: Option<String>,
+    line: Vec<u8>,
+    line_cut: bool,
+    tail: VecDeque<String>,
+    result: Option<ResultInfo>,
+    last_text: Option<String>,
+    last_plain: Option<String>,
+    activity: Option<String>,
+    activity_dirty: bool,
+    output_bytes: u64,
+    reported_bytes: u64,
+    last_progress: Instant,
+}
+
+impl Reaper {
+    fn new(id: String, log: LogSpec, tx: Sender<TaskEvent>) -> Reaper {
+        let (file, log_error) = match std::fs::OpenOptions::new().create(true).append(true).open(&log.path) {
+            Ok(f) => (Some(f), None),
+            Err(e) => {
+                log::warn!("task {id}: cannot open log {}: {e}", log.path.display());
+                (None, Some(format!("cannot open {}: {e}", log.path.display())))
+            }
+        };
+        Reaper {
+            id,
+            tx,
+            log: file,
+            log_cap: log.cap_bytes,
+            log_written: 0,
+            log_cut: false,
+            log_error,
+            line: Vec::new(),
+            line_cut: false,
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            result: None,
+            last_text: None,
+            last_plain: None,
+            activity: None,
+            activity_dirty: false,
+            output_bytes: 0,
+            reported_bytes: 0,
+            last_progress: Instant::now(),
+        }
+    }
+
+    fn send(&self, msg: ReaperMsg) {
+        // The loop may be gone during shutdown; nothing to do then.
+        let _ = self.tx.send(TaskEvent { id: self.id.clone(), msg });
+    }
+
+    fn run(mut self, mut child: Child, mut output: std::io::PipeReader) {
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
+        loop {
+            let timeout = match exited {
+                Some((_, at)) => {
+                    let left = DRAIN_AFTER_EXIT.saturating_sub(at.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    left.as_millis().min(u128::from(POLL_MS)) as u16
+                }
+                None => POLL_MS,
+            };
+            let readable = {
+                let mut fds = [nix::poll::PollFd::new(output.as_fd(), nix::poll::PollFlags::POLLIN)];
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(0) => false,
+                    Ok(_) => true,
+                    Err(nix::errno::Errno::EINTR) => false,
+                    Err(e) => {
+                        log::warn!("task {}: poll failed: {e}", self.id);
+                        break;
+                    }
+                }
+            };
+            if readable {
+                match output.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => self.consume(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::warn!("task {}: reading output failed: {e}", self.id);
+                        break;
+                    }
+                }
+            } else if exited.is_none()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited = Some((status, Instant::now()));
+            }
+            self.maybe_progress(false);
+        }
+        drop(output);
+        let status = match exited {
+            Some((s, _)) => Some(s),
+            None => child.wait().ok(),
+        };
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.handle_line(&line);
+        }
+        self.maybe_progress(true);
+        let tail = self.tail.drain(..).map(|l| super::summary::redact(&l)).collect();
+        let finished = Finished {
+            result: self.result.take(),
+            last_text: self.last_text.take(),
+            last_plain: self.last_plain.take(),
+            exit_code: status.and_then(|s| s.code()),
+            exit_signal: status.and_then(|s| s.signal()),
+            tail,
+            output_bytes: self.output_bytes,
+            log_cut: self.log_cut,
+            log_error: self.log_error.take(),
+        };
+        self.send(ReaperMsg::Finished(Box::new(finished)));
+    }
+
+    fn consume(&mut self, mut bytes: &[u8]) {
+        self.output_bytes += bytes.len() as u64;
+        self.write_log(bytes);
+        while !bytes.is_empty() {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    self.push_partial(&bytes[..nl]);
+                    let line = std::mem::take(&mut self.line);
+                    self.handle_line(&line);
+                    self.line = line;
+                    self.line.clear();
+                    if self.line.capacity() > 64 * 1024 {
+                        self.line.shrink_to(64 * 1024);
+                    }
+                    self.line_cut = false;
+                    bytes = &bytes[nl + 1..];
+                }
+                None => {
+                    self.push_partial(bytes);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn push_partial(&mut self, part: &[u8]) {
+        let room = MAX_LINE.saturating_sub(self.line.len());
+        if part.len() > room {
+            self.line.extend_from_slice(&part[..room]);
+            self.line_cut = true;
+        } else {
+            self.line.extend_from_slice(part);
+        }
+    }
+
+    fn handle_line(&mut self, line: &[u8]) {
+        if line.trim_ascii().is_empty() {
+            return;
+        }
+        match parse_line(line) {
+            ParsedLine::Json(facts) => {
+                for fact in facts {
+                    match fact {
+                        StreamFact::Init { session_id, model } => self.send(ReaperMsg::Init { session_id, model }),
+                        StreamFact::Activity(a) => {
+                            self.push_tail(format!("→ {a}"));
+                            self.activity = Some(a);
+                            self.activity_dirty = true;
+                        }
+                        StreamFact::ApiRetry(r) => {
+                            self.push_tail(r.clone());
+                            self.activity = Some(r);
+                            self.activity_dirty = true;
+                        }
+                        StreamFact::Text(t) => {
+                            self.push_tail(t.clone());
+                            self.last_text = Some(clip(&t, 4000));
+                        }
+                        StreamFact::Result(r) => {
+                            if let Some(text) = &r.result {
+                                self.push_tail(format!("result: {text}"));
+                            }
+                            self.result = Some(r);
+                        }
+                    }
+                }
+            }
+            ParsedLine::Text => {
+                let text = String::from_utf8_lossy(line);
+                let mut shown = clip(&text, TAIL_LINE_CHARS);
+                if self.line_cut {
+                    shown.push_str(" [line cut]");
+                }
+                self.push_tail(shown.clone());
+                self.last_plain = Some(shown);
+            }
+        }
+    }
+
+    fn push_tail(&mut self, line: String) {
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        // Room for a " [line cut]" marker after a clipped line.
+        self.tail.push_back(clip(&line, TAIL_LINE_CHARS + 16));
+    }
+
+    fn maybe_progress(&mut self, force: bool) {
+        let changed = self.activity_dirty || self.output_bytes != self.reported_bytes;
+        if !changed || (!force && self.last_progress.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        self.reported_bytes = self.output_bytes;
+        let activity = if self.activity_dirty { self.activity.clone() } else { None };
+        self.activity_dirty = false;
+        self.send(ReaperMsg::Progress { activity, output_bytes: self.output_bytes });
+    }
+
+    fn write_log(&mut self, bytes: &[u8]) {
+        let Some(file) = self.log.as_mut() else { return };
+        let room = self.log_cap.saturating_sub(self.log_written) as usize;
+        let part = &bytes[..bytes.len().min(room)];
+        let mut result = file.write_all(part);
+        self.log_written += part.len() as u64;
+        if result.is_ok() && part.len() < bytes.len() {
+            self.log_cut = true;
+            let note = format!("\n[ptt: log cut at {} bytes; later output was not kept]\n", self.log_cap);
+            result = file.write_all(note.as_bytes());
+            self.log = None;
+        }
+        if let Err(e) = result {
+            log::warn!("task {}: writing its log failed ({e}); output is still parsed", self.id);
+            self.log_error = Some(format!("log write failed: {e}"));
+            self.log = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn run_script(script: &str, cap: u64) -> (Vec<ReaperMsg>, PathBuf) {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let writer2 = writer.try_clone().expect("clone");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(writer).stderr(writer2);
+        let child = cmd.spawn().expect("spawn");
+        drop(cmd);
+        let log = std::env::temp_dir().join(format!("ptt-reaper-{}.log", uuid::Uuid::new_v4()));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let h = start("t1".into(), child, reader, LogSpec { path: log.clone(), cap_bytes: cap }, tx).expect("start");
+        h.join().expect("join");
+        (rx.try_iter().map(|e| e.msg).collect(), log)
+    }
+
+    fn finished(msgs: &[ReaperMsg]) -> &Finished {
+        match msgs.last() {
+            Some(ReaperMsg::Finished(f)) => f,
+            other => panic!("last message is not Finished: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_init_activity_result_and_exit() {
+        let script = r#"
+echo '{"type":"system","subtype":"init","session_id":"s1","model":"m"}'
+echo '{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Write","input":{"file_path":"a/b/c.txt"}}]}}'
+echo 'plain stderr line' >&2
+echo '{"type":"result","subtype":"success","is_error":false,"result":"Done.","total_cost_usd":0.5}'
+exit 3"#;
+        let (msgs, log) = run_script(script, 1 << 20);
+        assert!(matches!(&msgs[0], ReaperMsg::Init { session_id: Some(s), .. } if s == "s1"));
+        assert!(
+            msgs.iter().any(|m| matches!(m, ReaperMsg::Progress { activity: Some(a), .. } if a == "writing b/c.txt"))
+        );
+        let f = finished(&msgs);
+        assert_eq!(f.exit_code, Some(3));
+        assert_eq!(f.result.as_ref().and_then(|r| r.total_cost_usd), Some(0.5));
+        assert_eq!(f.last_plain.as_deref(), Some("plain stderr line"));
+        assert!(f.tail.iter().any(|l| l == "result: Done."), "{:?}", f.tail);
+        let logged = std::fs::read_to_string(&log).expect("log");
+        assert!(logged.contains("plain stderr line") && logged.contains("\"result\""));
+    }
+
+    #[test]
+    fn log_is_capped_with_a_note_and_long_lines_are_cut() {
+        let (msgs, log) = run_script("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo tail-line", 100_000);
+        let f = finished(&msgs);
+        assert!(f.log_cut);
+        assert_eq!(f.output_bytes, 3_000_000 + 1 + 10);
+        let logged = std::fs::read(&log).expect("log");
+        assert!(logged.len() < 100_200, "{}", logged.len());
+        assert!(String::from_utf8_lossy(&logged).contains("[ptt: log cut at 100000 bytes"));
+        assert_eq!(f.last_plain.as_deref(), Some("tail-line"));
+        assert!(f.tail.iter().any(|l| l.ends_with("[line cut]")), "{:?}", f.tail);
+    }
+
+    #[test]
+    fn exit_is_reported_while_a_grandchild_holds_the_pipe() {
+        let started = Instant::now();
+        let (msgs, _) = run_script("setsid sleep 20 & echo \"grandchild $!\"; exit 0", 1 << 20);
+        let f = finished(&msgs);
+        assert_eq!(f.exit_code, Some(0));
+        assert!(started.elapsed() < Duration::from_secs(10), "did not wait for the grandchild");
+        let pid: i32 = f
+            .last_plain
+            .as_deref()
+            .and_then(|l| l.strip_prefix("grandchild "))
+            .and_then(|p| p.parse().ok())
+            .expect("grandchild pid");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+
+    #[test]
+    fn killed_by_signal() {
+        let (msgs, _) = run_script("kill -9 $$", 1 << 20);
+        assert_eq!(finished(&msgs).exit_signal, Some(9));
+    }
+}

@@ -1,0 +1,321 @@
+//! The task registry: every task this user has run, persisted atomically.
+//!
+//! Only the daemon's main loop owns a [`Registry`]; it writes the file with
+//! temp file + fsync + rename, so a crash at any moment leaves either the old
+//! or the new version, never a torn one. Ids (`t1`, `t2`, …) keep counting
+//! across restarts; a corrupt file is moved aside (the counter is then
+//! recovered from the log files so ids are never reused).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    /// The daemon stopped (or crashed) while the task ran.
+    Interrupted,
+}
+
+impl TaskState {
+    pub fn is_active(self) -> bool {
+        self == TaskState::Running
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::TimedOut => "timed_out",
+            TaskState::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One task, as kept on disk and reported to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Short id: `t7`.
+    pub id: String,
+    /// The `PTT_TASK_ID` every process of the task carries.
+    pub uuid: String,
+    pub name: String,
+    pub prompt: String,
+    pub project: Option<String>,
+    /// Where Claude runs.
+    pub dir: PathBuf,
+    /// The directory the task was asked for (differs from `dir` with isolation).
+    #[serde(default)]
+    pub origin_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    pub state: TaskState,
+    pub pid: Option<i32>,
+    pub pgid: Option<i32>,
+    /// Start time of `pid` in clock ticks since boot (`/proc/PID/stat` field
+    /// 22): with the pid it identifies the process even after pid reuse.
+    pub proc_start: Option<u64>,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub ended_at: Option<u64>,
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    /// The resumed task, for `continue`.
+    #[serde(default)]
+    pub continues: Option<String>,
+    /// What it is doing now ("editing src/auth.rs").
+    pub activity: Option<String>,
+    #[serde(default)]
+    pub stalled: bool,
+    pub cost_usd: Option<f64>,
+    pub num_turns: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    /// Why it failed (or was stopped), in words.
+    pub reason: Option<String>,
+    /// The redacted, ear-length summary of the result.
+    pub summary: Option<String>,
+    pub log_path: PathBuf,
+    /// The last lines of output (bounded, redacted).
+    #[serde(default)]
+    pub tail: Vec<String>,
+    #[serde(default)]
+    pub output_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RegistryFile {
+    version: u32,
+    next_id: u64,
+    tasks: Vec<TaskRecord>,
+}
+
+/// The in-memory registry.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub next_id: u64,
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// What loading found besides the tasks.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Set when the file was corrupt and moved aside.
+    pub moved_aside: Option<(PathBuf, String)>,
+}
+
+impl Registry {
+    /// Loads the registry. A missing file is an empty registry; a corrupt one is
+    /// renamed to `tasks.json.corrupt-<unix time>` and reported, and the id
+    /// counter is recovered from `logs_dir`.
+    pub fn load(path: &Path, logs_dir: &Path) -> Result<(Registry, LoadReport)> {
+        let mut report = LoadReport::default();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let next_id = next_id_from_logs(logs_dir);
+                return Ok((Registry { next_id, tasks: Vec::new() }, report));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        match serde_json::from_slice::<RegistryFile>(&bytes) {
+            Ok(file) => {
+                let max_seen = file.tasks.iter().filter_map(|t| numeric_id(&t.id)).max().unwrap_or(0);
+                let next_id = file.next_id.max(max_seen + 1).max(next_id_from_logs(logs_dir));
+                Ok((Registry { next_id, tasks: file.tasks }, report))
+            }
+            Err(e) => {
+                let aside = path.with_extension(format!("json.corrupt-{}", unix_now()));
+                std::fs::rename(path, &aside)
+                    .with_context(|| format!("cannot move corrupt {} aside", path.display()))?;
+                report.moved_aside = Some((aside, e.to_string()));
+                let next_id = next_id_from_logs(logs_dir);
+                Ok((Registry { next_id, tasks: Vec::new() }, report))
+            }
+        }
+    }
+
+    /// Writes the registry atomically: temp file, fsync, rename, fsync dir.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let file = RegistryFile { version: 1, next_id: self.next_id, tasks: self.tasks.clone() };
+        let bytes = serde_json::to_vec_pretty(&file).context("cannot serialize the registry")?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Allocates the next id (`t<N>`).
+    pub fn allocate_id(&mut self) -> String {
+        let id = format!("t{}", self.next_id.max(1));
+        self.next_id = self.next_id.max(1) + 1;
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<&TaskRecord> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut TaskRecord> {
+        self.tasks.iter_mut().find(|t| t.id == id)
+    }
+
+    /// Drops the oldest ended tasks beyond `keep` (their logs stay on disk).
+    pub fn prune(&mut self, keep: usize) {
+        let ended = self.tasks.iter().filter(|t| !t.state.is_active()).count();
+        let mut excess = ended.saturating_sub(keep);
+        if excess == 0 {
+            return;
+        }
+        self.tasks.retain(|t| {
+            if excess > 0 && !t.state.is_active() {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new content.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `t12` → 12.
+pub fn numeric_id(id: &str) -> Option<u64> {
+    id.strip_prefix('t')?.parse().ok()
+}
+
+/// One more than the highest `t<N>.log` in the logs directory (at least 1).
+fn next_id_from_logs(logs_dir: &Path) -> u64 {
+    let max = std::fs::read_dir(logs_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            numeric_id(name.strip_suffix(".log")?)
+        })
+        .max()
+        .unwrap_or(0);
+    max + 1
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) fn sample(id: &str, name: &str, state: TaskState) -> TaskRecord {
+    TaskRecord {
+        id: id.into(),
+        uuid: format!("uuid-{id}"),
+        name: name.into(),
+        prompt: format!("prompt of {name}"),
+        project: None,
+        dir: PathBuf::from("/tmp"),
+        origin_dir: None,
+        branch: None,
+        state,
+        pid: None,
+        pgid: None,
+        proc_start: None,
+        created_at: 1,
+        ended_at: None,
+        session_id: None,
+        model: None,
+        continues: None,
+        activity: None,
+        stalled: false,
+        cost_usd: None,
+        num_turns: None,
+        duration_ms: None,
+        exit_code: None,
+        exit_signal: None,
+        reason: None,
+        summary: None,
+        log_path: PathBuf::from(format!("/tmp/{id}.log")),
+        tail: Vec::new(),
+        output_bytes: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ptt-reg-{tag}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(d.join("logs")).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn save_and_load_keep_tasks_and_counter() {
+        let d = tempdir("roundtrip");
+        let mut r = Registry { next_id: 1, tasks: vec![] };
+        let id = r.allocate_id();
+        assert_eq!(id, "t1");
+        r.tasks.push(sample(&id, "auth refactor", TaskState::Succeeded));
+        assert_eq!(r.allocate_id(), "t2");
+        r.save(&d.join("tasks.json")).expect("save");
+        let (loaded, report) = Registry::load(&d.join("tasks.json"), &d.join("logs")).expect("load");
+        assert!(report.moved_aside.is_none());
+        assert_eq!(loaded.tasks, r.tasks);
+        assert_eq!(loaded.next_id, 3);
+        let leftovers: Vec<_> = std::fs::read_dir(&d).expect("ls").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 2, "no temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_and_ids_continue_from_logs() {
+        let d = tempdir("corrupt");
+        std::fs::write(d.join("tasks.json"), b"{\"version\":1,\"next_id\":").expect("write");
+        std::fs::write(d.join("logs/t41.log"), b"x").expect("write");
+        let (r, report) = Registry::load(&d.join("tasks.json"), &d.join("logs")).expect("load");
+        let (aside, why) = report.moved_aside.expect("moved aside");
+        assert!(aside.exists() && !d.join("tasks.json").exists());
+        assert!(!why.is_empty());
+        assert_eq!(r.next_id, 42);
+    }
+
+    #[test]
+    fn prune_drops_oldest_ended_only() {
+        let mut r = Registry::default();
+        r.tasks.push(sample("t1", "a", TaskState::Succeeded));
+        r.tasks.push(sample("t2", "b", TaskState::Running));
+        r.tasks.push(sample("t3", "c", TaskState::Failed));
+        r.tasks.push(sample("t4", "d", TaskState::Cancelled));
+        r.prune(1);
+        let ids: Vec<_> = r.tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["t2", "t4"]);
+    }
+}

@@ -1,0 +1,237 @@
+//! Parsing of `claude -p --output-format stream-json` lines.
+//!
+//! Pure functions only: the reaper thread feeds raw lines in and gets typed
+//! facts out. The CLI adds fields often, so everything is read leniently from
+//! `serde_json::Value`: a missing or oddly typed field is simply absent, and a
+//! line that is not JSON at all is kept as text by the caller. Failure is
+//! judged later from `is_error` and the exit status, never from `subtype` (an
+//! auth failure reports `subtype: "success"` with `is_error: true`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `result` line: the outcome the CLI reports for the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResultInfo {
+    pub is_error: bool,
+    pub subtype: Option<String>,
+    pub terminal_reason: Option<String>,
+    pub result: Option<String>,
+    pub total_cost_usd: Option<f64>,
+    pub duration_ms: Option<u64>,
+    pub num_turns: Option<u64>,
+    pub session_id: Option<String>,
+}
+
+/// One fact extracted from a line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamFact {
+    /// `system/init`: the session id (for `--resume`) and the model.
+    Init { session_id: Option<String>, model: Option<String> },
+    /// An `assistant` tool_use block, described for humans ("editing src/a.rs").
+    Activity(String),
+    /// An `assistant` text block.
+    Text(String),
+    /// `system/api_retry`: the CLI is retrying an API call.
+    ApiRetry(String),
+    /// The final `result` line.
+    Result(ResultInfo),
+}
+
+/// What a line was.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedLine {
+    /// Valid JSON; zero or more facts (an assistant line may hold several blocks).
+    Json(Vec<StreamFact>),
+    /// Not JSON (stderr, a crash message, garbage): the caller keeps it as text.
+    Text,
+}
+
+fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Parses one line (without its newline).
+pub fn parse_line(line: &[u8]) -> ParsedLine {
+    let trimmed = line.trim_ascii();
+    if trimmed.first() != Some(&b'{') {
+        return ParsedLine::Text;
+    }
+    let v: Value = match serde_json::from_slice(trimmed) {
+        Ok(v) => v,
+        Err(_) => return ParsedLine::Text,
+    };
+    let mut facts = Vec::new();
+    match v.get("type").and_then(Value::as_str) {
+        Some("system") => match v.get("subtype").and_then(Value::as_str) {
+            Some("init") => {
+                facts.push(StreamFact::Init { session_id: str_of(&v, "session_id"), model: str_of(&v, "model") })
+            }
+            Some("api_retry") => {
+                let attempt = v.get("attempt").and_then(Value::as_u64).unwrap_or(0);
+                let error = v
+                    .get("error")
+                    .and_then(|e| e.as_str().map(str::to_owned).or_else(|| str_of(e, "message")))
+                    .or_else(|| v.get("error_status").map(|s| s.to_string()))
+                    .unwrap_or_else(|| "API error".into());
+                facts.push(StreamFact::ApiRetry(format!("retrying API call (attempt {attempt}): {error}")));
+            }
+            _ => {}
+        },
+        Some("assistant") => {
+            let blocks = v.pointer("/message/content").and_then(Value::as_array);
+            for block in blocks.into_iter().flatten() {
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        if let Some(t) = block.get("text").and_then(Value::as_str)
+                            && !t.trim().is_empty()
+                        {
+                            facts.push(StreamFact::Text(t.to_owned()));
+                        }
+                    }
+                    Some("tool_use") => {
+                        let name = block.get("name").and_then(Value::as_str).unwrap_or("a tool");
+                        let input = block.get("input").unwrap_or(&Value::Null);
+                        facts.push(StreamFact::Activity(describe_tool_use(name, input)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Some("result") => facts.push(StreamFact::Result(ResultInfo {
+            is_error: v.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+            subtype: str_of(&v, "subtype"),
+            terminal_reason: str_of(&v, "terminal_reason"),
+            result: str_of(&v, "result"),
+            total_cost_usd: v.get("total_cost_usd").and_then(Value::as_f64).filter(|c| c.is_finite()),
+            duration_ms: v.get("duration_ms").and_then(Value::as_u64),
+            num_turns: v.get("num_turns").and_then(Value::as_u64),
+            session_id: str_of(&v, "session_id"),
+        })),
+        _ => {}
+    }
+    ParsedLine::Json(facts)
+}
+
+/// Cuts `s` to at most `max` characters, adding an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((i, _)) => format!("{}…", s[..i].trim_end()),
+    }
+}
+
+/// "editing src/auth.rs", "running cargo test": what a tool call is doing.
+pub fn describe_tool_use(name: &str, input: &Value) -> String {
+    let field = |k: &str| input.get(k).and_then(Value::as_str).map(|s| clip(s, 80));
+    let path =
+        || field("file_path").or_else(|| field("notebook_path")).or_else(|| field("path")).map(|p| short_path(&p));
+    let described = match name {
+        "Edit" | "MultiEdit" | "NotebookEdit" => path().map(|p| format!("editing {p}")),
+        "Write" => path().map(|p| format!("writing {p}")),
+        "Read" => path().map(|p| format!("reading {p}")),
+        "Bash" => field("command").map(|c| {
+            let first_line = c.lines().next().unwrap_or("").to_string();
+            format!("running {}", clip(&first_line, 60))
+        }),
+        "Grep" => field("pattern").map(|p| format!("searching for {p}")),
+        "Glob" => field("pattern").map(|p| format!("looking for files {p}")),
+        "WebFetch" => field("url").map(|u| format!("fetching {u}")),
+        "WebSearch" => field("query").map(|q| format!("searching the web for {q}")),
+        "Task" | "Agent" => field("description").map(|d| format!("delegating: {d}")),
+        "TodoWrite" => Some("updating its plan".to_string()),
+        _ => None,
+    };
+    let text = described.unwrap_or_else(|| format!("using {name}"));
+    crate::tasks::summary::redact(&text)
+}
+
+/// Keeps the last two components of a path: enough to say it, short to hear.
+fn short_path(p: &str) -> String {
+    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+    if parts.len() <= 2 { p.trim_start_matches("./").to_string() } else { parts[parts.len() - 2..].join("/") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(line: &str) -> Vec<StreamFact> {
+        match parse_line(line.as_bytes()) {
+            ParsedLine::Json(f) => f,
+            ParsedLine::Text => panic!("not json: {line}"),
+        }
+    }
+
+    #[test]
+    fn init_gives_session_and_model() {
+        let f = facts(r#"{"type":"system","subtype":"init","session_id":"abc","model":"claude-x","tools":[]}"#);
+        assert_eq!(f, vec![StreamFact::Init { session_id: Some("abc".into()), model: Some("claude-x".into()) }]);
+    }
+
+    #[test]
+    fn assistant_blocks_become_text_and_activity() {
+        let f = facts(
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Let me look."},
+            {"type":"tool_use","id":"t","name":"Edit","input":{"file_path":"/home/u/site/src/auth.rs"}},
+            {"type":"tool_use","id":"u","name":"Bash","input":{"command":"cargo test --all\necho hi"}}]}}"#,
+        );
+        assert_eq!(
+            f,
+            vec![
+                StreamFact::Text("Let me look.".into()),
+                StreamFact::Activity("editing src/auth.rs".into()),
+                StreamFact::Activity("running cargo test --all".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn result_is_read_leniently() {
+        let f = facts(
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"Not logged in · Please run /login",
+            "total_cost_usd":0,"duration_ms":12,"num_turns":1,"session_id":"s","extra":{"new":"field"}}"#,
+        );
+        let StreamFact::Result(r) = &f[0] else { panic!("{f:?}") };
+        assert!(r.is_error);
+        assert_eq!(r.subtype.as_deref(), Some("success"));
+        assert_eq!(r.result.as_deref(), Some("Not logged in · Please run /login"));
+        assert_eq!((r.duration_ms, r.num_turns), (Some(12), Some(1)));
+        let f = facts(r#"{"type":"result","is_error":"yes","total_cost_usd":"3"}"#);
+        let StreamFact::Result(r) = &f[0] else { panic!() };
+        assert!(!r.is_error, "a wrongly typed field is absent, not a panic");
+        assert_eq!(r.total_cost_usd, None);
+    }
+
+    #[test]
+    fn garbage_is_text_and_unknown_json_is_no_fact() {
+        assert_eq!(parse_line(b"Error: something broke"), ParsedLine::Text);
+        assert_eq!(parse_line(b"{not json"), ParsedLine::Text);
+        assert_eq!(parse_line(&[0xff, 0xfe, b'{']), ParsedLine::Text);
+        assert_eq!(parse_line(br#"{"type":"rate_limit_event"}"#), ParsedLine::Json(vec![]));
+        assert_eq!(parse_line(br#"{"type":"assistant","message":{"content":"str"}}"#), ParsedLine::Json(vec![]));
+    }
+
+    #[test]
+    fn api_retry_is_reported() {
+        let f = facts(r#"{"type":"system","subtype":"api_retry","attempt":2,"error":"overloaded"}"#);
+        assert_eq!(f, vec![StreamFact::ApiRetry("retrying API call (attempt 2): overloaded".into())]);
+    }
+
+    #[test]
+    fn activity_never_carries_a_secret() {
+        let a = describe_tool_use(
+            "Bash",
+            &serde_json::json!({"command": "curl -H 'Authorization: Bearer sk-abcdefghijklmnopqrstuvwx' x"}),
+        );
+        assert!(!a.contains("sk-abcdefghijklmnop"), "{a}");
+        assert_eq!(describe_tool_use("Frobnicate", &Value::Null), "using Frobnicate");
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("héllo wörld", 4), "héll…");
+        assert_eq!(clip("short", 10), "short");
+    }
+}

@@ -1,0 +1,133 @@
+//! What is said about a task: redacted, and short enough for the ear.
+//!
+//! Whatever leaves the daemon towards a model, a speaker or a status bar goes
+//! through [`redact`] first: API keys, tokens, private keys, passwords in URLs
+//! and in `password=...` assignments are replaced by `[redacted]`. The spoken
+//! summary is the result's own text, cut at a sentence boundary, never the raw
+//! tail of the log.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+static SECRET_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    let rules: &[(&str, &str)] = &[
+        // PEM private keys, whole block.
+        (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|\z)", "[redacted private key]"),
+        // Vendor key shapes.
+        (r"\bsk-[A-Za-z0-9_\-]{16,}", "[redacted]"),
+        (r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}", "[redacted]"),
+        (r"\bgithub_pat_[A-Za-z0-9_]{20,}", "[redacted]"),
+        (r"\bxox[abprs]-[A-Za-z0-9\-]{10,}", "[redacted]"),
+        (r"\bAKIA[0-9A-Z]{16}\b", "[redacted]"),
+        (r"\bAIza[0-9A-Za-z_\-]{30,}", "[redacted]"),
+        (r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{5,}", "[redacted]"),
+        // Authorization headers.
+        (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9_\-\.=+/]{12,}", "$1 [redacted]"),
+        // user:password@ in URLs.
+        (r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]+):[^\s@/]+@", "$1:[redacted]@"),
+        // password = value, API_KEY: value, "secret": "value".
+        (
+            r#"(?i)\b([A-Z0-9_]*(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[A-Z0-9_]*)("?\s*[:=]\s*"?)[^\s"',;]+"#,
+            "$1$3[redacted]",
+        ),
+    ];
+    rules
+        .iter()
+        .filter_map(|(pattern, replacement)| match Regex::new(pattern) {
+            Ok(re) => Some((re, *replacement)),
+            Err(e) => {
+                log::error!("internal: bad redaction pattern {pattern:?}: {e}");
+                None
+            }
+        })
+        .collect()
+});
+
+/// Replaces anything that looks like a secret.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for (re, replacement) in SECRET_PATTERNS.iter() {
+        if re.is_match(&out) {
+            out = re.replace_all(&out, *replacement).into_owned();
+        }
+    }
+    out
+}
+
+/// A spoken-length version of `text`: whitespace folded, markdown noise
+/// dropped, cut at the last sentence end before `max_chars` (or a word
+/// boundary when there is none), redacted.
+pub fn for_the_ear(text: &str, max_chars: usize) -> String {
+    let folded: String = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches(['#', '*', '-', '>']).trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("**", "")
+        .replace('`', "");
+    let clean = redact(&folded);
+    if clean.chars().count() <= max_chars {
+        return clean;
+    }
+    let cut: String = clean.chars().take(max_chars).collect();
+    let sentence_end = cut
+        .char_indices()
+        .filter(|(i, c)| matches!(c, '.' | '!' | '?') && cut[i + c.len_utf8()..].starts_with(char::is_whitespace))
+        .map(|(i, c)| i + c.len_utf8())
+        .next_back();
+    match sentence_end {
+        Some(end) if end >= max_chars / 3 => cut[..end].to_string(),
+        _ => {
+            let word_end = cut.rfind(char::is_whitespace).unwrap_or(cut.len());
+            format!("{}…", cut[..word_end].trim_end())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_common_secrets() {
+        let cases = [
+            "key is sk-proj-abcdefghijklmnopqrstuvwxyz123",
+            "export OPENAI_API_KEY=abcd1234efgh",
+            "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "curl https://bob:hunter2@example.com/x",
+            "password: hunter2",
+            "Authorization: Bearer abcdefghijklmnop1234",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+            "aws AKIAABCDEFGHIJKLMNOP",
+            "{\"api_key\": \"zzzzzzzz\"}",
+        ];
+        for case in cases {
+            let r = redact(case);
+            assert!(r.contains("[redacted"), "not redacted: {case} -> {r}");
+            for secret in ["abcdefghijklmnopqrstuvwxyz123", "abcd1234efgh", "hunter2", "MIIEow", "zzzzzzzz"] {
+                assert!(!r.contains(secret), "{secret} leaked in {r}");
+            }
+        }
+        assert_eq!(redact("nothing secret here: tokens are fun"), "nothing secret here: tokens are fun");
+    }
+
+    #[test]
+    fn cuts_at_a_sentence_boundary() {
+        let text = "I refactored the auth module. All 42 tests pass. I also updated the README and fixed a typo in the changelog that nobody will ever read.";
+        assert_eq!(for_the_ear(text, 60), "I refactored the auth module. All 42 tests pass.");
+        assert_eq!(for_the_ear("short.", 60), "short.");
+    }
+
+    #[test]
+    fn falls_back_to_a_word_boundary_and_strips_markdown() {
+        let s = for_the_ear(
+            "## Summary\n- **Changed** `src/a.rs` and many many other files without any full stop at all",
+            40,
+        );
+        assert!(s.ends_with('…'), "{s}");
+        assert!(!s.contains('#') && !s.contains("**") && !s.contains('`'), "{s}");
+        assert!(s.chars().count() <= 41, "{s}");
+    }
+}

@@ -1,0 +1,193 @@
+//! Finding and killing a task's processes wherever they went.
+//!
+//! The real CLI runs its Bash tool in a separate session and process group,
+//! and a SIGKILLed CLI orphans it. What every process of a task still shares
+//! is its environment: `PTT_TASK_ID` (which task) and `PTT_OWNER` (which
+//! daemon, as `pid:start-ticks`). This module scans `/proc` for processes of
+//! our uid carrying them. It does blocking file reads, so the daemon calls it
+//! from a short-lived thread or before its loop starts, never from the loop.
+
+use std::path::Path;
+
+/// A process that carries a task marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedProcess {
+    pub pid: i32,
+    pub task_uuid: String,
+    pub owner: Option<String>,
+}
+
+/// Start time (clock ticks since boot) of `pid`, field 22 of `/proc/PID/stat`.
+pub fn proc_start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// `pid:start` for this process: what children carry in `PTT_OWNER`.
+pub fn owner_tag_of_self() -> String {
+    let pid = std::process::id() as i32;
+    format!("{pid}:{}", proc_start_ticks(pid).unwrap_or(0))
+}
+
+/// Is the daemon named by an owner tag still alive (same pid, same start)?
+pub fn owner_alive(tag: &str) -> bool {
+    let Some((pid, start)) = tag.split_once(':') else { return false };
+    let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else { return false };
+    pid > 0 && proc_start_ticks(pid) == Some(start)
+}
+
+/// All live processes of `uid` that carry `PTT_TASK_ID`.
+pub fn scan(uid: u32) -> Vec<TaggedProcess> {
+    scan_root(Path::new("/proc"), uid)
+}
+
+fn scan_root(proc_root: &Path, uid: u32) -> Vec<TaggedProcess> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(proc_root) else { return found };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        match entry.metadata() {
+            Ok(m) if m.uid() == uid => {}
+            _ => continue,
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        let mut task_uuid = None;
+        let mut owner = None;
+        for var in environ.split(|&b| b == 0) {
+            if let Some(v) = var.strip_prefix(b"PTT_TASK_ID=") {
+                task_uuid = Some(String::from_utf8_lossy(v).into_owned());
+            } else if let Some(v) = var.strip_prefix(b"PTT_OWNER=") {
+                owner = Some(String::from_utf8_lossy(v).into_owned());
+            }
+        }
+        if let Some(task_uuid) = task_uuid {
+            found.push(TaggedProcess { pid, task_uuid, owner });
+        }
+    }
+    found
+}
+
+/// SIGKILLs every process of ours carrying one of `uuids`, in rounds until
+/// none is left (a process may fork while we kill). Returns how many were
+/// killed.
+pub fn kill_tasks(uid: u32, uuids: &[String]) -> usize {
+    kill_matching(uid, |p| uuids.contains(&p.task_uuid))
+}
+
+/// Kills processes whose owning daemon is dead (or unknown), except those of
+/// `owned_by_us` (tasks the calling daemon still runs). Returns the victims.
+pub fn sweep_orphans(uid: u32, own_tag: Option<&str>) -> Vec<TaggedProcess> {
+    let mut victims = Vec::new();
+    for _round in 0..5 {
+        let batch: Vec<TaggedProcess> = scan(uid)
+            .into_iter()
+            .filter(|p| match &p.owner {
+                Some(o) if Some(o.as_str()) == own_tag => false,
+                Some(o) => !owner_alive(o),
+                None => true,
+            })
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        for p in &batch {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        victims.extend(batch);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    victims.sort_by_key(|p| p.pid);
+    victims.dedup_by_key(|p| p.pid);
+    victims
+}
+
+fn kill_matching(uid: u32, matches: impl Fn(&TaggedProcess) -> bool) -> usize {
+    let mut killed = std::collections::BTreeSet::new();
+    for _round in 0..5 {
+        let batch: Vec<i32> = scan(uid).into_iter().filter(|p| matches(p)).map(|p| p.pid).collect();
+        if batch.is_empty() {
+            break;
+        }
+        for pid in batch {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            killed.insert(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    killed.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn own_start_ticks_and_owner_liveness() {
+        let tag = owner_tag_of_self();
+        assert!(owner_alive(&tag), "{tag}");
+        let (pid, start) = tag.split_once(':').expect("tag");
+        assert!(!owner_alive(&format!("{pid}:{}", start.parse::<u64>().expect("n") + 1)), "other start time");
+        assert!(!owner_alive("garbage"));
+        assert!(!owner_alive("0:0"));
+    }
+
+    #[test]
+    fn finds_and_kills_tagged_processes_including_other_sessions() {
+        let uuid = format!("test-{}", uuid::Uuid::new_v4());
+        // A child that starts a grandchild in its own session, like the CLI's Bash tool.
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg("setsid sleep 30 & sleep 30")
+            .env("PTT_TASK_ID", &uuid)
+            .env("PTT_OWNER", owner_tag_of_self())
+            .spawn()
+            .expect("spawn");
+        let uid = nix::unistd::geteuid().as_raw();
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = scan(uid).iter().filter(|p| p.task_uuid == uuid).count();
+            if seen >= 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(seen >= 3, "sh, sleep and the setsid sleep: saw {seen}");
+        let killed = kill_tasks(uid, std::slice::from_ref(&uuid));
+        assert!(killed >= 3, "killed {killed}");
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(scan(uid).iter().filter(|p| p.task_uuid == uuid).count(), 0);
+    }
+
+    #[test]
+    fn orphan_sweep_spares_live_owners() {
+        let uuid = format!("test-{}", uuid::Uuid::new_v4());
+        let own = owner_tag_of_self();
+        let mut mine =
+            Command::new("sleep").arg("30").env("PTT_TASK_ID", &uuid).env("PTT_OWNER", &own).spawn().expect("spawn");
+        let dead_uuid = format!("test-{}", uuid::Uuid::new_v4());
+        let mut orphan = Command::new("sleep")
+            .arg("30")
+            .env("PTT_TASK_ID", &dead_uuid)
+            .env("PTT_OWNER", "999999999:1")
+            .spawn()
+            .expect("spawn");
+        let uid = nix::unistd::geteuid().as_raw();
+        // Only look at our two test processes: other tests may run tagged processes too.
+        let victims = sweep_orphans(uid, None);
+        assert!(victims.iter().any(|v| v.task_uuid == dead_uuid), "orphan killed: {victims:?}");
+        assert!(!victims.iter().any(|v| v.task_uuid == uuid), "live owner spared");
+        assert!(orphan.wait().is_ok());
+        assert!(mine.try_wait().expect("try_wait").is_none(), "still running");
+        let _ = mine.kill();
+        let _ = mine.wait();
+    }
+}

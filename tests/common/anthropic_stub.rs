@@ -1,0 +1,764 @@
+//! A tiny local stand-in for the Anthropic Messages API, so integration tests can
+//! drive the real Claude Code CLI (`claude -p ... --output-format stream-json`)
+//! offline, with real tool calls and real process trees.
+//!
+//! Point the CLI at it with `ANTHROPIC_BASE_URL=<stub.base_url>` and any
+//! `ANTHROPIC_API_KEY`. The stub speaks just enough HTTP/1.1 (keep-alive,
+//! `Content-Length` or chunked request bodies) and answers
+//! `POST /v1/messages` with server-sent events in the order the real API uses:
+//! `message_start`, `ping`, then per content block `content_block_start`,
+//! `content_block_delta`s, `content_block_stop`, then `message_delta` and
+//! `message_stop`. `HEAD`/`GET /api/hello` get an empty 200, anything else 404.
+//!
+//! It is stateless: a conversation is a sequence of requests, each carrying the
+//! whole history. The scenario comes from a marker word in the prompt (the most
+//! recent user message whose text contains a `SCENARIO_` marker, i.e. the first
+//! user message in an ordinary single-prompt run), and the turn is the number
+//! of assistant messages after that prompt:
+//!
+//! * `SCENARIO_WRITE_FILE <relative path> <word>`: turn 1 is a short text plus a
+//!   `Write` tool call writing `<word>\n` to the path, made absolute against the
+//!   "Primary working directory" the CLI reports in the request; turn 2 is the
+//!   text `Wrote <path>. All done.`
+//! * `SCENARIO_BASH_SLEEP <seconds>`: turn 1 is a `Bash` tool call running
+//!   `sleep <seconds>` (in the foreground, timeout 10 min); turn 2 is the text
+//!   `Done sleeping.` The CLI refuses a plain `sleep N` with N >= 25 outright,
+//!   so such a sleep is sent as `sleep Ns` (still `sleep 30s` in `ps`).
+//! * `SCENARIO_TEXT <words...>`: one text turn with those words.
+//! * anything else (and any turn past a script's end): the text `OK.`
+//!
+//! Usage numbers are realistic enough (input tokens ~ request bytes / 4) that
+//! the CLI reports a `total_cost_usd` above zero.
+#![allow(dead_code)] // each test binary uses its own subset of the common code
+
+use serde_json::{Value, json};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Largest header section / request body the stub accepts.
+const MAX_HEADER_BYTES: usize = 256 * 1024;
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// How often blocked reads wake up to check whether the stub was dropped.
+const POLL: Duration = Duration::from_millis(200);
+const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+/// A running stub server; dropping it stops the server.
+pub struct AnthropicStub {
+    /// `http://127.0.0.1:PORT`, for `ANTHROPIC_BASE_URL`.
+    pub base_url: String,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    requests: AtomicUsize,
+    next_id: AtomicUsize,
+}
+
+impl AnthropicStub {
+    /// Binds `127.0.0.1:0` and serves on background threads (one per connection).
+    pub fn start() -> AnthropicStub {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("anthropic stub: bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("anthropic stub: local address");
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            requests: AtomicUsize::new(0),
+            next_id: AtomicUsize::new(1),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("anthropic-stub-accept".into())
+                .spawn(move || accept_loop(listener, shared))
+                .expect("anthropic stub: spawn accept thread")
+        };
+        AnthropicStub {
+            base_url: format!("http://{addr}"),
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// Number of `POST /v1/messages` requests served so far.
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for AnthropicStub {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() so the accept thread sees the flag; join it
+        // only if that worked, so a drop can never hang.
+        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
+        if let (Some(handle), true) = (self.acceptor.take(), woke) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        let shared = Arc::clone(&shared);
+        // If the thread cannot be spawned the connection is simply dropped.
+        let _ = thread::Builder::new()
+            .name("anthropic-stub-conn".into())
+            .spawn(move || serve_connection(stream, shared));
+    }
+}
+
+/// A socket reader whose blocking reads give up once the stub is dropped.
+struct StopAwareStream {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl Read for StopAwareStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Err(io::Error::other("stub stopped"));
+            }
+            match self.stream.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    keep_alive: bool,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+struct Response {
+    status: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    if stream.set_read_timeout(Some(POLL)).is_err() {
+        return;
+    }
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(StopAwareStream {
+        stream,
+        shared: Arc::clone(&shared),
+    });
+    loop {
+        let request = match read_request(&mut reader, &mut writer) {
+            Ok(Some(request)) => request,
+            Ok(None) => break, // clean end of the connection
+            Err(_) => {
+                let response =
+                    error_response("400 Bad Request", "invalid_request_error", "bad request");
+                let _ = write_response(&mut writer, &shared, "", &response, false);
+                break;
+            }
+        };
+        let response = route(&request, &shared);
+        let written = write_response(
+            &mut writer,
+            &shared,
+            &request.method,
+            &response,
+            request.keep_alive,
+        );
+        if written.is_err() || !request.keep_alive {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// Reads one request; `Ok(None)` when the peer closed the connection between requests.
+fn read_request<R: BufRead>(reader: &mut R, writer: &mut TcpStream) -> io::Result<Option<Request>> {
+    let mut header_bytes = 0usize;
+    let mut request_line = String::new();
+    // Skip stray empty lines before a request line (tolerated by RFC 9112).
+    loop {
+        request_line.clear();
+        let n = read_line(reader, &mut request_line, &mut header_bytes)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if !request_line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("malformed request line"));
+    };
+    let (method, target, version) = (method.to_string(), target.to_string(), version.to_string());
+
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if read_line(reader, &mut line, &mut header_bytes)? == 0 {
+            return Err(invalid("connection closed inside headers"));
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(invalid("malformed header line"));
+        };
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+
+    let mut request = Request {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+        keep_alive: false,
+    };
+    let connection = request
+        .header("connection")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    request.keep_alive = if version.eq_ignore_ascii_case("HTTP/1.0") {
+        connection.contains("keep-alive")
+    } else {
+        !connection.contains("close")
+    };
+
+    if request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+
+    let chunked = request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        request.body = read_chunked_body(reader)?;
+    } else if let Some(len) = request.header("content-length") {
+        let len: usize = len.parse().map_err(|_| invalid("bad content-length"))?;
+        if len > MAX_BODY_BYTES {
+            return Err(invalid("body too large"));
+        }
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body)?;
+        request.body = body;
+    }
+    Ok(Some(request))
+}
+
+/// Reads one line (up to and including `\n`) as text, enforcing the header size limit.
+fn read_line<R: BufRead>(
+    reader: &mut R,
+    line: &mut String,
+    total: &mut usize,
+) -> io::Result<usize> {
+    let mut raw = Vec::new();
+    let n = reader
+        .take((MAX_HEADER_BYTES.saturating_sub(*total) + 1) as u64)
+        .read_until(b'\n', &mut raw)?;
+    *total += n;
+    if *total > MAX_HEADER_BYTES {
+        return Err(invalid("header section too large"));
+    }
+    line.push_str(&String::from_utf8_lossy(&raw));
+    Ok(n)
+}
+
+fn read_chunked_body<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut meta_bytes = 0usize;
+    loop {
+        let mut size_line = String::new();
+        if read_line(reader, &mut size_line, &mut meta_bytes)? == 0 {
+            return Err(invalid("connection closed inside chunked body"));
+        }
+        let size_text = size_line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
+        if size == 0 {
+            // Trailer section, ended by an empty line.
+            loop {
+                let mut trailer = String::new();
+                if read_line(reader, &mut trailer, &mut meta_bytes)? == 0
+                    || trailer.trim().is_empty()
+                {
+                    return Ok(body);
+                }
+            }
+        }
+        if body.len() + size > MAX_BODY_BYTES {
+            return Err(invalid("body too large"));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        let mut crlf = String::new();
+        read_line(reader, &mut crlf, &mut meta_bytes)?;
+    }
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, message.to_string())
+}
+
+fn write_response(
+    writer: &mut TcpStream,
+    shared: &Shared,
+    method: &str,
+    response: &Response,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\
+         request-id: req_01Stub{:012}\r\nConnection: {}\r\n\r\n",
+        response.status,
+        response.content_type,
+        response.body.len(),
+        next_id(shared),
+        if keep_alive { "keep-alive" } else { "close" },
+    )
+    .into_bytes();
+    if method != "HEAD" {
+        out.extend_from_slice(&response.body);
+    }
+    writer.write_all(&out)?;
+    writer.flush()
+}
+
+fn route(request: &Request, shared: &Shared) -> Response {
+    match (request.method.as_str(), request.path()) {
+        ("POST", "/v1/messages") => {
+            shared.requests.fetch_add(1, Ordering::SeqCst);
+            messages(request, shared)
+        }
+        ("POST", "/v1/messages/count_tokens") => {
+            let tokens = request.body.len() / 4 + 1;
+            json_response("200 OK", &json!({ "input_tokens": tokens }))
+        }
+        ("HEAD" | "GET", "/api/hello") => Response {
+            status: "200 OK",
+            content_type: "text/plain",
+            body: Vec::new(),
+        },
+        _ => error_response(
+            "404 Not Found",
+            "not_found_error",
+            &format!(
+                "anthropic stub: no route for {} {}",
+                request.method, request.target
+            ),
+        ),
+    }
+}
+
+fn json_response(status: &'static str, value: &Value) -> Response {
+    Response {
+        status,
+        content_type: "application/json",
+        body: value.to_string().into_bytes(),
+    }
+}
+
+fn error_response(status: &'static str, kind: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({ "type": "error", "error": { "type": kind, "message": message } }),
+    )
+}
+
+/// One content block of a scripted assistant turn.
+enum Block {
+    Text(String),
+    ToolUse { name: &'static str, input: Value },
+}
+
+/// A scripted assistant turn.
+struct Turn {
+    blocks: Vec<Block>,
+    stop_reason: &'static str,
+}
+
+impl Turn {
+    fn text(text: impl Into<String>) -> Turn {
+        Turn {
+            blocks: vec![Block::Text(text.into())],
+            stop_reason: "end_turn",
+        }
+    }
+}
+
+fn messages(request: &Request, shared: &Shared) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+        return error_response(
+            "400 Bad Request",
+            "invalid_request_error",
+            "anthropic stub: body is not JSON",
+        );
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_MODEL)
+        .to_string();
+    let turn = script(&body);
+    let input_tokens = request.body.len() / 4 + 1;
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        Response {
+            status: "200 OK",
+            content_type: "text/event-stream; charset=utf-8",
+            body: sse_body(&turn, &model, input_tokens, shared).into_bytes(),
+        }
+    } else {
+        json_response(
+            "200 OK",
+            &plain_message(&turn, &model, input_tokens, shared),
+        )
+    }
+}
+
+/// Picks the scripted turn answering this request.
+fn script(body: &Value) -> Turn {
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    // The prompt: the latest user message whose own text carries a marker.
+    let prompt = messages.iter().enumerate().rev().find_map(|(i, m)| {
+        if m.get("role").and_then(Value::as_str) != Some("user") {
+            return None;
+        }
+        user_texts(m)
+            .into_iter()
+            .find_map(|text| parse_marker(&text))
+            .map(|marker| (i, marker))
+    });
+    let Some((index, marker)) = prompt else {
+        return Turn::text("OK.");
+    };
+    let turn = messages[index + 1..]
+        .iter()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .count();
+    match (marker, turn) {
+        (Marker::WriteFile { path, word }, 0) => {
+            let file_path = absolute_path(body, &path);
+            Turn {
+                blocks: vec![
+                    Block::Text(format!("I'll write {path}.")),
+                    Block::ToolUse {
+                        name: "Write",
+                        input: json!({ "file_path": file_path, "content": format!("{word}\n") }),
+                    },
+                ],
+                stop_reason: "tool_use",
+            }
+        }
+        (Marker::WriteFile { path, .. }, 1) => Turn::text(format!("Wrote {path}. All done.")),
+        (Marker::BashSleep { duration }, 0) => Turn {
+            blocks: vec![
+                Block::Text(format!("Running sleep {duration}.")),
+                Block::ToolUse {
+                    name: "Bash",
+                    input: json!({
+                        "command": format!("sleep {duration}"),
+                        "description": format!("Sleep for {duration}"),
+                        "timeout": 600_000,
+                    }),
+                },
+            ],
+            stop_reason: "tool_use",
+        },
+        (Marker::BashSleep { .. }, 1) => Turn::text("Done sleeping."),
+        (Marker::Text(words), 0) if !words.is_empty() => Turn::text(words),
+        _ => Turn::text("OK."),
+    }
+}
+
+enum Marker {
+    WriteFile { path: String, word: String },
+    BashSleep { duration: String },
+    Text(String),
+}
+
+/// Finds a scenario marker word in one text block.
+fn parse_marker(text: &str) -> Option<Marker> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| {
+        matches!(
+            *w,
+            "SCENARIO_WRITE_FILE" | "SCENARIO_BASH_SLEEP" | "SCENARIO_TEXT"
+        )
+    })?;
+    let args = &words[at + 1..];
+    match words[at] {
+        "SCENARIO_WRITE_FILE" => match args {
+            [path, word, ..] => Some(Marker::WriteFile {
+                path: (*path).to_string(),
+                word: (*word).to_string(),
+            }),
+            _ => None,
+        },
+        "SCENARIO_BASH_SLEEP" => {
+            sleep_argument(args.first()?).map(|duration| Marker::BashSleep { duration })
+        }
+        _ => Some(Marker::Text(args.join(" "))),
+    }
+}
+
+/// The CLI refuses a foreground `sleep N` with N >= 25 ("Blocked: standalone sleep N",
+/// matched by `^sleep\s+(\d+(?:\.\d*)?)\s*$`), so long plain sleeps get an `s` suffix.
+const CLI_SLEEP_BLOCK_SECONDS: f64 = 25.0;
+
+/// Validates a `sleep` duration (`30`, `0.5`, `2m`, ...) and makes it one the CLI runs.
+fn sleep_argument(arg: &str) -> Option<String> {
+    let number = arg.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(arg);
+    let valid = !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.parse::<f64>().is_ok();
+    if !valid {
+        return None;
+    }
+    let plain = number.len() == arg.len();
+    match number.parse::<f64>() {
+        Ok(seconds) if plain && seconds >= CLI_SLEEP_BLOCK_SECONDS => Some(format!("{arg}s")),
+        _ => Some(arg.to_string()),
+    }
+}
+
+/// The plain-text parts of a user message (not tool results).
+fn user_texts(message: &Value) -> Vec<String> {
+    match message.get("content") {
+        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Resolves `path` against the "Primary working directory" the CLI reports.
+fn absolute_path(body: &Value, path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_string();
+    }
+    match find_working_dir(body) {
+        Some(dir) => format!("{}/{}", dir.trim_end_matches('/'), path),
+        None => path.to_string(),
+    }
+}
+
+fn find_working_dir(value: &Value) -> Option<String> {
+    const KEY: &str = "Primary working directory:";
+    match value {
+        Value::String(text) => {
+            let start = text.find(KEY)? + KEY.len();
+            let dir = text[start..].lines().next()?.trim();
+            (!dir.is_empty()).then(|| dir.to_string())
+        }
+        Value::Array(items) => items.iter().find_map(find_working_dir),
+        Value::Object(map) => {
+            // The system prompt first, then everything else.
+            map.get("system")
+                .and_then(find_working_dir)
+                .or_else(|| map.values().find_map(find_working_dir))
+        }
+        _ => None,
+    }
+}
+
+fn next_id(shared: &Shared) -> usize {
+    shared.next_id.fetch_add(1, Ordering::SeqCst)
+}
+
+fn output_tokens(turn: &Turn) -> usize {
+    let chars: usize = turn
+        .blocks
+        .iter()
+        .map(|b| match b {
+            Block::Text(text) => text.len(),
+            Block::ToolUse { input, .. } => input.to_string().len() + 20,
+        })
+        .sum();
+    chars / 4 + 5
+}
+
+fn start_usage(input_tokens: usize) -> Value {
+    json!({
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 1,
+        "service_tier": "standard",
+    })
+}
+
+fn sse_body(turn: &Turn, model: &str, input_tokens: usize, shared: &Shared) -> String {
+    let mut out = String::new();
+    let mut event = |name: &str, data: Value| {
+        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    event(
+        "message_start",
+        json!({
+            "type": "message_start",
+            "message": {
+                "id": format!("msg_01Stub{:012}", next_id(shared)),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": start_usage(input_tokens),
+            },
+        }),
+    );
+    event("ping", json!({ "type": "ping" }));
+    for (index, block) in turn.blocks.iter().enumerate() {
+        match block {
+            Block::Text(text) => {
+                event(
+                    "content_block_start",
+                    json!({
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": { "type": "text", "text": "" },
+                    }),
+                );
+                for piece in split_in_two(text) {
+                    event(
+                        "content_block_delta",
+                        json!({
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": { "type": "text_delta", "text": piece },
+                        }),
+                    );
+                }
+            }
+            Block::ToolUse { name, input } => {
+                event(
+                    "content_block_start",
+                    json!({
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": format!("toolu_01Stub{:012}", next_id(shared)),
+                            "name": name,
+                            "input": {},
+                        },
+                    }),
+                );
+                for piece in split_in_two(&input.to_string()) {
+                    event(
+                        "content_block_delta",
+                        json!({
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": { "type": "input_json_delta", "partial_json": piece },
+                        }),
+                    );
+                }
+            }
+        }
+        event(
+            "content_block_stop",
+            json!({ "type": "content_block_stop", "index": index }),
+        );
+    }
+    event(
+        "message_delta",
+        json!({
+            "type": "message_delta",
+            "delta": { "stop_reason": turn.stop_reason, "stop_sequence": null },
+            "usage": { "output_tokens": output_tokens(turn) },
+        }),
+    );
+    event("message_stop", json!({ "type": "message_stop" }));
+    out
+}
+
+/// Splits text into two pieces at a char boundary, so clients see real streaming.
+fn split_in_two(text: &str) -> Vec<&str> {
+    let mut mid = text.len() / 2;
+    while !text.is_char_boundary(mid) {
+        mid += 1;
+    }
+    let (a, b) = text.split_at(mid);
+    [a, b].into_iter().filter(|p| !p.is_empty()).collect()
+}
+
+/// The same turn as a non-streaming Message (for `"stream": false` requests).
+fn plain_message(turn: &Turn, model: &str, input_tokens: usize, shared: &Shared) -> Value {
+    let content: Vec<Value> = turn
+        .blocks
+        .iter()
+        .map(|b| match b {
+            Block::Text(text) => json!({ "type": "text", "text": text }),
+            Block::ToolUse { name, input } => json!({
+                "type": "tool_use",
+                "id": format!("toolu_01Stub{:012}", next_id(shared)),
+                "name": name,
+                "input": input,
+            }),
+        })
+        .collect();
+    let mut usage = start_usage(input_tokens);
+    usage["output_tokens"] = json!(output_tokens(turn));
+    json!({
+        "id": format!("msg_01Stub{:012}", next_id(shared)),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": turn.stop_reason,
+        "stop_sequence": null,
+        "usage": usage,
+    })
+}
