@@ -35,10 +35,12 @@ pub struct TasksConfig {
     pub model: String,
     #[serde(deserialize_with = "at_least_one")]
     pub max_concurrent: u32,
-    /// Minutes before a task is stopped; 0 disables the timeout.
-    pub timeout_min: u32,
+    /// Minutes before a task is stopped (fractions allowed); 0 disables the timeout.
+    #[serde(deserialize_with = "non_negative")]
+    pub timeout_min: f64,
     /// Minutes of silence before a task is flagged as stalled; 0 disables.
-    pub stall_min: u32,
+    #[serde(deserialize_with = "non_negative")]
+    pub stall_min: f64,
     /// Daily spending limit in USD (sum of the CLI's reported costs, local
     /// day); 0 disables. A warning is logged at 80 %.
     #[serde(deserialize_with = "non_negative")]
@@ -69,8 +71,8 @@ impl Default for TasksConfig {
             max_turns: 0,
             model: String::new(),
             max_concurrent: 4,
-            timeout_min: 30,
-            stall_min: 5,
+            timeout_min: 30.0,
+            stall_min: 5.0,
             budget_usd: 25.0,
             isolation: Isolation::None,
             allowed_roots: vec![PathBuf::from("~")],
@@ -269,10 +271,10 @@ max_turns = 0
 model = ""
 # Tasks that may run at once; more are refused with "limit_reached".
 max_concurrent = 4
-# A task still running after this many minutes is stopped (0: never).
-timeout_min = 30
+# A task still running after this many minutes is stopped (0: never; fractions allowed).
+timeout_min = 30.0
 # A task that prints nothing for this many minutes is flagged as stalled (0: never).
-stall_min = 5
+stall_min = 5.0
 # Daily spending limit in USD, summed from the costs Claude reports (local day).
 # New tasks are refused once it is reached; a warning is logged at 80 %. 0: no limit.
 budget_usd = 25.0
@@ -326,7 +328,7 @@ mod tests {
         assert_eq!(c.tasks.isolation, Isolation::Worktree);
         assert_eq!(c.tasks.permission_mode, PermissionMode::Plan);
         assert_eq!(c.projects["website"], PathBuf::from("~/code/site"));
-        assert_eq!(c.tasks.timeout_min, 30, "unset keys keep defaults");
+        assert_eq!(c.tasks.timeout_min, 30.0, "unset keys keep defaults");
     }
 
     #[test]

@@ -566,12 +566,12 @@ impl Supervisor {
         self.registry.tasks.push(record);
         // Invariant: the child is on disk before anyone hears "started".
         self.save_now_logged();
-        let timeout = self.config.tasks.timeout_min;
+        let timeout = minutes(self.config.tasks.timeout_min);
         self.live.insert(
             l.id.clone(),
             Live {
                 pgid: pid,
-                deadline: (timeout > 0).then(|| now + Duration::from_secs(u64::from(timeout) * 60)),
+                deadline: timeout.map(|t| now + t),
                 last_output: now,
                 stop: None,
                 kill_at: None,
@@ -606,7 +606,12 @@ impl Supervisor {
     /// Sum of the costs of tasks that ended today (local time).
     pub fn spent_today(&self) -> f64 {
         let today = local_day(unix_now());
-        self.registry.tasks.iter().filter(|t| t.ended_at.map(local_day) == Some(today)).filter_map(|t| t.cost_usd).sum()
+        self.registry
+            .tasks
+            .iter()
+            .filter(|t| t.ended_at.map(local_day) == Some(today))
+            .filter_map(|t| t.cost_usd)
+            .fold(0.0, |acc, c| acc + c)
     }
 
     // ----- looking up and stopping ------------------------------------------
@@ -794,8 +799,7 @@ impl Supervisor {
     }
 
     fn stall_after(&self) -> Option<Duration> {
-        let m = self.config.tasks.stall_min;
-        (m > 0).then(|| Duration::from_secs(u64::from(m) * 60))
+        minutes(self.config.tasks.stall_min)
     }
 
     pub fn on_timer(&mut self, now: Instant) -> Vec<Notice> {
@@ -899,7 +903,6 @@ impl Supervisor {
         let end = t.ended_at.unwrap_or_else(unix_now);
         if let Some(obj) = v.as_object_mut() {
             obj.insert("elapsed_s".into(), json!(end.saturating_sub(t.created_at)));
-            obj.remove("uuid");
         }
         v
     }
@@ -943,6 +946,11 @@ struct Launch {
     claude: PathBuf,
 }
 
+/// A positive number of minutes as a duration; 0 (or nonsense) is "never".
+fn minutes(m: f64) -> Option<Duration> {
+    (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
+}
+
 fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
     if pgid > 1 {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
@@ -951,7 +959,7 @@ fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
 
 /// The outcome from how the run ended. Failure is judged by `is_error`, the
 /// exit status and why we stopped it, never by `subtype`.
-fn judge(stop: Option<StopReason>, f: &Finished, timeout_min: u32) -> (TaskState, Option<String>) {
+fn judge(stop: Option<StopReason>, f: &Finished, timeout_min: f64) -> (TaskState, Option<String>) {
     match stop {
         Some(StopReason::Cancel) => return (TaskState::Cancelled, Some("cancelled".into())),
         Some(StopReason::Timeout) => {
@@ -1055,7 +1063,7 @@ mod tests {
             result: Some("Not logged in · Please run /login".into()),
             ..Default::default()
         };
-        let (state, reason) = judge(None, &finished(Some(r), Some(1)), 30);
+        let (state, reason) = judge(None, &finished(Some(r), Some(1)), 30.0);
         assert_eq!(state, TaskState::Failed);
         assert_eq!(reason.as_deref(), Some("Not logged in · Please run /login"));
     }
@@ -1063,24 +1071,24 @@ mod tests {
     #[test]
     fn success_needs_result_and_clean_exit() {
         let ok = ResultInfo { result: Some("done".into()), ..Default::default() };
-        assert_eq!(judge(None, &finished(Some(ok.clone()), Some(0)), 30).0, TaskState::Succeeded);
-        let (s, why) = judge(None, &finished(Some(ok), Some(2)), 30);
+        assert_eq!(judge(None, &finished(Some(ok.clone()), Some(0)), 30.0).0, TaskState::Succeeded);
+        let (s, why) = judge(None, &finished(Some(ok), Some(2)), 30.0);
         assert_eq!(s, TaskState::Failed);
         assert!(why.unwrap_or_default().contains("status 2"));
         let f = Finished { exit_code: Some(1), last_plain: Some("No conversation found".into()), ..Default::default() };
-        let (s, why) = judge(None, &f, 30);
+        let (s, why) = judge(None, &f, 30.0);
         assert_eq!(s, TaskState::Failed);
         assert_eq!(why.as_deref(), Some("claude exited with status 1 without a result: No conversation found"));
         let f = Finished { exit_signal: Some(9), ..Default::default() };
-        assert!(judge(None, &f, 30).1.unwrap_or_default().contains("signal 9"));
+        assert!(judge(None, &f, 30.0).1.unwrap_or_default().contains("signal 9"));
     }
 
     #[test]
     fn our_stops_win() {
         let ok = ResultInfo::default();
-        assert_eq!(judge(Some(StopReason::Cancel), &finished(Some(ok.clone()), Some(0)), 30).0, TaskState::Cancelled);
-        assert_eq!(judge(Some(StopReason::Timeout), &finished(None, None), 30).0, TaskState::TimedOut);
-        assert_eq!(judge(Some(StopReason::Shutdown), &finished(None, Some(143)), 30).0, TaskState::Interrupted);
+        assert_eq!(judge(Some(StopReason::Cancel), &finished(Some(ok.clone()), Some(0)), 30.0).0, TaskState::Cancelled);
+        assert_eq!(judge(Some(StopReason::Timeout), &finished(None, None), 30.0).0, TaskState::TimedOut);
+        assert_eq!(judge(Some(StopReason::Shutdown), &finished(None, Some(143)), 30.0).0, TaskState::Interrupted);
     }
 
     #[test]

@@ -65,9 +65,7 @@ impl AnthropicStub {
     /// Binds `127.0.0.1:0` and serves on background threads (one per connection).
     pub fn start() -> AnthropicStub {
         let listener = TcpListener::bind("127.0.0.1:0").expect("anthropic stub: bind 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("anthropic stub: local address");
+        let addr = listener.local_addr().expect("anthropic stub: local address");
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
@@ -80,12 +78,7 @@ impl AnthropicStub {
                 .spawn(move || accept_loop(listener, shared))
                 .expect("anthropic stub: spawn accept thread")
         };
-        AnthropicStub {
-            base_url: format!("http://{addr}"),
-            addr,
-            shared,
-            acceptor: Some(acceptor),
-        }
+        AnthropicStub { base_url: format!("http://{addr}"), addr, shared, acceptor: Some(acceptor) }
     }
 
     /// Number of `POST /v1/messages` requests served so far.
@@ -114,9 +107,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let Ok(stream) = conn else { continue };
         let shared = Arc::clone(&shared);
         // If the thread cannot be spawned the connection is simply dropped.
-        let _ = thread::Builder::new()
-            .name("anthropic-stub-conn".into())
-            .spawn(move || serve_connection(stream, shared));
+        let _ =
+            thread::Builder::new().name("anthropic-stub-conn".into()).spawn(move || serve_connection(stream, shared));
     }
 }
 
@@ -133,11 +125,7 @@ impl Read for StopAwareStream {
                 return Err(io::Error::other("stub stopped"));
             }
             match self.stream.read(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 other => return other,
             }
         }
@@ -154,10 +142,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn path(&self) -> &str {
@@ -179,29 +164,19 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(StopAwareStream {
-        stream,
-        shared: Arc::clone(&shared),
-    });
+    let mut reader = BufReader::new(StopAwareStream { stream, shared: Arc::clone(&shared) });
     loop {
         let request = match read_request(&mut reader, &mut writer) {
             Ok(Some(request)) => request,
             Ok(None) => break, // clean end of the connection
             Err(_) => {
-                let response =
-                    error_response("400 Bad Request", "invalid_request_error", "bad request");
+                let response = error_response("400 Bad Request", "invalid_request_error", "bad request");
                 let _ = write_response(&mut writer, &shared, "", &response, false);
                 break;
             }
         };
         let response = route(&request, &shared);
-        let written = write_response(
-            &mut writer,
-            &shared,
-            &request.method,
-            &response,
-            request.keep_alive,
-        );
+        let written = write_response(&mut writer, &shared, &request.method, &response, request.keep_alive);
         if written.is_err() || !request.keep_alive {
             break;
         }
@@ -225,8 +200,7 @@ fn read_request<R: BufRead>(reader: &mut R, writer: &mut TcpStream) -> io::Resul
         }
     }
     let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(invalid("malformed request line"));
     };
     let (method, target, version) = (method.to_string(), target.to_string(), version.to_string());
@@ -247,33 +221,19 @@ fn read_request<R: BufRead>(reader: &mut R, writer: &mut TcpStream) -> io::Resul
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
 
-    let mut request = Request {
-        method,
-        target,
-        headers,
-        body: Vec::new(),
-        keep_alive: false,
-    };
-    let connection = request
-        .header("connection")
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let mut request = Request { method, target, headers, body: Vec::new(), keep_alive: false };
+    let connection = request.header("connection").unwrap_or("").to_ascii_lowercase();
     request.keep_alive = if version.eq_ignore_ascii_case("HTTP/1.0") {
         connection.contains("keep-alive")
     } else {
         !connection.contains("close")
     };
 
-    if request
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
+    if request.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
 
-    let chunked = request
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked = request.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if chunked {
         request.body = read_chunked_body(reader)?;
     } else if let Some(len) = request.header("content-length") {
@@ -289,15 +249,9 @@ fn read_request<R: BufRead>(reader: &mut R, writer: &mut TcpStream) -> io::Resul
 }
 
 /// Reads one line (up to and including `\n`) as text, enforcing the header size limit.
-fn read_line<R: BufRead>(
-    reader: &mut R,
-    line: &mut String,
-    total: &mut usize,
-) -> io::Result<usize> {
+fn read_line<R: BufRead>(reader: &mut R, line: &mut String, total: &mut usize) -> io::Result<usize> {
     let mut raw = Vec::new();
-    let n = reader
-        .take((MAX_HEADER_BYTES.saturating_sub(*total) + 1) as u64)
-        .read_until(b'\n', &mut raw)?;
+    let n = reader.take((MAX_HEADER_BYTES.saturating_sub(*total) + 1) as u64).read_until(b'\n', &mut raw)?;
     *total += n;
     if *total > MAX_HEADER_BYTES {
         return Err(invalid("header section too large"));
@@ -320,9 +274,7 @@ fn read_chunked_body<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
             // Trailer section, ended by an empty line.
             loop {
                 let mut trailer = String::new();
-                if read_line(reader, &mut trailer, &mut meta_bytes)? == 0
-                    || trailer.trim().is_empty()
-                {
+                if read_line(reader, &mut trailer, &mut meta_bytes)? == 0 || trailer.trim().is_empty() {
                     return Ok(body);
                 }
             }
@@ -376,35 +328,21 @@ fn route(request: &Request, shared: &Shared) -> Response {
             let tokens = request.body.len() / 4 + 1;
             json_response("200 OK", &json!({ "input_tokens": tokens }))
         }
-        ("HEAD" | "GET", "/api/hello") => Response {
-            status: "200 OK",
-            content_type: "text/plain",
-            body: Vec::new(),
-        },
+        ("HEAD" | "GET", "/api/hello") => Response { status: "200 OK", content_type: "text/plain", body: Vec::new() },
         _ => error_response(
             "404 Not Found",
             "not_found_error",
-            &format!(
-                "anthropic stub: no route for {} {}",
-                request.method, request.target
-            ),
+            &format!("anthropic stub: no route for {} {}", request.method, request.target),
         ),
     }
 }
 
 fn json_response(status: &'static str, value: &Value) -> Response {
-    Response {
-        status,
-        content_type: "application/json",
-        body: value.to_string().into_bytes(),
-    }
+    Response { status, content_type: "application/json", body: value.to_string().into_bytes() }
 }
 
 fn error_response(status: &'static str, kind: &str, message: &str) -> Response {
-    json_response(
-        status,
-        &json!({ "type": "error", "error": { "type": kind, "message": message } }),
-    )
+    json_response(status, &json!({ "type": "error", "error": { "type": kind, "message": message } }))
 }
 
 /// One content block of a scripted assistant turn.
@@ -421,26 +359,15 @@ struct Turn {
 
 impl Turn {
     fn text(text: impl Into<String>) -> Turn {
-        Turn {
-            blocks: vec![Block::Text(text.into())],
-            stop_reason: "end_turn",
-        }
+        Turn { blocks: vec![Block::Text(text.into())], stop_reason: "end_turn" }
     }
 }
 
 fn messages(request: &Request, shared: &Shared) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
-        return error_response(
-            "400 Bad Request",
-            "invalid_request_error",
-            "anthropic stub: body is not JSON",
-        );
+        return error_response("400 Bad Request", "invalid_request_error", "anthropic stub: body is not JSON");
     };
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or(DEFAULT_MODEL)
-        .to_string();
+    let model = body.get("model").and_then(Value::as_str).unwrap_or(DEFAULT_MODEL).to_string();
     let turn = script(&body);
     let input_tokens = request.body.len() / 4 + 1;
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
@@ -450,37 +377,25 @@ fn messages(request: &Request, shared: &Shared) -> Response {
             body: sse_body(&turn, &model, input_tokens, shared).into_bytes(),
         }
     } else {
-        json_response(
-            "200 OK",
-            &plain_message(&turn, &model, input_tokens, shared),
-        )
+        json_response("200 OK", &plain_message(&turn, &model, input_tokens, shared))
     }
 }
 
 /// Picks the scripted turn answering this request.
 fn script(body: &Value) -> Turn {
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     // The prompt: the latest user message whose own text carries a marker.
     let prompt = messages.iter().enumerate().rev().find_map(|(i, m)| {
         if m.get("role").and_then(Value::as_str) != Some("user") {
             return None;
         }
-        user_texts(m)
-            .into_iter()
-            .find_map(|text| parse_marker(&text))
-            .map(|marker| (i, marker))
+        user_texts(m).into_iter().find_map(|text| parse_marker(&text)).map(|marker| (i, marker))
     });
     let Some((index, marker)) = prompt else {
         return Turn::text("OK.");
     };
-    let turn = messages[index + 1..]
-        .iter()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-        .count();
+    let turn =
+        messages[index + 1..].iter().filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant")).count();
     match (marker, turn) {
         (Marker::WriteFile { path, word }, 0) => {
             let file_path = absolute_path(body, &path);
@@ -525,24 +440,15 @@ enum Marker {
 /// Finds a scenario marker word in one text block.
 fn parse_marker(text: &str) -> Option<Marker> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let at = words.iter().position(|w| {
-        matches!(
-            *w,
-            "SCENARIO_WRITE_FILE" | "SCENARIO_BASH_SLEEP" | "SCENARIO_TEXT"
-        )
-    })?;
+    let at =
+        words.iter().position(|w| matches!(*w, "SCENARIO_WRITE_FILE" | "SCENARIO_BASH_SLEEP" | "SCENARIO_TEXT"))?;
     let args = &words[at + 1..];
     match words[at] {
         "SCENARIO_WRITE_FILE" => match args {
-            [path, word, ..] => Some(Marker::WriteFile {
-                path: (*path).to_string(),
-                word: (*word).to_string(),
-            }),
+            [path, word, ..] => Some(Marker::WriteFile { path: (*path).to_string(), word: (*word).to_string() }),
             _ => None,
         },
-        "SCENARIO_BASH_SLEEP" => {
-            sleep_argument(args.first()?).map(|duration| Marker::BashSleep { duration })
-        }
+        "SCENARIO_BASH_SLEEP" => sleep_argument(args.first()?).map(|duration| Marker::BashSleep { duration }),
         _ => Some(Marker::Text(args.join(" "))),
     }
 }
@@ -554,9 +460,8 @@ const CLI_SLEEP_BLOCK_SECONDS: f64 = 25.0;
 /// Validates a `sleep` duration (`30`, `0.5`, `2m`, ...) and makes it one the CLI runs.
 fn sleep_argument(arg: &str) -> Option<String> {
     let number = arg.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(arg);
-    let valid = !number.is_empty()
-        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && number.parse::<f64>().is_ok();
+    let valid =
+        !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == '.') && number.parse::<f64>().is_ok();
     if !valid {
         return None;
     }
@@ -603,9 +508,7 @@ fn find_working_dir(value: &Value) -> Option<String> {
         Value::Array(items) => items.iter().find_map(find_working_dir),
         Value::Object(map) => {
             // The system prompt first, then everything else.
-            map.get("system")
-                .and_then(find_working_dir)
-                .or_else(|| map.values().find_map(find_working_dir))
+            map.get("system").and_then(find_working_dir).or_else(|| map.values().find_map(find_working_dir))
         }
         _ => None,
     }
@@ -707,10 +610,7 @@ fn sse_body(turn: &Turn, model: &str, input_tokens: usize, shared: &Shared) -> S
                 }
             }
         }
-        event(
-            "content_block_stop",
-            json!({ "type": "content_block_stop", "index": index }),
-        );
+        event("content_block_stop", json!({ "type": "content_block_stop", "index": index }));
     }
     event(
         "message_delta",

@@ -1,0 +1,263 @@
+//! Shared harness for the integration tests: a throw-away home with its own
+//! XDG directories, the real `ptt` binary, a daemon that is stopped when the
+//! test ends, and polling helpers.
+#![allow(dead_code)]
+
+pub mod anthropic_stub;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PTT: &str = env!("CARGO_BIN_EXE_ptt");
+
+/// The scriptable fake Claude CLI.
+pub fn fake_claude() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-claude/claude")
+}
+
+/// A temporary home: config, state and runtime directories of its own.
+pub struct TestHome {
+    pub dir: tempfile::TempDir,
+    /// Extra variables for the daemon and clients.
+    pub env: Vec<(String, String)>,
+}
+
+impl TestHome {
+    /// A home whose config is `[tasks] claude = <fake>` plus `extra` (TOML
+    /// appended inside `[tasks]` unless it opens its own tables).
+    pub fn with_fake(extra_tasks: &str) -> TestHome {
+        let home = TestHome::empty();
+        home.write_config(&format!(
+            "[tasks]\nclaude = \"{}\"\nkill_grace_s = 1\n{extra_tasks}\n",
+            fake_claude().display()
+        ));
+        home
+    }
+
+    pub fn empty() -> TestHome {
+        let dir = tempfile::Builder::new().prefix("ptt-test-").tempdir().expect("tempdir");
+        for sub in ["home", "run", "work"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        std::fs::set_permissions(dir.path().join("run"), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod");
+        TestHome { dir, env: Vec::new() }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    /// A directory under the home (an allowed root by default) for tasks to run in.
+    pub fn work(&self, name: &str) -> PathBuf {
+        let d = self.home().join("work").join(name);
+        std::fs::create_dir_all(&d).expect("mkdir work");
+        d
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.home().join(".config/ptt/config.toml")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.home().join(".local/state/ptt")
+    }
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run/ptt")
+    }
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join("work").join(name)
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(self.config_path().parent().expect("parent")).expect("mkdir");
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// A `ptt` command with a clean environment pointing at this home.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(PTT);
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env("HOME", self.home())
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("LANG", "C.UTF-8")
+            .env("PTT_LOG", "debug")
+            .current_dir(self.home());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs a client command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().expect("run ptt")
+    }
+
+    /// Runs a client command and parses its stdout as JSON (panics with the
+    /// command's output when it fails).
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "ptt {args:?} failed: {}", describe(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("ptt {args:?}: bad JSON ({e}): {}", describe(&out)))
+    }
+
+    /// Starts `ptt run` and waits until it answers on its socket.
+    pub fn start_daemon(&self) -> Daemon {
+        let log = self.dir.path().join(format!("daemon-{}.log", uuid::Uuid::new_v4()));
+        let stderr = std::fs::File::create(&log).expect("log");
+        let mut child =
+            self.cmd(&["run"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn daemon");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("daemon exited early ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            let out = self.run(&["status", "--json"]);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon not ready: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child: Some(child), log }
+    }
+
+    /// Starts a task and returns its id (panics with the output on refusal).
+    pub fn start_task(&self, script: &Value, name: &str, dir: &Path) -> String {
+        let out = self.run(&[
+            "task",
+            "start",
+            &script.to_string(),
+            "--name",
+            name,
+            "--dir",
+            dir.to_str().expect("utf8"),
+            "--json",
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("start: {}", describe(&out)));
+        assert_eq!(v["status"], "started", "start refused: {}", describe(&out));
+        v["task_id"].as_str().expect("task_id").to_string()
+    }
+
+    pub fn task(&self, id: &str) -> Value {
+        self.json(&["task", "show", id, "--json"])
+    }
+
+    /// Waits until task `id` is no longer running; returns its view.
+    pub fn wait_ended(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.task(id);
+            if t["state"] != "running" {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "task {id} still running after {timeout:?}: {t:#}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+/// A running daemon; SIGTERMed (then SIGKILLed) when dropped.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill daemon");
+    }
+
+    /// Waits for the daemon to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("daemon child");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("daemon did not exit within {timeout:?}: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Pids of live processes (of any uid we can read) whose environment carries
+/// `PTT_TASK_ID=uuid`.
+pub fn processes_of_task(uuid: &str) -> Vec<i32> {
+    let uid = nix::unistd::geteuid().as_raw();
+    ptt::tasks::sweep::scan(uid).into_iter().filter(|p| p.task_uuid == uuid).map(|p| p.pid).collect()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a file that a child writes, waiting for it to appear and be complete JSON.
+pub fn read_json_file(path: &Path, timeout: Duration) -> Value {
+    let mut value = Value::Null;
+    wait_until(timeout, &format!("{}", path.display()), || {
+        match std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            Some(v) => {
+                value = v;
+                true
+            }
+            None => false,
+        }
+    });
+    value
+}
