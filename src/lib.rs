@@ -11,4 +11,5 @@ pub mod control;
 pub mod daemon;
 pub mod logging;
 pub mod paths;
+pub mod realtime;
 pub mod tasks;

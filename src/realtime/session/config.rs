@@ -1,0 +1,178 @@
+//! What a live session is asked to be, and the `session.update` events built from it.
+//!
+//! Why the task table is separate from the instructions: the instructions are fixed for the run (config
+//! file), the table changes whenever a task starts, progresses or ends. Refreshing it sends an
+//! instructions-only `session.update` (only present fields change), so the voice and turn settings are never
+//! re-sent mid-session (the API refuses a voice change after the first audio output).
+
+use crate::realtime::events::{
+    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, FunctionTool, Modality, SessionParams,
+    Transcription, TurnDetection,
+};
+use std::time::Duration;
+
+/// How the user's turns end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Server VAD: the mic streams; the server detects turns and creates responses itself.
+    Vad,
+    /// Push-to-talk: `turn_detection: null`; key release commits and asks for a response.
+    Ptt,
+}
+
+/// Input to [`Session::new`](super::Session::new).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// The model. Chosen by the connection URL (`?model=`); not sent in `session.update`.
+    pub model: String,
+    /// The fixed system prompt; the task table is appended to it.
+    pub instructions: String,
+    /// `audio.output.voice` (ignored in text mode).
+    pub voice: String,
+    /// `output_modalities: ["text"]` instead of `["audio"]`.
+    pub text_mode: bool,
+    pub turn: Turn,
+    pub tools: Vec<FunctionTool>,
+    /// `audio.input.transcription.model`; `None` leaves transcription off (the ring then lacks user turns).
+    pub transcription_model: Option<String>,
+    /// Renew this long before `expires_at`.
+    pub renew_margin: Duration,
+    /// At most one task-table `session.update` per this interval.
+    pub table_debounce: Duration,
+    /// Turns kept for the reconnect summary.
+    pub transcript_turns: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            model: "gpt-realtime".into(),
+            instructions: DEFAULT_INSTRUCTIONS.into(),
+            voice: "marin".into(),
+            text_mode: false,
+            turn: Turn::Vad,
+            tools: crate::realtime::tools::all(),
+            transcription_model: Some("gpt-4o-mini-transcribe".into()),
+            renew_margin: Duration::from_secs(5 * 60),
+            table_debounce: Duration::from_secs(2),
+            transcript_turns: 16,
+        }
+    }
+}
+
+/// Used when the config names no instructions file.
+pub const DEFAULT_INSTRUCTIONS: &str = "You are a concise voice assistant that runs Claude Code tasks in \
+the background for a developer. Start, list, inspect, cancel and continue tasks with your tools. A started \
+task has done nothing yet: confirm the start in a few words and never invent results. When a system message \
+reports that a task ended, tell the user its outcome in one or two sentences. Keep answers short.";
+
+impl SessionConfig {
+    /// The instructions with the task table appended (when there is one).
+    pub fn instructions_with(&self, task_table: &str) -> String {
+        let table = task_table.trim();
+        if table.is_empty() {
+            self.instructions.clone()
+        } else {
+            format!(
+                "{}\n\nCurrent background tasks (kept up to date for you; use list_tasks for more):\n{}",
+                self.instructions, table
+            )
+        }
+    }
+
+    /// The full `session.update` sent once per connection, after `session.created`.
+    pub fn session_update(&self, task_table: &str) -> ClientEvent {
+        let modality = if self.text_mode { Modality::Text } else { Modality::Audio };
+        let turn_detection = match self.turn {
+            Turn::Vad => Some(TurnDetection::server_vad()),
+            Turn::Ptt => None,
+        };
+        let transcription = if self.text_mode {
+            None
+        } else {
+            self.transcription_model.as_ref().map(|model| Transcription { model: model.clone(), language: None })
+        };
+        let output = (!self.text_mode)
+            .then(|| AudioOutput { format: Some(AudioFormat::pcm24k()), voice: Some(self.voice.clone()) });
+        let mut session = SessionParams::empty();
+        session.output_modalities = Some(vec![modality]);
+        session.instructions = Some(self.instructions_with(task_table));
+        session.audio = Some(AudioConfig {
+            input: Some(AudioInput {
+                format: Some(AudioFormat::pcm24k()),
+                turn_detection: Some(turn_detection),
+                transcription,
+            }),
+            output,
+        });
+        session.tools = Some(self.tools.clone());
+        session.tool_choice = Some("auto".into());
+        ClientEvent::SessionUpdate { session }
+    }
+
+    /// The instructions-only `session.update` that refreshes the task table.
+    pub fn instructions_update(&self, task_table: &str) -> ClientEvent {
+        let mut session = SessionParams::empty();
+        session.instructions = Some(self.instructions_with(task_table));
+        ClientEvent::SessionUpdate { session }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn v(ev: &ClientEvent) -> Value {
+        serde_json::from_str(&ev.to_json()).unwrap()
+    }
+
+    #[test]
+    fn full_update_is_ga_shaped() {
+        let cfg = SessionConfig::default();
+        let j = v(&cfg.session_update("t1 auth refactor running"));
+        let s = &j["session"];
+        assert_eq!(j["type"], "session.update");
+        assert_eq!(s["type"], "realtime");
+        assert_eq!(s["output_modalities"], json!(["audio"]));
+        assert_eq!(s["audio"]["input"]["format"], json!({"type":"audio/pcm","rate":24000}));
+        assert_eq!(s["audio"]["output"]["format"], json!({"type":"audio/pcm","rate":24000}));
+        assert_eq!(s["audio"]["output"]["voice"], "marin");
+        assert_eq!(s["audio"]["input"]["turn_detection"]["type"], "server_vad");
+        assert_eq!(s["audio"]["input"]["transcription"]["model"], "gpt-4o-mini-transcribe");
+        assert_eq!(s["tools"].as_array().map(Vec::len), Some(5));
+        assert!(s["instructions"].as_str().unwrap().ends_with("t1 auth refactor running"));
+        assert!(s.get("model").is_none());
+        for beta in [
+            "modalities",
+            "voice",
+            "input_audio_format",
+            "output_audio_format",
+            "turn_detection",
+            "input_audio_transcription",
+            "temperature",
+        ] {
+            assert!(s.get(beta).is_none(), "beta field {beta}");
+        }
+    }
+
+    #[test]
+    fn ptt_text_mode_update() {
+        let cfg = SessionConfig { text_mode: true, turn: Turn::Ptt, ..SessionConfig::default() };
+        let j = v(&cfg.session_update(""));
+        let s = &j["session"];
+        assert_eq!(s["output_modalities"], json!(["text"]));
+        assert_eq!(s["audio"]["input"]["turn_detection"], Value::Null);
+        assert!(s["audio"]["input"].get("turn_detection").is_some());
+        assert!(s["audio"].get("output").is_none());
+        assert_eq!(s["instructions"], cfg.instructions);
+    }
+
+    #[test]
+    fn instructions_update_changes_only_instructions() {
+        let cfg = SessionConfig::default();
+        let j = v(&cfg.instructions_update("t2 docs done"));
+        let keys: Vec<&String> = j["session"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["instructions", "type"]);
+    }
+}

@@ -1,0 +1,783 @@
+//! Scenario tests for the session machine: one per invariant in the module docs, plus the paths around
+//! them. A scripted "server" is just JSON frames fed through the real parser.
+
+use super::*;
+use crate::realtime::events::{Item, Role};
+use serde_json::{Value, json};
+
+const UNIX0: u64 = 1_800_000_000;
+
+fn ev(v: Value) -> ServerEvent {
+    ServerEvent::parse(&v.to_string()).expect("test frame parses")
+}
+
+fn created(id: &str, expires_in: i64) -> ServerEvent {
+    ev(json!({"type":"session.created","event_id":"e","session":{"type":"realtime",
+        "object":"realtime.session","id":id,"expires_at": UNIX0 as i64 + expires_in,
+        "audio":{"input":{"transcription":null}}}}))
+}
+
+fn resp_created(id: &str) -> ServerEvent {
+    ev(json!({"type":"response.created","response":{"id":id,"status":"in_progress","usage":null,"output":[]}}))
+}
+
+fn resp_done(id: &str, status: &str) -> ServerEvent {
+    ev(json!({"type":"response.done","response":{"id":id,"status":status,"status_details":null,"output":[]}}))
+}
+
+fn args_done(call_id: &str, name: &str) -> ServerEvent {
+    ev(json!({"type":"response.function_call_arguments.done","response_id":"r","item_id":"i",
+        "output_index":0,"call_id":call_id,"name":name,"arguments":"{}"}))
+}
+
+fn item_done_call(call_id: &str) -> ServerEvent {
+    ev(json!({"type":"response.output_item.done","response_id":"r","output_index":0,
+        "item":{"id":"i","type":"function_call","call_id":call_id,"name":"list_tasks","arguments":"{}"}}))
+}
+
+fn echo_call_output(call_id: &str) -> ServerEvent {
+    ev(json!({"type":"conversation.item.added","previous_item_id":null,
+        "item":{"id":"x","type":"function_call_output","call_id":call_id,"output":"{}"}}))
+}
+
+fn error(code: &str, event_id: Option<&str>) -> ServerEvent {
+    ev(json!({"type":"error","event_id":"e","error":{"type":"invalid_request_error","code":code,
+        "message":format!("msg {code}"),"param":null,"event_id":event_id}}))
+}
+
+fn simple(t: &str) -> ServerEvent {
+    ev(json!({ "type": t }))
+}
+
+fn sends(out: &[Output]) -> Vec<&ClientEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn creates(out: &[Output]) -> usize {
+    sends(out).iter().filter(|e| matches!(e, ClientEvent::ResponseCreate { .. })).count()
+}
+
+fn system_texts(out: &[Output]) -> Vec<String> {
+    sends(out)
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConversationItemCreate { item: Item::Message { role: Role::System, content }, .. } => {
+                content.first().map(|c| match c {
+                    crate::realtime::events::ContentPart::InputText { text } => text.clone(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn delivered(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::NotificationDelivered { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dispatched(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::DispatchTool { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn create_event_id(out: &[Output]) -> Option<String> {
+    sends(out).iter().find_map(|e| match e {
+        ClientEvent::ResponseCreate { event_id, .. } => event_id.clone(),
+        _ => None,
+    })
+}
+
+/// A session that has seen `session.created`, expiring in an hour.
+fn ready_with(cfg: SessionConfig) -> (Session, Instant) {
+    let t = Instant::now();
+    let mut s = Session::new(cfg);
+    assert!(s.on_connected(t, UNIX0).is_empty());
+    let out = s.on_server_event(created("sess_1", 3600), t);
+    assert_eq!(sends(&out).len(), 1);
+    (s, t)
+}
+
+fn ready() -> (Session, Instant) {
+    ready_with(SessionConfig::default())
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+// ---- connection ----
+
+#[test]
+fn handshake_sends_one_ga_session_update_after_created() {
+    let t = Instant::now();
+    let mut s = Session::new(SessionConfig::default());
+    assert!(s.on_connected(t, UNIX0).is_empty());
+    assert!(!s.is_ready());
+    // Events before session.created are ignored.
+    assert!(s.on_server_event(args_done("c0", "list_tasks"), t).is_empty());
+    let out = s.on_server_event(created("sess_1", 3600), t);
+    let sent = sends(&out);
+    assert_eq!(sent.len(), 1, "no summary on a first connect: {out:?}");
+    let j: Value = serde_json::from_str(&sent[0].to_json()).unwrap();
+    assert_eq!(j["type"], "session.update");
+    assert_eq!(j["session"]["type"], "realtime");
+    assert_eq!(j["session"]["tools"].as_array().unwrap().len(), 5);
+    assert!(s.is_ready());
+    assert_eq!(s.session_id(), Some("sess_1"));
+    assert_eq!(s.expires_at(), Some(t + secs(3600)));
+    // A duplicate session.created changes nothing.
+    assert!(s.on_server_event(created("sess_1", 3600), t).is_empty());
+}
+
+#[test]
+fn nothing_is_sent_while_closed() {
+    let t = Instant::now();
+    let mut s = Session::new(SessionConfig::default());
+    assert!(s.push_notification("n1", "task done", t).is_empty());
+    assert!(s.send_user_text("hello", t).is_empty());
+    assert!(s.append_audio(&[0; 480]).is_none());
+    assert!(s.on_server_event(created("x", 10), t).is_empty());
+    assert!(s.poll(t).is_empty());
+    assert_eq!(s.next_deadline(), None);
+    assert_eq!(s.pending_notifications(), ["n1"]);
+}
+
+// ---- notifications ----
+
+#[test]
+fn two_notifications_are_delivered_one_at_a_time() {
+    let (mut s, t) = ready();
+    let mut out = s.push_notification("n1", "[task t1 finished]", t);
+    out.extend(s.push_notification("n2", "[task t2 failed]", t));
+    assert_eq!(system_texts(&out), ["[task t1 finished]"]);
+    assert_eq!(creates(&out), 1);
+    // Everything in between keeps the second one back.
+    for e in [echo_system("[task t1 finished]"), resp_created("r1"), simple("response.output_audio_transcript.delta")] {
+        assert_eq!(creates(&s.on_server_event(e, t)), 0);
+    }
+    let out = s.on_server_event(resp_done("r1", "completed"), t);
+    assert_eq!(delivered(&out), ["n1"]);
+    assert_eq!(system_texts(&out), ["[task t2 failed]"]);
+    assert_eq!(creates(&out), 1);
+    s.on_server_event(resp_created("r2"), t);
+    let out = s.on_server_event(resp_done("r2", "completed"), t);
+    assert_eq!(delivered(&out), ["n2"]);
+    assert_eq!(creates(&out), 0);
+    assert!(s.pending_notifications().is_empty());
+}
+
+fn echo_system(text: &str) -> ServerEvent {
+    ev(json!({"type":"conversation.item.added","item":{"type":"message","role":"system",
+        "content":[{"type":"input_text","text":text}]}}))
+}
+
+#[test]
+fn notification_waits_for_an_active_response_then_goes_right_after_done() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r_user"), t);
+    let out = s.push_notification("n1", "done", t);
+    assert!(sends(&out).is_empty());
+    let out = s.on_server_event(resp_done("r_user", "completed"), t);
+    assert_eq!(system_texts(&out), ["done"]);
+    assert_eq!(creates(&out), 1);
+}
+
+#[test]
+fn notification_waits_for_key_audio_and_speech() {
+    let (mut s, t) = ready();
+    s.set_key_held(true, t);
+    assert!(sends(&s.push_notification("n1", "done", t)).is_empty());
+    s.set_audio_playing(true, t);
+    assert!(sends(&s.set_key_held(false, t)).is_empty(), "audio still playing");
+    s.on_server_event(simple("input_audio_buffer.speech_started"), t);
+    assert!(sends(&s.set_audio_playing(false, t)).is_empty(), "user speaking");
+    assert!(!s.floor_free(t));
+    // Speech stopped: the server is about to answer the turn; wait for that (or the settle time).
+    assert!(sends(&s.on_server_event(simple("input_audio_buffer.speech_stopped"), t)).is_empty());
+    assert_eq!(s.next_deadline(), Some(t + VAD_SETTLE));
+    let out = s.poll(t + VAD_SETTLE);
+    assert_eq!(system_texts(&out), ["done"]);
+    assert_eq!(creates(&out), 1);
+}
+
+#[test]
+fn after_a_vad_turn_the_servers_own_response_goes_first() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "list_tasks"), t);
+    s.on_server_event(simple("input_audio_buffer.speech_started"), t);
+    s.on_server_event(resp_done("r1", "cancelled"), t);
+    s.push_notification("n1", "done", t);
+    let out = s.on_tool_result("c1", "[]", t);
+    assert_eq!((sends(&out).len(), creates(&out)), (1, 0), "user speaking");
+    s.on_server_event(echo_call_output("c1"), t);
+    assert_eq!(creates(&s.on_server_event(simple("input_audio_buffer.speech_stopped"), t)), 0);
+    // The server answers the turn, having seen the tool output: no create of ours for it.
+    s.on_server_event(resp_created("r_vad"), t);
+    assert!(!s.response_pending());
+    let out = s.on_server_event(resp_done_with_output("r_vad", "completed"), t);
+    // Then the floor is free for the notification.
+    assert_eq!(system_texts(&out), ["done"]);
+    assert_eq!(creates(&out), 1);
+}
+
+#[test]
+fn notification_waits_for_unanswered_tool_calls() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "list_tasks"), t);
+    s.on_server_event(resp_done("r1", "completed"), t);
+    assert!(sends(&s.push_notification("n1", "done", t)).is_empty());
+    let out = s.on_tool_result("c1", "{}", t);
+    // The tool's answer comes first; the notification after that response.
+    assert_eq!(creates(&out), 1);
+    assert!(system_texts(&out).is_empty());
+    s.on_server_event(resp_created("r2"), t);
+    let out = s.on_server_event(resp_done("r2", "completed"), t);
+    assert_eq!(system_texts(&out), ["done"]);
+}
+
+#[test]
+fn duplicate_notification_ids_are_spoken_once() {
+    let (mut s, t) = ready();
+    s.push_notification("n1", "done", t);
+    assert!(sends(&s.push_notification("n1", "done", t)).is_empty());
+    s.on_server_event(resp_created("r1"), t);
+    assert_eq!(delivered(&s.on_server_event(resp_done("r1", "completed"), t)), ["n1"]);
+    assert!(sends(&s.push_notification("n1", "done", t)).is_empty());
+}
+
+fn resp_done_with_output(id: &str, status: &str) -> ServerEvent {
+    ev(json!({"type":"response.done","response":{"id":id,"status":status,
+        "output":[{"type":"message","role":"assistant","content":[{"type":"output_audio","transcript":"Task t1"}]}]}}))
+}
+
+#[test]
+fn cancelled_notification_counts_only_if_something_was_said() {
+    let (mut s, t) = ready();
+    s.push_notification("n1", "done", t);
+    s.on_server_event(resp_created("r1"), t);
+    // The user starts talking before the model says anything; VAD cancels the response.
+    s.on_server_event(simple("input_audio_buffer.speech_started"), t);
+    let out = s.on_server_event(resp_done("r1", "cancelled"), t);
+    assert!(delivered(&out).is_empty());
+    assert_eq!(creates(&out), 0, "the user is speaking");
+    assert_eq!(s.pending_notifications(), ["n1"]);
+    s.on_server_event(echo_system("done"), t);
+    assert_eq!(creates(&s.on_server_event(simple("input_audio_buffer.speech_stopped"), t)), 0);
+    // The server answers the user's turn. The note is in its context, but an answer to something else
+    // does not count as speaking it.
+    s.on_server_event(resp_created("r_vad"), t);
+    let out = s.on_server_event(resp_done_with_output("r_vad", "completed"), t);
+    assert!(delivered(&out).is_empty());
+    // So it is asked for again, without a second item.
+    assert_eq!((creates(&out), system_texts(&out).len()), (1, 0));
+    s.on_server_event(resp_created("r2"), t);
+    // This time it starts speaking and is interrupted: that counts.
+    let out = s.on_server_event(resp_done_with_output("r2", "cancelled"), t);
+    assert_eq!(delivered(&out), ["n1"]);
+}
+
+#[test]
+fn failed_notification_response_is_retried_then_dropped() {
+    let (mut s, t) = ready();
+    let out = s.push_notification("n1", "done", t);
+    assert_eq!(system_texts(&out).len(), 1);
+    let mut now = t;
+    for attempt in 1..=notify::MAX_FAILURES {
+        s.on_server_event(resp_created("r"), now);
+        let out = s.on_server_event(resp_done("r", "failed"), now);
+        assert!(delivered(&out).is_empty());
+        if attempt == notify::MAX_FAILURES {
+            assert!(out.iter().any(|o| matches!(o, Output::NotificationDropped { id, .. } if id == "n1")));
+            assert!(s.pending_notifications().is_empty());
+            break;
+        }
+        assert_eq!(creates(&out), 0, "backoff first");
+        now += secs(60);
+        let out = s.poll(now);
+        assert_eq!(creates(&out), 1, "retry attempt {attempt}");
+        assert!(system_texts(&out).is_empty(), "the item is not sent twice");
+    }
+    now += secs(60);
+    assert!(sends(&s.poll(now)).is_empty());
+}
+
+// ---- tools ----
+
+#[test]
+fn a_call_id_is_dispatched_once() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    let out = s.on_server_event(args_done("c1", "start_task"), t);
+    assert_eq!(dispatched(&out), ["c1"]);
+    assert!(dispatched(&s.on_server_event(item_done_call("c1"), t)).is_empty());
+    assert!(dispatched(&s.on_server_event(args_done("c1", "start_task"), t)).is_empty());
+    let done = ev(json!({"type":"response.done","response":{"id":"r1","status":"completed",
+        "output":[{"type":"function_call","call_id":"c1","name":"start_task","arguments":"{}"}]}}));
+    assert!(dispatched(&s.on_server_event(done, t)).is_empty());
+    // output_item.done alone never dispatches.
+    assert!(dispatched(&s.on_server_event(item_done_call("c2"), t)).is_empty());
+    // A call without call_id is ignored.
+    assert!(dispatched(&s.on_server_event(args_done("", "list_tasks"), t)).is_empty());
+}
+
+#[test]
+fn tool_outputs_get_exactly_one_response_create() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "start_task"), t);
+    s.on_server_event(args_done("c2", "list_tasks"), t);
+    let mut total = 0;
+    let out = s.on_tool_result("c1", r#"{"status":"started","task_id":"t7"}"#, t);
+    assert_eq!(sends(&out).len(), 1, "the output goes at once");
+    total += creates(&out);
+    total += creates(&s.on_tool_result("c2", "[]", t));
+    total += creates(&s.on_server_event(echo_call_output("c1"), t));
+    total += creates(&s.on_server_event(resp_done("r1", "completed"), t));
+    assert_eq!(total, 1);
+    assert!(s.response_active());
+    // Our response runs and ends: nothing more is asked.
+    s.on_server_event(echo_call_output("c2"), t);
+    s.on_server_event(resp_created("r2"), t);
+    assert_eq!(creates(&s.on_server_event(resp_done("r2", "completed"), t)), 0);
+    assert_eq!(creates(&s.poll(t + secs(60))), 0);
+    // A second answer to the same call is ignored.
+    assert!(sends(&s.on_tool_result("c1", "{}", t)).is_empty());
+}
+
+#[test]
+fn results_after_done_wait_for_the_last_call() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "start_task"), t);
+    s.on_server_event(args_done("c2", "start_task"), t);
+    s.on_server_event(resp_done("r1", "completed"), t);
+    let out = s.on_tool_result("c1", "{}", t);
+    assert_eq!((sends(&out).len(), creates(&out)), (1, 0));
+    let out = s.on_tool_result("c2", "{}", t);
+    assert_eq!((sends(&out).len(), creates(&out)), (2, 1));
+}
+
+#[test]
+fn a_lost_tool_result_stops_blocking_after_the_grace_period() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "start_task"), t);
+    s.on_server_event(args_done("c2", "start_task"), t);
+    s.on_server_event(resp_done("r1", "completed"), t);
+    assert_eq!(creates(&s.on_tool_result("c1", "{}", t)), 0);
+    assert_eq!(s.next_deadline(), Some(t + calls::TOOL_GRACE));
+    assert_eq!(creates(&s.poll(t + calls::TOOL_GRACE)), 1);
+}
+
+#[test]
+fn server_started_response_that_saw_the_output_needs_no_create() {
+    let (mut s, t) = ready();
+    s.set_key_held(true, t);
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "list_tasks"), t);
+    s.on_server_event(resp_done("r1", "completed"), t);
+    // Key held: the output goes, the response waits.
+    let out = s.on_tool_result("c1", "[]", t);
+    assert_eq!((sends(&out).len(), creates(&out)), (1, 0));
+    assert!(s.response_pending());
+    s.on_server_event(echo_call_output("c1"), t);
+    // The server answers by itself (e.g. VAD turn) after it had the output.
+    s.on_server_event(resp_created("r_auto"), t);
+    assert!(!s.response_pending());
+    s.on_server_event(resp_done("r_auto", "completed"), t);
+    assert_eq!(creates(&s.set_key_held(false, t)), 0);
+}
+
+#[test]
+fn already_active_is_benign_and_keeps_one_pending_create() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "list_tasks"), t);
+    s.on_server_event(resp_done("r1", "completed"), t);
+    let out = s.on_tool_result("c1", "[]", t);
+    let id = create_event_id(&out).expect("create sent");
+    // The server had started a response before it saw our output; our create fails.
+    s.on_server_event(resp_created("r_auto"), t);
+    s.on_server_event(echo_call_output("c1"), t);
+    let out = s.on_server_event(error("conversation_already_has_active_response", Some(&id)), t);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(s.is_ready() && s.response_active() && s.response_pending());
+    // Exactly one create after that response's done, none more later.
+    assert_eq!(creates(&s.on_server_event(resp_done("r_auto", "completed"), t)), 1);
+    s.on_server_event(resp_created("r2"), t);
+    assert_eq!(creates(&s.on_server_event(resp_done("r2", "completed"), t)), 0);
+}
+
+#[test]
+fn already_active_after_the_server_saw_the_output_asks_nothing_more() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "list_tasks"), t);
+    s.on_server_event(resp_done("r1", "completed"), t);
+    let out = s.on_tool_result("c1", "[]", t);
+    assert_eq!(creates(&out), 1);
+    // Server: echo, then its own response, then our create fails (no event_id echoed).
+    s.on_server_event(echo_call_output("c1"), t);
+    s.on_server_event(resp_created("r_auto"), t);
+    s.on_server_event(error("conversation_already_has_active_response", None), t);
+    assert!(!s.response_pending());
+    assert_eq!(creates(&s.on_server_event(resp_done("r_auto", "completed"), t)), 0);
+}
+
+#[test]
+fn already_active_for_a_notification_keeps_it_until_its_response() {
+    let (mut s, t) = ready();
+    let out = s.push_notification("n1", "done", t);
+    let id = create_event_id(&out).unwrap();
+    // A VAD response started just before.
+    s.on_server_event(resp_created("r_vad"), t);
+    s.on_server_event(echo_system("done"), t);
+    s.on_server_event(error("conversation_already_has_active_response", Some(&id)), t);
+    let out = s.on_server_event(resp_done("r_vad", "completed"), t);
+    assert!(delivered(&out).is_empty(), "that response never saw it");
+    assert_eq!(creates(&out), 1);
+    assert!(system_texts(&out).is_empty(), "item not sent twice");
+    s.on_server_event(resp_created("r2"), t);
+    assert_eq!(delivered(&s.on_server_event(resp_done("r2", "completed"), t)), ["n1"]);
+}
+
+#[test]
+fn cancel_not_active_is_ignored() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    let out = s.on_server_event(error("response_cancel_not_active", None), t);
+    assert!(out.is_empty());
+    assert!(s.is_ready() && s.response_active());
+}
+
+#[test]
+fn other_errors_on_our_create_retry_with_backoff() {
+    let (mut s, t) = ready();
+    let out = s.send_user_text("hi", t);
+    let id = create_event_id(&out).unwrap();
+    let out = s.on_server_event(error("rate_limit_exceeded", Some(&id)), t);
+    assert!(out.is_empty());
+    assert!(s.is_ready() && !s.response_active() && s.response_pending());
+    assert_eq!(s.next_deadline(), Some(t + secs(1)));
+    assert_eq!(creates(&s.poll(t + secs(1))), 1);
+    // An error about something else changes nothing.
+    assert!(s.on_server_event(error("invalid_value", Some("other")), t).is_empty());
+    assert!(s.response_active());
+}
+
+#[test]
+fn fatal_errors_stop_the_session() {
+    for code in FATAL_CODES {
+        let (mut s, t) = ready();
+        s.push_notification("n1", "done", t);
+        let out = s.on_server_event(error(code, None), t);
+        assert_eq!(out, [Output::Fatal { code: code.into(), message: format!("msg {code}") }]);
+        assert!(s.is_failed() && !s.is_ready());
+        assert!(sends(&s.push_notification("n2", "x", t)).is_empty());
+        assert!(s.on_server_event(resp_done("r", "completed"), t).is_empty());
+        assert_eq!(s.pending_notifications(), ["n1", "n2"]);
+        // The user fixes the key and starts again: everything is still there.
+        s.on_connected(t, UNIX0);
+        let out = s.on_server_event(created("sess_2", 3600), t);
+        assert_eq!(system_texts(&out).last().map(String::as_str), Some("done"));
+    }
+    // A fatal error during the handshake too.
+    let t = Instant::now();
+    let mut s = Session::new(SessionConfig::default());
+    s.on_connected(t, UNIX0);
+    let out = s.on_server_event(error("beta_api_shape_disabled", None), t);
+    assert!(matches!(&out[..], [Output::Fatal { .. }]));
+}
+
+// ---- reconnect and renewal ----
+
+#[test]
+fn reconnect_replays_pending_notifications_exactly_once() {
+    let (mut s, t) = ready();
+    s.send_user_text("refactor the auth module", t);
+    s.on_server_event(resp_created("r0"), t);
+    s.on_server_event(ev(json!({"type":"response.output_text.done","item_id":"a1","text":"Started t1."})), t);
+    s.on_server_event(resp_done("r0", "completed"), t);
+    // n0 is delivered before the drop; n1 is in flight; n2 waits.
+    s.push_notification("n0", "t0 finished", t);
+    s.on_server_event(resp_created("r1"), t);
+    assert_eq!(delivered(&s.on_server_event(resp_done("r1", "completed"), t)), ["n0"]);
+    let out = s.push_notification("n1", "t1 finished", t);
+    assert_eq!(system_texts(&out), ["t1 finished"]);
+    s.push_notification("n2", "t2 failed", t);
+    s.on_server_event(resp_created("r2"), t);
+    // The link dies before response.done.
+    assert!(s.on_closed(t).is_empty());
+    assert!(!s.is_ready() && !s.response_active());
+    assert_eq!(s.pending_notifications(), ["n1", "n2"]);
+    // Reconnect: session.update, one summary item, then n1 once.
+    let t2 = t + secs(5);
+    assert!(s.on_connected(t2, UNIX0 + 5).is_empty());
+    let out = s.on_server_event(created("sess_2", 3600), t2);
+    let sent = sends(&out);
+    assert!(matches!(sent[0], ClientEvent::SessionUpdate { .. }));
+    let texts = system_texts(&out);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[0].contains("User: refactor the auth module"));
+    assert!(texts[0].contains("Assistant: Started t1."));
+    assert!(texts[0].contains("t0 finished"));
+    assert_eq!(texts[1], "t1 finished");
+    assert_eq!(creates(&out), 1);
+    s.on_server_event(resp_created("r3"), t2);
+    let out = s.on_server_event(resp_done("r3", "completed"), t2);
+    assert_eq!(delivered(&out), ["n1"]);
+    assert_eq!(system_texts(&out), ["t2 failed"]);
+    s.on_server_event(resp_created("r4"), t2);
+    assert_eq!(delivered(&s.on_server_event(resp_done("r4", "completed"), t2)), ["n2"]);
+    assert!(s.pending_notifications().is_empty());
+}
+
+#[test]
+fn events_of_the_old_connection_are_not_answered_after_a_reconnect() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "start_task"), t);
+    s.on_closed(t);
+    s.on_connected(t, UNIX0);
+    s.on_server_event(created("sess_2", 3600), t);
+    // The old call's result cannot go to the new session; it is only remembered.
+    assert!(sends(&s.on_tool_result("c1", r#"{"status":"started"}"#, t)).is_empty());
+    assert!(sends(&s.on_tool_result("nope", "{}", t)).is_empty());
+    s.on_closed(t);
+    s.on_connected(t, UNIX0);
+    let out = s.on_server_event(created("sess_3", 3600), t);
+    assert!(system_texts(&out)[0].contains("start_task returned"));
+}
+
+#[test]
+fn session_expired_is_handled_as_a_close() {
+    let (mut s, t) = ready();
+    s.push_notification("n1", "done", t);
+    let out = s.on_server_event(error("session_expired", None), t);
+    assert!(matches!(&out[..], [Output::Reconnect { .. }]));
+    assert!(!s.is_ready() && !s.is_failed());
+    assert!(s.on_closed(t).is_empty());
+    s.on_connected(t, UNIX0 + 3600);
+    let out = s.on_server_event(created("sess_2", 3600), t);
+    assert_eq!(system_texts(&out).last().map(String::as_str), Some("done"));
+}
+
+#[test]
+fn renewal_happens_only_when_the_floor_is_free() {
+    let (mut s, t) = ready();
+    let due = t + secs(3600) - s.config().renew_margin;
+    assert_eq!(s.next_deadline(), Some(due));
+    assert!(!s.needs_renewal(due - secs(1)));
+    assert!(s.poll(due - secs(1)).is_empty());
+    // Busy at the due time: a response is active, then the key is held.
+    s.on_server_event(resp_created("r1"), due);
+    assert!(!s.needs_renewal(due));
+    assert!(s.poll(due).is_empty());
+    assert_ne!(s.next_deadline(), Some(due), "no spinning on a due renewal");
+    s.set_key_held(true, due);
+    assert!(s.on_server_event(resp_done("r1", "completed"), due).is_empty());
+    // The key goes up: the floor is free, renew once.
+    let out = s.set_key_held(false, due);
+    assert_eq!(out, [Output::Renew]);
+    assert!(s.poll(due).is_empty());
+    // While renewing, notifications wait for the new session.
+    assert!(sends(&s.push_notification("n1", "done", due)).is_empty());
+    s.on_connected(due, UNIX0 + 3300);
+    let out = s.on_server_event(created("sess_2", 3600), due);
+    assert_eq!(system_texts(&out), ["done"]);
+    assert_eq!(s.session_id(), Some("sess_2"));
+}
+
+#[test]
+fn failed_renewal_retries_later() {
+    let (mut s, t) = ready();
+    let due = t + secs(3600) - s.config().renew_margin;
+    assert_eq!(s.poll(due), [Output::Renew]);
+    assert!(s.renewal_failed(due).is_empty());
+    assert_eq!(s.next_deadline(), Some(due + RENEW_RETRY));
+    assert!(s.poll(due + secs(1)).is_empty());
+    assert_eq!(s.poll(due + RENEW_RETRY), [Output::Renew]);
+}
+
+// ---- awareness ----
+
+#[test]
+fn task_table_updates_are_debounced() {
+    let (mut s, t) = ready();
+    // session.created just sent the full update: the next one waits for the debounce.
+    assert!(s.set_task_table("t1 auth refactor: running", t).is_empty());
+    assert_eq!(s.next_deadline(), Some(t + secs(2)));
+    assert!(s.set_task_table("t1 auth refactor: editing", t + secs(1)).is_empty());
+    let out = s.poll(t + secs(2));
+    assert_eq!(out.len(), 1);
+    let j: Value = serde_json::from_str(&sends(&out)[0].to_json()).unwrap();
+    assert!(j["session"]["instructions"].as_str().unwrap().ends_with("t1 auth refactor: editing"));
+    assert!(s.poll(t + secs(3)).is_empty());
+    // After a quiet period, a change goes at once.
+    assert_eq!(s.set_task_table("t1 done", t + secs(10)).len(), 1);
+    // An unchanged table sends nothing.
+    assert!(s.set_task_table("t1 done", t + secs(20)).is_empty());
+}
+
+#[test]
+fn table_set_while_closed_goes_in_the_first_update() {
+    let t = Instant::now();
+    let mut s = Session::new(SessionConfig::default());
+    assert!(s.set_task_table("t1 x: running", t).is_empty());
+    s.on_connected(t, UNIX0);
+    let out = s.on_server_event(created("s", 3600), t);
+    let j: Value = serde_json::from_str(&sends(&out)[0].to_json()).unwrap();
+    assert!(j["session"]["instructions"].as_str().unwrap().contains("t1 x: running"));
+    assert!(s.poll(t + secs(5)).is_empty());
+}
+
+// ---- turns, text, audio ----
+
+#[test]
+fn push_to_talk_release_commits_and_asks_once() {
+    let cfg = SessionConfig { turn: Turn::Ptt, ..SessionConfig::default() };
+    let (mut s, t) = ready_with(cfg);
+    s.set_key_held(true, t);
+    assert!(s.append_audio(&[0; 480]).is_some());
+    let out = s.commit_user_audio(t);
+    let sent = sends(&out);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0], &ClientEvent::InputAudioBufferCommit);
+    assert_eq!(creates(&out), 1);
+    s.on_server_event(simple("input_audio_buffer.committed"), t);
+    s.on_server_event(resp_created("r1"), t);
+    assert_eq!(creates(&s.on_server_event(resp_done("r1", "completed"), t)), 0);
+    // With server VAD, commit is the server's job.
+    let (mut v, t) = ready();
+    assert!(v.commit_user_audio(t).is_empty());
+}
+
+#[test]
+fn tool_answer_waits_while_the_key_is_held() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "list_tasks"), t);
+    s.on_server_event(resp_done("r1", "completed"), t);
+    s.set_key_held(true, t);
+    assert_eq!(creates(&s.on_tool_result("c1", "[]", t)), 0);
+    assert_eq!(creates(&s.set_key_held(false, t)), 1);
+}
+
+#[test]
+fn text_mode_round_trip() {
+    let cfg = SessionConfig { text_mode: true, turn: Turn::Ptt, ..SessionConfig::default() };
+    let (mut s, t) = ready_with(cfg);
+    let out = s.send_user_text("what are my tasks doing?", t);
+    assert_eq!(sends(&out).len(), 2);
+    assert_eq!(creates(&out), 1);
+    s.on_server_event(resp_created("r1"), t);
+    let out = s.on_server_event(ev(json!({"type":"response.output_text.delta","item_id":"a","delta":"No"})), t);
+    assert_eq!(out, [Output::AssistantDelta { item_id: "a".into(), delta: "No".into() }]);
+    let out = s.on_server_event(ev(json!({"type":"response.output_text.done","item_id":"a","text":"No tasks."})), t);
+    assert_eq!(out, [Output::AssistantText { item_id: "a".into(), text: "No tasks.".into() }]);
+    // A second line while the answer runs waits for it.
+    assert_eq!(creates(&s.send_user_text("thanks", t)), 0);
+    assert_eq!(creates(&s.on_server_event(resp_done("r1", "completed"), t)), 1);
+}
+
+#[test]
+fn barge_in_stops_playback_cancels_and_truncates() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    let out = s.on_server_event(
+        ev(json!({"type":"response.output_audio.delta","response_id":"r1","item_id":"a1",
+            "delta":"AQD+/w=="})),
+        t,
+    );
+    assert_eq!(out, [Output::Audio { item_id: "a1".into(), pcm: vec![1, -2] }]);
+    s.set_audio_playing(true, t);
+    let out = s.on_server_event(simple("input_audio_buffer.speech_started"), t);
+    assert_eq!(out, [Output::StopPlayback]);
+    let out = s.barge_in(Some(640), t);
+    assert_eq!(
+        sends(&out),
+        [
+            &ClientEvent::ResponseCancel { response_id: None },
+            &ClientEvent::ConversationItemTruncate { item_id: "a1".into(), content_index: 0, audio_end_ms: 640 }
+        ]
+    );
+    // Nothing left to truncate; the cancelled response ends normally.
+    assert!(sends(&s.barge_in(Some(700), t)).len() == 1);
+    s.on_server_event(resp_done("r1", "cancelled"), t);
+    assert!(!s.response_active());
+    // A key press during playback also asks to stop it.
+    s.set_audio_playing(true, t);
+    assert_eq!(s.set_key_held(true, t), [Output::StopPlayback]);
+}
+
+#[test]
+fn user_transcripts_are_reported_and_remembered() {
+    let (mut s, t) = ready();
+    let out = s.on_server_event(
+        ev(json!({"type":"conversation.item.input_audio_transcription.completed","item_id":"u1",
+            "content_index":0,"transcript":"cancel the auth task","usage":null})),
+        t,
+    );
+    assert_eq!(out, [Output::UserTranscript { item_id: "u1".into(), text: "cancel the auth task".into() }]);
+    s.on_closed(t);
+    s.on_connected(t, UNIX0);
+    let out = s.on_server_event(created("s2", 3600), t);
+    assert!(system_texts(&out)[0].contains("User: cancel the auth task"));
+}
+
+// ---- timers ----
+
+#[test]
+fn a_lost_response_done_does_not_hold_the_floor_forever() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    assert!(sends(&s.push_notification("n1", "done", t)).is_empty());
+    assert_eq!(s.next_deadline(), Some(t + responses::STALL));
+    let out = s.poll(t + responses::STALL);
+    assert_eq!(system_texts(&out), ["done"]);
+}
+
+#[test]
+fn deadlines_are_never_in_the_past() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    s.set_task_table("x", t);
+    s.set_key_held(true, t);
+    let mut now = t;
+    for _ in 0..200 {
+        match s.next_deadline() {
+            Some(d) => {
+                assert!(d > now);
+                now = d;
+                s.poll(now);
+            }
+            None => break,
+        }
+    }
+    assert!(now < t + secs(4000), "deadlines converge");
+}
+
+#[test]
+fn unknown_events_change_nothing() {
+    let (mut s, t) = ready();
+    for ty in ["response.content_part.added", "rate_limits.updated", "conversation.created", "response.audio.delta"] {
+        assert!(s.on_server_event(simple(ty), t).is_empty());
+    }
+    assert!(s.floor_free(t));
+}

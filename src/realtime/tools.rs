@@ -1,0 +1,158 @@
+//! The five function tools the live assistant may call (design §4). Names and argument shapes are a
+//! contract: the dispatcher in `daemon/`, the tests and the instructions all rely on them.
+//!
+//! Why the descriptions insist on "started": `start_task` and `continue_task` answer at once, long before
+//! Claude has done anything. A realtime model left to itself happily narrates results it has not seen (the
+//! upstream app's "the model answered before the tool ran"). The descriptions therefore say what the answer
+//! means, tell the model to confirm the start in a few words, and that the outcome arrives later as a system
+//! message. `get_task_result` may come back `ambiguous`; the model must then ask, not guess.
+
+use crate::realtime::events::{FunctionTool, ToolKind};
+use serde_json::{Value, json};
+
+/// `start_task {task, name, project?}`.
+pub const START_TASK: &str = "start_task";
+/// `list_tasks {}`.
+pub const LIST_TASKS: &str = "list_tasks";
+/// `get_task_result {task}`.
+pub const GET_TASK_RESULT: &str = "get_task_result";
+/// `cancel_task {task}`.
+pub const CANCEL_TASK: &str = "cancel_task";
+/// `continue_task {task, instruction}`.
+pub const CONTINUE_TASK: &str = "continue_task";
+
+/// Every tool name, in the order [`all`] returns them.
+pub const NAMES: [&str; 5] = [START_TASK, LIST_TASKS, GET_TASK_RESULT, CANCEL_TASK, CONTINUE_TASK];
+
+const TASK_REF: &str = "Which task: its id (\"t3\") or words from its name (\"the auth refactor\").";
+
+/// The five tool definitions for `session.update`.
+pub fn all() -> Vec<FunctionTool> {
+    vec![
+        tool(
+            START_TASK,
+            "Start a Claude Code task that runs in the background (coding, refactoring, running tests, \
+             research in a project). Returns immediately with {\"status\":\"started\",\"task_id\",\"name\"} \
+             or {\"status\":\"rejected\",\"reason\",\"message\"}. When started, nothing has been done yet: \
+             say in a few words that it has started (for example \"Started t7, the auth refactor\") and \
+             never describe, guess or invent its results. When the task ends you will receive a system \
+             message with its summary; report it then. When rejected, tell the user the message.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "task": {
+                        "type": "string",
+                        "description": "The complete instruction for Claude Code, in the user's words plus \
+                                        any context from this conversation it needs."
+                    },
+                    "name": {
+                        "type": "string",
+                        "description": "A short spoken name for the task, two to four words \
+                                        (\"auth refactor\")."
+                    },
+                    "project": {
+                        "type": "string",
+                        "description": "Optional: a configured project name (\"website\") or a path. \
+                                        Omit it when the user named no project."
+                    }
+                },
+                "required": ["task", "name"],
+                "additionalProperties": false
+            }),
+        ),
+        tool(
+            LIST_TASKS,
+            "List the tasks of this run and recent ones: id, name, state, elapsed time, current activity \
+             and cost. Use it when the user asks what the tasks are doing and the task table in your \
+             instructions is not enough. Report only what it returns.",
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        ),
+        tool(
+            GET_TASK_RESULT,
+            "Get a task's result: state, summary, cost and the path of its full log. If the answer is \
+             {\"status\":\"ambiguous\",\"candidates\":[...]}, ask the user which one they mean; never pick \
+             one yourself. Report the summary as returned; do not add details it does not contain.",
+            task_only(),
+        ),
+        tool(
+            CANCEL_TASK,
+            "Cancel a running task: its processes are stopped. Returns what was done; tell the user. If \
+             the answer is ambiguous, ask which task they mean.",
+            task_only(),
+        ),
+        tool(
+            CONTINUE_TASK,
+            "Give a task a follow-up instruction: a new run in the same directory that resumes the task's \
+             Claude session. Returns immediately like start_task: say that it continues, do not invent \
+             results; its outcome arrives later as a system message.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "task": {"type": "string", "description": TASK_REF},
+                    "instruction": {
+                        "type": "string",
+                        "description": "What Claude Code should do next in that task."
+                    }
+                },
+                "required": ["task", "instruction"],
+                "additionalProperties": false
+            }),
+        ),
+    ]
+}
+
+fn task_only() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"task": {"type": "string", "description": TASK_REF}},
+        "required": ["task"],
+        "additionalProperties": false
+    })
+}
+
+fn tool(name: &str, description: &str, parameters: Value) -> FunctionTool {
+    FunctionTool { kind: ToolKind::Function, name: name.to_owned(), description: description.to_owned(), parameters }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn required(t: &FunctionTool) -> Vec<&str> {
+        t.parameters["required"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+    }
+
+    fn props(t: &FunctionTool) -> Vec<&str> {
+        let mut p: Vec<&str> =
+            t.parameters["properties"].as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        p.sort_unstable();
+        p
+    }
+
+    #[test]
+    fn five_tools_with_the_contracted_shapes() {
+        let tools = all();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, NAMES);
+        let by = |n: &str| tools.iter().find(|t| t.name == n).unwrap();
+        assert_eq!(props(by(START_TASK)), ["name", "project", "task"]);
+        assert_eq!(required(by(START_TASK)), ["task", "name"]);
+        assert!(props(by(LIST_TASKS)).is_empty());
+        assert_eq!(props(by(GET_TASK_RESULT)), ["task"]);
+        assert_eq!(props(by(CANCEL_TASK)), ["task"]);
+        assert_eq!(props(by(CONTINUE_TASK)), ["instruction", "task"]);
+        assert_eq!(required(by(CONTINUE_TASK)), ["task", "instruction"]);
+        for t in &tools {
+            assert_eq!(t.parameters["type"], "object");
+            assert_eq!(serde_json::to_value(t).unwrap()["type"], "function");
+        }
+    }
+
+    #[test]
+    fn descriptions_forbid_invented_results() {
+        let tools = all();
+        let start = &tools[0].description;
+        assert!(start.contains("started") && start.contains("never"));
+        assert!(tools[2].description.contains("ambiguous"));
+    }
+}
