@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub tasks: TasksConfig,
+    pub live: LiveConfig,
     /// Spoken project name → directory (`~` is expanded).
     pub projects: BTreeMap<String, PathBuf>,
 }
@@ -85,6 +86,72 @@ impl Default for TasksConfig {
     }
 }
 
+/// `[live]`: the voice (or text) conversation over the OpenAI Realtime API.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// The Realtime endpoint; `?model=` is added unless the URL has one.
+    pub url: String,
+    pub model: String,
+    pub voice: String,
+    /// A file whose text replaces the built-in instructions (the task table is appended).
+    pub instructions_file: Option<PathBuf>,
+    /// A file holding the OpenAI API key (must be mode 0600); `OPENAI_API_KEY` wins when set.
+    pub key_file: Option<PathBuf>,
+    /// Open a session just to speak task results when none is open.
+    pub announce_when_idle: bool,
+    /// `"vad"` (the server detects turns) or `"ptt"` (hold the key to speak).
+    pub turn: LiveTurn,
+    /// Seconds between WebSocket pings.
+    #[serde(deserialize_with = "positive_f64")]
+    pub ping_interval_s: f64,
+    /// Seconds without a pong before the link counts as dead.
+    #[serde(deserialize_with = "positive_f64")]
+    pub pong_timeout_s: f64,
+    /// Renew the session this many seconds before it expires (when the floor is free).
+    #[serde(deserialize_with = "positive_f64")]
+    pub renew_before_s: f64,
+    /// Model for transcribing the user's speech into the conversation log.
+    pub transcription_model: String,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            url: "wss://api.openai.com/v1/realtime".into(),
+            model: "gpt-realtime".into(),
+            voice: "marin".into(),
+            instructions_file: None,
+            key_file: None,
+            announce_when_idle: false,
+            turn: LiveTurn::Vad,
+            ping_interval_s: 15.0,
+            pong_timeout_s: 10.0,
+            renew_before_s: 300.0,
+            transcription_model: "gpt-4o-mini-transcribe".into(),
+        }
+    }
+}
+
+impl LiveConfig {
+    /// The WebSocket URL with the model as a query parameter.
+    pub fn endpoint(&self) -> String {
+        if self.url.contains("model=") {
+            self.url.clone()
+        } else {
+            let sep = if self.url.contains('?') { '&' } else { '?' };
+            format!("{}{sep}model={}", self.url, self.model)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveTurn {
+    Vad,
+    Ptt,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 pub enum PermissionMode {
     #[serde(rename = "default")]
@@ -126,6 +193,14 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
     if v == 0 {
         return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(v)
+}
+
+fn positive_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(serde::de::Error::custom("must be a number > 0"));
     }
     Ok(v)
 }
@@ -221,6 +296,9 @@ impl Config {
                 return Err(err(&format!("projects.{name}"), "directory is empty".into()));
             }
         }
+        if !(self.live.url.starts_with("wss://") || self.live.url.starts_with("ws://")) {
+            return Err(err("live.url", format!("`{}` is not a ws:// or wss:// URL", self.live.url)));
+        }
         for var in &self.tasks.env_allow {
             if var.is_empty() || var.contains('=') {
                 return Err(err("tasks.env_allow", format!("`{var}` is not a variable name")));
@@ -298,6 +376,28 @@ share_dirs = false
 # How many ended tasks are remembered.
 keep_ended = 200
 
+[live]
+# The OpenAI Realtime endpoint (GA); "?model=<model>" is added.
+url = "wss://api.openai.com/v1/realtime"
+model = "gpt-realtime"
+# alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar
+voice = "marin"
+# A text file replacing the built-in instructions (the task table is always appended).
+# instructions_file = "~/.config/ptt/instructions.txt"
+# The OpenAI API key: OPENAI_API_KEY from the environment, or this file (mode 0600).
+# key_file = "~/.config/ptt/openai.key"
+# Open a session just to speak task results when no session is open.
+announce_when_idle = false
+# "vad": the server hears when you stop talking; "ptt": hold the push-to-talk key to speak.
+turn = "vad"
+# Keepalive: a WebSocket ping every ping_interval_s; no pong within pong_timeout_s = reconnect.
+ping_interval_s = 15.0
+pong_timeout_s = 10.0
+# Sessions last 60 minutes; a new one is opened this many seconds before (when nobody is talking).
+renew_before_s = 300.0
+# Transcribes what you say into the conversation log (used to re-seed a reconnected session).
+transcription_model = "gpt-4o-mini-transcribe"
+
 # Spoken project names and their directories, used by `--project NAME` and by voice.
 [projects]
 # website = "~/code/site"
@@ -358,6 +458,17 @@ mod tests {
         assert!(e.message.contains("at least 1"));
         let e = parse("[tasks]\nbudget_usd = -1.0\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("tasks.budget_usd"));
+    }
+
+    #[test]
+    fn live_section() {
+        let c = parse("[live]\nurl = \"ws://127.0.0.1:9/v1/realtime\"\nturn = \"ptt\"\n").expect("parse");
+        assert_eq!(c.live.endpoint(), "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime");
+        assert_eq!(c.live.turn, LiveTurn::Ptt);
+        let e = parse("[live]\nurl = \"https://x\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("live.url")));
+        let e = parse("[live]\npong_timeout_s = 0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("live.pong_timeout_s"));
     }
 
     #[test]

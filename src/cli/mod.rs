@@ -7,6 +7,7 @@
 //! 69 daemon not running, 78 configuration error.
 
 mod doctor;
+mod live;
 mod print;
 
 use std::path::PathBuf;
@@ -62,6 +63,21 @@ enum Command {
     /// Start, inspect, cancel or continue a task.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Talk with the live assistant (OpenAI Realtime) by typing: it can start,
+    /// check and cancel tasks. Attaches to the running daemon, or runs one for
+    /// the length of the conversation.
+    Live {
+        /// Text conversation on stdin/stdout (voice comes with the audio path).
+        #[arg(long, required = true)]
+        text: bool,
+    },
+    /// Act on a hotkey binding (for compositor key binds): `ptt key toggle live`.
+    Key {
+        #[arg(value_enum)]
+        action: KeyArg,
+        /// `live` (the live session) or `ptt` (push-to-talk).
+        binding: String,
+    },
     /// Check that everything ptt needs is in place.
     Doctor,
     /// Print a stream of task events as JSON lines (for status bars).
@@ -69,6 +85,13 @@ enum Command {
     /// Print, locate or check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum KeyArg {
+    Press,
+    Release,
+    Toggle,
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,6 +191,26 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
         })),
         Command::Task(t) => task_command(t, paths),
         Command::Doctor => Ok(doctor::run(paths)),
+        Command::Live { text: _ } => Ok(live::run(paths)),
+        Command::Key { action, binding } => {
+            let action = match action {
+                KeyArg::Press => crate::control::protocol::KeyAction::Press,
+                KeyArg::Release => crate::control::protocol::KeyAction::Release,
+                KeyArg::Toggle => crate::control::protocol::KeyAction::Toggle,
+            };
+            Ok(with_daemon(paths, &Request::Key { action, binding }, |v| {
+                match v.get("status").and_then(Value::as_str) {
+                    Some("ok") => {
+                        println!("live: {}", s(v, "live"));
+                        0
+                    }
+                    _ => {
+                        eprintln!("ptt: {}", s(v, "message"));
+                        EXIT_FAILED
+                    }
+                }
+            }))
+        }
         Command::Watch => match client::subscribe(&paths.socket(), |event| {
             println!("{event}");
             true
@@ -318,6 +361,23 @@ fn outcome_failure(v: &Value, json: bool) -> i32 {
         "ambiguous" => EXIT_AMBIGUOUS,
         "not_found" => EXIT_NOT_FOUND,
         _ => EXIT_FAILED,
+    }
+}
+
+/// "4 minutes 12 seconds": a duration as it is spoken.
+pub fn duration_words(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    match secs {
+        s if s < 60 => plural(s, "second"),
+        s if s < 3600 => {
+            let rest = if s % 60 == 0 { String::new() } else { format!(" {}", plural(s % 60, "second")) };
+            format!("{}{rest}", plural(s / 60, "minute"))
+        }
+        s => {
+            let rest =
+                if (s % 3600) / 60 == 0 { String::new() } else { format!(" {}", plural((s % 3600) / 60, "minute")) };
+            format!("{}{rest}", plural(s / 3600, "hour"))
+        }
     }
 }
 

@@ -42,14 +42,52 @@ pub enum Request {
     },
     /// A stream of events (one JSON line each) until the client hangs up.
     Subscribe,
+    /// Turns the connection into a text conversation: the daemon streams the
+    /// live session's lines; the client sends `say` requests (no replies).
+    LiveAttach,
+    /// A user line for the live session (on an attached connection).
+    Say {
+        text: String,
+    },
+    /// A hotkey action from a compositor binding: `ptt key toggle live`.
+    Key {
+        action: KeyAction,
+        binding: String,
+    },
     Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    Press,
+    Release,
+    Toggle,
 }
 
 /// What the connection threads hand to the main loop.
 #[derive(Debug)]
 pub enum Incoming {
-    Request { request: Request, reply: Sender<Value> },
-    Subscribe { events: Sender<Value> },
+    Request {
+        request: Request,
+        reply: Sender<Value>,
+    },
+    Subscribe {
+        events: Sender<Value>,
+    },
+    /// A text client attaches; the loop answers `Ok(front id)` or why not.
+    LiveAttach {
+        events: Sender<Value>,
+        reply: Sender<Result<u64, String>>,
+    },
+    /// A line from an attached (or local) text client.
+    LiveInput {
+        text: String,
+    },
+    /// The attached client with this id went away.
+    LiveDetach {
+        id: u64,
+    },
 }
 
 /// A failure reply.

@@ -104,6 +104,10 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             stream_events(&mut writer, &to_loop);
             return;
         }
+        if request == Request::LiveAttach {
+            live_client(writer, reader, &to_loop);
+            return;
+        }
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         if to_loop.send(Incoming::Request { request, reply: reply_tx }).is_err() {
             let _ = write_line(&mut writer, &error_reply("the daemon is stopping"));
@@ -128,6 +132,55 @@ fn stream_events(writer: &mut UnixStream, to_loop: &Sender<Incoming>) {
             return;
         }
     }
+}
+
+/// An attached `ptt live --text`: a forwarder thread writes the session's
+/// lines, this thread reads `say` lines until the client hangs up.
+fn live_client(mut writer: UnixStream, mut reader: BufReader<UnixStream>, to_loop: &Sender<Incoming>) {
+    let (tx, rx) = crossbeam_channel::bounded(1024);
+    let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+    if to_loop.send(Incoming::LiveAttach { events: tx, reply: reply_tx }).is_err() {
+        return;
+    }
+    let id = match reply_rx.recv_timeout(REPLY_TIMEOUT) {
+        Ok(Ok(id)) => id,
+        Ok(Err(message)) => {
+            let _ = write_line(&mut writer, &serde_json::json!({"kind": "error", "message": message}));
+            return;
+        }
+        Err(_) => {
+            let _ = write_line(&mut writer, &error_reply("the daemon did not answer in time"));
+            return;
+        }
+    };
+    let forwarder = std::thread::Builder::new().name("control-live".into()).spawn(move || {
+        for ev in rx {
+            if write_line(&mut writer, &ev).is_err() {
+                return;
+            }
+        }
+    });
+    if forwarder.is_err() {
+        let _ = to_loop.send(Incoming::LiveDetach { id });
+        return;
+    }
+    loop {
+        let mut line = Vec::new();
+        match (&mut reader).take(MAX_REQUEST).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        match serde_json::from_slice::<Request>(&line) {
+            Ok(Request::Say { text }) => {
+                if to_loop.send(Incoming::LiveInput { text }).is_err() {
+                    break;
+                }
+            }
+            Ok(other) => log::debug!("control: ignoring {other:?} on a live connection"),
+            Err(e) => log::debug!("control: bad line on a live connection: {e}"),
+        }
+    }
+    let _ = to_loop.send(Incoming::LiveDetach { id });
 }
 
 fn write_line(w: &mut UnixStream, v: &Value) -> std::io::Result<()> {

@@ -10,9 +10,12 @@
 //! exits here), then the registry and the orphan sweep, then the socket, then
 //! `READY=1`.
 
+pub mod live;
 pub mod lock;
+pub mod notifications;
 pub mod scheduler;
 pub mod systemd;
+pub mod tools;
 
 use std::time::{Duration, Instant};
 
@@ -21,10 +24,13 @@ use crossbeam_channel::{Receiver, Sender, select};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::control::{Incoming, Request, protocol::error_reply};
+use crate::control::protocol::{KeyAction, error_reply};
+use crate::control::{Incoming, Request};
 use crate::paths::Paths;
+use crate::realtime::connection::ConnMessage;
 use crate::tasks::reaper::TaskEvent;
 use crate::tasks::{CancelOutcome, Lookup, Notice, StartRequest, Supervisor};
+use live::{Live, Purpose};
 use scheduler::{Scheduler, TimerKind};
 
 /// Exit status for a configuration error (sysexits' EX_CONFIG); the systemd
@@ -36,6 +42,8 @@ pub const EXIT_CONFIG: i32 = 78;
 pub enum Event {
     Control(Incoming),
     Task(TaskEvent),
+    /// From a Realtime connection's threads.
+    Live(ConnMessage),
     Signal(i32),
     /// The earliest deadline passed.
     Timer,
@@ -45,6 +53,7 @@ pub enum Event {
 pub struct Daemon {
     paths: Paths,
     supervisor: Supervisor,
+    live: Live,
     scheduler: Scheduler,
     subscribers: Vec<Sender<Value>>,
     started: Instant,
@@ -55,8 +64,19 @@ pub struct Daemon {
     signal_rx: Receiver<i32>,
 }
 
+/// A text conversation run by this process itself (`ptt live --text` with no
+/// daemon running): lines from `input` go to the session, its lines to `output`.
+pub struct LocalText {
+    pub output: Sender<Value>,
+}
+
 /// `ptt run`: runs the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(paths: Paths) -> Result<i32> {
+    run_with(paths, None)
+}
+
+/// The daemon, optionally with a local text conversation attached.
+pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     let config = match Config::load(&paths.config_file) {
         Ok(c) => c,
         Err(e) => {
@@ -79,6 +99,13 @@ pub fn run(paths: Paths) -> Result<i32> {
         log::warn!("tasks.permission_mode = \"bypassPermissions\": Claude tasks will run tools WITHOUT asking");
     }
     let (task_tx, task_rx) = crossbeam_channel::unbounded();
+    let live = Live::new(config.live.clone(), &paths);
+    if local.is_some()
+        && let Err(e) = live.api_key()
+    {
+        eprintln!("ptt: cannot start a live session: {e}");
+        return Ok(1);
+    }
     let (supervisor, report) = Supervisor::new(config, paths.clone(), task_tx)?;
     if let Some((aside, why)) = &report.registry_moved_aside {
         log::warn!("the task registry was corrupt ({why}); moved it to {} and started empty", aside.display());
@@ -91,10 +118,11 @@ pub fn run(paths: Paths) -> Result<i32> {
     }
     let signal_rx = spawn_signal_thread()?;
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
-    crate::control::server::start(&paths.socket(), control_tx)?;
+    crate::control::server::start(&paths.socket(), control_tx.clone())?;
     let mut daemon = Daemon {
         paths,
         supervisor,
+        live,
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
         started: Instant::now(),
@@ -114,10 +142,41 @@ pub fn run(paths: Paths) -> Result<i32> {
         daemon.paths.socket().display()
     );
     systemd::notify("READY=1");
+    if let Some(local) = local {
+        let now = Instant::now();
+        match daemon.live.attach(local.output, &mut daemon.supervisor, now) {
+            Ok((_, notices)) => daemon.publish(notices),
+            Err(e) => {
+                eprintln!("ptt: cannot start a live session: {e}");
+                return Ok(1);
+            }
+        }
+        spawn_stdin_thread(control_tx)?;
+    }
     daemon.main_loop();
     let _ = std::fs::remove_file(daemon.paths.socket());
     log::info!("stopped");
     Ok(0)
+}
+
+/// Feeds stdin lines to the local text conversation; end of input stops the daemon.
+fn spawn_stdin_thread(to_loop: Sender<Incoming>) -> Result<()> {
+    std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let text = line.trim().to_string();
+            if text.is_empty() {
+                continue;
+            }
+            if to_loop.send(Incoming::LiveInput { text }).is_err() {
+                return;
+            }
+        }
+        let (reply, _) = crossbeam_channel::bounded(1);
+        let _ = to_loop.send(Incoming::Request { request: Request::Shutdown, reply });
+    })?;
+    Ok(())
 }
 
 fn spawn_signal_thread() -> Result<Receiver<i32>> {
@@ -152,7 +211,10 @@ impl Daemon {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.scheduler.next_deadline(), self.supervisor.next_deadline()].into_iter().flatten().min()
+        [self.scheduler.next_deadline(), self.supervisor.next_deadline(), self.live.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn next_event(&self) -> Event {
@@ -167,6 +229,10 @@ impl Daemon {
             },
             recv(self.task_rx) -> msg => match msg {
                 Ok(m) => Event::Task(m),
+                Err(_) => Event::Timer,
+            },
+            recv(self.live.conn_rx) -> msg => match msg {
+                Ok(m) => Event::Live(m),
                 Err(_) => Event::Timer,
             },
             recv(self.signal_rx) -> msg => match msg {
@@ -185,8 +251,32 @@ impl Daemon {
                 let _ = reply.send(answer);
             }
             Event::Control(Incoming::Subscribe { events }) => self.subscribers.push(events),
+            Event::Control(Incoming::LiveAttach { events, reply }) => {
+                if self.shutting_down {
+                    let _ = reply.send(Err("the daemon is shutting down".into()));
+                } else {
+                    match self.live.attach(events, &mut self.supervisor, now) {
+                        Ok((id, notices)) => {
+                            let _ = reply.send(Ok(id));
+                            self.publish(notices);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+            }
+            Event::Control(Incoming::LiveInput { text }) => {
+                let notices = self.live.user_text(&text, &mut self.supervisor, now);
+                self.publish(notices);
+            }
+            Event::Control(Incoming::LiveDetach { id }) => self.live.detach(id),
             Event::Task(ev) => {
                 let notices = self.supervisor.on_event(ev, now);
+                self.publish(notices);
+            }
+            Event::Live(msg) => {
+                let notices = self.live.on_conn(msg, &mut self.supervisor, now);
                 self.publish(notices);
             }
             Event::Signal(sig) => self.handle_signal(sig, now),
@@ -209,6 +299,10 @@ impl Daemon {
         }
         if self.supervisor.next_deadline().is_some_and(|d| d <= now) {
             let notices = self.supervisor.on_timer(now);
+            self.publish(notices);
+        }
+        if self.live.next_deadline().is_some_and(|d| d <= now) {
+            let notices = self.live.poll(&mut self.supervisor, now);
             self.publish(notices);
         }
     }
@@ -235,6 +329,7 @@ impl Daemon {
         log::info!("{why}: stopping {} running task(s)", self.supervisor.running_count());
         systemd::notify("STOPPING=1");
         self.shutting_down = true;
+        self.live.stop("the daemon is stopping");
         self.supervisor.begin_shutdown(now);
         let grace = Duration::from_secs(u64::from(self.supervisor.config().tasks.kill_grace_s));
         self.scheduler.schedule(TimerKind::ShutdownDeadline, now + grace);
@@ -278,7 +373,39 @@ impl Daemon {
                 self.begin_shutdown(now, "shutdown requested");
                 json!({"status": "stopping"})
             }
-            Request::Subscribe => error_reply("subscribe is handled by the connection"),
+            Request::Key { action, binding } => self.key(action, &binding, now),
+            Request::Subscribe | Request::LiveAttach | Request::Say { .. } => {
+                error_reply("this request is only valid as the first line of a connection")
+            }
+        }
+    }
+
+    /// A hotkey action from the control socket (a compositor binding).
+    fn key(&mut self, action: KeyAction, binding: &str, now: Instant) -> Value {
+        match (binding, action) {
+            ("live", KeyAction::Toggle | KeyAction::Press) => {
+                if self.live.is_on() {
+                    self.live.stop("live mode turned off");
+                    json!({"status": "ok", "live": "off"})
+                } else {
+                    match self.live.start(Purpose::Conversation, &mut self.supervisor, now) {
+                        Ok(notices) => {
+                            self.publish(notices);
+                            json!({"status": "ok", "live": "on"})
+                        }
+                        Err(e) => json!({"status": "error", "message": e}),
+                    }
+                }
+            }
+            ("live", KeyAction::Release) => {
+                json!({"status": "ok", "live": if self.live.is_on() { "on" } else { "off" }})
+            }
+            ("ptt", _) => {
+                json!({"status": "unavailable", "message": "push-to-talk needs the audio path, which this build does not have yet"})
+            }
+            (other, _) => {
+                json!({"status": "error", "message": format!("unknown binding `{other}` (known: ptt, live)")})
+            }
         }
     }
 
@@ -293,12 +420,31 @@ impl Daemon {
                 "socket": self.paths.socket(),
             },
             "tasks": self.supervisor.status(),
+            "live": self.live.status(Instant::now()),
         })
     }
 
-    /// Turns supervisor notices into subscriber events.
+    /// Routes supervisor notices: to the live session (task table, notifications)
+    /// and to subscribers.
     fn publish(&mut self, notices: Vec<Notice>) {
-        for notice in notices {
+        let mut queue: std::collections::VecDeque<Notice> = notices.into();
+        let now = Instant::now();
+        while let Some(notice) = queue.pop_front() {
+            let more = match &notice {
+                Notice::Ended(id) => match self.supervisor.registry().get(id).cloned() {
+                    Some(task) => {
+                        let mut n = self.live.on_task_ended(&task, &mut self.supervisor, now);
+                        n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
+                        n
+                    }
+                    None => vec![],
+                },
+                Notice::Started(_) | Notice::Activity(_) | Notice::Stalled(_) => {
+                    self.live.on_tasks_changed(&mut self.supervisor, now)
+                }
+                Notice::BudgetWarning(_) => vec![],
+            };
+            queue.extend(more);
             let (event, id) = match &notice {
                 Notice::Started(id) => ("task_started", Some(id)),
                 Notice::Activity(id) => ("task_activity", Some(id)),

@@ -1,0 +1,569 @@
+//! The live session as the daemon runs it: the pure [`Session`] machine, the
+//! connection threads, reconnection, renewal, notifications and front ends.
+//!
+//! Everything here runs on the main loop. The machine decides *what* to send;
+//! this module does the rest: it opens [`Connection`]s (ids tell a stale
+//! connection's events from the current one's), turns the machine's
+//! [`Output`]s into actions (frames on the socket, tool calls on the
+//! supervisor, lines for attached `ptt live --text` clients), and keeps the
+//! reconnect backoff (0.5 s doubling to 30 s, jittered) as a deadline.
+//!
+//! Notifications are written to the [`NotificationStore`] first and leave it
+//! only when the machine reports them delivered, so a closed socket, an expired
+//! session or a restart loses none.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::{Value, json};
+
+use crate::config::{LiveConfig, LiveTurn};
+use crate::paths::Paths;
+use crate::realtime::connection::{ConnEvent, ConnId, ConnMessage, ConnectSpec, Connection};
+use crate::realtime::events::ServerEvent;
+use crate::realtime::session::{Output, Session, SessionConfig, Turn};
+use crate::tasks::registry::{TaskRecord, unix_now};
+use crate::tasks::{Notice, Supervisor};
+
+use super::notifications::NotificationStore;
+use super::tools;
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Why a session is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The user turned live mode on (hotkey / `ptt key toggle live`).
+    Conversation,
+    /// A `ptt live --text` client attached and started it; it ends with the last client.
+    TextClient,
+    /// Opened only to speak pending task results (`live.announce_when_idle`).
+    Announce,
+}
+
+/// A line for attached text clients.
+pub type FrontEvent = Value;
+
+struct Front {
+    id: u64,
+    tx: Sender<FrontEvent>,
+}
+
+/// Jittered exponential backoff.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_FIRST }
+    }
+    fn reset(&mut self) {
+        self.next = BACKOFF_FIRST;
+    }
+    /// The next delay, between 75 % and 100 % of the step; doubles the step.
+    fn next_delay(&mut self) -> Duration {
+        let step = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        let fraction = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+        step.mul_f64(0.75 + 0.25 * fraction)
+    }
+}
+
+pub struct Live {
+    cfg: LiveConfig,
+    paths: Paths,
+    conn_tx: Sender<ConnMessage>,
+    /// The loop selects on this.
+    pub conn_rx: Receiver<ConnMessage>,
+    session: Option<Session>,
+    purpose: Option<Purpose>,
+    conn: Option<Connection>,
+    renewing: Option<Connection>,
+    next_conn_id: ConnId,
+    backoff: Backoff,
+    reconnect_at: Option<Instant>,
+    was_ready: bool,
+    fatal: Option<String>,
+    last_close: Option<String>,
+    connects: u64,
+    bad_frames: u64,
+    store: NotificationStore,
+    fronts: Vec<Front>,
+    next_front_id: u64,
+}
+
+impl Live {
+    pub fn new(cfg: LiveConfig, paths: &Paths) -> Live {
+        let (conn_tx, conn_rx) = crossbeam_channel::unbounded();
+        Live {
+            cfg,
+            paths: paths.clone(),
+            conn_tx,
+            conn_rx,
+            session: None,
+            purpose: None,
+            conn: None,
+            renewing: None,
+            next_conn_id: 1,
+            backoff: Backoff::new(),
+            reconnect_at: None,
+            was_ready: false,
+            fatal: None,
+            last_close: None,
+            connects: 0,
+            bad_frames: 0,
+            store: NotificationStore::load(paths.state_dir.join("notifications.json")),
+            fronts: Vec::new(),
+            next_front_id: 1,
+        }
+    }
+
+    pub fn set_config(&mut self, cfg: LiveConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The OpenAI key: `OPENAI_API_KEY`, else `live.key_file` (which must be 0600).
+    pub fn api_key(&self) -> Result<String, String> {
+        load_key(&self.cfg, &self.paths)
+    }
+
+    /// Opens a session (or upgrades the purpose of the open one).
+    pub fn start(&mut self, purpose: Purpose, sup: &mut Supervisor, now: Instant) -> Result<Vec<Notice>, String> {
+        if self.session.is_some() {
+            // A conversation outranks a text client, which outranks an announcement.
+            let rank = |p: Purpose| match p {
+                Purpose::Announce => 0,
+                Purpose::TextClient => 1,
+                Purpose::Conversation => 2,
+            };
+            if self.purpose.is_none_or(|cur| rank(purpose) > rank(cur)) {
+                self.purpose = Some(purpose);
+            }
+            return Ok(vec![]);
+        }
+        self.api_key()?;
+        let instructions = match &self.cfg.instructions_file {
+            Some(f) => {
+                let path = self.paths.expand_tilde(f);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read live.instructions_file {}: {e}", path.display()))?
+            }
+            None => crate::realtime::session::DEFAULT_INSTRUCTIONS.to_string(),
+        };
+        let session_cfg = SessionConfig {
+            model: self.cfg.model.clone(),
+            instructions,
+            voice: self.cfg.voice.clone(),
+            // No audio path yet: every session is a text conversation.
+            text_mode: true,
+            turn: match self.cfg.turn {
+                LiveTurn::Vad => Turn::Vad,
+                LiveTurn::Ptt => Turn::Ptt,
+            },
+            renew_margin: Duration::from_secs_f64(self.cfg.renew_before_s),
+            transcription_model: Some(self.cfg.transcription_model.clone()).filter(|m| !m.is_empty()),
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(session_cfg);
+        let mut outs = session.set_task_table(&tools::task_table(sup), now);
+        self.store.expire(unix_now());
+        for p in self.store.pending().to_vec() {
+            outs.extend(session.push_notification(&p.id, &p.text, now));
+        }
+        self.session = Some(session);
+        self.purpose = Some(purpose);
+        self.fatal = None;
+        self.backoff.reset();
+        self.was_ready = false;
+        log::info!("live: starting a session ({purpose:?}) with {}", self.cfg.endpoint());
+        self.connect(now);
+        Ok(self.apply(outs, sup, now))
+    }
+
+    /// Closes the session; pending notifications stay on disk for the next one.
+    pub fn stop(&mut self, why: &str) {
+        if self.session.is_none() {
+            return;
+        }
+        log::info!("live: session stopped ({why})");
+        for c in [self.conn.take(), self.renewing.take()].into_iter().flatten() {
+            c.close();
+        }
+        self.session = None;
+        self.purpose = None;
+        self.reconnect_at = None;
+        self.broadcast(json!({"kind": "status", "state": "off", "message": why}));
+    }
+
+    fn connect(&mut self, now: Instant) {
+        self.reconnect_at = None;
+        match self.open_connection() {
+            Ok(c) => self.conn = Some(c),
+            Err(e) => {
+                log::warn!("live: cannot open a connection: {e}");
+                self.schedule_reconnect(&e, now);
+            }
+        }
+    }
+
+    fn open_connection(&mut self) -> Result<Connection, String> {
+        let key = self.api_key()?;
+        let id = self.next_conn_id;
+        self.next_conn_id += 1;
+        self.connects += 1;
+        let spec = ConnectSpec {
+            url: self.cfg.endpoint(),
+            api_key: key,
+            connect_timeout: Duration::from_secs(10),
+            ping_every: Duration::from_secs_f64(self.cfg.ping_interval_s),
+            pong_timeout: Duration::from_secs_f64(self.cfg.pong_timeout_s),
+        };
+        Connection::open(id, spec, self.conn_tx.clone())
+            .map_err(|e| format!("cannot start the connection threads: {e}"))
+    }
+
+    fn schedule_reconnect(&mut self, reason: &str, now: Instant) {
+        if self.session.is_none() || self.fatal.is_some() {
+            return;
+        }
+        let delay = self.backoff.next_delay();
+        self.reconnect_at = Some(now + delay);
+        log::warn!("live: {reason}; reconnecting in {:.1} s", delay.as_secs_f64());
+        self.broadcast(json!({"kind": "status", "state": "reconnecting", "message": format!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64())}));
+    }
+
+    fn fail(&mut self, message: String) {
+        log::error!("live: {message}; not retrying (fix it, then start live mode again)");
+        self.fatal = Some(message.clone());
+        for c in [self.conn.take(), self.renewing.take()].into_iter().flatten() {
+            c.close();
+        }
+        self.reconnect_at = None;
+        self.broadcast(json!({"kind": "error", "message": message}));
+    }
+
+    /// An event from a connection thread.
+    pub fn on_conn(&mut self, (id, ev): ConnMessage, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let is_current = self.conn.as_ref().is_some_and(|c| c.id == id);
+        let is_renewing = self.renewing.as_ref().is_some_and(|c| c.id == id);
+        if self.session.is_none() || !(is_current || is_renewing) {
+            log::debug!("live: ignoring {ev:?} from old connection {id}");
+            return vec![];
+        }
+        let unix = unix_now();
+        if is_renewing {
+            // The successor of a session about to expire. Until it opens, the old one stays current.
+            let outs = match ev {
+                ConnEvent::Opened => {
+                    log::info!("live: renewed connection {id} is open; closing the old one");
+                    if let Some(old) = self.conn.take() {
+                        old.close();
+                    }
+                    self.conn = self.renewing.take();
+                    self.session_mut().map(|s| s.on_connected(now, unix)).unwrap_or_default()
+                }
+                ConnEvent::Closed { .. } | ConnEvent::Dead => {
+                    log::warn!("live: the renewal connection failed; keeping the current session");
+                    self.renewing = None;
+                    self.session_mut().map(|s| s.renewal_failed(now)).unwrap_or_default()
+                }
+                // Frames arrive only after Opened, when the connection is already current.
+                ConnEvent::Frame(_) => vec![],
+            };
+            return self.apply(outs, sup, now);
+        }
+        let outs = match ev {
+            ConnEvent::Opened => {
+                self.broadcast(json!({"kind": "status", "state": "connected"}));
+                self.session_mut().map(|s| s.on_connected(now, unix)).unwrap_or_default()
+            }
+            ConnEvent::Frame(text) => match ServerEvent::parse(&text) {
+                Ok(ev) => self.session_mut().map(|s| s.on_server_event(ev, now)).unwrap_or_default(),
+                Err(e) => {
+                    self.bad_frames += 1;
+                    log::debug!("live: ignoring a frame that is not a valid server event: {e}");
+                    vec![]
+                }
+            },
+            ConnEvent::Closed { reason, fatal } => {
+                self.conn = None;
+                self.last_close = Some(reason.clone());
+                let outs = self.session_mut().map(|s| s.on_closed(now)).unwrap_or_default();
+                if fatal {
+                    self.fail(reason);
+                } else {
+                    self.schedule_reconnect(&reason, now);
+                }
+                outs
+            }
+            ConnEvent::Dead => {
+                if let Some(c) = self.conn.take() {
+                    c.close();
+                }
+                self.last_close = Some("no pong from the server".into());
+                let outs = self.session_mut().map(|s| s.on_closed(now)).unwrap_or_default();
+                self.schedule_reconnect("no pong from the server", now);
+                outs
+            }
+        };
+        self.apply(outs, sup, now)
+    }
+
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        self.session.as_mut()
+    }
+
+    /// A task ended: persist its notification and hand it to the session (or
+    /// open one to announce it).
+    pub fn on_task_ended(&mut self, task: &TaskRecord, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let p = self.store.push_task_end(task);
+        self.broadcast(json!({"kind": "notification", "task_id": task.id, "text": p.text}));
+        if self.session.is_none() {
+            if self.cfg.announce_when_idle && self.fatal.is_none() {
+                match self.start(Purpose::Announce, sup, now) {
+                    Ok(n) => return n,
+                    Err(e) => log::warn!("live: cannot open a session to announce {}: {e}", task.id),
+                }
+            }
+            return vec![];
+        }
+        let outs = self.session_mut().map(|s| s.push_notification(&p.id, &p.text, now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
+    /// Tasks changed: refresh the table in the instructions (the machine debounces).
+    pub fn on_tasks_changed(&mut self, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let table = tools::task_table(sup);
+        let outs = self.session_mut().map(|s| s.set_task_table(&table, now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
+    /// A line typed by a text client.
+    pub fn user_text(&mut self, text: &str, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let outs = self.session_mut().map(|s| s.send_user_text(text, now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
+    /// A text client attaches: it gets every front event; a session is opened
+    /// for it when none is.
+    pub fn attach(
+        &mut self,
+        tx: Sender<FrontEvent>,
+        sup: &mut Supervisor,
+        now: Instant,
+    ) -> Result<(u64, Vec<Notice>), String> {
+        let notices = self.start(Purpose::TextClient, sup, now)?;
+        let id = self.next_front_id;
+        self.next_front_id += 1;
+        let _ = tx.try_send(json!({"kind": "status", "state": self.state_name(), "message": "attached"}));
+        self.fronts.push(Front { id, tx });
+        Ok((id, notices))
+    }
+
+    /// A text client went away; a session opened for text clients ends with the last one.
+    pub fn detach(&mut self, id: u64) {
+        self.fronts.retain(|f| f.id != id);
+        if self.fronts.is_empty() && self.purpose == Some(Purpose::TextClient) {
+            self.stop("the last text client left");
+        }
+    }
+
+    fn broadcast(&mut self, ev: FrontEvent) {
+        self.fronts.retain(|f| f.tx.try_send(ev.clone()).is_ok() || !f.tx.is_full());
+    }
+
+    /// The earliest moment [`Live::poll`] has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.reconnect_at, self.session.as_ref().and_then(Session::next_deadline)].into_iter().flatten().min()
+    }
+
+    pub fn poll(&mut self, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        if self.reconnect_at.is_some_and(|t| t <= now) {
+            self.connect(now);
+        }
+        let outs = self.session_mut().map(|s| s.poll(now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
+    /// Carries out the machine's outputs (tool results feed back into it).
+    fn apply(&mut self, outs: Vec<Output>, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        let mut work: std::collections::VecDeque<Output> = outs.into();
+        while let Some(out) = work.pop_front() {
+            match out {
+                Output::Send(ev) => match &self.conn {
+                    Some(c) => c.send(ev.to_json()),
+                    None => log::debug!("live: dropping {} (no connection)", ev.type_name()),
+                },
+                Output::DispatchTool { call_id, name, arguments } => {
+                    log::info!("live: tool {name}");
+                    let (answer, n) = tools::run(&name, &arguments, sup, now);
+                    notices.extend(n);
+                    if let Some(s) = self.session.as_mut() {
+                        work.extend(s.on_tool_result(&call_id, &answer, now));
+                    }
+                    self.broadcast(json!({"kind": "tool", "name": name, "result": serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null)}));
+                }
+                Output::NotificationDelivered { id } => {
+                    self.store.remove(&id);
+                    log::debug!("live: notification {id} delivered");
+                }
+                Output::NotificationDropped { id, reason } => {
+                    self.store.remove(&id);
+                    log::warn!("live: gave up on notification {id}: {reason}");
+                }
+                Output::AssistantDelta { .. } => {}
+                Output::AssistantText { text, .. } => {
+                    log::debug!("live: assistant said {} chars", text.len());
+                    self.broadcast(json!({"kind": "assistant", "text": text}));
+                }
+                Output::UserTranscript { text, .. } => self.broadcast(json!({"kind": "user", "text": text})),
+                Output::Audio { .. } | Output::StopPlayback => {
+                    // No audio path yet (text sessions): nothing plays.
+                }
+                Output::Renew => {
+                    if self.renewing.is_none() {
+                        log::info!("live: the session expires soon; opening its successor");
+                        match self.open_connection() {
+                            Ok(c) => self.renewing = Some(c),
+                            Err(e) => {
+                                log::warn!("live: renewal failed: {e}");
+                                if let Some(s) = self.session.as_mut() {
+                                    work.extend(s.renewal_failed(now));
+                                }
+                            }
+                        }
+                    }
+                }
+                Output::Reconnect { reason } => {
+                    if let Some(c) = self.conn.take() {
+                        c.close();
+                    }
+                    self.last_close = Some(reason.clone());
+                    if let Some(s) = self.session.as_mut() {
+                        work.extend(s.on_closed(now));
+                    }
+                    log::info!("live: {reason}; opening a new session");
+                    self.backoff.reset();
+                    self.connect(now);
+                }
+                Output::Fatal { code, message } => self.fail(format!("{code}: {message}")),
+            }
+        }
+        if let Some(s) = &self.session {
+            if s.is_ready() && !self.was_ready {
+                self.backoff.reset();
+            }
+            self.was_ready = s.is_ready();
+            if self.purpose == Some(Purpose::Announce)
+                && s.is_ready()
+                && s.pending_notifications().is_empty()
+                && !s.response_active()
+                && !s.response_pending()
+            {
+                self.stop("announcements delivered");
+            }
+        }
+        notices
+    }
+
+    fn state_name(&self) -> &'static str {
+        match (&self.session, &self.fatal) {
+            (None, _) => "off",
+            (Some(_), Some(_)) => "failed",
+            (Some(s), None) if s.is_ready() => "ready",
+            (Some(_), None) if self.reconnect_at.is_some() => "reconnecting",
+            (Some(_), None) => "connecting",
+        }
+    }
+
+    pub fn status(&self, now: Instant) -> Value {
+        let s = self.session.as_ref();
+        json!({
+            "state": self.state_name(),
+            "purpose": self.purpose.map(|p| format!("{p:?}").to_lowercase()),
+            "error": self.fatal,
+            "last_close": self.last_close,
+            "session_id": s.and_then(|s| s.session_id()),
+            "expires_in_s": s.and_then(|s| s.expires_at()).map(|t| t.saturating_duration_since(now).as_secs()),
+            "pending_notifications": self.store.pending().len(),
+            "connects": self.connects,
+            "bad_frames": self.bad_frames,
+            "text_clients": self.fronts.len(),
+            "key": match self.api_key() { Ok(_) => Value::from("present"), Err(e) => Value::from(e) },
+        })
+    }
+}
+
+/// `OPENAI_API_KEY`, else the key file (mode 0600 or stricter).
+pub fn load_key(cfg: &LiveConfig, paths: &Paths) -> Result<String, String> {
+    load_key_from(std::env::var("OPENAI_API_KEY").ok(), cfg, paths)
+}
+
+fn load_key_from(env_key: Option<String>, cfg: &LiveConfig, paths: &Paths) -> Result<String, String> {
+    if let Some(k) = env_key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty()) {
+        return Ok(k);
+    }
+    let Some(file) = &cfg.key_file else {
+        return Err("no OpenAI API key: set OPENAI_API_KEY or live.key_file".into());
+    };
+    let path = paths.expand_tilde(file);
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read live.key_file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "live.key_file {} is readable by others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let key =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read live.key_file {}: {e}", path.display()))?;
+    let key = key.trim().to_string();
+    if key.is_empty() {
+        return Err(format!("live.key_file {} is empty", path.display()));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_thirty_seconds_with_jitter() {
+        let mut b = Backoff::new();
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        let steps = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0];
+        for (d, step) in delays.iter().zip(steps) {
+            let s = d.as_secs_f64();
+            assert!(s >= 0.75 * step - 1e-9 && s <= step + 1e-9, "{s} for step {step}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_FIRST);
+    }
+
+    #[test]
+    fn key_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("key");
+        std::fs::write(&key, "sk-file-key\n").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let paths = Paths::from_vars(|k| (k == "HOME").then(|| dir.path().as_os_str().to_owned())).expect("paths");
+        let cfg = LiveConfig { key_file: Some(key.clone()), ..LiveConfig::default() };
+        let e = load_key_from(None, &cfg, &paths).unwrap_err();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(load_key_from(None, &cfg, &paths).as_deref(), Ok("sk-file-key"));
+        assert_eq!(load_key_from(Some("sk-env".into()), &cfg, &paths).as_deref(), Ok("sk-env"), "the environment wins");
+        assert!(load_key_from(None, &LiveConfig::default(), &paths).unwrap_err().contains("OPENAI_API_KEY"));
+    }
+}

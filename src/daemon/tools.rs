@@ -1,0 +1,139 @@
+//! The five task tools of the live session, answered at once from the supervisor.
+//!
+//! Each answer is the same JSON the control socket returns for the matching
+//! CLI command (`StartOutcome`, `CancelOutcome`, …), so the model and the shell
+//! see one contract. Nothing here waits for Claude: `start_task` answers
+//! `started` as soon as the child is spawned and on disk.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::realtime::tools::{CANCEL_TASK, CONTINUE_TASK, GET_TASK_RESULT, LIST_TASKS, START_TASK};
+use crate::tasks::registry::TaskRecord;
+use crate::tasks::{Lookup, Notice, StartOutcome, StartRequest, Supervisor, ambiguity_message};
+
+/// Runs one tool call; returns the output JSON text and any notices (a task started).
+pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (String, Vec<Notice>) {
+    let args: Value = match serde_json::from_str(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(Value::Null) | Err(_) if arguments.trim().is_empty() => json!({}),
+        _ => return (error(&format!("the arguments of {name} are not a JSON object")), vec![]),
+    };
+    let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let mut notices = Vec::new();
+    let answer = match name {
+        START_TASK => match text("task") {
+            None => error("start_task needs `task`: what Claude should do"),
+            Some(task) => {
+                let req = StartRequest {
+                    text: task.to_string(),
+                    name: text("name").map(str::to_string),
+                    project: text("project").map(str::to_string),
+                    dir: None,
+                };
+                let outcome = sup.start(req, now);
+                if let StartOutcome::Started { task_id, .. } = &outcome {
+                    notices.push(Notice::Started(task_id.clone()));
+                }
+                to_json(&outcome)
+            }
+        },
+        LIST_TASKS => {
+            let tasks: Vec<Value> = sup.registry().tasks.iter().rev().take(15).map(|t| brief(sup, t)).collect();
+            json!({"status": "ok", "running": sup.running_count(), "tasks": tasks}).to_string()
+        }
+        GET_TASK_RESULT => match text("task") {
+            None => error("get_task_result needs `task`: an id or words of its name"),
+            Some(r) => match sup.lookup(r, |_| true) {
+                Lookup::Found(t) => {
+                    let mut v = brief(sup, t);
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("status".into(), json!("found"));
+                        obj.insert("log_path".into(), json!(t.log_path));
+                    }
+                    v.to_string()
+                }
+                Lookup::Ambiguous(candidates) => {
+                    json!({"status": "ambiguous", "message": ambiguity_message(r, &candidates), "candidates": candidates})
+                        .to_string()
+                }
+                Lookup::NotFound => json!({"status": "not_found", "message": format!("no task matches \"{r}\"")}).to_string(),
+            },
+        },
+        CANCEL_TASK => match text("task") {
+            None => error("cancel_task needs `task`"),
+            Some(r) => to_json(&sup.cancel(r, now)),
+        },
+        CONTINUE_TASK => match (text("task"), text("instruction")) {
+            (Some(r), Some(instruction)) => {
+                let outcome = sup.continue_task(r, instruction, now);
+                if let StartOutcome::Started { task_id, .. } = &outcome {
+                    notices.push(Notice::Started(task_id.clone()));
+                }
+                to_json(&outcome)
+            }
+            _ => error("continue_task needs `task` and `instruction`"),
+        },
+        other => error(&format!("there is no tool named {other}")),
+    };
+    (answer, notices)
+}
+
+/// What the model needs to talk about a task, without the raw log.
+fn brief(sup: &Supervisor, t: &TaskRecord) -> Value {
+    let v = sup.view(t);
+    let mut out = json!({
+        "task_id": t.id,
+        "name": t.name,
+        "state": t.state,
+        "elapsed_s": v["elapsed_s"],
+    });
+    let obj = out.as_object_mut().expect("object literal");
+    if let Some(a) = &t.activity {
+        obj.insert("activity".into(), json!(a));
+    }
+    if t.stalled {
+        obj.insert("stalled".into(), json!(true));
+    }
+    if let Some(c) = t.cost_usd {
+        obj.insert("cost_usd".into(), json!((c * 100.0).round() / 100.0));
+    }
+    if let Some(s) = &t.summary {
+        obj.insert("summary".into(), json!(s));
+    }
+    if let Some(p) = &t.project {
+        obj.insert("project".into(), json!(p));
+    }
+    out
+}
+
+/// The compact task table appended to the session's instructions.
+pub fn task_table(sup: &Supervisor) -> String {
+    let tasks = &sup.registry().tasks;
+    if tasks.is_empty() {
+        return "No tasks yet.".into();
+    }
+    let mut lines = Vec::new();
+    let running = tasks.iter().filter(|t| t.state.is_active());
+    let recent = tasks.iter().rev().filter(|t| !t.state.is_active()).take(5);
+    for t in running.chain(recent) {
+        let elapsed = sup.view(t)["elapsed_s"].as_u64().unwrap_or(0);
+        let mut line = format!("{} '{}' {} {}", t.id, t.name, t.state.as_str(), crate::cli::duration_words(elapsed));
+        if let Some(a) = &t.activity {
+            line.push_str(&format!(": {a}"));
+        } else if let Some(s) = &t.summary {
+            line.push_str(&format!(": {}", crate::tasks::stream_json::clip(s, 120)));
+        }
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
+fn error(message: &str) -> String {
+    json!({"status": "error", "message": message}).to_string()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| error(&format!("internal: {e}")))
+}
