@@ -108,6 +108,14 @@ fn main() {
     print_table(&rows);
 }
 
+/// Prints a section title with the machine's load average: other work on the
+/// machine shows in the latencies.
+fn section(title: &str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("== {title} (load average {})", load.join(" "));
+}
+
 fn print_machine(plan: &Plan) {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -138,7 +146,7 @@ echo '{"type":"result","subtype":"success","is_error":false,"result":"Done.","to
 "#;
 
 fn bench_start_round_trip(plan: &Plan) -> Vec<Row> {
-    println!("== 1. task start round trip over the control socket ({} starts)", plan.starts);
+    section(&format!("1. task start round trip over the control socket ({} starts)", plan.starts));
     let home = bench_home();
     let claude = write_script(&home, "quick-claude", QUICK_CLAUDE);
     home.write_config(&format!(
@@ -167,6 +175,8 @@ fn bench_start_round_trip(plan: &Plan) -> Vec<Row> {
     wait_running_at_most(&mut ctl, 0, 0);
     check_alive(&daemon);
     let refused: usize = refusals.values().sum();
+    let blocks: Vec<String> = times.chunks(100).map(|c| format!("{:.2}", Stats::of(&mut c.to_vec()).p50)).collect();
+    let registry_kb = std::fs::metadata(home.state_dir().join("tasks.json")).map(|m| m.len() / 1024).unwrap_or(0);
     let s = Stats::of(&mut times);
     println!(
         "start round trip: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (n = {}); refusals: {refused}{}",
@@ -175,6 +185,10 @@ fn bench_start_round_trip(plan: &Plan) -> Vec<Row> {
         s.max,
         s.n,
         if refusals.is_empty() { String::new() } else { format!(" {refusals:?}") }
+    );
+    println!(
+        "start round trip p50 per 100 starts, in order: {} ms (registry file now {registry_kb} KiB)",
+        blocks.join(", ")
     );
     println!();
     vec![Row {
@@ -212,7 +226,7 @@ os._exit(0)
 "#;
 
 fn bench_exit_to_event(plan: &Plan) -> Vec<Row> {
-    println!("== 2. child exit -> task_ended event ({} tasks, one at a time)", plan.exits);
+    section(&format!("2. child exit -> task_ended event ({} tasks, one at a time)", plan.exits));
     let home = bench_home();
     let claude = write_script(&home, "stamping-claude", STAMPING_CLAUDE);
     home.write_config(&format!(
@@ -260,7 +274,7 @@ fn bench_exit_to_event(plan: &Plan) -> Vec<Row> {
 // 3. Idle RSS and CPU
 
 fn bench_idle(plan: &Plan) -> Vec<Row> {
-    println!("== 3. idle daemon ({} s window)", plan.idle.as_secs());
+    section(&format!("3. idle daemon ({} s window)", plan.idle.as_secs()));
     let mut home = TestHome::with_fake("");
     home.env.push(("PTT_LOG".into(), "info".into()));
     let daemon = home.start_daemon();
@@ -311,7 +325,7 @@ fn bench_idle(plan: &Plan) -> Vec<Row> {
 
 fn bench_flood(plan: &Plan) -> Vec<Row> {
     let (n, mb) = (plan.flood_tasks, plan.flood_mb);
-    println!("== 4. {n} concurrent tasks x {mb} MiB of output each");
+    section(&format!("4. {n} concurrent tasks x {mb} MiB of output each"));
     let mut home =
         TestHome::with_fake(&format!("max_concurrent = {n}\nshare_dirs = true\nbudget_usd = 0\ntimeout_min = 60"));
     home.env.push(("PTT_LOG".into(), "info".into()));

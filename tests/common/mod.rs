@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod anthropic_stub;
+pub mod fake_realtime;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
