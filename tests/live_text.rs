@@ -17,11 +17,12 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(20);
 const KEY: &str = "sk-test-live-key-0123456789";
 
+/// A home whose daemon talks to `fake`, with a fast keepalive (0.5 s pings,
+/// dead after 1 s) unless `extra` sets its own.
 fn live_home(fake: &FakeRealtime, extra: &str) -> TestHome {
-    let mut home = TestHome::with_fake(&format!(
-        "share_dirs = true\n[live]\nurl = \"{}\"\nping_interval_s = 0.5\npong_timeout_s = 1.0\n{extra}",
-        fake.url
-    ));
+    let keepalive = if extra.contains("pong_timeout_s") { "" } else { "ping_interval_s = 0.5\npong_timeout_s = 1.0\n" };
+    let mut home =
+        TestHome::with_fake(&format!("share_dirs = true\n[live]\nurl = \"{}\"\n{keepalive}{extra}", fake.url));
     home.env.push(("OPENAI_API_KEY".into(), KEY.into()));
     home
 }
@@ -289,7 +290,9 @@ fn a_fatal_auth_error_stops_retrying_and_is_reported() {
 #[test]
 fn hostile_frames_do_not_break_the_session() {
     let fake = FakeRealtime::start();
-    let home = live_home(&fake, "");
+    // The fake writes ~20 MB below without reading, so it answers no ping meanwhile:
+    // give the keepalive a production-like timeout.
+    let home = live_home(&fake, "ping_interval_s = 15.0\npong_timeout_s = 10.0");
     let _d = home.start_daemon();
     live_on(&home, &fake);
     let huge = "x".repeat(200_000);
@@ -310,6 +313,11 @@ fn hostile_frames_do_not_break_the_session() {
     let (_, out) = tool_output(&fake, &fake.call_tool("list_tasks", json!({})));
     assert_eq!(out["status"], "ok", "{out}");
     assert_eq!(home.json(&["status", "--json"])["live"]["state"], "ready");
+    assert_eq!(fake.connections(), 1, "the session survived on its first connection");
+    assert!(
+        home.json(&["status", "--json"])["live"]["bad_frames"].as_u64().unwrap_or(0) > 0,
+        "bad frames were counted"
+    );
     assert_schema_clean(&fake);
 }
 

@@ -8,9 +8,10 @@
 //! supervisor, lines for attached `ptt live --text` clients), and keeps the
 //! reconnect backoff (0.5 s doubling to 30 s, jittered) as a deadline.
 //!
-//! Notifications are written to the [`NotificationStore`] first and leave it
-//! only when the machine reports them delivered, so a closed socket, an expired
-//! session or a restart loses none.
+//! Notifications come from the registry (a task ends unannounced, in the same
+//! write as its outcome) and a task is marked announced only when the machine
+//! reports its notification delivered, so a closed socket, an expired session
+//! or a restart loses none (see [`super::notifications`]).
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use crate::realtime::session::{Output, Session, SessionConfig, Turn};
 use crate::tasks::registry::{TaskRecord, unix_now};
 use crate::tasks::{Notice, Supervisor};
 
-use super::notifications::NotificationStore;
+use super::notifications::{MAX_AGE_S, MAX_PENDING, describe_end};
 use super::tools;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -90,7 +91,6 @@ pub struct Live {
     last_close: Option<String>,
     connects: u64,
     bad_frames: u64,
-    store: NotificationStore,
     fronts: Vec<Front>,
     next_front_id: u64,
 }
@@ -115,7 +115,6 @@ impl Live {
             last_close: None,
             connects: 0,
             bad_frames: 0,
-            store: NotificationStore::load(paths.state_dir.join("notifications.json")),
             fronts: Vec::new(),
             next_front_id: 1,
         }
@@ -173,9 +172,8 @@ impl Live {
         };
         let mut session = Session::new(session_cfg);
         let mut outs = session.set_task_table(&tools::task_table(sup), now);
-        self.store.expire(unix_now());
-        for p in self.store.pending().to_vec() {
-            outs.extend(session.push_notification(&p.id, &p.text, now));
+        for t in sup.unannounced(MAX_PENDING, MAX_AGE_S) {
+            outs.extend(session.push_notification(&t.id, &describe_end(t), now));
         }
         self.session = Some(session);
         self.purpose = Some(purpose);
@@ -323,8 +321,8 @@ impl Live {
     /// A task ended: persist its notification and hand it to the session (or
     /// open one to announce it).
     pub fn on_task_ended(&mut self, task: &TaskRecord, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
-        let p = self.store.push_task_end(task);
-        self.broadcast(json!({"kind": "notification", "task_id": task.id, "text": p.text}));
+        let text = describe_end(task);
+        self.broadcast(json!({"kind": "notification", "task_id": task.id, "text": text}));
         if self.session.is_none() {
             if self.cfg.announce_when_idle && self.fatal.is_none() {
                 match self.start(Purpose::Announce, sup, now) {
@@ -334,7 +332,7 @@ impl Live {
             }
             return vec![];
         }
-        let outs = self.session_mut().map(|s| s.push_notification(&p.id, &p.text, now)).unwrap_or_default();
+        let outs = self.session_mut().map(|s| s.push_notification(&task.id, &text, now)).unwrap_or_default();
         self.apply(outs, sup, now)
     }
 
@@ -412,12 +410,12 @@ impl Live {
                     self.broadcast(json!({"kind": "tool", "name": name, "result": serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null)}));
                 }
                 Output::NotificationDelivered { id } => {
-                    self.store.remove(&id);
-                    log::debug!("live: notification {id} delivered");
+                    sup.mark_announced(&id, now);
+                    log::debug!("live: the end of task {id} was announced");
                 }
                 Output::NotificationDropped { id, reason } => {
-                    self.store.remove(&id);
-                    log::warn!("live: gave up on notification {id}: {reason}");
+                    sup.mark_announced(&id, now);
+                    log::warn!("live: gave up announcing task {id}: {reason}");
                 }
                 Output::AssistantDelta { .. } => {}
                 Output::AssistantText { text, .. } => {
@@ -484,7 +482,7 @@ impl Live {
         }
     }
 
-    pub fn status(&self, now: Instant) -> Value {
+    pub fn status(&self, sup: &Supervisor, now: Instant) -> Value {
         let s = self.session.as_ref();
         json!({
             "state": self.state_name(),
@@ -493,7 +491,7 @@ impl Live {
             "last_close": self.last_close,
             "session_id": s.and_then(|s| s.session_id()),
             "expires_in_s": s.and_then(|s| s.expires_at()).map(|t| t.saturating_duration_since(now).as_secs()),
-            "pending_notifications": self.store.pending().len(),
+            "pending_notifications": sup.unannounced(MAX_PENDING, MAX_AGE_S).len(),
             "connects": self.connects,
             "bad_frames": self.bad_frames,
             "text_clients": self.fronts.len(),

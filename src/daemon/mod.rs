@@ -420,7 +420,7 @@ impl Daemon {
                 "socket": self.paths.socket(),
             },
             "tasks": self.supervisor.status(),
-            "live": self.live.status(Instant::now()),
+            "live": self.live.status(&self.supervisor, Instant::now()),
         })
     }
 

@@ -173,6 +173,7 @@ impl Supervisor {
         let now = unix_now();
         for t in registry.tasks.iter_mut().filter(|t| t.state == TaskState::Running) {
             t.state = TaskState::Interrupted;
+            t.announced = false;
             t.ended_at = Some(now);
             t.reason = Some("the daemon stopped while the task ran".into());
             t.summary = Some(format!("Task {} was interrupted because the daemon stopped.", t.id));
@@ -562,6 +563,7 @@ impl Supervisor {
             log_path: log_path.clone(),
             tail: Vec::new(),
             output_bytes: 0,
+            announced: true,
         };
         self.registry.tasks.push(record);
         // Invariant: the child is on disk before anyone hears "started".
@@ -680,15 +682,16 @@ impl Supervisor {
         }
     }
 
-    /// Kills a task's process group and, on a helper thread, every process
-    /// that carries its id.
-    fn kill_everything(&self, id: &str, live_pgid: Option<i32>) {
+    /// Kills a task's process group and, on a helper thread after `delay`,
+    /// every process that carries its id.
+    fn kill_everything(&self, id: &str, live_pgid: Option<i32>, delay: Duration) {
         if let Some(pgid) = live_pgid {
             signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
         }
         let Some(uuid) = self.registry.get(id).map(|t| t.uuid.clone()) else { return };
         let (uid, tx, id) = (self.uid, self.events.clone(), id.to_string());
         let spawned = std::thread::Builder::new().name(format!("kill-{id}")).spawn(move || {
+            std::thread::sleep(delay);
             let killed = sweep::kill_tasks(uid, &[uuid]);
             let _ = tx.send(TaskEvent { id, msg: ReaperMsg::Swept { killed } });
         });
@@ -756,6 +759,8 @@ impl Supervisor {
         }
         t.state = state;
         t.ended_at = Some(unix_now());
+        // Persisted with the outcome, in the same write: no second fsync on the way to the speaker.
+        t.announced = false;
         t.exit_code = f.exit_code;
         t.exit_signal = f.exit_signal;
         t.activity = None;
@@ -781,8 +786,9 @@ impl Supervisor {
         }
         self.registry.prune(self.config.tasks.keep_ended as usize);
         self.save_now_logged();
-        // Whatever the task left behind (a Bash command in its own session) goes too.
-        self.kill_everything(id, None);
+        // Whatever the task left behind (a Bash command in its own session) goes too,
+        // a moment later: the /proc scan must not compete with announcing the result.
+        self.kill_everything(id, None, Duration::from_millis(100));
         vec![Notice::Ended(id.to_string())]
     }
 
@@ -817,7 +823,7 @@ impl Supervisor {
                 live.killed = true;
                 let pgid = live.pgid;
                 log::warn!("task {id}: still alive after the grace period; SIGKILL");
-                self.kill_everything(&id, Some(pgid));
+                self.kill_everything(&id, Some(pgid), Duration::ZERO);
             }
             if let (Some(stall), Some(live)) = (stall, self.live.get_mut(&id))
                 && live.last_output + stall <= now
@@ -880,6 +886,7 @@ impl Supervisor {
             if let Some(t) = self.registry.get_mut(&id) {
                 uuids.push(t.uuid.clone());
                 t.state = TaskState::Interrupted;
+                t.announced = false;
                 t.ended_at = Some(unix_now());
                 t.activity = None;
                 t.reason = Some("the daemon stopped while the task ran".into());
@@ -893,6 +900,33 @@ impl Supervisor {
             log::info!("shutdown: killed {killed} leftover task process(es)");
         }
         self.save_now_logged();
+    }
+
+    // ----- announcements --------------------------------------------------------
+
+    /// Ended tasks whose end nobody has heard yet, oldest first: at most
+    /// `max` of them, none older than `max_age_s`.
+    pub fn unannounced(&self, max: usize, max_age_s: u64) -> Vec<&TaskRecord> {
+        let now = unix_now();
+        let fresh: Vec<&TaskRecord> = self
+            .registry
+            .tasks
+            .iter()
+            .filter(|t| !t.announced && !t.state.is_active())
+            .filter(|t| t.ended_at.is_some_and(|e| now.saturating_sub(e) <= max_age_s))
+            .collect();
+        let skip = fresh.len().saturating_sub(max);
+        fresh.into_iter().skip(skip).collect()
+    }
+
+    /// The user has heard how task `id` ended.
+    pub fn mark_announced(&mut self, id: &str, now: Instant) {
+        if let Some(t) = self.registry.get_mut(id)
+            && !t.announced
+        {
+            t.announced = true;
+            self.schedule_save(now);
+        }
     }
 
     // ----- views --------------------------------------------------------------

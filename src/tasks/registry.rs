@@ -91,6 +91,14 @@ pub struct TaskRecord {
     pub tail: Vec<String>,
     #[serde(default)]
     pub output_bytes: u64,
+    /// The user has been told how it ended (by the live session). An ended
+    /// task starts unannounced; records from before this field are announced.
+    #[serde(default = "announced_by_default")]
+    pub announced: bool,
+}
+
+fn announced_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -148,7 +156,7 @@ impl Registry {
     /// Writes the registry atomically: temp file, fsync, rename, fsync dir.
     pub fn save(&self, path: &Path) -> Result<()> {
         let file = RegistryFile { version: 1, next_id: self.next_id, tasks: self.tasks.clone() };
-        let bytes = serde_json::to_vec_pretty(&file).context("cannot serialize the registry")?;
+        let bytes = serde_json::to_vec(&file).context("cannot serialize the registry")?;
         write_atomic(path, &bytes)
     }
 
@@ -196,7 +204,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        f.sync_data().with_context(|| format!("cannot fsync {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
@@ -265,6 +273,7 @@ pub(crate) fn sample(id: &str, name: &str, state: TaskState) -> TaskRecord {
         log_path: PathBuf::from(format!("/tmp/{id}.log")),
         tail: Vec::new(),
         output_bytes: 0,
+        announced: true,
     }
 }
 
