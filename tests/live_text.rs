@@ -285,6 +285,11 @@ fn a_fatal_auth_error_stops_retrying_and_is_reported() {
     let live = home.json(&["status", "--json"])["live"].clone();
     let error = live["error"].as_str().unwrap_or("");
     assert!(error.contains("401") && error.contains("invalid_api_key"), "{live}");
+    let doctor = home.run(&["doctor"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", describe(&doctor));
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("[FAIL] live: stopped:") && text.contains("401"), "{text}");
+    assert!(text.contains("[ok  ] openai key"), "{text}");
 }
 
 #[test]

@@ -65,12 +65,34 @@ pub fn run(paths: &Paths) -> i32 {
         }
     }
 
+    match crate::daemon::live::load_key(&config.live, paths) {
+        Ok(_) => check(Verdict::Ok, "openai key", "present (live mode can connect)".into()),
+        Err(e) => {
+            check(Verdict::Warn, "openai key", format!("{e}; live mode is off until then (tasks work without it)"))
+        }
+    }
+
     match client::request(&paths.socket(), &Request::Status) {
-        Ok(v) => check(
-            Verdict::Ok,
-            "daemon",
-            format!("running (pid {}, {} task(s) running)", v["daemon"]["pid"], v["tasks"]["running"]),
-        ),
+        Ok(v) => {
+            check(
+                Verdict::Ok,
+                "daemon",
+                format!("running (pid {}, {} task(s) running)", v["daemon"]["pid"], v["tasks"]["running"]),
+            );
+            let live = &v["live"];
+            match live["state"].as_str() {
+                Some("failed") => check(
+                    Verdict::Fail,
+                    "live",
+                    format!("stopped: {} (fix it, then `ptt key toggle live`)", live["error"].as_str().unwrap_or("?")),
+                ),
+                Some(state) => {
+                    let last = live["last_close"].as_str().map(|c| format!("; last close: {c}")).unwrap_or_default();
+                    check(Verdict::Ok, "live", format!("{state}{last}"))
+                }
+                None => {}
+            }
+        }
         Err(client::ClientError::NotRunning(_)) => check(
             Verdict::Warn,
             "daemon",
