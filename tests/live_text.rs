@@ -154,6 +154,14 @@ fn list_result_cancel_continue_and_ambiguity_round_trips() {
     let t = home.wait_ended(cont["task_id"].as_str().expect("id"), T);
     assert_eq!(t["continues"], "t2");
 
+    // The instructions carry the task table, refreshed as tasks change.
+    fake.wait_for(T, "a task-table update naming the continued task", |r| {
+        r.ty() == "session.update"
+            && r.event["session"]["instructions"].as_str().is_some_and(|i| {
+                i.contains("'auth refactor (continued)' succeeded") && i.contains("t1 'auth tests' cancelled")
+            })
+    });
+
     let (_, bad) = tool_output(&fake, &fake.call_tool("start_task", json!({"name": "no task"})));
     assert_eq!(bad["status"], "error", "{bad}");
     assert_schema_clean(&fake);

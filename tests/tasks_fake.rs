@@ -438,3 +438,37 @@ fn watch_streams_task_events() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"task_started\"") && text.contains("\"task_ended\""), "{text}");
 }
+
+#[test]
+fn systemd_notify_ready_watchdog_and_stopping() {
+    let mut home = TestHome::with_fake("");
+    let notify_path = home.scratch("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    home.env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    home.env.push(("WATCHDOG_USEC".into(), "300000".into()));
+    let mut d = home.start_daemon();
+    let mut recv = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notify datagram");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(recv(), "READY=1");
+    assert_eq!(recv(), "WATCHDOG=1", "pings every half watchdog interval");
+    assert_eq!(recv(), "WATCHDOG=1");
+    // The child never sees the notify socket.
+    let env_file = home.scratch("env.json");
+    let id = home.start_task(&json!({"env_file": env_file}), "env", &home.work("a"));
+    home.wait_ended(&id, T);
+    assert!(read_json_file(&env_file, T).get("NOTIFY_SOCKET").is_none());
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut stopping = false;
+    for _ in 0..20 {
+        if recv() == "STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 on the way out");
+    assert_eq!(d.wait_exit(T), Some(0));
+}
