@@ -448,7 +448,7 @@ fn systemd_notify_ready_watchdog_and_stopping() {
     home.env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
     home.env.push(("WATCHDOG_USEC".into(), "300000".into()));
     let mut d = home.start_daemon();
-    let mut recv = || {
+    let recv = || {
         let mut buf = [0u8; 256];
         let n = sock.recv(&mut buf).expect("a notify datagram");
         String::from_utf8_lossy(&buf[..n]).to_string()
