@@ -533,38 +533,15 @@ impl Supervisor {
         };
         let pid = spawned.child.id() as i32;
         let log_path = self.paths.task_log(&l.id);
-        let record = TaskRecord {
-            id: l.id.clone(),
-            uuid,
-            name: l.name.clone(),
-            prompt: l.prompt,
-            project: l.project,
-            dir: l.dir.clone(),
-            origin_dir: l.origin,
-            branch: l.worktree.map(|(_, b)| b),
-            state: TaskState::Running,
-            pid: Some(pid),
-            pgid: Some(pid),
-            proc_start: sweep::proc_start_ticks(pid),
-            created_at: unix_now(),
-            ended_at: None,
-            session_id: None,
-            model: None,
-            continues: l.continues,
-            activity: Some("starting".into()),
-            stalled: false,
-            cost_usd: None,
-            num_turns: None,
-            duration_ms: None,
-            exit_code: None,
-            exit_signal: None,
-            reason: None,
-            summary: None,
-            log_path: log_path.clone(),
-            tail: Vec::new(),
-            output_bytes: 0,
-            announced: true,
-        };
+        let mut record = TaskRecord::new(&l.id, &uuid, &l.name, &l.prompt, l.dir.clone());
+        record.project = l.project;
+        record.origin_dir = l.origin;
+        record.branch = l.worktree.map(|(_, b)| b);
+        record.pid = Some(pid);
+        record.pgid = Some(pid);
+        record.proc_start = sweep::proc_start_ticks(pid);
+        record.continues = l.continues;
+        record.log_path = log_path.clone();
         self.registry.tasks.push(record);
         // Invariant: the child is on disk before anyone hears "started".
         self.save_now_logged();

@@ -101,6 +101,45 @@ fn announced_by_default() -> bool {
     true
 }
 
+impl TaskRecord {
+    /// A task that has just started running in `dir`; every other field is
+    /// empty until the supervisor fills it in.
+    pub fn new(id: &str, uuid: &str, name: &str, prompt: &str, dir: PathBuf) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            uuid: uuid.into(),
+            name: name.into(),
+            prompt: prompt.into(),
+            project: None,
+            dir,
+            origin_dir: None,
+            branch: None,
+            state: TaskState::Running,
+            pid: None,
+            pgid: None,
+            proc_start: None,
+            created_at: unix_now(),
+            ended_at: None,
+            session_id: None,
+            model: None,
+            continues: None,
+            activity: Some("starting".into()),
+            stalled: false,
+            cost_usd: None,
+            num_turns: None,
+            duration_ms: None,
+            exit_code: None,
+            exit_signal: None,
+            reason: None,
+            summary: None,
+            log_path: PathBuf::new(),
+            tail: Vec::new(),
+            output_bytes: 0,
+            announced: true,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct RegistryFile {
     version: u32,
@@ -243,38 +282,12 @@ pub fn unix_now() -> u64 {
 
 #[cfg(test)]
 pub(crate) fn sample(id: &str, name: &str, state: TaskState) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        uuid: format!("uuid-{id}"),
-        name: name.into(),
-        prompt: format!("prompt of {name}"),
-        project: None,
-        dir: PathBuf::from("/tmp"),
-        origin_dir: None,
-        branch: None,
-        state,
-        pid: None,
-        pgid: None,
-        proc_start: None,
-        created_at: 1,
-        ended_at: None,
-        session_id: None,
-        model: None,
-        continues: None,
-        activity: None,
-        stalled: false,
-        cost_usd: None,
-        num_turns: None,
-        duration_ms: None,
-        exit_code: None,
-        exit_signal: None,
-        reason: None,
-        summary: None,
-        log_path: PathBuf::from(format!("/tmp/{id}.log")),
-        tail: Vec::new(),
-        output_bytes: 0,
-        announced: true,
-    }
+    let mut t = TaskRecord::new(id, &format!("uuid-{id}"), name, &format!("prompt of {name}"), "/tmp".into());
+    t.state = state;
+    t.created_at = 1;
+    t.log_path = PathBuf::from(format!("/tmp/{id}.log"));
+    t.activity = None;
+    t
 }
 
 #[cfg(test)]

@@ -475,6 +475,35 @@ pub struct RateLimit {
     pub reset_seconds: Option<f64>,
 }
 
+/// Every server event type [`ServerEvent`] models (the rest parse as `Unknown`).
+#[cfg(test)]
+pub(crate) const TYPED_NAMES: &[&str] = &[
+    "session.created",
+    "session.updated",
+    "error",
+    "response.created",
+    "response.done",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.function_call_arguments.done",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.output_audio.delta",
+    "response.output_audio.done",
+    "response.output_audio_transcript.delta",
+    "response.output_audio_transcript.done",
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "input_audio_buffer.committed",
+    "input_audio_buffer.cleared",
+    "conversation.item.added",
+    "conversation.item.done",
+    "conversation.item.created",
+    "conversation.item.truncated",
+    "conversation.item.input_audio_transcription.completed",
+    "rate_limits.updated",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,32 +578,7 @@ mod tests {
 
     #[test]
     fn every_typed_name_round_trips() {
-        for t in [
-            "session.created",
-            "session.updated",
-            "error",
-            "response.created",
-            "response.done",
-            "response.output_item.added",
-            "response.output_item.done",
-            "response.function_call_arguments.done",
-            "response.output_text.delta",
-            "response.output_text.done",
-            "response.output_audio.delta",
-            "response.output_audio.done",
-            "response.output_audio_transcript.delta",
-            "response.output_audio_transcript.done",
-            "input_audio_buffer.speech_started",
-            "input_audio_buffer.speech_stopped",
-            "input_audio_buffer.committed",
-            "input_audio_buffer.cleared",
-            "conversation.item.added",
-            "conversation.item.done",
-            "conversation.item.created",
-            "conversation.item.truncated",
-            "conversation.item.input_audio_transcription.completed",
-            "rate_limits.updated",
-        ] {
+        for &t in TYPED_NAMES {
             // Only the type: every field defaults.
             let ev = ok(&format!(r#"{{"type":"{t}"}}"#));
             assert_eq!(ev.type_name(), t);
