@@ -34,12 +34,14 @@ use crate::config::{Config, Isolation, PermissionMode};
 use crate::paths::Paths;
 use reaper::{Finished, LogSpec, ReaperMsg, TaskEvent};
 use reference::Resolution;
-use registry::{Registry, TaskRecord, TaskState, unix_now};
+use registry::{Durability, Registry, TaskRecord, TaskState, unix_now};
 
 /// Characters of a spoken summary.
 pub const SUMMARY_CHARS: usize = 400;
 /// Delay before a non-critical registry change (activity, progress) is written.
 const SAVE_DEBOUNCE: Duration = Duration::from_secs(1);
+/// Delay before retrying a failed registry write.
+const SAVE_RETRY: Duration = Duration::from_secs(5);
 
 /// A request to start a task.
 #[derive(Debug, Clone, Default)]
@@ -183,7 +185,7 @@ impl Supervisor {
         let owner_tag = sweep::owner_tag_of_self();
         let uid = nix::unistd::geteuid().as_raw();
         report.swept = sweep::sweep_orphans(uid, Some(&owner_tag)).len();
-        let sup = Supervisor {
+        let mut sup = Supervisor {
             config,
             paths,
             registry,
@@ -197,7 +199,7 @@ impl Supervisor {
             shutting_down: false,
             budget_warned_day: None,
         };
-        sup.save_now_logged();
+        sup.save_now(Durability::Synced);
         Ok((sup, report))
     }
 
@@ -543,8 +545,10 @@ impl Supervisor {
         record.continues = l.continues;
         record.log_path = log_path.clone();
         self.registry.tasks.push(record);
-        // Invariant: the child is on disk before anyone hears "started".
-        self.save_now_logged();
+        // Invariant: the child is in the registry file before anyone hears "started". An atomic
+        // rename is enough: the file must outlive a crash of this daemon (the page cache does),
+        // and after a power loss there is no child left to find.
+        self.save_now(Durability::Atomic);
         let timeout = minutes(self.config.tasks.timeout_min);
         self.live.insert(
             l.id.clone(),
@@ -762,7 +766,8 @@ impl Supervisor {
             log::warn!("{line}")
         }
         self.registry.prune(self.config.tasks.keep_ended as usize);
-        self.save_now_logged();
+        // Results must survive a power loss too.
+        self.save_now(Durability::Synced);
         // Whatever the task left behind (a Bash command in its own session) goes too,
         // a moment later: the /proc scan must not compete with announcing the result.
         self.kill_everything(id, None, Duration::from_millis(100));
@@ -818,7 +823,7 @@ impl Supervisor {
         }
         if self.save_at.is_some_and(|s| s <= now) {
             self.save_at = None;
-            self.save_now_logged();
+            self.save_now(Durability::Atomic);
         }
         notices
     }
@@ -829,17 +834,23 @@ impl Supervisor {
         }
     }
 
-    fn save_now_logged(&self) {
-        if let Err(e) = self.registry.save(&self.paths.registry()) {
-            // The state stays in memory and is written again on the next change.
-            log::error!("cannot write the task registry: {e:#}");
-        }
-    }
-
-    /// Saves now if anything is pending (also retried after a failed write).
-    pub fn flush(&mut self) {
-        if self.save_at.take().is_some() || self.save_failed {
-            self.save_failed = self.registry.save(&self.paths.registry()).is_err();
+    /// Writes the registry. On failure (a full disk) the state stays in memory
+    /// and the write is retried in a few seconds and on every change.
+    fn save_now(&mut self, durability: Durability) {
+        match self.registry.save(&self.paths.registry(), durability) {
+            Ok(()) => {
+                if self.save_failed {
+                    log::info!("the task registry is written again");
+                }
+                self.save_failed = false;
+            }
+            Err(e) => {
+                if !self.save_failed {
+                    log::error!("cannot write the task registry (kept in memory, retrying): {e:#}");
+                }
+                self.save_failed = true;
+                self.save_at = Some(Instant::now() + SAVE_RETRY);
+            }
         }
     }
 
@@ -876,7 +887,7 @@ impl Supervisor {
         if killed > 0 {
             log::info!("shutdown: killed {killed} leftover task process(es)");
         }
-        self.save_now_logged();
+        self.save_now(Durability::Synced);
     }
 
     // ----- announcements --------------------------------------------------------

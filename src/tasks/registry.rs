@@ -192,11 +192,12 @@ impl Registry {
         }
     }
 
-    /// Writes the registry atomically: temp file, fsync, rename, fsync dir.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Writes the registry atomically (temp file, rename); with
+    /// [`Durability::Synced`] also fsyncs the file and the directory.
+    pub fn save(&self, path: &Path, durability: Durability) -> Result<()> {
         let file = RegistryFile { version: 1, next_id: self.next_id, tasks: self.tasks.clone() };
         let bytes = serde_json::to_vec(&file).context("cannot serialize the registry")?;
-        write_atomic(path, &bytes)
+        write_atomic(path, &bytes, durability)
     }
 
     /// Allocates the next id (`t<N>`).
@@ -232,8 +233,18 @@ impl Registry {
     }
 }
 
+/// How far a write must get before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Temp file + rename: readers (a restarted daemon) see the old or the new
+    /// content, whatever happens to this process. A power loss may lose it.
+    Atomic,
+    /// Also `fdatasync` the file and fsync the directory: survives a power loss.
+    Synced,
+}
+
 /// Writes `bytes` to `path` so that readers see the old or the new content.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
@@ -243,9 +254,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_data().with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        if durability == Durability::Synced {
+            f.sync_data().with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        }
         std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
-        if let Ok(d) = std::fs::File::open(dir) {
+        if durability == Durability::Synced
+            && let Ok(d) = std::fs::File::open(dir)
+        {
             let _ = d.sync_all();
         }
         Ok(())
@@ -308,7 +323,7 @@ mod tests {
         assert_eq!(id, "t1");
         r.tasks.push(sample(&id, "auth refactor", TaskState::Succeeded));
         assert_eq!(r.allocate_id(), "t2");
-        r.save(&d.join("tasks.json")).expect("save");
+        r.save(&d.join("tasks.json"), Durability::Synced).expect("save");
         let (loaded, report) = Registry::load(&d.join("tasks.json"), &d.join("logs")).expect("load");
         assert!(report.moved_aside.is_none());
         assert_eq!(loaded.tasks, r.tasks);
