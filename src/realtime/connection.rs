@@ -429,7 +429,9 @@ mod tests {
             let mut buf = [0u8; 4096];
             let _ = tcp.read(&mut buf);
             let body = r#"{"error":{"code":"invalid_api_key","message":"Incorrect API key"}}"#;
-            let _ = write!(tcp, "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+            // One write, as a real server sends it: the body arrives with the headers.
+            let response = format!("HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+            let _ = tcp.write_all(response.as_bytes());
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let _conn = Connection::open(1, spec(format!("ws://127.0.0.1:{port}/")), tx).expect("open");

@@ -40,6 +40,8 @@ use registry::{Durability, Registry, TaskRecord, TaskState, unix_now};
 pub const SUMMARY_CHARS: usize = 400;
 /// Delay before a non-critical registry change (activity, progress) is written.
 const SAVE_DEBOUNCE: Duration = Duration::from_secs(1);
+/// Lines of output kept with an ended task in the registry.
+const REGISTRY_TAIL_LINES: usize = 10;
 /// Delay before retrying a failed registry write.
 const SAVE_RETRY: Duration = Duration::from_secs(5);
 
@@ -161,6 +163,10 @@ pub struct Supervisor {
     run_started_at: u64,
     save_at: Option<Instant>,
     save_failed: bool,
+    /// Asks the syncer thread to fsync the registry (results must survive a power loss).
+    syncer: Sender<()>,
+    /// Asks the sweeper thread to kill processes carrying a task's id.
+    sweeper: Sender<sweep::SweepRequest>,
     shutting_down: bool,
     budget_warned_day: Option<i64>,
 }
@@ -185,6 +191,11 @@ impl Supervisor {
         let owner_tag = sweep::owner_tag_of_self();
         let uid = nix::unistd::geteuid().as_raw();
         report.swept = sweep::sweep_orphans(uid, Some(&owner_tag)).len();
+        let syncer = registry::spawn_syncer(paths.registry())?;
+        let sweep_events = events.clone();
+        let sweeper = sweep::spawn_sweeper(uid, move |id, killed| {
+            let _ = sweep_events.send(TaskEvent { id, msg: ReaperMsg::Swept { killed } });
+        })?;
         let mut sup = Supervisor {
             config,
             paths,
@@ -196,6 +207,8 @@ impl Supervisor {
             run_started_at: now,
             save_at: None,
             save_failed: false,
+            syncer,
+            sweeper,
             shutting_down: false,
             budget_warned_day: None,
         };
@@ -663,21 +676,15 @@ impl Supervisor {
         }
     }
 
-    /// Kills a task's process group and, on a helper thread after `delay`,
-    /// every process that carries its id.
-    fn kill_everything(&self, id: &str, live_pgid: Option<i32>, delay: Duration) {
+    /// Kills a task's process group and has the sweeper thread kill every
+    /// process that carries its id (at once when `urgent`, else batched).
+    fn kill_everything(&self, id: &str, live_pgid: Option<i32>, urgent: bool) {
         if let Some(pgid) = live_pgid {
             signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
         }
         let Some(uuid) = self.registry.get(id).map(|t| t.uuid.clone()) else { return };
-        let (uid, tx, id) = (self.uid, self.events.clone(), id.to_string());
-        let spawned = std::thread::Builder::new().name(format!("kill-{id}")).spawn(move || {
-            std::thread::sleep(delay);
-            let killed = sweep::kill_tasks(uid, &[uuid]);
-            let _ = tx.send(TaskEvent { id, msg: ReaperMsg::Swept { killed } });
-        });
-        if let Err(e) = spawned {
-            log::error!("cannot start a thread to kill the processes of task: {e}");
+        if self.sweeper.send(sweep::SweepRequest { id: id.to_string(), uuid, urgent }).is_err() {
+            log::error!("the sweeper thread is gone; task {id}'s leftover processes were not checked");
         }
     }
 
@@ -747,7 +754,9 @@ impl Supervisor {
         t.activity = None;
         t.stalled = false;
         t.output_bytes = f.output_bytes;
-        t.tail = f.tail;
+        // The registry keeps the last lines; the whole output is in the log.
+        let keep = f.tail.len().saturating_sub(REGISTRY_TAIL_LINES);
+        t.tail = f.tail.into_iter().skip(keep).collect();
         t.reason = reason.as_deref().map(summary::redact);
         t.summary = Some(summarize(t, f.result.as_ref().and_then(|r| r.result.as_deref()), f.last_text.as_deref()));
         if let Some(e) = &f.log_error {
@@ -766,11 +775,13 @@ impl Supervisor {
             log::warn!("{line}")
         }
         self.registry.prune(self.config.tasks.keep_ended as usize);
-        // Results must survive a power loss too.
-        self.save_now(Durability::Synced);
-        // Whatever the task left behind (a Bash command in its own session) goes too,
-        // a moment later: the /proc scan must not compete with announcing the result.
-        self.kill_everything(id, None, Duration::from_millis(100));
+        // Results must survive a power loss too: the syncer thread fsyncs right after.
+        self.save_now(Durability::Atomic);
+        let _ = self.syncer.send(());
+        // Whatever the task left behind (a Bash command in its own session) goes too, a
+        // moment later and batched with other ends: a /proc scan per task would compete
+        // with the loop for the CPU.
+        self.kill_everything(id, None, false);
         vec![Notice::Ended(id.to_string())]
     }
 
@@ -805,7 +816,7 @@ impl Supervisor {
                 live.killed = true;
                 let pgid = live.pgid;
                 log::warn!("task {id}: still alive after the grace period; SIGKILL");
-                self.kill_everything(&id, Some(pgid), Duration::ZERO);
+                self.kill_everything(&id, Some(pgid), true);
             }
             if let (Some(stall), Some(live)) = (stall, self.live.get_mut(&id))
                 && live.last_output + stall <= now

@@ -140,11 +140,20 @@ impl TaskRecord {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct RegistryFile {
+    #[allow(dead_code)]
     version: u32,
     next_id: u64,
     tasks: Vec<TaskRecord>,
+}
+
+/// The same shape, serialized by reference: saving never copies the records.
+#[derive(Serialize)]
+struct RegistryFileRef<'a> {
+    version: u32,
+    next_id: u64,
+    tasks: &'a [TaskRecord],
 }
 
 /// The in-memory registry.
@@ -195,7 +204,7 @@ impl Registry {
     /// Writes the registry atomically (temp file, rename); with
     /// [`Durability::Synced`] also fsyncs the file and the directory.
     pub fn save(&self, path: &Path, durability: Durability) -> Result<()> {
-        let file = RegistryFile { version: 1, next_id: self.next_id, tasks: self.tasks.clone() };
+        let file = RegistryFileRef { version: 1, next_id: self.next_id, tasks: &self.tasks };
         let bytes = serde_json::to_vec(&file).context("cannot serialize the registry")?;
         write_atomic(path, &bytes, durability)
     }
@@ -269,6 +278,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Flushes `path` and its directory to the disk (what [`Durability::Synced`]
+/// adds to an atomic write), for a file another writer keeps replacing: it
+/// flushes whichever version is current, and never writes content itself.
+pub fn sync_path(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_data()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A thread that makes the registry durable after the loop wrote it, so no
+/// fsync ever runs on the loop. Requests that pile up are served by one sync.
+pub fn spawn_syncer(path: PathBuf) -> std::io::Result<crossbeam_channel::Sender<()>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<()>();
+    std::thread::Builder::new().name("registry-sync".into()).stack_size(64 * 1024).spawn(move || {
+        while rx.recv().is_ok() {
+            while rx.try_recv().is_ok() {}
+            if let Err(e) = sync_path(&path) {
+                log::warn!("cannot fsync {}: {e}", path.display());
+            }
+        }
+    })?;
+    Ok(tx)
 }
 
 /// `t12` → 12.

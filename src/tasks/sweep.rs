@@ -78,7 +78,45 @@ fn scan_root(proc_root: &Path, uid: u32) -> Vec<TaggedProcess> {
 /// none is left (a process may fork while we kill). Returns how many were
 /// killed.
 pub fn kill_tasks(uid: u32, uuids: &[String]) -> usize {
-    kill_matching(uid, |p| uuids.contains(&p.task_uuid))
+    kill_matching(uid, |p| uuids.contains(&p.task_uuid)).len()
+}
+
+/// A request to the sweeper thread: kill what carries `uuid` (task `id`).
+#[derive(Debug, Clone)]
+pub struct SweepRequest {
+    pub id: String,
+    pub uuid: String,
+    /// A stop after the grace period: scan at once. Otherwise (a routine check
+    /// after a normal exit) wait a moment so one scan serves several tasks.
+    pub urgent: bool,
+}
+
+/// How long routine requests wait to be batched.
+pub const SWEEP_BATCH: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Starts the sweeper: one thread that scans `/proc` for the requested tasks'
+/// processes and kills them, batching requests so a burst of task ends costs
+/// one scan, not one each. `report(id, killed)` is called per request.
+pub fn spawn_sweeper(
+    uid: u32,
+    report: impl Fn(String, usize) + Send + 'static,
+) -> std::io::Result<crossbeam_channel::Sender<SweepRequest>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<SweepRequest>();
+    std::thread::Builder::new().name("sweeper".into()).stack_size(256 * 1024).spawn(move || {
+        while let Ok(first) = rx.recv() {
+            if !first.urgent {
+                std::thread::sleep(SWEEP_BATCH);
+            }
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            let uuids: Vec<String> = batch.iter().map(|r| r.uuid.clone()).collect();
+            let killed = kill_matching(uid, |p| uuids.contains(&p.task_uuid));
+            for req in batch {
+                report(req.id, killed.iter().filter(|p| p.task_uuid == req.uuid).count());
+            }
+        }
+    })?;
+    Ok(tx)
 }
 
 /// Kills processes whose owning daemon is dead (or unknown), except those of
@@ -108,20 +146,23 @@ pub fn sweep_orphans(uid: u32, own_tag: Option<&str>) -> Vec<TaggedProcess> {
     victims
 }
 
-fn kill_matching(uid: u32, matches: impl Fn(&TaggedProcess) -> bool) -> usize {
-    let mut killed = std::collections::BTreeSet::new();
+/// SIGKILLs matching processes in rounds until none is left; returns them.
+fn kill_matching(uid: u32, matches: impl Fn(&TaggedProcess) -> bool) -> Vec<TaggedProcess> {
+    let mut killed: Vec<TaggedProcess> = Vec::new();
     for _round in 0..5 {
-        let batch: Vec<i32> = scan(uid).into_iter().filter(|p| matches(p)).map(|p| p.pid).collect();
+        let batch: Vec<TaggedProcess> = scan(uid).into_iter().filter(|p| matches(p)).collect();
         if batch.is_empty() {
             break;
         }
-        for pid in batch {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            killed.insert(pid);
+        for p in batch {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
+            if !killed.iter().any(|k| k.pid == p.pid) {
+                killed.push(p);
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    killed.len()
+    killed
 }
 
 #[cfg(test)]
