@@ -18,9 +18,10 @@ const T: Duration = Duration::from_secs(20);
 const KEY: &str = "sk-test-live-key-0123456789";
 
 /// A home whose daemon talks to `fake`, with a fast keepalive (0.5 s pings,
-/// dead after 1 s) unless `extra` sets its own.
+/// dead after 2 s: quick to notice a stall, slack for a loaded machine) unless
+/// `extra` sets its own.
 fn live_home(fake: &FakeRealtime, extra: &str) -> TestHome {
-    let keepalive = if extra.contains("pong_timeout_s") { "" } else { "ping_interval_s = 0.5\npong_timeout_s = 1.0\n" };
+    let keepalive = if extra.contains("pong_timeout_s") { "" } else { "ping_interval_s = 0.5\npong_timeout_s = 2.0\n" };
     let mut home =
         TestHome::with_fake(&format!("share_dirs = true\n[live]\nurl = \"{}\"\n{keepalive}{extra}", fake.url));
     home.env.push(("OPENAI_API_KEY".into(), KEY.into()));

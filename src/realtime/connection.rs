@@ -476,7 +476,9 @@ mod tests {
             while ws.read().is_ok() {}
         });
         let (tx, rx) = crossbeam_channel::unbounded();
-        let conn = Connection::open(3, spec(format!("ws://127.0.0.1:{port}/")), tx).expect("open");
+        // Pings every 200 ms; a pong may take up to 1 s (a loaded CI machine).
+        let relaxed = ConnectSpec { pong_timeout: Duration::from_secs(1), ..spec(format!("ws://127.0.0.1:{port}/")) };
+        let conn = Connection::open(3, relaxed, tx).expect("open");
         assert!(matches!(next(&rx), ConnEvent::Opened));
         // Several ping periods pass with no Dead.
         assert!(rx.recv_timeout(Duration::from_millis(1200)).is_err());
