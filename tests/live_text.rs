@@ -92,6 +92,8 @@ fn handshake_is_ga_with_a_bearer_key_and_the_five_tools() {
     assert_eq!(tools, ["cancel_task", "continue_task", "get_task_result", "list_tasks", "start_task"]);
     let status = home.json(&["status", "--json"]);
     assert_eq!(status["live"]["session_id"], "sess_1");
+    let human = home.run(&["status"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("live: ready"), "{}", describe(&human));
     // The key never shows in status or in the daemon's log.
     assert!(!status.to_string().contains(KEY));
     let out = home.run(&["key", "toggle", "live"]);

@@ -472,3 +472,17 @@ fn systemd_notify_ready_watchdog_and_stopping() {
     assert!(stopping, "STOPPING=1 on the way out");
     assert_eq!(d.wait_exit(T), Some(0));
 }
+
+#[test]
+fn sighup_reloads_the_config_and_keeps_the_old_one_when_bad() {
+    let home = TestHome::with_fake("max_concurrent = 2");
+    let d = home.start_daemon();
+    let config = std::fs::read_to_string(home.config_path()).expect("config");
+    home.write_config(&config.replace("max_concurrent = 2", "max_concurrent = 9"));
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until(T, "the new limit", || home.json(&["status", "--json"])["tasks"]["max_concurrent"] == 9);
+    home.write_config("[tasks]\nmax_concurrent = \"many\"\n");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until(T, "the rejection in the log", || d.log_text().contains("config not reloaded"));
+    assert_eq!(home.json(&["status", "--json"])["tasks"]["max_concurrent"], 9, "the old config stays");
+}

@@ -50,6 +50,17 @@ pub fn status(v: &Value) {
         Some(p) => println!("claude: {p}"),
         None => println!("claude: NOT FOUND: {}", s(&t["claude"], "error")),
     }
+    let live = &v["live"];
+    let mut line = format!("live: {}", s(live, "state"));
+    if let Some(e) = live.get("error").and_then(Value::as_str) {
+        line.push_str(&format!(" ({e})"));
+    } else if let Some(k) = live.get("key").and_then(Value::as_str).filter(|k| *k != "present") {
+        line.push_str(&format!(" ({k})"));
+    }
+    if let Some(n) = live.get("pending_notifications").and_then(Value::as_u64).filter(|n| *n > 0) {
+        line.push_str(&format!(", {n} task result(s) not yet announced"));
+    }
+    println!("{line}");
     println!("config: {}", s(d, "config"));
 }
 

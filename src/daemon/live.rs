@@ -373,8 +373,22 @@ impl Live {
         }
     }
 
+    /// Sends a line to every text client. A client that is gone is dropped (and
+    /// a session opened for text clients ends with the last one); a client that
+    /// is merely slow misses this line rather than stalling the loop.
     fn broadcast(&mut self, ev: FrontEvent) {
-        self.fronts.retain(|f| f.tx.try_send(ev.clone()).is_ok() || !f.tx.is_full());
+        let before = self.fronts.len();
+        self.fronts.retain(|f| match f.tx.try_send(ev.clone()) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(_)) => {
+                log::debug!("live: text client {} is slow; it misses a line", f.id);
+                true
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+        });
+        if before > 0 && self.fronts.is_empty() && self.purpose == Some(Purpose::TextClient) {
+            self.stop("the last text client left");
+        }
     }
 
     /// The earliest moment [`Live::poll`] has work.

@@ -314,6 +314,7 @@ impl Daemon {
             SIGHUP => match Config::load(&self.paths.config_file) {
                 Ok(c) => {
                     log::info!("SIGHUP: reloaded {}", self.paths.config_file.display());
+                    self.live.set_config(c.live.clone());
                     self.supervisor.set_config(c);
                 }
                 Err(e) => log::error!("SIGHUP: config not reloaded, keeping the old one: {e}"),
