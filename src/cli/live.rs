@@ -68,6 +68,10 @@ fn attached(stream: std::os::unix::net::UnixStream) -> i32 {
 
 fn owned(paths: &Paths) -> i32 {
     eprintln!("ptt: no daemon is running; this conversation runs its own (its tasks stop when you leave)");
+    // A conversation in a terminal: only warnings and errors interleave with it, unless asked.
+    if std::env::var_os("PTT_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let (tx, rx) = crossbeam_channel::bounded::<Value>(1024);
     let printer = std::thread::spawn(move || {
         for ev in rx {

@@ -65,7 +65,7 @@ pub struct Daemon {
 }
 
 /// A text conversation run by this process itself (`ptt live --text` with no
-/// daemon running): lines from `input` go to the session, its lines to `output`.
+/// daemon running): stdin lines go to the session, its lines to `output`.
 pub struct LocalText {
     pub output: Sender<Value>,
 }
@@ -80,7 +80,6 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     let config = match Config::load(&paths.config_file) {
         Ok(c) => c,
         Err(e) => {
-            log::error!("config error: {e}");
             eprintln!(
                 "ptt: config error: {e}\n(check it with `ptt config check`; `ptt config default` prints a valid file)"
             );
