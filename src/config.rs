@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct Config {
     pub tasks: TasksConfig,
     pub live: LiveConfig,
+    pub keys: KeysConfig,
     /// Spoken project name → directory (`~` is expanded).
     pub projects: BTreeMap<String, PathBuf>,
 }
@@ -143,6 +144,46 @@ impl LiveConfig {
             format!("{}{sep}model={}", self.url, self.model)
         }
     }
+}
+
+/// `[keys]`: hotkey bindings and where keys come from.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Hold to talk (dictation, or a push-to-talk turn in live mode).
+    pub ptt: String,
+    /// Toggles the live session: a chord, both keys down in either order.
+    pub live: String,
+    /// Cuts the assistant off while it speaks.
+    pub interrupt: String,
+    /// `"auto"` (evdev on Wayland/console, X11 otherwise), `"x11"`, `"evdev"`, or `"socket"` (only `ptt key …`).
+    pub source: KeySource,
+    /// A release counts after the key stayed up this long (absorbs bounces and repeat pairs).
+    pub debounce_ms: u64,
+    /// A key "held" longer than this is released (a lost release never leaves it stuck).
+    pub max_hold_s: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            ptt: "right_ctrl".into(),
+            live: "right_shift+right_ctrl".into(),
+            interrupt: "escape".into(),
+            source: KeySource::Auto,
+            debounce_ms: 30,
+            max_hold_s: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    Auto,
+    X11,
+    Evdev,
+    Socket,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -296,6 +337,11 @@ impl Config {
                 return Err(err(&format!("projects.{name}"), "directory is empty".into()));
             }
         }
+        if let Err(e) = crate::hotkey::bindings::Bindings::parse(&self.keys.ptt, &self.keys.live, &self.keys.interrupt)
+        {
+            let key = e.config_key.clone();
+            return Err(err(&key, e.to_string()));
+        }
         if !(self.live.url.starts_with("wss://") || self.live.url.starts_with("ws://")) {
             return Err(err("live.url", format!("`{}` is not a ws:// or wss:// URL", self.live.url)));
         }
@@ -398,6 +444,22 @@ renew_before_s = 300.0
 # Transcribes what you say into the conversation log (used to re-seed a reconnected session).
 transcription_model = "gpt-4o-mini-transcribe"
 
+[keys]
+# Hold to talk. Names: left_/right_ ctrl, shift, alt, super; escape, space, f1..f12, a..z, 0..9.
+ptt = "right_ctrl"
+# Toggle the live session: a chord (both keys down, either order).
+live = "right_shift+right_ctrl"
+# Cut the assistant off while it speaks.
+interrupt = "escape"
+# Where keys come from: "auto" (evdev on Wayland and the console, X11 otherwise), "x11",
+# "evdev" (needs membership in the input group), or "socket" (only `ptt key ...` from a
+# compositor binding). `ptt doctor` says which is active and why the others are not.
+source = "auto"
+# A release counts after the key stayed up this long (bounces, auto-repeat pairs).
+debounce_ms = 30
+# A key seemingly held longer than this is released: a lost release never leaves it stuck.
+max_hold_s = 120
+
 # Spoken project names and their directories, used by `--project NAME` and by voice.
 [projects]
 # website = "~/code/site"
@@ -469,6 +531,15 @@ mod tests {
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("live.url")));
         let e = parse("[live]\npong_timeout_s = 0\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("live.pong_timeout_s"));
+    }
+
+    #[test]
+    fn key_bindings_are_checked() {
+        let c = parse("[keys]\nptt = \"f9\"\nlive = \"left_alt+space\"\n").expect("parse");
+        assert_eq!(c.keys.ptt, "f9");
+        let e = parse("[keys]\nlive = \"rigth_ctrl+right_shift\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("keys.live")));
+        assert!(e.message.contains("rigth_ctrl"), "{}", e.message);
     }
 
     #[test]

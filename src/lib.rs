@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod hotkey;
 pub mod logging;
 pub mod paths;
 pub mod realtime;

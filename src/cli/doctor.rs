@@ -3,6 +3,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::config::Config;
 use crate::control::{Request, client};
 use crate::paths::Paths;
@@ -79,6 +81,12 @@ pub fn run(paths: &Paths) -> i32 {
                 "daemon",
                 format!("running (pid {}, {} task(s) running)", v["daemon"]["pid"], v["tasks"]["running"]),
             );
+            for line in v["hotkeys"]["report"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                println!("       {line}");
+            }
+            if let Some(stopped) = v["hotkeys"]["stopped"].as_str() {
+                check(Verdict::Warn, "hotkeys", stopped.to_string());
+            }
             let live = &v["live"];
             match live["state"].as_str() {
                 Some("failed") => check(
@@ -93,11 +101,19 @@ pub fn run(paths: &Paths) -> i32 {
                 None => {}
             }
         }
-        Err(client::ClientError::NotRunning(_)) => check(
-            Verdict::Warn,
-            "daemon",
-            "not running; start it with `ptt run` or `systemctl --user start ptt`".into(),
-        ),
+        Err(client::ClientError::NotRunning(_)) => {
+            check(
+                Verdict::Warn,
+                "daemon",
+                "not running; start it with `ptt run` or `systemctl --user start ptt`".into(),
+            );
+            // What the daemon would find from this environment.
+            if let Ok(b) = crate::hotkey::Bindings::parse(&config.keys.ptt, &config.keys.live, &config.keys.interrupt) {
+                for line in crate::hotkey::detect(&b.keys()).report() {
+                    println!("       {line}");
+                }
+            }
+        }
         Err(e) => check(Verdict::Fail, "daemon", e.to_string()),
     }
     if failed { 1 } else { 0 }

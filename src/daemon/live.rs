@@ -343,6 +343,12 @@ impl Live {
         self.apply(outs, sup, now)
     }
 
+    /// The push-to-talk key went down or up (the floor waits while it is held).
+    pub fn set_key_held(&mut self, held: bool, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let outs = self.session_mut().map(|s| s.set_key_held(held, now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
     /// A line typed by a text client.
     pub fn user_text(&mut self, text: &str, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
         let outs = self.session_mut().map(|s| s.send_user_text(text, now)).unwrap_or_default();

@@ -10,6 +10,7 @@
 //! exits here), then the registry and the orphan sweep, then the socket, then
 //! `READY=1`.
 
+pub mod keys;
 pub mod live;
 pub mod lock;
 pub mod notifications;
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::control::protocol::{KeyAction, error_reply};
 use crate::control::{Incoming, Request};
+use crate::hotkey::{Action, Binding, BindingEvent, SourceEvent};
 use crate::paths::Paths;
 use crate::realtime::connection::ConnMessage;
 use crate::tasks::reaper::TaskEvent;
@@ -44,6 +46,8 @@ pub enum Event {
     Task(TaskEvent),
     /// From a Realtime connection's threads.
     Live(ConnMessage),
+    /// From the hotkey listener thread.
+    Hotkey(SourceEvent),
     Signal(i32),
     /// The earliest deadline passed.
     Timer,
@@ -54,6 +58,7 @@ pub struct Daemon {
     paths: Paths,
     supervisor: Supervisor,
     live: Live,
+    hotkeys: keys::Hotkeys,
     scheduler: Scheduler,
     subscribers: Vec<Sender<Value>>,
     started: Instant,
@@ -116,12 +121,14 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         log::warn!("killed {} process(es) left behind by a previous daemon", report.swept);
     }
     let signal_rx = spawn_signal_thread()?;
+    let hotkeys = keys::Hotkeys::start(&supervisor.config().keys);
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     crate::control::server::start(&paths.socket(), control_tx.clone())?;
     let mut daemon = Daemon {
         paths,
         supervisor,
         live,
+        hotkeys,
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
         started: Instant::now(),
@@ -210,10 +217,15 @@ impl Daemon {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.scheduler.next_deadline(), self.supervisor.next_deadline(), self.live.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.scheduler.next_deadline(),
+            self.supervisor.next_deadline(),
+            self.live.next_deadline(),
+            self.hotkeys.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn next_event(&self) -> Event {
@@ -232,6 +244,10 @@ impl Daemon {
             },
             recv(self.live.conn_rx) -> msg => match msg {
                 Ok(m) => Event::Live(m),
+                Err(_) => Event::Timer,
+            },
+            recv(self.hotkeys.rx) -> msg => match msg {
+                Ok(m) => Event::Hotkey(m),
                 Err(_) => Event::Timer,
             },
             recv(self.signal_rx) -> msg => match msg {
@@ -278,6 +294,11 @@ impl Daemon {
                 let notices = self.live.on_conn(msg, &mut self.supervisor, now);
                 self.publish(notices);
             }
+            Event::Hotkey(ev) => {
+                for b in self.hotkeys.on_source(ev) {
+                    self.on_binding(b, now);
+                }
+            }
             Event::Signal(sig) => self.handle_signal(sig, now),
             Event::Timer => {}
         }
@@ -299,6 +320,11 @@ impl Daemon {
         if self.supervisor.next_deadline().is_some_and(|d| d <= now) {
             let notices = self.supervisor.on_timer(now);
             self.publish(notices);
+        }
+        if self.hotkeys.next_deadline().is_some_and(|d| d <= now) {
+            for b in self.hotkeys.machine.poll(now) {
+                self.on_binding(b, now);
+            }
         }
         if self.live.next_deadline().is_some_and(|d| d <= now) {
             let notices = self.live.poll(&mut self.supervisor, now);
@@ -380,32 +406,64 @@ impl Daemon {
         }
     }
 
-    /// A hotkey action from the control socket (a compositor binding).
+    /// A hotkey action from the control socket (a compositor binding): the
+    /// same path as a key from a listener thread.
     fn key(&mut self, action: KeyAction, binding: &str, now: Instant) -> Value {
-        match (binding, action) {
-            ("live", KeyAction::Toggle | KeyAction::Press) => {
+        let binding = match binding {
+            "ptt" => Binding::Ptt,
+            "live" => Binding::Live,
+            "interrupt" => Binding::Interrupt,
+            other => {
+                let message = format!("unknown binding `{other}` (known: ptt, live, interrupt)");
+                return json!({"status": "error", "message": message});
+            }
+        };
+        let action = match (binding, action) {
+            // A compositor can only send press/release; for the live toggle either means "toggle".
+            (Binding::Live, KeyAction::Release) => None,
+            (Binding::Live, _) => Some(Action::Toggle),
+            (_, KeyAction::Press | KeyAction::Toggle) => Some(Action::Press),
+            (_, KeyAction::Release) => Some(Action::Release),
+        };
+        let mut answer = json!({"status": "ok"});
+        if let Some(action) = action {
+            answer = self.on_binding(BindingEvent::new(binding, action), now);
+        }
+        if let Some(obj) = answer.as_object_mut() {
+            obj.insert("live".into(), json!(if self.live.is_on() { "on" } else { "off" }));
+        }
+        answer
+    }
+
+    /// What a binding does. Returns a reply for `ptt key …`.
+    fn on_binding(&mut self, ev: BindingEvent, now: Instant) -> Value {
+        log::debug!("binding {:?} {:?} ({:?})", ev.binding, ev.action, ev.cause);
+        match (ev.binding, ev.action) {
+            (Binding::Live, Action::Toggle) => {
                 if self.live.is_on() {
                     self.live.stop("live mode turned off");
-                    json!({"status": "ok", "live": "off"})
+                    json!({"status": "ok"})
                 } else {
                     match self.live.start(Purpose::Conversation, &mut self.supervisor, now) {
                         Ok(notices) => {
                             self.publish(notices);
-                            json!({"status": "ok", "live": "on"})
+                            json!({"status": "ok"})
                         }
-                        Err(e) => json!({"status": "error", "message": e}),
+                        Err(e) => {
+                            log::warn!("live mode: {e}");
+                            json!({"status": "error", "message": e})
+                        }
                     }
                 }
             }
-            ("live", KeyAction::Release) => {
-                json!({"status": "ok", "live": if self.live.is_on() { "on" } else { "off" }})
+            (Binding::Ptt, Action::Press | Action::Release) => {
+                // While the key is held the floor is the user's: no notification is spoken.
+                let notices = self.live.set_key_held(ev.action == Action::Press, &mut self.supervisor, now);
+                self.publish(notices);
+                json!({"status": "ok"})
             }
-            ("ptt", _) => {
-                json!({"status": "unavailable", "message": "push-to-talk needs the audio path, which this build does not have yet"})
-            }
-            (other, _) => {
-                json!({"status": "error", "message": format!("unknown binding `{other}` (known: ptt, live)")})
-            }
+            (Binding::Interrupt, Action::Press) => json!({"status": "ok", "message": "nothing is playing"}),
+            _ => json!({"status": "ok"}),
         }
     }
 
@@ -421,6 +479,7 @@ impl Daemon {
             },
             "tasks": self.supervisor.status(),
             "live": self.live.status(&self.supervisor, Instant::now()),
+            "hotkeys": self.hotkeys.status(),
         })
     }
 
