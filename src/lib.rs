@@ -5,6 +5,7 @@
 //! is a library as well so that integration tests reach the internals. See
 //! ARCHITECTURE.md for the thread map and the invariants.
 
+pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -5,6 +5,7 @@
 
 pub mod anthropic_stub;
 pub mod fake_realtime;
+pub mod pulse;
 pub mod xvfb;
 
 use std::path::{Path, PathBuf};
