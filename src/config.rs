@@ -20,6 +20,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub live: LiveConfig,
     pub keys: KeysConfig,
+    pub audio: AudioSection,
     /// Spoken project name → directory (`~` is expanded).
     pub projects: BTreeMap<String, PathBuf>,
 }
@@ -144,6 +145,49 @@ impl LiveConfig {
             format!("{}{sep}model={}", self.url, self.model)
         }
     }
+}
+
+/// `[audio]`: devices and sound cues.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioSection {
+    /// Input device by name (`ptt doctor` lists them); empty: the default device.
+    pub input: String,
+    /// Output device by name; empty: the default device.
+    pub output: String,
+    /// Keep the streams open between turns (no lost first word, no open latency).
+    pub keep_open: bool,
+    /// Play short sounds when a task starts, succeeds or fails, and when live mode goes on or off.
+    pub cues: bool,
+    /// Loudness of the cues, 0.0 to 1.0.
+    #[serde(deserialize_with = "unit_interval")]
+    pub cue_volume: f32,
+}
+
+impl Default for AudioSection {
+    fn default() -> Self {
+        AudioSection { input: String::new(), output: String::new(), keep_open: true, cues: true, cue_volume: 0.6 }
+    }
+}
+
+impl AudioSection {
+    pub fn to_audio_config(&self) -> crate::audio::AudioConfig {
+        let name = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        crate::audio::AudioConfig {
+            input: name(&self.input),
+            output: name(&self.output),
+            keep_open: self.keep_open,
+            cue_volume: self.cue_volume,
+        }
+    }
+}
+
+fn unit_interval<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = f32::deserialize(d)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(serde::de::Error::custom("must be between 0.0 and 1.0"));
+    }
+    Ok(v)
 }
 
 /// `[keys]`: hotkey bindings and where keys come from.
@@ -443,6 +487,16 @@ pong_timeout_s = 10.0
 renew_before_s = 300.0
 # Transcribes what you say into the conversation log (used to re-seed a reconnected session).
 transcription_model = "gpt-4o-mini-transcribe"
+
+[audio]
+# Devices by name (`ptt doctor` lists them); empty: the system default.
+input = ""
+output = ""
+# Keep the microphone stream open between turns so the first word is never lost.
+keep_open = true
+# Short sounds when a task starts, succeeds or fails, and when live mode goes on or off.
+cues = true
+cue_volume = 0.6
 
 [keys]
 # Hold to talk. Names: left_/right_ ctrl, shift, alt, super; escape, space, f1..f12, a..z, 0..9.

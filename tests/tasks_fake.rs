@@ -486,3 +486,19 @@ fn sighup_reloads_the_config_and_keeps_the_old_one_when_bad() {
     wait_until(T, "the rejection in the log", || d.log_text().contains("config not reloaded"));
     assert_eq!(home.json(&["status", "--json"])["tasks"]["max_concurrent"], 9, "the old config stays");
 }
+
+#[test]
+fn without_a_sound_server_tasks_run_and_status_says_why_there_is_no_sound() {
+    // This home's XDG_RUNTIME_DIR has no PulseAudio socket: ALSA's default device cannot open.
+    let home = TestHome::with_fake("");
+    let d = home.start_daemon();
+    let id = home.start_task(&json!({"result": {"result": "silent but done"}}), "silent", &home.work("a"));
+    assert_eq!(home.wait_ended(&id, T)["state"], "succeeded");
+    wait_until(T, "the audio error in status", || {
+        home.json(&["status", "--json"])["audio"]["output"]["error"].is_string()
+    });
+    let error = home.json(&["status", "--json"])["audio"]["output"]["error"].as_str().unwrap_or("").to_string();
+    assert!(error.contains("no audio device"), "{error}");
+    assert!(d.log_text().contains("tasks and text mode keep working"), "{}", d.log_text());
+    assert!(home.run(&["status"]).status.success(), "the daemon is still up");
+}

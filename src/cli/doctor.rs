@@ -67,6 +67,17 @@ pub fn run(paths: &Paths) -> i32 {
         }
     }
 
+    let audio = crate::audio::probe(&config.audio.to_audio_config());
+    if audio.voice_available() {
+        check(Verdict::Ok, "audio", "microphone and speaker open".into());
+    } else {
+        let why = audio.reason().unwrap_or_else(|| "unknown".into());
+        check(Verdict::Warn, "audio", format!("voice is off: {why}; tasks and text mode work without it"));
+    }
+    for line in audio.lines() {
+        println!("       {line}");
+    }
+
     match crate::daemon::live::load_key(&config.live, paths) {
         Ok(_) => check(Verdict::Ok, "openai key", "present (live mode can connect)".into()),
         Err(e) => {

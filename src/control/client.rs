@@ -51,11 +51,17 @@ pub fn request(socket: &Path, req: &Request) -> Result<Value, ClientError> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Other(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(|e| ClientError::Other(format!("cannot send the request: {e}")))?;
+    // A daemon that refuses us (another uid) answers and hangs up before reading: even if the
+    // write fails, what it said is worth reading.
+    let sent = stream.write_all(&line);
     let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .map_err(|e| ClientError::Other(format!("cannot read the reply: {e}")))?;
+    let read = BufReader::new(stream).read_line(&mut reply);
+    match (sent, read) {
+        (_, Ok(n)) if n > 0 => {}
+        (Err(e), _) => return Err(ClientError::Other(format!("cannot send the request: {e}"))),
+        (Ok(()), Err(e)) => return Err(ClientError::Other(format!("cannot read the reply: {e}"))),
+        (Ok(()), Ok(_)) => {}
+    }
     if reply.trim().is_empty() {
         return Err(ClientError::Other("the daemon closed the connection without a reply".into()));
     }

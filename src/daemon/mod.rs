@@ -17,6 +17,7 @@ pub mod notifications;
 pub mod scheduler;
 pub mod systemd;
 pub mod tools;
+pub mod voice;
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender, select};
 use serde_json::{Value, json};
 
+use crate::audio::cues::Cue;
 use crate::config::Config;
 use crate::control::protocol::{KeyAction, error_reply};
 use crate::control::{Incoming, Request};
@@ -48,6 +50,8 @@ pub enum Event {
     Live(ConnMessage),
     /// From the hotkey listener thread.
     Hotkey(SourceEvent),
+    /// From the audio actors (device opened, unavailable, lost).
+    Audio(crate::audio::AudioEvent),
     Signal(i32),
     /// The earliest deadline passed.
     Timer,
@@ -59,6 +63,7 @@ pub struct Daemon {
     supervisor: Supervisor,
     live: Live,
     hotkeys: keys::Hotkeys,
+    voice: voice::Voice,
     scheduler: Scheduler,
     subscribers: Vec<Sender<Value>>,
     started: Instant,
@@ -122,6 +127,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     }
     let signal_rx = spawn_signal_thread()?;
     let hotkeys = keys::Hotkeys::start(&supervisor.config().keys);
+    let voice = voice::Voice::new(supervisor.config().audio.clone());
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     crate::control::server::start(&paths.socket(), control_tx.clone())?;
     let mut daemon = Daemon {
@@ -129,6 +135,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         supervisor,
         live,
         hotkeys,
+        voice,
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
         started: Instant::now(),
@@ -250,6 +257,10 @@ impl Daemon {
                 Ok(m) => Event::Hotkey(m),
                 Err(_) => Event::Timer,
             },
+            recv(self.voice.rx) -> msg => match msg {
+                Ok(m) => Event::Audio(m),
+                Err(_) => Event::Timer,
+            },
             recv(self.signal_rx) -> msg => match msg {
                 Ok(s) => Event::Signal(s),
                 Err(_) => Event::Timer,
@@ -294,6 +305,7 @@ impl Daemon {
                 let notices = self.live.on_conn(msg, &mut self.supervisor, now);
                 self.publish(notices);
             }
+            Event::Audio(ev) => self.voice.on_event(ev),
             Event::Hotkey(ev) => {
                 for b in self.hotkeys.on_source(ev) {
                     self.on_binding(b, now);
@@ -340,6 +352,7 @@ impl Daemon {
                 Ok(c) => {
                     log::info!("SIGHUP: reloaded {}", self.paths.config_file.display());
                     self.live.set_config(c.live.clone());
+                    self.voice.set_config(c.audio.clone());
                     self.supervisor.set_config(c);
                 }
                 Err(e) => log::error!("SIGHUP: config not reloaded, keeping the old one: {e}"),
@@ -442,10 +455,12 @@ impl Daemon {
             (Binding::Live, Action::Toggle) => {
                 if self.live.is_on() {
                     self.live.stop("live mode turned off");
+                    self.voice.cue(Cue::LiveOff);
                     json!({"status": "ok"})
                 } else {
                     match self.live.start(Purpose::Conversation, &mut self.supervisor, now) {
                         Ok(notices) => {
+                            self.voice.cue(Cue::LiveOn);
                             self.publish(notices);
                             json!({"status": "ok"})
                         }
@@ -480,6 +495,7 @@ impl Daemon {
             "tasks": self.supervisor.status(),
             "live": self.live.status(&self.supervisor, Instant::now()),
             "hotkeys": self.hotkeys.status(),
+            "audio": self.voice.status(),
         })
     }
 
@@ -492,15 +508,22 @@ impl Daemon {
             let more = match &notice {
                 Notice::Ended(id) => match self.supervisor.registry().get(id).cloned() {
                     Some(task) => {
+                        self.voice.cue(if task.state == crate::tasks::registry::TaskState::Succeeded {
+                            Cue::TaskSucceeded
+                        } else {
+                            Cue::TaskFailed
+                        });
                         let mut n = self.live.on_task_ended(&task, &mut self.supervisor, now);
                         n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
                         n
                     }
                     None => vec![],
                 },
-                Notice::Started(_) | Notice::Activity(_) | Notice::Stalled(_) => {
+                Notice::Started(_) => {
+                    self.voice.cue(Cue::TaskStarted);
                     self.live.on_tasks_changed(&mut self.supervisor, now)
                 }
+                Notice::Activity(_) | Notice::Stalled(_) => self.live.on_tasks_changed(&mut self.supervisor, now),
                 Notice::BudgetWarning(_) => vec![],
             };
             queue.extend(more);
