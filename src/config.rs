@@ -104,6 +104,9 @@ pub struct LiveConfig {
     pub announce_when_idle: bool,
     /// `"vad"` (the server detects turns) or `"ptt"` (hold the key to speak).
     pub turn: LiveTurn,
+    /// With server VAD, keep the microphone open while the assistant speaks
+    /// (needs echo cancellation, e.g. a headset); otherwise it is gated.
+    pub full_duplex: bool,
     /// Seconds between WebSocket pings.
     #[serde(deserialize_with = "positive_f64")]
     pub ping_interval_s: f64,
@@ -127,6 +130,7 @@ impl Default for LiveConfig {
             key_file: None,
             announce_when_idle: false,
             turn: LiveTurn::Vad,
+            full_duplex: false,
             ping_interval_s: 15.0,
             pong_timeout_s: 10.0,
             renew_before_s: 300.0,
@@ -480,6 +484,9 @@ voice = "marin"
 announce_when_idle = false
 # "vad": the server hears when you stop talking; "ptt": hold the push-to-talk key to speak.
 turn = "vad"
+# With "vad": keep the microphone open while the assistant speaks (only with a headset or echo
+# cancellation, or the assistant hears itself).
+full_duplex = false
 # Keepalive: a WebSocket ping every ping_interval_s; no pong within pong_timeout_s = reconnect.
 ping_interval_s = 15.0
 pong_timeout_s = 10.0

@@ -43,6 +43,13 @@ pub enum Purpose {
     Announce,
 }
 
+/// Sound the daemon must play or stop (carried out by `daemon::voice`).
+#[derive(Debug)]
+pub enum AudioAction {
+    Play { item_id: String, pcm: Vec<i16> },
+    Stop,
+}
+
 /// A line for attached text clients.
 pub type FrontEvent = Value;
 
@@ -93,6 +100,9 @@ pub struct Live {
     bad_frames: u64,
     fronts: Vec<Front>,
     next_front_id: u64,
+    /// The session speaks and listens (otherwise it is a text conversation).
+    voice: bool,
+    audio: Vec<AudioAction>,
 }
 
 impl Live {
@@ -117,6 +127,8 @@ impl Live {
             bad_frames: 0,
             fronts: Vec::new(),
             next_front_id: 1,
+            voice: false,
+            audio: Vec::new(),
         }
     }
 
@@ -133,8 +145,15 @@ impl Live {
         load_key(&self.cfg, &self.paths)
     }
 
-    /// Opens a session (or upgrades the purpose of the open one).
-    pub fn start(&mut self, purpose: Purpose, sup: &mut Supervisor, now: Instant) -> Result<Vec<Notice>, String> {
+    /// Opens a session (or upgrades the purpose of the open one). A voice session
+    /// (`voice`: the audio devices opened) speaks and listens; otherwise it is text.
+    pub fn start(
+        &mut self,
+        purpose: Purpose,
+        voice: bool,
+        sup: &mut Supervisor,
+        now: Instant,
+    ) -> Result<Vec<Notice>, String> {
         if self.session.is_some() {
             // A conversation outranks a text client, which outranks an announcement.
             let rank = |p: Purpose| match p {
@@ -160,8 +179,7 @@ impl Live {
             model: self.cfg.model.clone(),
             instructions,
             voice: self.cfg.voice.clone(),
-            // No audio path yet: every session is a text conversation.
-            text_mode: true,
+            text_mode: !voice,
             turn: match self.cfg.turn {
                 LiveTurn::Vad => Turn::Vad,
                 LiveTurn::Ptt => Turn::Ptt,
@@ -177,6 +195,7 @@ impl Live {
         }
         self.session = Some(session);
         self.purpose = Some(purpose);
+        self.voice = voice;
         self.fatal = None;
         self.backoff.reset();
         self.was_ready = false;
@@ -197,6 +216,10 @@ impl Live {
         self.session = None;
         self.purpose = None;
         self.reconnect_at = None;
+        if self.voice {
+            self.audio.push(AudioAction::Stop);
+        }
+        self.voice = false;
         self.broadcast(json!({"kind": "status", "state": "off", "message": why}));
     }
 
@@ -325,7 +348,7 @@ impl Live {
         self.broadcast(json!({"kind": "notification", "task_id": task.id, "text": text}));
         if self.session.is_none() {
             if self.cfg.announce_when_idle && self.fatal.is_none() {
-                match self.start(Purpose::Announce, sup, now) {
+                match self.start(Purpose::Announce, false, sup, now) {
                     Ok(n) => return n,
                     Err(e) => log::warn!("live: cannot open a session to announce {}: {e}", task.id),
                 }
@@ -349,6 +372,51 @@ impl Live {
         self.apply(outs, sup, now)
     }
 
+    /// Whether the open session speaks and listens.
+    pub fn is_voice(&self) -> bool {
+        self.session.is_some() && self.voice
+    }
+
+    pub fn turn(&self) -> LiveTurn {
+        self.cfg.turn
+    }
+
+    pub fn full_duplex(&self) -> bool {
+        self.cfg.full_duplex
+    }
+
+    /// Sound to play or stop, in order (the daemon drains this after each event).
+    pub fn take_audio(&mut self) -> Vec<AudioAction> {
+        std::mem::take(&mut self.audio)
+    }
+
+    /// 20 ms of microphone audio for the input buffer.
+    pub fn append_audio(&mut self, pcm: &[i16]) {
+        if let (Some(s), Some(c)) = (self.session.as_ref(), self.conn.as_ref())
+            && let Some(ev) = s.append_audio(pcm)
+        {
+            c.send(ev.to_json());
+        }
+    }
+
+    /// End of a push-to-talk turn: commit what was said and ask for an answer.
+    pub fn commit_user_audio(&mut self, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let outs = self.session_mut().map(|s| s.commit_user_audio(now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
+    /// Playback was stopped after `played_ms` of the current item (barge-in).
+    pub fn barge_in(&mut self, played_ms: Option<u64>, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let outs = self.session_mut().map(|s| s.barge_in(played_ms, now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
+    /// The assistant's audio started or stopped playing (the floor waits while it plays).
+    pub fn set_audio_playing(&mut self, playing: bool, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let outs = self.session_mut().map(|s| s.set_audio_playing(playing, now)).unwrap_or_default();
+        self.apply(outs, sup, now)
+    }
+
     /// A line typed by a text client.
     pub fn user_text(&mut self, text: &str, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
         let outs = self.session_mut().map(|s| s.send_user_text(text, now)).unwrap_or_default();
@@ -363,7 +431,7 @@ impl Live {
         sup: &mut Supervisor,
         now: Instant,
     ) -> Result<(u64, Vec<Notice>), String> {
-        let notices = self.start(Purpose::TextClient, sup, now)?;
+        let notices = self.start(Purpose::TextClient, false, sup, now)?;
         let id = self.next_front_id;
         self.next_front_id += 1;
         let _ = tx.try_send(json!({"kind": "status", "state": self.state_name(), "message": "attached"}));
@@ -443,8 +511,15 @@ impl Live {
                     self.broadcast(json!({"kind": "assistant", "text": text}));
                 }
                 Output::UserTranscript { text, .. } => self.broadcast(json!({"kind": "user", "text": text})),
-                Output::Audio { .. } | Output::StopPlayback => {
-                    // No audio path yet (text sessions): nothing plays.
+                Output::Audio { item_id, pcm } => {
+                    if self.voice {
+                        self.audio.push(AudioAction::Play { item_id, pcm });
+                    }
+                }
+                Output::StopPlayback => {
+                    if self.voice {
+                        self.audio.push(AudioAction::Stop);
+                    }
                 }
                 Output::Renew => {
                     if self.renewing.is_none() {

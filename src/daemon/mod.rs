@@ -52,6 +52,9 @@ pub enum Event {
     Hotkey(SourceEvent),
     /// From the audio actors (device opened, unavailable, lost).
     Audio(crate::audio::AudioEvent),
+    /// From the microphone: a 20 ms chunk, or the end of a push-to-talk turn
+    /// (boxed: a chunk is 960 bytes, the other events are small).
+    Mic(Box<crate::audio::capture::Captured>),
     Signal(i32),
     /// The earliest deadline passed.
     Timer,
@@ -261,6 +264,10 @@ impl Daemon {
                 Ok(m) => Event::Audio(m),
                 Err(_) => Event::Timer,
             },
+            recv(self.voice.mic_rx) -> msg => match msg {
+                Ok(m) => Event::Mic(Box::new(m)),
+                Err(_) => Event::Timer,
+            },
             recv(self.signal_rx) -> msg => match msg {
                 Ok(s) => Event::Signal(s),
                 Err(_) => Event::Timer,
@@ -305,7 +312,28 @@ impl Daemon {
                 let notices = self.live.on_conn(msg, &mut self.supervisor, now);
                 self.publish(notices);
             }
+            Event::Audio(crate::audio::AudioEvent::PlaybackIdle) => {
+                if self.voice.playing {
+                    self.voice.playing = false;
+                    let notices = self.live.set_audio_playing(false, &mut self.supervisor, now);
+                    self.publish(notices);
+                    self.set_mic_gate();
+                }
+            }
             Event::Audio(ev) => self.voice.on_event(ev),
+            Event::Mic(captured) => match *captured {
+                crate::audio::capture::Captured::Chunk(pcm) => {
+                    if self.live.is_voice() {
+                        self.live.append_audio(&pcm);
+                    }
+                }
+                crate::audio::capture::Captured::TurnEnd => {
+                    if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
+                        let notices = self.live.commit_user_audio(&mut self.supervisor, now);
+                        self.publish(notices);
+                    }
+                }
+            },
             Event::Hotkey(ev) => {
                 for b in self.hotkeys.on_source(ev) {
                     self.on_binding(b, now);
@@ -342,6 +370,53 @@ impl Daemon {
             let notices = self.live.poll(&mut self.supervisor, now);
             self.publish(notices);
         }
+        self.play_live_audio(now);
+    }
+
+    /// Carries out what the live session asked to play or stop.
+    fn play_live_audio(&mut self, now: Instant) {
+        loop {
+            let actions = self.live.take_audio();
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                match action {
+                    live::AudioAction::Play { item_id, pcm } => {
+                        if self.voice.play(&item_id, &pcm) {
+                            let notices = self.live.set_audio_playing(true, &mut self.supervisor, now);
+                            self.publish(notices);
+                            self.set_mic_gate();
+                        }
+                    }
+                    live::AudioAction::Stop => self.barge_in(now),
+                }
+            }
+        }
+    }
+
+    /// Stops the assistant now and tells the session what was really heard.
+    fn barge_in(&mut self, now: Instant) {
+        let was_playing = self.voice.playing;
+        let played = self.voice.flush();
+        if was_playing {
+            log::info!("barge-in: playback stopped after {} ms of the item", played.unwrap_or(0));
+            let mut notices = self.live.barge_in(played, &mut self.supervisor, now);
+            notices.extend(self.live.set_audio_playing(false, &mut self.supervisor, now));
+            self.publish(notices);
+        }
+        self.set_mic_gate();
+    }
+
+    /// The microphone gate for the current state: with server VAD it is open
+    /// while live, except while the assistant speaks (unless full duplex); with
+    /// push-to-talk it follows the key (set by the binding).
+    fn set_mic_gate(&mut self) {
+        if !self.live.is_voice() || self.live.turn() != crate::config::LiveTurn::Vad {
+            return;
+        }
+        let open = !self.voice.playing || self.live.full_duplex();
+        self.voice.set_gate(open, false);
     }
 
     fn handle_signal(&mut self, sig: i32, now: Instant) {
@@ -455,14 +530,23 @@ impl Daemon {
             (Binding::Live, Action::Toggle) => {
                 if self.live.is_on() {
                     self.live.stop("live mode turned off");
+                    self.voice.stop_voice();
                     self.voice.cue(Cue::LiveOff);
                     json!({"status": "ok"})
                 } else {
-                    match self.live.start(Purpose::Conversation, &mut self.supervisor, now) {
+                    let voice = match self.voice.start_voice() {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log::warn!("live mode without voice ({e}): a text session, for `ptt live --text`");
+                            false
+                        }
+                    };
+                    match self.live.start(Purpose::Conversation, voice, &mut self.supervisor, now) {
                         Ok(notices) => {
                             self.voice.cue(Cue::LiveOn);
+                            self.set_mic_gate();
                             self.publish(notices);
-                            json!({"status": "ok"})
+                            json!({"status": "ok", "voice": voice})
                         }
                         Err(e) => {
                             log::warn!("live mode: {e}");
@@ -472,12 +556,29 @@ impl Daemon {
                 }
             }
             (Binding::Ptt, Action::Press | Action::Release) => {
+                let pressed = ev.action == Action::Press;
+                if pressed && self.voice.playing {
+                    // The user always wins: speaking cuts the assistant off.
+                    self.barge_in(now);
+                }
                 // While the key is held the floor is the user's: no notification is spoken.
-                let notices = self.live.set_key_held(ev.action == Action::Press, &mut self.supervisor, now);
+                let notices = self.live.set_key_held(pressed, &mut self.supervisor, now);
                 self.publish(notices);
+                if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
+                    // A chord taking over from ptt is not a turn: nothing is committed for it.
+                    let turn = pressed || ev.cause != crate::hotkey::Cause::Chord;
+                    self.voice.set_gate(pressed && turn, true);
+                }
                 json!({"status": "ok"})
             }
-            (Binding::Interrupt, Action::Press) => json!({"status": "ok", "message": "nothing is playing"}),
+            (Binding::Interrupt, Action::Press) => {
+                if self.voice.playing {
+                    self.barge_in(now);
+                    json!({"status": "ok", "message": "stopped the assistant"})
+                } else {
+                    json!({"status": "ok", "message": "nothing is playing"})
+                }
+            }
             _ => json!({"status": "ok"}),
         }
     }

@@ -1,13 +1,22 @@
-//! The daemon's sound: cues now, the voice of the live session next.
+//! The daemon's sound: cues, and the live session's voice (the microphone
+//! feeding the input buffer, the assistant's audio on the speaker).
 //!
 //! The playback actor (`audio::playback`) is started on first use, so a box
 //! without a sound server pays nothing and a missing device is a status line,
 //! not a dead daemon: `Unavailable` and `Lost` events are recorded for
-//! `ptt status` and `ptt doctor`, and the next use tries again.
+//! `ptt status` and `ptt doctor`, and the next use tries again. The capture
+//! actor runs while a voice session is on; its gate decides which chunks reach
+//! the session.
+//!
+//! Barge-in needs "how much of this item did the user really hear": the
+//! playback position (samples handed to the device, plus flushed ones) is
+//! remembered where each assistant item starts, so a flush yields the played
+//! milliseconds of the current item for `conversation.item.truncate`.
 
 use crossbeam_channel::Receiver;
 use serde_json::{Value, json};
 
+use crate::audio::capture::{Capture, CaptureConfig, Captured};
 use crate::audio::cues::Cue;
 use crate::audio::playback::{Playback, PlaybackConfig};
 use crate::audio::{AudioEvent, Direction};
@@ -20,13 +29,93 @@ pub struct Voice {
     /// The loop selects on this.
     pub rx: Receiver<AudioEvent>,
     output: Result<String, String>,
+    input: Result<String, String>,
     cues_played: u64,
+    capture: Option<Capture>,
+    /// Microphone chunks (a never-ready channel while no capture runs).
+    pub mic_rx: Receiver<Captured>,
+    /// The assistant item being played, and the playback position where it began.
+    item: Option<(String, u64)>,
+    /// The assistant's audio is queued or playing.
+    pub playing: bool,
 }
 
 impl Voice {
     pub fn new(cfg: AudioSection) -> Voice {
         let (tx, rx) = crossbeam_channel::bounded(64);
-        Voice { cfg, playback: None, tx, rx, output: Err("not opened yet".into()), cues_played: 0 }
+        Voice {
+            cfg,
+            playback: None,
+            tx,
+            rx,
+            output: Err("not opened yet".into()),
+            input: Err("not opened yet".into()),
+            cues_played: 0,
+            capture: None,
+            mic_rx: crossbeam_channel::never(),
+            item: None,
+            playing: false,
+        }
+    }
+
+    /// Opens the microphone and the speaker for a voice session. Fails (and
+    /// the session is text instead) when either device cannot open.
+    pub fn start_voice(&mut self) -> Result<(), String> {
+        let audio = self.cfg.to_audio_config();
+        let report = crate::audio::probe(&audio);
+        if !report.voice_available() {
+            let why = report.reason().unwrap_or_else(|| "no audio device".into());
+            self.input = Err(why.clone());
+            return Err(why);
+        }
+        if self.capture.is_none() {
+            let cfg = CaptureConfig { device: audio.input, keep_open: audio.keep_open, ..CaptureConfig::default() };
+            let capture =
+                Capture::spawn(cfg, self.tx.clone()).map_err(|e| format!("cannot start the capture thread: {e}"))?;
+            capture.open();
+            self.mic_rx = capture.receiver().clone();
+            self.capture = Some(capture);
+        }
+        self.playback().ok_or_else(|| "cannot start the playback thread".to_string())?;
+        Ok(())
+    }
+
+    /// Ends a voice session: the microphone closes, anything playing stops.
+    pub fn stop_voice(&mut self) {
+        if let Some(c) = self.capture.take() {
+            c.set_gate(false, false);
+            c.close();
+        }
+        self.mic_rx = crossbeam_channel::never();
+        self.flush();
+    }
+
+    /// Opens or closes the microphone gate (`preroll`: include the last ~300 ms).
+    pub fn set_gate(&self, open: bool, preroll: bool) {
+        if let Some(c) = &self.capture {
+            c.set_gate(open, preroll);
+        }
+    }
+
+    /// Queues assistant audio; returns true when it starts playing.
+    pub fn play(&mut self, item_id: &str, pcm: &[i16]) -> bool {
+        let Some(playback) = self.playback() else { return false };
+        let at = playback.push(pcm);
+        if self.item.as_ref().is_none_or(|(id, _)| id != item_id) {
+            self.item = Some((item_id.to_string(), at));
+        }
+        let started = !self.playing;
+        self.playing = true;
+        started
+    }
+
+    /// Stops playback at once; returns how many milliseconds of the current
+    /// item the user heard (for the truncate).
+    pub fn flush(&mut self) -> Option<u64> {
+        self.playing = false;
+        let playback = self.playback.as_ref()?;
+        let reached = playback.flush();
+        self.item.take().map(|(_, start)| reached.saturating_sub(start) / 24)
     }
 
     pub fn set_config(&mut self, cfg: AudioSection) {
@@ -78,6 +167,18 @@ impl Voice {
                 log::warn!("audio: the output stream was lost ({reason}); it reopens on the next use");
                 self.output = Err(format!("lost: {reason}"));
             }
+            AudioEvent::Opened { direction: Direction::Input, info } => {
+                log::info!("audio: input {} ({} Hz, {} ch)", info.name, info.rate, info.channels);
+                self.input = Ok(format!("{} ({} Hz, {} ch)", info.name, info.rate, info.channels));
+            }
+            AudioEvent::Unavailable { direction: Direction::Input, error } => {
+                log::warn!("audio: no microphone: {error}");
+                self.input = Err(error.to_string());
+            }
+            AudioEvent::Lost { direction: Direction::Input, reason } => {
+                log::warn!("audio: the microphone stream was lost ({reason}); it reopens on the next use");
+                self.input = Err(format!("lost: {reason}"));
+            }
             other => log::debug!("audio: {other:?}"),
         }
     }
@@ -87,6 +188,10 @@ impl Voice {
             "cues": self.cfg.cues,
             "cues_played": self.cues_played,
             "output": match &self.output { Ok(d) => json!({"ok": d}), Err(e) => json!({"error": e}) },
+            "input": match &self.input { Ok(d) => json!({"ok": d}), Err(e) => json!({"error": e}) },
+            "voice": self.capture.is_some(),
+            "playing": self.playing,
+            "mic_dropped_chunks": self.capture.as_ref().map(|c| c.stats().chunks_dropped).unwrap_or(0),
         })
     }
 }

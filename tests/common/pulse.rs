@@ -72,7 +72,9 @@ pub fn pulse_env(tests_in_binary: usize) -> Finished {
     let session = SESSION.get_or_init(|| {
         let dir = std::env::var_os("PTT_PULSE_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp/ptt-pulse-test"));
+            // One server per test process: concurrent runs (two checkouts, a developer and CI)
+            // must not stop each other's server.
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("ptt-pulse-test-{}", std::process::id())));
         let was_running = Command::new(root().join("scripts/pulse-test-env"))
             .arg("env")
             .env("PTT_PULSE_DIR", &dir)
@@ -105,6 +107,7 @@ impl Drop for Finished {
             && !s.was_running
         {
             pulse_script("stop", &s.dir);
+            let _ = std::fs::remove_dir_all(&s.dir);
         }
     }
 }
