@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::fake_realtime::{FakeRealtime, Received};
 use common::pulse::{Recorder, decode, pulse_env, require, serial};
+use common::xvfb::{Xvfb, xdotool};
 use common::{TestHome, describe, wait_until};
 use ptt::audio::analysis::{active_span, rms, zero_crossing_hz};
 use serde_json::json;
@@ -142,8 +143,12 @@ fn a_push_to_talk_turn_sends_what_was_said() {
     require("espeak-ng", "espeak-ng");
     require("paplay", "pulseaudio-utils");
     let fake = FakeRealtime::start();
-    let home = voice_home(&fake, "turn = \"ptt\"");
+    // The real key path: Xvfb, xdotool, the daemon's X11 listener.
+    let xvfb = Xvfb::start();
+    let mut home = voice_home(&fake, "turn = \"ptt\"");
+    home.env.push(("DISPLAY".into(), xvfb.display.clone()));
     let _d = home.start_daemon();
+    assert_eq!(home.json(&["status", "--json"])["hotkeys"]["source"], "x11");
     live_on(&home, &fake);
     let update = fake.wait_for(T, "session.update", |r| r.ty() == "session.update");
     assert!(update.event["session"]["audio"]["input"]["turn_detection"].is_null(), "push-to-talk: no server VAD");
@@ -154,10 +159,10 @@ fn a_push_to_talk_turn_sends_what_was_said() {
     let (c0, c1) = active_span(&clip, 24_000, 0.01).unwrap_or_else(|| panic!("the clip is silent"));
     let spoken_ms = (c1 - c0) as f32 / 24.0;
 
-    assert!(home.run(&["key", "press", "ptt"]).status.success());
+    xdotool(&xvfb.display, &["keydown", "105"]);
     let played = Command::new("paplay").args(["-d", "micfeed"]).arg(&wav).status();
     assert!(played.is_ok_and(|s| s.success()), "paplay into the virtual microphone failed");
-    assert!(home.run(&["key", "release", "ptt"]).status.success());
+    xdotool(&xvfb.display, &["keyup", "105"]);
 
     let commit = fake.wait_for(T, "input_audio_buffer.commit", |r| r.ty() == "input_audio_buffer.commit");
     fake.wait_for(T, "response.create after the commit", |r| r.ty() == "response.create" && r.at >= commit.at);

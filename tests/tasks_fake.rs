@@ -501,4 +501,28 @@ fn without_a_sound_server_tasks_run_and_status_says_why_there_is_no_sound() {
     assert!(error.contains("no audio device"), "{error}");
     assert!(d.log_text().contains("tasks and text mode keep working"), "{}", d.log_text());
     assert!(home.run(&["status"]).status.success(), "the daemon is still up");
+    let doctor = home.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("[warn] audio: voice is off: no audio device"), "{text}");
+}
+
+/// A loop that spins (a channel whose producer is gone is always ready) burns a
+/// core. Not a performance figure (those are in scripts/bench): a guard with a
+/// huge margin against a busy loop.
+#[test]
+fn an_idle_daemon_does_not_spin() {
+    let home = TestHome::with_fake("");
+    let d = home.start_daemon();
+    let ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.pid())).expect("stat");
+        let after = stat.rsplit_once(')').map(|(_, a)| a.to_string()).unwrap_or_default();
+        // utime and stime are fields 14 and 15 of /proc/PID/stat: 11 and 12 after the command name.
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+    };
+    let before = ticks();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = ticks() - before;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(used < hz / 2, "an idle daemon used {used} ticks ({hz}/s) in 2 s: a busy loop");
 }

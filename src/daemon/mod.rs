@@ -58,6 +58,20 @@ pub enum Event {
     Signal(i32),
     /// The earliest deadline passed.
     Timer,
+    /// Every sender of this channel is gone (its thread ended).
+    Gone(Channel),
+}
+
+/// The loop's channels, to retire one whose producers are gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Control,
+    Tasks,
+    Live,
+    Hotkeys,
+    Audio,
+    Mic,
+    Signals,
 }
 
 /// The one state struct.
@@ -243,35 +257,18 @@ impl Daemon {
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };
+        // A channel whose senders are all gone is always ready: it becomes an event
+        // that retires the receiver, or the loop would spin.
         select! {
-            recv(self.control_rx) -> msg => match msg {
-                Ok(m) => Event::Control(m),
-                Err(_) => Event::Timer,
-            },
-            recv(self.task_rx) -> msg => match msg {
-                Ok(m) => Event::Task(m),
-                Err(_) => Event::Timer,
-            },
-            recv(self.live.conn_rx) -> msg => match msg {
-                Ok(m) => Event::Live(m),
-                Err(_) => Event::Timer,
-            },
-            recv(self.hotkeys.rx) -> msg => match msg {
-                Ok(m) => Event::Hotkey(m),
-                Err(_) => Event::Timer,
-            },
-            recv(self.voice.rx) -> msg => match msg {
-                Ok(m) => Event::Audio(m),
-                Err(_) => Event::Timer,
-            },
-            recv(self.voice.mic_rx) -> msg => match msg {
-                Ok(m) => Event::Mic(Box::new(m)),
-                Err(_) => Event::Timer,
-            },
-            recv(self.signal_rx) -> msg => match msg {
-                Ok(s) => Event::Signal(s),
-                Err(_) => Event::Timer,
-            },
+            recv(self.control_rx) -> msg => msg.map(Event::Control).unwrap_or(Event::Gone(Channel::Control)),
+            recv(self.task_rx) -> msg => msg.map(Event::Task).unwrap_or(Event::Gone(Channel::Tasks)),
+            recv(self.live.conn_rx) -> msg => msg.map(Event::Live).unwrap_or(Event::Gone(Channel::Live)),
+            recv(self.hotkeys.rx) -> msg => msg.map(Event::Hotkey).unwrap_or(Event::Gone(Channel::Hotkeys)),
+            recv(self.voice.rx) -> msg => msg.map(Event::Audio).unwrap_or(Event::Gone(Channel::Audio)),
+            recv(self.voice.mic_rx) -> msg => {
+                msg.map(|m| Event::Mic(Box::new(m))).unwrap_or(Event::Gone(Channel::Mic))
+            }
+            recv(self.signal_rx) -> msg => msg.map(Event::Signal).unwrap_or(Event::Gone(Channel::Signals)),
             default(timeout) => Event::Timer,
         }
     }
@@ -341,6 +338,19 @@ impl Daemon {
             }
             Event::Signal(sig) => self.handle_signal(sig, now),
             Event::Timer => {}
+            Event::Gone(channel) => {
+                log::debug!("the {channel:?} channel has no producer any more");
+                use crossbeam_channel::never;
+                match channel {
+                    Channel::Control => self.control_rx = never(),
+                    Channel::Tasks => self.task_rx = never(),
+                    Channel::Live => self.live.conn_rx = never(),
+                    Channel::Hotkeys => self.hotkeys.rx = never(),
+                    Channel::Audio => self.voice.rx = never(),
+                    Channel::Mic => self.voice.mic_rx = never(),
+                    Channel::Signals => self.signal_rx = never(),
+                }
+            }
         }
         // Timers are checked after every event: cheap, and nothing is late
         // because a busy channel kept the select from timing out.

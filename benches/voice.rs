@@ -1,0 +1,140 @@
+//! Benchmarks of the voice path, on PulseAudio null sinks (a private server
+//! started by `scripts/pulse-test-env`) and the fake Realtime server.
+//!
+//! Run with `scripts/bench` or `cargo bench --bench voice -- [--quick]`.
+//!
+//! 1. **Key press → first `input_audio_buffer.append` on the wire** (push-to-talk
+//!    turns): the time from writing `{"cmd":"key","action":"press","binding":"ptt"}`
+//!    on the control socket to the fake server reading the first append after
+//!    it. The microphone stream stays open between turns and a 300 ms pre-roll
+//!    goes out when the gate opens. N = 30 (10 quick). Target: ≤ 60 ms.
+//! 2. **Audio pipeline CPU per second of audio**: a voice session with server
+//!    VAD streams the (silent) microphone for 20 s (8 quick): the daemon's
+//!    utime+stime over that window divided by its length. Target: ≤ 2 % of one core.
+//! 3. **Daemon RSS with both streams open**, at the end of (2). Target: ≤ 20 MB.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::TestHome;
+use common::fake_realtime::FakeRealtime;
+use common::pulse::pulse_env;
+
+const T: Duration = Duration::from_secs(30);
+
+fn proc_field(pid: i32, key: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0)))
+        .unwrap_or(0.0)
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn home_for(fake: &FakeRealtime, turn: &str) -> TestHome {
+    let mut home =
+        TestHome::with_fake(&format!("[live]\nurl = \"{}\"\nturn = \"{turn}\"\n[audio]\ncues = false\n", fake.url));
+    home.env.push(("OPENAI_API_KEY".into(), "sk-bench".into()));
+    home.env.push(("PTT_LOG".into(), "info".into()));
+    home.env.push(("PULSE_SERVER".into(), std::env::var("PULSE_SERVER").expect("PULSE_SERVER from pulse_env")));
+    home
+}
+
+fn live_on(home: &TestHome, fake: &FakeRealtime) {
+    assert!(home.run(&["key", "toggle", "live"]).status.success());
+    fake.wait_for(T, "session.update", |r| r.ty() == "session.update");
+    let deadline = Instant::now() + T;
+    while home.json(&["status", "--json"])["audio"]["voice"] != true {
+        assert!(Instant::now() < deadline, "no voice session");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn key(sock: &std::path::Path, action: &str) {
+    let mut s = UnixStream::connect(sock).expect("socket");
+    writeln!(s, "{{\"cmd\":\"key\",\"action\":\"{action}\",\"binding\":\"ptt\"}}").expect("write");
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).expect("reply");
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (turns, window) = if quick { (10, 8) } else { (30, 20) };
+    let _pulse = pulse_env(1);
+    println!("ptt {} voice benchmarks ({})", env!("CARGO_PKG_VERSION"), if quick { "quick" } else { "full" });
+
+    // 1. Key press -> first append on the wire.
+    let fake = FakeRealtime::start();
+    let home = home_for(&fake, "ptt");
+    let d = home.start_daemon();
+    live_on(&home, &fake);
+    std::thread::sleep(Duration::from_millis(800));
+    let sock = home.runtime_dir().join("control.sock");
+    let mut lat = Vec::new();
+    for _ in 0..turns {
+        let t0 = Instant::now();
+        key(&sock, "press");
+        let first = fake.wait_for(T, "append after the press", |r| r.ty() == "input_audio_buffer.append" && r.at >= t0);
+        lat.push(first.at.duration_since(t0).as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(300));
+        key(&sock, "release");
+        let released = Instant::now();
+        fake.wait_for(T, "commit", |r| r.ty() == "input_audio_buffer.commit" && r.at >= released);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let p50 = lat[lat.len() / 2];
+    let max = lat[lat.len() - 1];
+    println!("key press -> first append on the wire, n={turns}: p50 {p50:.2} ms, max {max:.2} ms");
+    drop(d);
+
+    // 2 + 3. CPU per second of audio and RSS, both streams open, VAD streaming.
+    let fake = FakeRealtime::start();
+    let home = home_for(&fake, "vad");
+    let d = home.start_daemon();
+    live_on(&home, &fake);
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = d.pid();
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let appends_before = fake.received_of("input_audio_buffer.append").len();
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    std::thread::sleep(Duration::from_secs(window));
+    let (secs, ticks) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid) - c0);
+    let appends = fake.received_of("input_audio_buffer.append").len() - appends_before;
+    let audio_s = appends as f64 * 0.020;
+    let cpu_pct = ticks as f64 / tck / secs * 100.0;
+    let per_audio = ticks as f64 / tck / audio_s.max(1e-9) * 100.0;
+    let rss = proc_field(pid, "VmRSS:") / 1024.0;
+    println!(
+        "audio pipeline: {cpu_pct:.2} % of one core over {secs:.1} s ({audio_s:.1} s of audio sent, {per_audio:.2} % per second of audio)"
+    );
+    println!("daemon RSS with both streams open: {rss:.2} MB");
+    drop(d);
+
+    println!();
+    println!("| voice benchmark | result | target | ok |");
+    println!("|---|---|---|---|");
+    println!(
+        "| key press -> first append on the wire (n={turns}) | p50 {p50:.2} ms, max {max:.2} ms | <= 60 ms | {} |",
+        if max <= 60.0 { "yes" } else { "NO" }
+    );
+    println!(
+        "| audio pipeline CPU, both streams open, {window} s | {per_audio:.2} % of one core per second of audio | <= 2 % | {} |",
+        if per_audio <= 2.0 { "yes" } else { "NO" }
+    );
+    println!(
+        "| daemon RSS with both streams open | {rss:.2} MB | <= 20 MB | {} |",
+        if rss <= 20.0 { "yes" } else { "NO" }
+    );
+}
