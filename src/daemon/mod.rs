@@ -619,12 +619,13 @@ impl Daemon {
             let more = match &notice {
                 Notice::Ended(id) => match self.supervisor.registry().get(id).cloned() {
                     Some(task) => {
+                        // The notification first (it may go on the wire now), the cue after.
+                        let mut n = self.live.on_task_ended(&task, &mut self.supervisor, now);
                         self.voice.cue(if task.state == crate::tasks::registry::TaskState::Succeeded {
                             Cue::TaskSucceeded
                         } else {
                             Cue::TaskFailed
                         });
-                        let mut n = self.live.on_task_ended(&task, &mut self.supervisor, now);
                         n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
                         n
                     }

@@ -38,6 +38,7 @@ pub struct Voice {
     item: Option<(String, u64)>,
     /// The assistant's audio is queued or playing.
     pub playing: bool,
+    rendered: Vec<(Cue, f32, Vec<i16>)>,
 }
 
 impl Voice {
@@ -55,6 +56,7 @@ impl Voice {
             mic_rx: crossbeam_channel::never(),
             item: None,
             playing: false,
+            rendered: Vec::new(),
         }
     }
 
@@ -122,12 +124,21 @@ impl Voice {
         self.cfg = cfg;
     }
 
-    /// Plays a cue if cues are on; opens the output on first use.
+    /// Plays a cue if cues are on; opens the output on first use. Cues are
+    /// synthesized once per volume and kept.
     pub fn cue(&mut self, cue: Cue) {
         if !self.cfg.cues {
             return;
         }
-        let pcm = cue.render(self.cfg.cue_volume);
+        let volume = self.cfg.cue_volume;
+        let pcm = match self.rendered.iter().find(|(c, v, _)| *c == cue && *v == volume) {
+            Some((_, _, pcm)) => pcm.clone(),
+            None => {
+                let pcm = cue.render(volume);
+                self.rendered.push((cue, volume, pcm.clone()));
+                pcm
+            }
+        };
         let Some(playback) = self.playback() else { return };
         playback.push(&pcm);
         playback.finish();
