@@ -393,7 +393,8 @@ impl Worker {
                     }
                     if let Some((_, error)) = last_failure.as_ref().filter(|(t, _)| t.elapsed() < RETRY_AFTER) {
                         // Tried a moment ago: say so again rather than hammer the backend; no turn without
-                        // a device.
+                        // a device. The gate is shut before anyone hears why.
+                        self.shared.gate_open.store(false, Ordering::SeqCst);
                         if matches!(cmd, Cmd::Gate { .. }) {
                             let error = error.clone();
                             let _ =
@@ -478,6 +479,8 @@ impl Worker {
             }
             Err(error) => {
                 log::warn!("audio input unavailable: {error}");
+                // State first, event second: whoever gets the event sees a shut gate and the reason.
+                self.shared.gate_open.store(false, Ordering::SeqCst);
                 self.shared.set_state(DeviceState::Unavailable(error.to_string()));
                 let _ =
                     self.events.try_send(AudioEvent::Unavailable { direction: Direction::Input, error: error.clone() });
