@@ -364,23 +364,6 @@ fn outcome_failure(v: &Value, json: bool) -> i32 {
     }
 }
 
-/// "4 minutes 12 seconds": a duration as it is spoken.
-pub fn duration_words(secs: u64) -> String {
-    let plural = |n: u64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
-    match secs {
-        s if s < 60 => plural(s, "second"),
-        s if s < 3600 => {
-            let rest = if s % 60 == 0 { String::new() } else { format!(" {}", plural(s % 60, "second")) };
-            format!("{}{rest}", plural(s / 60, "minute"))
-        }
-        s => {
-            let rest =
-                if (s % 3600) / 60 == 0 { String::new() } else { format!(" {}", plural((s % 3600) / 60, "minute")) };
-            format!("{}{rest}", plural(s / 3600, "hour"))
-        }
-    }
-}
-
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }

@@ -52,6 +52,8 @@ pub enum Event {
     Hotkey(SourceEvent),
     /// From the audio actors (device opened, unavailable, lost).
     Audio(crate::audio::AudioEvent),
+    /// The audio probe's answer: both devices open (a voice session) or why not.
+    VoiceProbe(Result<(), String>),
     /// From the microphone: a 20 ms chunk, or the end of a push-to-talk turn
     /// (boxed: a chunk is 960 bytes, the other events are small).
     Mic(Box<crate::audio::capture::Captured>),
@@ -71,6 +73,7 @@ pub enum Channel {
     Hotkeys,
     Audio,
     Mic,
+    Probe,
     Signals,
 }
 
@@ -81,6 +84,8 @@ pub struct Daemon {
     live: Live,
     hotkeys: keys::Hotkeys,
     voice: voice::Voice,
+    /// Live mode was turned on; the session starts when the audio probe answers.
+    live_starting: bool,
     scheduler: Scheduler,
     subscribers: Vec<Sender<Value>>,
     started: Instant,
@@ -153,6 +158,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         live,
         hotkeys,
         voice,
+        live_starting: false,
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
         started: Instant::now(),
@@ -265,6 +271,7 @@ impl Daemon {
             recv(self.live.conn_rx) -> msg => msg.map(Event::Live).unwrap_or(Event::Gone(Channel::Live)),
             recv(self.hotkeys.rx) -> msg => msg.map(Event::Hotkey).unwrap_or(Event::Gone(Channel::Hotkeys)),
             recv(self.voice.rx) -> msg => msg.map(Event::Audio).unwrap_or(Event::Gone(Channel::Audio)),
+            recv(self.voice.probe_rx) -> msg => msg.map(Event::VoiceProbe).unwrap_or(Event::Gone(Channel::Probe)),
             recv(self.voice.mic_rx) -> msg => {
                 msg.map(|m| Event::Mic(Box::new(m))).unwrap_or(Event::Gone(Channel::Mic))
             }
@@ -318,6 +325,7 @@ impl Daemon {
                 }
             }
             Event::Audio(ev) => self.voice.on_event(ev),
+            Event::VoiceProbe(answer) => self.on_voice_probe(answer, now),
             Event::Mic(captured) => match *captured {
                 crate::audio::capture::Captured::Chunk(pcm) => {
                     if self.live.is_voice() {
@@ -348,6 +356,7 @@ impl Daemon {
                     Channel::Hotkeys => self.hotkeys.rx = never(),
                     Channel::Audio => self.voice.rx = never(),
                     Channel::Mic => self.voice.mic_rx = never(),
+                    Channel::Probe => self.voice.probe_rx = never(),
                     Channel::Signals => self.signal_rx = never(),
                 }
             }
@@ -528,9 +537,38 @@ impl Daemon {
             answer = self.on_binding(BindingEvent::new(binding, action), now);
         }
         if let Some(obj) = answer.as_object_mut() {
-            obj.insert("live".into(), json!(if self.live.is_on() { "on" } else { "off" }));
+            let on = self.live.is_on() || self.live_starting;
+            obj.insert("live".into(), json!(if on { "on" } else { "off" }));
         }
         answer
+    }
+
+    /// Live mode was turned on and the audio probe answered: start the session,
+    /// spoken when both devices open, typed otherwise.
+    fn on_voice_probe(&mut self, answer: Result<(), String>, now: Instant) {
+        let voice = match self.voice.on_probe(answer) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("live mode without voice ({e}): a text session, for `ptt live --text`");
+                false
+            }
+        };
+        if !std::mem::take(&mut self.live_starting) {
+            // Turned off again while the probe ran.
+            self.voice.stop_voice();
+            return;
+        }
+        match self.live.start(Purpose::Conversation, voice, &mut self.supervisor, now) {
+            Ok(notices) => {
+                self.voice.cue(Cue::LiveOn);
+                self.set_mic_gate();
+                self.publish(notices);
+            }
+            Err(e) => {
+                self.voice.stop_voice();
+                log::warn!("live mode: {e}");
+            }
+        }
     }
 
     /// What a binding does. Returns a reply for `ptt key …`.
@@ -542,28 +580,18 @@ impl Daemon {
                     self.live.stop("live mode turned off");
                     self.voice.stop_voice();
                     self.voice.cue(Cue::LiveOff);
-                    json!({"status": "ok"})
+                } else if self.live_starting {
+                    log::info!("live mode turned off before it started");
+                    self.live_starting = false;
+                } else if let Err(e) = self.live.api_key() {
+                    log::warn!("live mode: {e}");
+                    return json!({"status": "error", "message": e});
                 } else {
-                    let voice = match self.voice.start_voice() {
-                        Ok(()) => true,
-                        Err(e) => {
-                            log::warn!("live mode without voice ({e}): a text session, for `ptt live --text`");
-                            false
-                        }
-                    };
-                    match self.live.start(Purpose::Conversation, voice, &mut self.supervisor, now) {
-                        Ok(notices) => {
-                            self.voice.cue(Cue::LiveOn);
-                            self.set_mic_gate();
-                            self.publish(notices);
-                            json!({"status": "ok", "voice": voice})
-                        }
-                        Err(e) => {
-                            log::warn!("live mode: {e}");
-                            json!({"status": "error", "message": e})
-                        }
-                    }
+                    // The session starts when the audio probe answers (off the loop).
+                    self.live_starting = true;
+                    self.voice.request_voice();
                 }
+                json!({"status": "ok"})
             }
             (Binding::Ptt, Action::Press | Action::Release) => {
                 let pressed = ev.action == Action::Press;
@@ -575,9 +603,9 @@ impl Daemon {
                 let notices = self.live.set_key_held(pressed, &mut self.supervisor, now);
                 self.publish(notices);
                 if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
-                    // A chord taking over from ptt is not a turn: nothing is committed for it.
-                    let turn = pressed || ev.cause != crate::hotkey::Cause::Chord;
-                    self.voice.set_gate(pressed && turn, true);
+                    // (When the live chord takes over from ptt, the same chord turns live mode off and
+                    // closes the microphone, so that short "turn" is never committed.)
+                    self.voice.set_gate(pressed, true);
                 }
                 json!({"status": "ok"})
             }

@@ -38,12 +38,17 @@ pub struct Voice {
     item: Option<(String, u64)>,
     /// The assistant's audio is queued or playing.
     pub playing: bool,
+    probe_tx: crossbeam_channel::Sender<Result<(), String>>,
+    /// Answers of [`Voice::request_voice`].
+    pub probe_rx: Receiver<Result<(), String>>,
+    probing: bool,
     rendered: Vec<(Cue, f32, Vec<i16>)>,
 }
 
 impl Voice {
     pub fn new(cfg: AudioSection) -> Voice {
         let (tx, rx) = crossbeam_channel::bounded(64);
+        let (probe_tx, probe_rx) = crossbeam_channel::bounded(4);
         Voice {
             cfg,
             playback: None,
@@ -56,20 +61,53 @@ impl Voice {
             mic_rx: crossbeam_channel::never(),
             item: None,
             playing: false,
+            probe_tx,
+            probe_rx,
+            probing: false,
             rendered: Vec::new(),
         }
     }
 
-    /// Opens the microphone and the speaker for a voice session. Fails (and
-    /// the session is text instead) when either device cannot open.
-    pub fn start_voice(&mut self) -> Result<(), String> {
-        let audio = self.cfg.to_audio_config();
-        let report = crate::audio::probe(&audio);
-        if !report.voice_available() {
-            let why = report.reason().unwrap_or_else(|| "no audio device".into());
+    /// Asks whether both devices open, on a helper thread: opening a device
+    /// talks to the sound server and may stall, so it never runs on the loop.
+    /// The answer arrives on [`Voice::probe_rx`]; pass it to [`Voice::on_probe`].
+    pub fn request_voice(&mut self) {
+        if self.probing {
+            return;
+        }
+        let (cfg, tx) = (self.cfg.to_audio_config(), self.probe_tx.clone());
+        let spawned = std::thread::Builder::new().name("audio-probe".into()).spawn(move || {
+            let report = crate::audio::probe(&cfg);
+            let answer = if report.voice_available() {
+                Ok(())
+            } else {
+                Err(report.reason().unwrap_or_else(|| "no audio device".into()))
+            };
+            let _ = tx.send(answer);
+        });
+        match spawned {
+            Ok(_) => self.probing = true,
+            Err(e) => {
+                let _ = self.probe_tx.send(Err(format!("cannot start the audio probe thread: {e}")));
+                self.probing = true;
+            }
+        }
+    }
+
+    /// The probe's answer: on success, the microphone and speaker actors are
+    /// started for a voice session; otherwise the reason is kept for status.
+    pub fn on_probe(&mut self, answer: Result<(), String>) -> Result<(), String> {
+        self.probing = false;
+        if let Err(why) = answer {
             self.input = Err(why.clone());
             return Err(why);
         }
+        self.open_voice()
+    }
+
+    /// Starts the microphone and speaker actors (they open the devices on their own threads).
+    fn open_voice(&mut self) -> Result<(), String> {
+        let audio = self.cfg.to_audio_config();
         if self.capture.is_none() {
             let cfg = CaptureConfig { device: audio.input, keep_open: audio.keep_open, ..CaptureConfig::default() };
             let capture =

@@ -86,9 +86,34 @@ pub fn for_the_ear(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// "4 minutes 12 seconds": a duration as it is spoken.
+pub fn duration_words(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    match secs {
+        s if s < 60 => plural(s, "second"),
+        s if s < 3600 => {
+            let rest = if s % 60 == 0 { String::new() } else { format!(" {}", plural(s % 60, "second")) };
+            format!("{}{rest}", plural(s / 60, "minute"))
+        }
+        s => {
+            let rest =
+                if (s % 3600) / 60 == 0 { String::new() } else { format!(" {}", plural((s % 3600) / 60, "minute")) };
+            format!("{}{rest}", plural(s / 3600, "hour"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_as_spoken() {
+        assert_eq!(duration_words(1), "1 second");
+        assert_eq!(duration_words(252), "4 minutes 12 seconds");
+        assert_eq!(duration_words(3600), "1 hour");
+        assert_eq!(duration_words(3720), "1 hour 2 minutes");
+    }
 
     #[test]
     fn redacts_common_secrets() {
