@@ -21,6 +21,7 @@ pub struct Config {
     pub live: LiveConfig,
     pub keys: KeysConfig,
     pub audio: AudioSection,
+    pub dictate: DictateConfig,
     /// Spoken project name → directory (`~` is expanded).
     pub projects: BTreeMap<String, PathBuf>,
 }
@@ -192,6 +193,83 @@ fn unit_interval<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
         return Err(serde::de::Error::custom("must be between 0.0 and 1.0"));
     }
     Ok(v)
+}
+
+/// `[dictate]`: hold the push-to-talk key, speak, release: the text is typed.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DictateConfig {
+    /// The push-to-talk key dictates when no live session is on.
+    pub enabled: bool,
+    /// The OpenAI-compatible API; the clip goes to `{api_base}/audio/transcriptions`.
+    pub api_base: String,
+    pub model: String,
+    /// ISO-639-1 code ("en", "de"); empty lets the model detect it.
+    pub language: String,
+    /// Clips shorter than this are dropped (with a short cue).
+    pub min_ms: u64,
+    /// Seconds for one upload attempt, answer included.
+    #[serde(deserialize_with = "positive_f64")]
+    pub timeout_s: f64,
+    /// Further attempts after a 429, a 5xx or a network error (with backoff, honouring Retry-After).
+    pub retries: u32,
+    /// How text reaches the focused window: "auto", "xdotool", "wtype", "ydotool", "clipboard" or "stdout".
+    pub typer: crate::dictate::typer::TyperKind,
+    /// Milliseconds between typed keys.
+    pub key_delay_ms: u32,
+    /// Type a space after each dictation, so consecutive ones do not run together.
+    pub trailing_space: bool,
+    /// How many recent dictations go into the prompt (with the vocabulary) as context.
+    pub recent: usize,
+    /// Words the transcriber should know, one per line; empty: `$XDG_STATE_HOME/ptt/vocabulary.txt`.
+    pub vocabulary_file: Option<PathBuf>,
+    /// Spoken commands: whole utterances, compared after lowercasing and dropping punctuation.
+    pub commands: DictateCommands,
+}
+
+impl Default for DictateConfig {
+    fn default() -> Self {
+        DictateConfig {
+            enabled: true,
+            api_base: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini-transcribe".into(),
+            language: String::new(),
+            min_ms: 300,
+            timeout_s: 30.0,
+            retries: 3,
+            typer: crate::dictate::typer::TyperKind::Auto,
+            key_delay_ms: 2,
+            trailing_space: true,
+            recent: 3,
+            vocabulary_file: None,
+            commands: DictateCommands::default(),
+        }
+    }
+}
+
+/// `[dictate.commands]`: the phrases of each voice command.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DictateCommands {
+    /// Turn the live session on.
+    pub live_mode: Vec<String>,
+    /// Turn the live session off (back to dictation).
+    pub dictate_mode: Vec<String>,
+    /// Press Enter.
+    pub new_line: Vec<String>,
+    /// Followed by a word: add it to the vocabulary ("add word Kubernetes").
+    pub add_word: Vec<String>,
+}
+
+impl Default for DictateCommands {
+    fn default() -> Self {
+        DictateCommands {
+            live_mode: vec!["live mode".into()],
+            dictate_mode: vec!["dictate mode".into(), "dictation mode".into()],
+            new_line: vec!["new line".into()],
+            add_word: vec!["add word".into()],
+        }
+    }
 }
 
 /// `[keys]`: hotkey bindings and where keys come from.
@@ -390,6 +468,29 @@ impl Config {
             let key = e.config_key.clone();
             return Err(err(&key, e.to_string()));
         }
+        if !(self.dictate.api_base.starts_with("https://") || self.dictate.api_base.starts_with("http://")) {
+            return Err(err(
+                "dictate.api_base",
+                format!("`{}` is not an http:// or https:// URL", self.dictate.api_base),
+            ));
+        }
+        if self.dictate.model.trim().is_empty() {
+            return Err(err("dictate.model", "must name a transcription model".into()));
+        }
+        let commands = &self.dictate.commands;
+        for (key, phrases) in [
+            ("live_mode", &commands.live_mode),
+            ("dictate_mode", &commands.dictate_mode),
+            ("new_line", &commands.new_line),
+            ("add_word", &commands.add_word),
+        ] {
+            if phrases.iter().any(|p| crate::dictate::commands::normalise(p).is_empty()) {
+                return Err(err(
+                    &format!("dictate.commands.{key}"),
+                    "a phrase is empty (after dropping punctuation)".into(),
+                ));
+            }
+        }
         if !(self.live.url.starts_with("wss://") || self.live.url.starts_with("ws://")) {
             return Err(err("live.url", format!("`{}` is not a ws:// or wss:// URL", self.live.url)));
         }
@@ -520,6 +621,40 @@ source = "auto"
 debounce_ms = 30
 # A key seemingly held longer than this is released: a lost release never leaves it stuck.
 max_hold_s = 120
+
+[dictate]
+# Hold the push-to-talk key (keys.ptt) while no live session is on: what you say is typed.
+enabled = true
+# An OpenAI-compatible API: the clip goes to {api_base}/audio/transcriptions. The key is the
+# live section's (OPENAI_API_KEY or live.key_file).
+api_base = "https://api.openai.com/v1"
+model = "gpt-4o-mini-transcribe"
+# ISO-639-1 code such as "en" or "de"; empty: detected.
+language = ""
+# Shorter clips are dropped with a short cue (a tap of the key is not a dictation).
+min_ms = 300
+# Seconds for one upload attempt; 429, 5xx and network errors are retried this many more times
+# (backoff, honouring Retry-After). A clip that still fails is kept: `ptt dictate retry`.
+timeout_s = 30.0
+retries = 3
+# "auto" (decided when typing: wtype on Wayland, xdotool on X11, else ydotool, else the
+# clipboard), "xdotool", "wtype", "ydotool", "clipboard" (paste, then restore) or "stdout".
+typer = "auto"
+key_delay_ms = 2
+# A space after each dictation, so consecutive ones do not run together.
+trailing_space = true
+# How many recent dictations are sent as context, with the vocabulary.
+recent = 3
+# Words the transcriber should know, one per line ("add word X" appends here).
+# vocabulary_file = "~/.local/state/ptt/vocabulary.txt"
+
+# Voice commands: a whole dictation equal to one of these phrases (case and punctuation
+# ignored) is a command, not text.
+[dictate.commands]
+live_mode = ["live mode"]
+dictate_mode = ["dictate mode", "dictation mode"]
+new_line = ["new line"]
+add_word = ["add word"]
 
 # Spoken project names and their directories, used by `--project NAME` and by voice.
 [projects]

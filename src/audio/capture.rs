@@ -151,7 +151,8 @@ impl Gate {
         self.state = GateState::Open { since: at, preroll };
     }
 
-    /// Closes at `at`; the turn ends when a chunk captured after `at` arrives or at [`Gate::deadline`].
+    /// Closes at `at`; the turn ends with the chunk that reaches `at` (or one captured after it), or at
+    /// [`Gate::deadline`].
     pub fn close(&mut self, at: Instant) {
         if let GateState::Open { since, preroll } = self.state {
             self.state = GateState::Closing { since, preroll, at };
@@ -172,8 +173,16 @@ impl Gate {
                     out(Captured::TurnEnd);
                     self.state = GateState::Closed;
                     self.keep(t, chunk);
-                } else if t >= since || (preroll && t + self.preroll >= since) {
-                    out(Captured::Chunk(chunk));
+                } else {
+                    if t >= since || (preroll && t + self.preroll >= since) {
+                        out(Captured::Chunk(chunk));
+                    }
+                    // This chunk reaches the close: the turn is whole, no need to wait for the next
+                    // period's callback (up to 100 ms on a long-period input).
+                    if t + Duration::from_millis(CHUNK_MS) >= at {
+                        out(Captured::TurnEnd);
+                        self.state = GateState::Closed;
+                    }
                 }
             }
         }
@@ -294,8 +303,14 @@ impl Capture {
     /// `preroll: false` discards the audio from before the gate opened (e.g. the assistant's own voice when
     /// the mic reopens after playback). Every close of an open gate is followed by [`Captured::TurnEnd`].
     pub fn set_gate(&self, open: bool, preroll: bool) {
+        self.set_gate_at(open, preroll, Instant::now());
+    }
+
+    /// [`Capture::set_gate`] as of `at` (a key edge seen a moment ago): the turn starts or ends there, so
+    /// a release reported after a debounce still ends the clip when the key went up.
+    pub fn set_gate_at(&self, open: bool, preroll: bool, at: Instant) {
         self.shared.gate_open.store(open, Ordering::SeqCst);
-        let _ = self.cmd.send(Cmd::Gate { open, preroll, at: Instant::now() });
+        let _ = self.cmd.send(Cmd::Gate { open, preroll, at });
     }
 
     pub fn gate_open(&self) -> bool {
@@ -701,6 +716,21 @@ mod tests {
         feed(&mut g, t0, 30..40, &mut out);
         assert_eq!(ids(&out), (20..35).chain([-1]).collect::<Vec<_>>());
         assert!(g.deadline().is_none());
+    }
+
+    #[test]
+    fn the_turn_ends_with_the_chunk_that_reaches_the_release() {
+        let t0 = Instant::now();
+        let mut g = Gate::new(Duration::from_millis(300), Duration::from_millis(300));
+        let mut out = Vec::new();
+        g.open(t0, false, &mut |x| out.push(x));
+        feed(&mut g, t0, 0..10, &mut out);
+        g.close(t0 + Duration::from_millis(290));
+        out.clear();
+        // Chunk 14 covers 280..300 ms: the turn is whole once it is in, before any later batch arrives.
+        feed(&mut g, t0, 10..15, &mut out);
+        assert_eq!(ids(&out), (10..15).chain([-1]).collect::<Vec<_>>());
+        assert!(g.deadline().is_none(), "no waiting for the grace period");
     }
 
     #[test]

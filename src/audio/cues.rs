@@ -30,6 +30,12 @@ pub enum Cue {
     TaskFailed,
     LiveOn,
     LiveOff,
+    /// A dictation too short to send (a tap of the key).
+    TooShort,
+    /// A dictation could not be transcribed or typed (the clip is kept).
+    DictationFailed,
+    /// A voice command was carried out ("add word X").
+    Done,
 }
 
 /// One tone: a frequency glide from `from_hz` to `to_hz` (equal for a steady note), then a silence.
@@ -46,7 +52,16 @@ const fn note(hz: f32, ms: u32, gap_ms: u32) -> Tone {
 }
 
 impl Cue {
-    pub const ALL: [Cue; 5] = [Cue::TaskStarted, Cue::TaskSucceeded, Cue::TaskFailed, Cue::LiveOn, Cue::LiveOff];
+    pub const ALL: [Cue; 8] = [
+        Cue::TaskStarted,
+        Cue::TaskSucceeded,
+        Cue::TaskFailed,
+        Cue::LiveOn,
+        Cue::LiveOff,
+        Cue::TooShort,
+        Cue::DictationFailed,
+        Cue::Done,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +70,9 @@ impl Cue {
             Cue::TaskFailed => "task_failed",
             Cue::LiveOn => "live_on",
             Cue::LiveOff => "live_off",
+            Cue::TooShort => "too_short",
+            Cue::DictationFailed => "dictation_failed",
+            Cue::Done => "done",
         }
     }
 
@@ -64,12 +82,18 @@ impl Cue {
         const FAILED: [Tone; 2] = [note(330.0, 160, 30), note(246.94, 260, 0)];
         const ON: [Tone; 1] = [Tone { from_hz: 600.0, to_hz: 1200.0, ms: 150, gap_ms: 0 }];
         const OFF: [Tone; 1] = [Tone { from_hz: 1200.0, to_hz: 600.0, ms: 150, gap_ms: 0 }];
+        const SHORT: [Tone; 1] = [note(440.0, 50, 0)];
+        const DICTATION_FAILED: [Tone; 3] = [note(330.0, 110, 25), note(330.0, 110, 25), note(246.94, 200, 0)];
+        const DONE: [Tone; 1] = [note(987.77, 60, 0)];
         match self {
             Cue::TaskStarted => &STARTED,
             Cue::TaskSucceeded => &SUCCEEDED,
             Cue::TaskFailed => &FAILED,
             Cue::LiveOn => &ON,
             Cue::LiveOff => &OFF,
+            Cue::TooShort => &SHORT,
+            Cue::DictationFailed => &DICTATION_FAILED,
+            Cue::Done => &DONE,
         }
     }
 

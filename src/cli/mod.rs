@@ -6,6 +6,7 @@
 //! 0 ok, 1 refused or failed, 2 usage, 3 ambiguous reference, 4 no such task,
 //! 69 daemon not running, 78 configuration error.
 
+mod dictate;
 mod doctor;
 mod live;
 mod print;
@@ -78,6 +79,16 @@ enum Command {
         /// `live` (the live session) or `ptt` (push-to-talk).
         binding: String,
     },
+    /// Dictation from the shell: `--once` records until Enter and prints the text;
+    /// `retry` sends clips kept after failed transcriptions again; `list` shows them.
+    #[command(args_conflicts_with_subcommands = true)]
+    Dictate {
+        /// Record from the microphone until Enter (or end of input), print the text on stdout.
+        #[arg(long)]
+        once: bool,
+        #[command(subcommand)]
+        action: Option<DictateCommand>,
+    },
     /// Check that everything ptt needs is in place.
     Doctor,
     /// Print a stream of task events as JSON lines (for status bars).
@@ -85,6 +96,14 @@ enum Command {
     /// Print, locate or check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DictateCommand {
+    /// Send the kept clips again: typed by the daemon, or printed here when no daemon runs.
+    Retry,
+    /// List the clips kept after failed transcriptions.
+    List,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -191,6 +210,13 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
         })),
         Command::Task(t) => task_command(t, paths),
         Command::Doctor => Ok(doctor::run(paths)),
+        Command::Dictate { once: true, .. } => Ok(dictate::once(paths)),
+        Command::Dictate { action: Some(DictateCommand::Retry), .. } => Ok(dictate::retry(paths)),
+        Command::Dictate { action: Some(DictateCommand::List), .. } => Ok(dictate::list(paths)),
+        Command::Dictate { .. } => {
+            eprintln!("ptt: say what to do: `ptt dictate --once`, `ptt dictate retry` or `ptt dictate list`");
+            Ok(2)
+        }
         Command::Live { text: _ } => Ok(live::run(paths)),
         Command::Key { action, binding } => {
             let action = match action {

@@ -61,6 +61,19 @@ pub fn status(v: &Value) {
         line.push_str(&format!(", {n} task result(s) not yet announced"));
     }
     println!("{line}");
+    let dict = &v["dictation"];
+    if dict["enabled"] == true {
+        let mut line = format!("dictation: on (typer {}), {} typed", s(dict, "typer"), dict["typed"]);
+        if let Some(n) = dict["kept_clips"].as_u64().filter(|n| *n > 0) {
+            line.push_str(&format!(", {n} clip(s) kept after failures (`ptt dictate retry`)"));
+        }
+        if let Some(e) = dict.get("last_error").and_then(Value::as_str) {
+            line.push_str(&format!("; last error: {e}"));
+        }
+        println!("{line}");
+    } else if dict.is_object() {
+        println!("dictation: off (dictate.enabled = false)");
+    }
     println!("config: {}", s(d, "config"));
 }
 

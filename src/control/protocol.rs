@@ -54,6 +54,8 @@ pub enum Request {
         action: KeyAction,
         binding: String,
     },
+    /// Sends the clips kept after failed transcriptions again.
+    DictateRetry,
     Shutdown,
 }
 

@@ -103,6 +103,8 @@ pub struct Live {
     /// The session speaks and listens (otherwise it is a text conversation).
     voice: bool,
     audio: Vec<AudioAction>,
+    /// What the user said in a voice session (checked for "dictate mode").
+    heard: Vec<String>,
 }
 
 impl Live {
@@ -129,6 +131,7 @@ impl Live {
             next_front_id: 1,
             voice: false,
             audio: Vec::new(),
+            heard: Vec::new(),
         }
     }
 
@@ -386,6 +389,11 @@ impl Live {
     }
 
     /// Sound to play or stop, in order (the daemon drains this after each event).
+    /// The user's transcribed turns since the last call (voice sessions only).
+    pub fn take_heard(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.heard)
+    }
+
     pub fn take_audio(&mut self) -> Vec<AudioAction> {
         std::mem::take(&mut self.audio)
     }
@@ -510,7 +518,12 @@ impl Live {
                     log::debug!("live: assistant said {} chars", text.len());
                     self.broadcast(json!({"kind": "assistant", "text": text}));
                 }
-                Output::UserTranscript { text, .. } => self.broadcast(json!({"kind": "user", "text": text})),
+                Output::UserTranscript { text, .. } => {
+                    if self.voice {
+                        self.heard.push(text.clone());
+                    }
+                    self.broadcast(json!({"kind": "user", "text": text}))
+                }
                 Output::Audio { item_id, pcm } => {
                     if self.voice {
                         self.audio.push(AudioAction::Play { item_id, pcm });

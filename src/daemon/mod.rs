@@ -10,6 +10,7 @@
 //! exits here), then the registry and the orphan sweep, then the socket, then
 //! `READY=1`.
 
+pub mod dictation;
 pub mod keys;
 pub mod live;
 pub mod lock;
@@ -54,6 +55,8 @@ pub enum Event {
     Audio(crate::audio::AudioEvent),
     /// The audio probe's answer: both devices open (a voice session) or why not.
     VoiceProbe(Result<(), String>),
+    /// From the dictation threads (transcribed, typed, failed).
+    Dictation(crate::dictate::worker::DictationEvent),
     /// From the microphone: a 20 ms chunk, or the end of a push-to-talk turn
     /// (boxed: a chunk is 960 bytes, the other events are small).
     Mic(Box<crate::audio::capture::Captured>),
@@ -74,6 +77,7 @@ pub enum Channel {
     Audio,
     Mic,
     Probe,
+    Dictation,
     Signals,
 }
 
@@ -84,6 +88,9 @@ pub struct Daemon {
     live: Live,
     hotkeys: keys::Hotkeys,
     voice: voice::Voice,
+    dictation: dictation::Dictation,
+    /// While a key machine's binding event is handled: when its key physically went up.
+    key_went_up: Option<Instant>,
     /// Live mode was turned on; the session starts when the audio probe answers.
     live_starting: bool,
     scheduler: Scheduler,
@@ -109,6 +116,11 @@ pub fn run(paths: Paths) -> Result<i32> {
 
 /// The daemon, optionally with a local text conversation attached.
 pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
+    match crate::dictate::legacy::import_on_first_run(&paths) {
+        Ok(Some(lines)) => lines.iter().for_each(|l| log::warn!("{l}")),
+        Ok(None) => {}
+        Err(e) => log::warn!("the Python app's settings were not imported: {e}"),
+    }
     let config = match Config::load(&paths.config_file) {
         Ok(c) => c,
         Err(e) => {
@@ -150,6 +162,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     let signal_rx = spawn_signal_thread()?;
     let hotkeys = keys::Hotkeys::start(&supervisor.config().keys);
     let voice = voice::Voice::new(supervisor.config().audio.clone());
+    let dictation = dictation::Dictation::new(supervisor.config().dictate.clone(), &paths);
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     crate::control::server::start(&paths.socket(), control_tx.clone())?;
     let mut daemon = Daemon {
@@ -158,6 +171,8 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         live,
         hotkeys,
         voice,
+        dictation,
+        key_went_up: None,
         live_starting: false,
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
@@ -275,6 +290,7 @@ impl Daemon {
             recv(self.voice.mic_rx) -> msg => {
                 msg.map(|m| Event::Mic(Box::new(m))).unwrap_or(Event::Gone(Channel::Mic))
             }
+            recv(self.dictation.rx) -> msg => msg.map(Event::Dictation).unwrap_or(Event::Gone(Channel::Dictation)),
             recv(self.signal_rx) -> msg => msg.map(Event::Signal).unwrap_or(Event::Gone(Channel::Signals)),
             default(timeout) => Event::Timer,
         }
@@ -328,12 +344,17 @@ impl Daemon {
             Event::VoiceProbe(answer) => self.on_voice_probe(answer, now),
             Event::Mic(captured) => match *captured {
                 crate::audio::capture::Captured::Chunk(pcm) => {
-                    if self.live.is_voice() {
+                    if self.dictation.is_recording() {
+                        self.dictation.chunk(&pcm);
+                    } else if self.live.is_voice() {
                         self.live.append_audio(&pcm);
                     }
                 }
                 crate::audio::capture::Captured::TurnEnd => {
-                    if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
+                    if self.dictation.is_recording() {
+                        let steps = self.dictation.turn_end(self.live.api_key(), self.voice.input_problem());
+                        self.run_dictation_steps(steps, now);
+                    } else if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
                         let notices = self.live.commit_user_audio(&mut self.supervisor, now);
                         self.publish(notices);
                     }
@@ -341,8 +362,12 @@ impl Daemon {
             },
             Event::Hotkey(ev) => {
                 for b in self.hotkeys.on_source(ev) {
-                    self.on_binding(b, now);
+                    self.on_key_binding(b, now);
                 }
+            }
+            Event::Dictation(ev) => {
+                let steps = self.dictation.on_event(ev);
+                self.run_dictation_steps(steps, now);
             }
             Event::Signal(sig) => self.handle_signal(sig, now),
             Event::Timer => {}
@@ -357,6 +382,7 @@ impl Daemon {
                     Channel::Audio => self.voice.rx = never(),
                     Channel::Mic => self.voice.mic_rx = never(),
                     Channel::Probe => self.voice.probe_rx = never(),
+                    Channel::Dictation => self.dictation.rx = never(),
                     Channel::Signals => self.signal_rx = never(),
                 }
             }
@@ -382,7 +408,7 @@ impl Daemon {
         }
         if self.hotkeys.next_deadline().is_some_and(|d| d <= now) {
             for b in self.hotkeys.machine.poll(now) {
-                self.on_binding(b, now);
+                self.on_key_binding(b, now);
             }
         }
         if self.live.next_deadline().is_some_and(|d| d <= now) {
@@ -390,6 +416,14 @@ impl Daemon {
             self.publish(notices);
         }
         self.play_live_audio(now);
+        for said in self.live.take_heard() {
+            // "Dictate mode" said in a live conversation ends it, as the voice command does in dictation.
+            let commands = &self.supervisor.config().dictate.commands;
+            if crate::dictate::commands::interpret(&said, commands) == crate::dictate::commands::Meaning::DictateMode {
+                log::info!("live: voice command: dictate mode");
+                self.run_dictation_steps(vec![dictation::Step::LiveOff], now);
+            }
+        }
     }
 
     /// Carries out what the live session asked to play or stop.
@@ -447,6 +481,7 @@ impl Daemon {
                     log::info!("SIGHUP: reloaded {}", self.paths.config_file.display());
                     self.live.set_config(c.live.clone());
                     self.voice.set_config(c.audio.clone());
+                    self.dictation.set_config(c.dictate.clone());
                     self.supervisor.set_config(c);
                 }
                 Err(e) => log::error!("SIGHUP: config not reloaded, keeping the old one: {e}"),
@@ -507,6 +542,7 @@ impl Daemon {
                 json!({"status": "stopping"})
             }
             Request::Key { action, binding } => self.key(action, &binding, now),
+            Request::DictateRetry => self.dictation.retry(self.live.api_key()),
             Request::Subscribe | Request::LiveAttach | Request::Say { .. } => {
                 error_reply("this request is only valid as the first line of a connection")
             }
@@ -571,28 +607,65 @@ impl Daemon {
         }
     }
 
+    /// Turns live mode on (the session starts when the audio probe answers) or off.
+    fn toggle_live(&mut self) -> Value {
+        if self.dictation.is_recording() {
+            // The live chord took over the push-to-talk key: that clip is not a dictation.
+            self.dictation.cancel();
+            self.voice.set_gate(false, false);
+        }
+        if self.live.is_on() {
+            self.live.stop("live mode turned off");
+            self.voice.stop_voice();
+            self.voice.cue(Cue::LiveOff);
+        } else if self.live_starting {
+            log::info!("live mode turned off before it started");
+            self.live_starting = false;
+        } else if let Err(e) = self.live.api_key() {
+            log::warn!("live mode: {e}");
+            return json!({"status": "error", "message": e});
+        } else {
+            // The session starts when the audio probe answers (off the loop).
+            self.live_starting = true;
+            self.voice.request_voice();
+        }
+        json!({"status": "ok"})
+    }
+
+    /// Carries out what dictation asked for.
+    fn run_dictation_steps(&mut self, steps: Vec<dictation::Step>, _now: Instant) {
+        for step in steps {
+            match step {
+                dictation::Step::Cue(c) => self.voice.cue(c),
+                dictation::Step::LiveOn => {
+                    if !self.live.is_on() && !self.live_starting {
+                        self.toggle_live();
+                    }
+                }
+                dictation::Step::LiveOff => {
+                    if self.live.is_on() || self.live_starting {
+                        self.toggle_live();
+                    } else {
+                        log::info!("dictation: already in dictate mode");
+                    }
+                }
+                dictation::Step::Broadcast(v) => self.broadcast(v),
+            }
+        }
+    }
+
+    /// A binding event from the key machine (not the socket): its releases carry when the key went up.
+    fn on_key_binding(&mut self, ev: BindingEvent, now: Instant) {
+        self.key_went_up = self.hotkeys.machine.last_key_up();
+        self.on_binding(ev, now);
+        self.key_went_up = None;
+    }
+
     /// What a binding does. Returns a reply for `ptt key …`.
     fn on_binding(&mut self, ev: BindingEvent, now: Instant) -> Value {
         log::debug!("binding {:?} {:?} ({:?})", ev.binding, ev.action, ev.cause);
         match (ev.binding, ev.action) {
-            (Binding::Live, Action::Toggle) => {
-                if self.live.is_on() {
-                    self.live.stop("live mode turned off");
-                    self.voice.stop_voice();
-                    self.voice.cue(Cue::LiveOff);
-                } else if self.live_starting {
-                    log::info!("live mode turned off before it started");
-                    self.live_starting = false;
-                } else if let Err(e) = self.live.api_key() {
-                    log::warn!("live mode: {e}");
-                    return json!({"status": "error", "message": e});
-                } else {
-                    // The session starts when the audio probe answers (off the loop).
-                    self.live_starting = true;
-                    self.voice.request_voice();
-                }
-                json!({"status": "ok"})
-            }
+            (Binding::Live, Action::Toggle) => self.toggle_live(),
             (Binding::Ptt, Action::Press | Action::Release) => {
                 let pressed = ev.action == Action::Press;
                 if pressed && self.voice.playing {
@@ -602,6 +675,11 @@ impl Daemon {
                 // While the key is held the floor is the user's: no notification is spoken.
                 let notices = self.live.set_key_held(pressed, &mut self.supervisor, now);
                 self.publish(notices);
+                if !self.live.is_on() && !self.live_starting && self.dictation.enabled() {
+                    // A key release is reported a debounce after the key went up; the clip ends when it did.
+                    let went_up = self.key_went_up.filter(|_| ev.cause == crate::hotkey::Cause::Key);
+                    return self.dictate_key(pressed, went_up.unwrap_or(now));
+                }
                 if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
                     // (When the live chord takes over from ptt, the same chord turns live mode off and
                     // closes the microphone, so that short "turn" is never committed.)
@@ -621,6 +699,23 @@ impl Daemon {
         }
     }
 
+    /// The push-to-talk key outside a live session: record while it is held.
+    fn dictate_key(&mut self, pressed: bool, at: Instant) -> Value {
+        if pressed {
+            if let Err(e) = self.voice.open_mic() {
+                log::warn!("dictation: {e}");
+                self.voice.cue(Cue::DictationFailed);
+                return json!({"status": "error", "message": e});
+            }
+            self.dictation.press();
+            self.voice.set_gate(true, true);
+        } else if self.dictation.is_recording() {
+            self.dictation.release(at);
+            self.voice.set_gate_at(false, true, at);
+        }
+        json!({"status": "ok"})
+    }
+
     fn status(&self) -> Value {
         json!({
             "daemon": {
@@ -635,6 +730,7 @@ impl Daemon {
             "live": self.live.status(&self.supervisor, Instant::now()),
             "hotkeys": self.hotkeys.status(),
             "audio": self.voice.status(),
+            "dictation": self.dictation.status(),
         })
     }
 

@@ -107,8 +107,17 @@ impl Voice {
 
     /// Starts the microphone and speaker actors (they open the devices on their own threads).
     fn open_voice(&mut self) -> Result<(), String> {
-        let audio = self.cfg.to_audio_config();
+        self.open_mic()?;
+        self.playback().ok_or_else(|| "cannot start the playback thread".to_string())?;
+        Ok(())
+    }
+
+    /// Starts the microphone actor if it is not running (it opens the device on
+    /// its own thread; a failure arrives as an event and ends the turn). Used
+    /// alone by dictation, which needs no speaker.
+    pub fn open_mic(&mut self) -> Result<(), String> {
         if self.capture.is_none() {
+            let audio = self.cfg.to_audio_config();
             let cfg = CaptureConfig { device: audio.input, keep_open: audio.keep_open, ..CaptureConfig::default() };
             let capture =
                 Capture::spawn(cfg, self.tx.clone()).map_err(|e| format!("cannot start the capture thread: {e}"))?;
@@ -116,8 +125,12 @@ impl Voice {
             self.mic_rx = capture.receiver().clone();
             self.capture = Some(capture);
         }
-        self.playback().ok_or_else(|| "cannot start the playback thread".to_string())?;
         Ok(())
+    }
+
+    /// Why the microphone is not usable, if it is known not to be.
+    pub fn input_problem(&self) -> Option<&str> {
+        self.input.as_ref().err().map(String::as_str).filter(|e| *e != "not opened yet")
     }
 
     /// Ends a voice session: the microphone closes, anything playing stops.
@@ -134,6 +147,13 @@ impl Voice {
     pub fn set_gate(&self, open: bool, preroll: bool) {
         if let Some(c) = &self.capture {
             c.set_gate(open, preroll);
+        }
+    }
+
+    /// Closes (or opens) the microphone gate as of `at`.
+    pub fn set_gate_at(&self, open: bool, preroll: bool, at: std::time::Instant) {
+        if let Some(c) = &self.capture {
+            c.set_gate_at(open, preroll, at);
         }
     }
 

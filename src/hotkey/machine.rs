@@ -139,6 +139,8 @@ pub struct Machine {
     slots: Vec<Slot>,
     watched: Vec<Key>,
     keys: BTreeMap<Key, Down>,
+    /// When the key of the latest debounced release really went up (the release is reported a debounce later).
+    last_up: Option<Instant>,
 }
 
 impl Machine {
@@ -147,7 +149,7 @@ impl Machine {
             .into_iter()
             .map(|b| Slot { binding: b, chord: bindings.get(b).clone(), active: false, consumed: false })
             .collect();
-        Machine { timing, slots, watched: bindings.keys(), keys: BTreeMap::new() }
+        Machine { timing, slots, watched: bindings.keys(), keys: BTreeMap::new(), last_up: None }
     }
 
     /// Feeds one key edge seen at `now`. Due timers (see [`Machine::poll`]) are handled first.
@@ -171,8 +173,9 @@ impl Machine {
                 break;
             }
             let Some(down) = self.keys.get(&key).copied() else { break };
-            if down.release_at.is_some_and(|r| r <= at) {
+            if let Some(r) = down.release_at.filter(|r| *r <= at) {
                 self.keys.remove(&key);
+                self.last_up = Some(r.checked_sub(self.timing.debounce).unwrap_or(r));
                 self.up(key, Cause::Key, &mut out);
             } else if down.release_at.is_some() {
                 // Past max hold while its release waits out the debounce: it is going up anyway.
@@ -209,6 +212,12 @@ impl Machine {
     /// Whether a held binding (ptt) is currently pressed.
     pub fn is_held(&self, binding: Binding) -> bool {
         mode(binding) == Mode::Hold && self.slots.iter().any(|s| s.binding == binding && s.active)
+    }
+
+    /// When the key behind the latest [`Cause::Key`] release physically went up: the release event itself
+    /// comes a debounce later. A recording that ends "at the release" ends here.
+    pub fn last_key_up(&self) -> Option<Instant> {
+        self.last_up
     }
 
     pub fn timing(&self) -> Timing {
@@ -272,6 +281,7 @@ impl Machine {
             Some(at) if !debounce.is_zero() => d.release_at = Some(at),
             _ => {
                 self.keys.remove(&key);
+                self.last_up = Some(now);
                 self.up(key, Cause::Key, out);
             }
         }
@@ -398,6 +408,8 @@ mod tests {
         assert_eq!(r.deadline_ms(), Some(530));
         assert_eq!(r.poll(529), vec![]);
         assert_eq!(r.poll(530), vec![ev(Ptt, Release)]);
+        let up = r.m.last_key_up().map(|t| t.saturating_duration_since(r.t0).as_millis());
+        assert_eq!(up, Some(500), "the key really went up at 500 ms, not when the debounce ended");
         assert!(!r.m.is_held(Ptt));
         assert_eq!(r.deadline_ms(), None);
         assert_eq!(r.poll(10_000), vec![]);

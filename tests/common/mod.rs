@@ -6,6 +6,8 @@
 pub mod anthropic_stub;
 pub mod fake_realtime;
 pub mod pulse;
+pub mod transcribe_stub;
+pub mod xterm;
 pub mod xvfb;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,232 @@
+//! `ptt dictate`: dictation from a shell.
+//!
+//! - `ptt dictate --once` records from the microphone until Enter (or the end
+//!   of input), transcribes, and prints the text on stdout: for scripts and
+//!   SSH sessions, with no daemon and no hotkey. A clip that cannot be
+//!   transcribed is kept like the daemon's, for `ptt dictate retry`.
+//! - `ptt dictate retry` asks the daemon to send the kept clips again (their
+//!   text is typed as it comes back); with no daemon running it transcribes
+//!   them here and prints the text, oldest first.
+//! - `ptt dictate list` shows the kept clips.
+
+use std::time::Duration;
+
+use crate::audio::AudioEvent;
+use crate::audio::capture::{Capture, CaptureConfig, Captured};
+use crate::config::Config;
+use crate::control::Request;
+use crate::control::client::{self, ClientError};
+use crate::dictate::spool::Spool;
+use crate::dictate::transcribe::{self, Endpoint};
+use crate::dictate::{vocabulary, wav};
+use crate::paths::Paths;
+
+const RATE: u32 = crate::audio::resample::API_RATE;
+
+fn load_config(paths: &Paths) -> Result<Config, i32> {
+    Config::load(&paths.config_file).map_err(|e| {
+        eprintln!("ptt: config error: {e}");
+        crate::daemon::EXIT_CONFIG
+    })
+}
+
+fn endpoint(config: &Config, paths: &Paths) -> Result<Endpoint, String> {
+    let key = crate::daemon::live::load_key(&config.live, paths)?;
+    Ok(Endpoint {
+        api_base: config.dictate.api_base.clone(),
+        key,
+        timeout: Duration::from_secs_f64(config.dictate.timeout_s),
+        retries: config.dictate.retries,
+    })
+}
+
+fn prompt(config: &Config, paths: &Paths) -> Option<String> {
+    let file = match &config.dictate.vocabulary_file {
+        Some(f) => paths.expand_tilde(f),
+        None => paths.state_dir.join("vocabulary.txt"),
+    };
+    vocabulary::prompt(&vocabulary::load(&file).unwrap_or_default(), &Default::default())
+}
+
+/// Transcribes one WAV with the config's settings.
+fn transcribe_wav(config: &Config, paths: &Paths, endpoint: &Endpoint, wav: &[u8]) -> Result<String, String> {
+    let prompt = prompt(config, paths);
+    let language = Some(config.dictate.language.trim()).filter(|l| !l.is_empty());
+    let req = transcribe::Request { wav, model: &config.dictate.model, prompt: prompt.as_deref(), language };
+    transcribe::transcribe(endpoint, &req).map_err(|f| f.to_string())
+}
+
+/// `ptt dictate --once`.
+pub fn once(paths: &Paths) -> i32 {
+    let config = match load_config(paths) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let endpoint = match endpoint(&config, paths) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ptt: cannot dictate: {e}");
+            return super::EXIT_FAILED;
+        }
+    };
+    let samples = match record_until_enter(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ptt: cannot record: {e}");
+            return super::EXIT_FAILED;
+        }
+    };
+    let ms = samples.len() as u64 * 1000 / u64::from(RATE);
+    if ms < config.dictate.min_ms {
+        eprintln!("ptt: only {ms} ms recorded (dictate.min_ms = {}); nothing sent", config.dictate.min_ms);
+        return super::EXIT_FAILED;
+    }
+    let clip = wav::encode(&samples, RATE);
+    match transcribe_wav(&config, paths, &endpoint, &clip) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            let spool = Spool::new(&paths.state_dir);
+            let id = spool.new_id();
+            match spool.fail(&id, &e, &clip) {
+                Ok(_) => eprintln!(
+                    "ptt: not transcribed: {e}\nptt: the clip is kept ({id}); `ptt dictate retry` sends it again"
+                ),
+                Err(io) => eprintln!("ptt: not transcribed: {e}; and the clip could not be kept: {io}"),
+            }
+            super::EXIT_FAILED
+        }
+    }
+}
+
+/// Records from the configured microphone until a line (or the end) of stdin.
+fn record_until_enter(config: &Config) -> Result<Vec<i16>, String> {
+    let audio = config.audio.to_audio_config();
+    let (events_tx, events) = crossbeam_channel::bounded(16);
+    let cfg = CaptureConfig { device: audio.input, keep_open: false, ..CaptureConfig::default() };
+    let capture = Capture::spawn(cfg, events_tx).map_err(|e| format!("cannot start the capture thread: {e}"))?;
+    capture.set_gate(true, false);
+    let (line_tx, line_rx) = crossbeam_channel::bounded::<()>(1);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            let _ = line_tx.send(());
+        })
+        .map_err(|e| format!("cannot start the stdin thread: {e}"))?;
+    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        eprintln!("recording… press Enter to stop");
+    }
+    let mut samples: Vec<i16> = Vec::new();
+    let mut closing = false;
+    let chunks = capture;
+    loop {
+        crossbeam_channel::select! {
+            recv(chunks.receiver()) -> msg => match msg {
+                Ok(Captured::Chunk(c)) => samples.extend_from_slice(&c),
+                Ok(Captured::TurnEnd) | Err(_) => break,
+            },
+            recv(line_rx) -> _ => {
+                if !closing {
+                    closing = true;
+                    chunks.set_gate(false, false);
+                }
+            },
+            recv(events) -> ev => match ev {
+                Ok(AudioEvent::Unavailable { error, .. }) => return Err(error.to_string()),
+                Ok(AudioEvent::Lost { reason, .. }) => return Err(format!("the microphone was lost: {reason}")),
+                _ => {}
+            },
+            default(Duration::from_secs(600)) => return Err("nothing from the microphone for 10 minutes".into()),
+        }
+    }
+    Ok(samples)
+}
+
+/// `ptt dictate retry`.
+pub fn retry(paths: &Paths) -> i32 {
+    match client::request(&paths.socket(), &Request::DictateRetry) {
+        Ok(v) => {
+            let message = v.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            if v.get("status").and_then(|s| s.as_str()) == Some("ok") {
+                println!("{message}");
+                0
+            } else {
+                eprintln!("ptt: {message}");
+                super::EXIT_FAILED
+            }
+        }
+        Err(ClientError::NotRunning(_)) => retry_here(paths),
+        Err(e) => super::client_error(&e),
+    }
+}
+
+/// No daemon: transcribe the kept clips here and print their text.
+fn retry_here(paths: &Paths) -> i32 {
+    let config = match load_config(paths) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let spool = Spool::new(&paths.state_dir);
+    let kept = match spool.failed() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("ptt: cannot list the kept clips: {e}");
+            return super::EXIT_FAILED;
+        }
+    };
+    if kept.is_empty() {
+        println!("no kept clips");
+        return 0;
+    }
+    let endpoint = match endpoint(&config, paths) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ptt: cannot transcribe: {e}");
+            return super::EXIT_FAILED;
+        }
+    };
+    eprintln!("ptt: the daemon is not running; printing the text of {} kept clip(s) here", kept.len());
+    let mut status = 0;
+    for k in kept {
+        let result = spool.read_failed(&k.id).map_err(|e| e.to_string()).and_then(|w| {
+            transcribe_wav(&config, paths, &endpoint, &w).inspect_err(|e| {
+                let _ = spool.fail(&k.id, e, &w);
+            })
+        });
+        match result {
+            Ok(text) => {
+                println!("{text}");
+                spool.done(&k.id);
+            }
+            Err(e) => {
+                eprintln!("ptt: {}: still not transcribed: {e}", k.id);
+                status = super::EXIT_FAILED;
+            }
+        }
+    }
+    status
+}
+
+/// `ptt dictate list`.
+pub fn list(paths: &Paths) -> i32 {
+    match Spool::new(&paths.state_dir).failed() {
+        Ok(kept) if kept.is_empty() => {
+            println!("no kept clips");
+            0
+        }
+        Ok(kept) => {
+            for k in kept {
+                println!("{}  {:>6.1} s  {}", k.id, k.duration_ms as f64 / 1000.0, k.error);
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("ptt: cannot list the kept clips: {e}");
+            super::EXIT_FAILED
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Dictation as the daemon runs it: what the push-to-talk key does outside a
+//! live session, where each clip is, and what a transcription means.
+//!
+//! A clip's life: key press → the microphone gate opens (with its 300 ms
+//! pre-roll, so the first word is whole) and chunks collect here → key release
+//! → the gate closes and, once the audio captured before the release is in,
+//! `TurnEnd` → a clip shorter than `dictate.min_ms` is dropped with a short
+//! cue; a longer one is written to the spool and queued for the upload
+//! thread → its text comes back → a voice command is carried out, anything
+//! else goes to the typing thread → typed, and the clip is deleted.
+//!
+//! Invariant: a clip long enough to send is deleted only after its text came
+//! back; until then it is in `pending/` (or, if the disk refused it, in
+//! memory), and after a final failure in `failed/` until `ptt dictate retry`
+//! succeeds. Nothing said is lost to a bad key, a dead network, a full disk or
+//! a daemon restart.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use serde_json::{Value, json};
+
+use crate::audio::cues::Cue;
+use crate::config::DictateConfig;
+use crate::dictate::commands::{Meaning, interpret};
+use crate::dictate::spool::Spool;
+use crate::dictate::transcribe::Endpoint;
+use crate::dictate::worker::{DictationEvent, TypeJob, UploadJob, Workers};
+use crate::dictate::{vocabulary, wav};
+use crate::paths::Paths;
+
+/// The capture rate (the Realtime API's, which the microphone path produces).
+const RATE: u32 = crate::audio::resample::API_RATE;
+
+/// What the daemon must do for dictation (it owns the live session and the speaker).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Cue(Cue),
+    LiveOn,
+    LiveOff,
+    Broadcast(Value),
+}
+
+struct Recording {
+    samples: Vec<i16>,
+    released_at: Option<Instant>,
+}
+
+pub struct Dictation {
+    cfg: DictateConfig,
+    paths: Paths,
+    spool: Spool,
+    workers: Option<Workers>,
+    /// The loop selects on this (never ready when the threads could not start).
+    pub rx: Receiver<DictationEvent>,
+    recording: Option<Recording>,
+    /// Clips sent and not back yet (a retry never sends one twice).
+    in_flight: std::collections::HashSet<String>,
+    recent: VecDeque<String>,
+    /// Failed clips the disk would not take: kept here for `ptt dictate retry`.
+    held: Vec<(String, Arc<Vec<u8>>)>,
+    last_error: Option<String>,
+    typed: u64,
+    dropped: u64,
+    failed: u64,
+}
+
+impl Dictation {
+    pub fn new(cfg: DictateConfig, paths: &Paths) -> Dictation {
+        let spool = Spool::new(&paths.state_dir);
+        match spool.recover() {
+            Ok(0) => {}
+            Ok(n) => log::warn!(
+                "dictation: {n} clip(s) were not transcribed before the last daemon stopped; kept for `ptt dictate retry`"
+            ),
+            Err(e) => log::warn!("dictation: cannot check for clips left by the last daemon: {e}"),
+        }
+        let (workers, rx) = match Workers::start() {
+            Ok(w) => {
+                let rx = w.rx.clone();
+                (Some(w), rx)
+            }
+            Err(e) => {
+                log::error!("dictation: cannot start its threads ({e}); dictation is off");
+                (None, crossbeam_channel::never())
+            }
+        };
+        Dictation {
+            cfg,
+            paths: paths.clone(),
+            spool,
+            workers,
+            rx,
+            recording: None,
+            in_flight: Default::default(),
+            recent: VecDeque::new(),
+            held: Vec::new(),
+            last_error: None,
+            typed: 0,
+            dropped: 0,
+            failed: 0,
+        }
+    }
+
+    pub fn set_config(&mut self, cfg: DictateConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled && self.workers.is_some()
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    fn vocabulary_file(&self) -> std::path::PathBuf {
+        match &self.cfg.vocabulary_file {
+            Some(f) => self.paths.expand_tilde(f),
+            None => self.paths.state_dir.join("vocabulary.txt"),
+        }
+    }
+
+    /// The key went down: a clip starts (the caller opens the microphone gate).
+    pub fn press(&mut self) {
+        self.recording = Some(Recording { samples: Vec::with_capacity(RATE as usize * 10), released_at: None });
+    }
+
+    /// The key went up at `at`: the clip ends when the audio before it is in (`TurnEnd`).
+    pub fn release(&mut self, at: Instant) {
+        if let Some(r) = &mut self.recording {
+            r.released_at.get_or_insert(at);
+        }
+    }
+
+    /// The live chord took over the key: the clip is not a dictation.
+    pub fn cancel(&mut self) {
+        if self.recording.take().is_some() {
+            log::debug!("dictation: clip discarded (the live chord took over the key)");
+        }
+    }
+
+    pub fn chunk(&mut self, pcm: &[i16]) {
+        if let Some(r) = &mut self.recording {
+            // At most 10 minutes (a stuck key is released by keys.max_hold_s long before).
+            if r.samples.len() < RATE as usize * 600 {
+                r.samples.extend_from_slice(pcm);
+            }
+        }
+    }
+
+    /// The clip is complete. `key` is the OpenAI key (or why there is none);
+    /// `mic_problem` why the microphone gave nothing, if known.
+    pub fn turn_end(&mut self, key: Result<String, String>, mic_problem: Option<&str>) -> Vec<Step> {
+        let Some(rec) = self.recording.take() else { return vec![] };
+        let ms = rec.samples.len() as u64 * 1000 / u64::from(RATE);
+        if ms < self.cfg.min_ms {
+            self.dropped += 1;
+            let why = match mic_problem {
+                Some(p) if rec.samples.is_empty() => {
+                    self.last_error = Some(format!("no microphone: {p}"));
+                    log::warn!("dictation: nothing recorded: no microphone ({p})");
+                    format!("no microphone: {p}")
+                }
+                _ => {
+                    log::info!("dictation: {ms} ms clip dropped (shorter than dictate.min_ms = {})", self.cfg.min_ms);
+                    "too short".to_string()
+                }
+            };
+            return vec![
+                Step::Cue(if rec.samples.is_empty() && mic_problem.is_some() {
+                    Cue::DictationFailed
+                } else {
+                    Cue::TooShort
+                }),
+                Step::Broadcast(json!({"event": "dictation_dropped", "ms": ms, "why": why})),
+            ];
+        }
+        let id = self.spool.new_id();
+        let wav = Arc::new(wav::encode(&rec.samples, RATE));
+        if let Err(e) = self.spool.save_pending(&id, &wav) {
+            log::warn!("dictation: cannot keep a copy of clip {id} on disk ({e}); sending it from memory");
+        }
+        log::info!("dictation: clip {id} ({ms} ms) recorded");
+        match key {
+            Ok(key) => {
+                self.send(id, wav, key, rec.released_at);
+                vec![]
+            }
+            Err(why) => self.fail(&id, &why, wav),
+        }
+    }
+
+    fn send(&mut self, id: String, wav: Arc<Vec<u8>>, key: String, released_at: Option<Instant>) {
+        let Some(workers) = &self.workers else { return };
+        if !self.in_flight.insert(id.clone()) {
+            return;
+        }
+        let words = vocabulary::load(&self.vocabulary_file()).unwrap_or_else(|e| {
+            log::warn!("dictation: cannot read the vocabulary {}: {e}", self.vocabulary_file().display());
+            Vec::new()
+        });
+        let language = Some(self.cfg.language.trim().to_string()).filter(|l| !l.is_empty());
+        workers.transcribe(UploadJob {
+            id,
+            wav,
+            endpoint: Endpoint {
+                api_base: self.cfg.api_base.clone(),
+                key,
+                timeout: std::time::Duration::from_secs_f64(self.cfg.timeout_s),
+                retries: self.cfg.retries,
+            },
+            model: self.cfg.model.clone(),
+            prompt: vocabulary::prompt(&words, &self.recent),
+            language,
+            released_at,
+        });
+    }
+
+    /// A final failure: the clip is kept (disk, else memory) and the user hears it.
+    fn fail(&mut self, id: &str, why: &str, wav: Arc<Vec<u8>>) -> Vec<Step> {
+        self.failed += 1;
+        self.last_error = Some(why.to_string());
+        match self.spool.fail(id, why, &wav) {
+            Ok(_) => log::error!("dictation: clip {id} not transcribed: {why}; kept for `ptt dictate retry`"),
+            Err(e) => {
+                log::error!(
+                    "dictation: clip {id} not transcribed: {why}; the disk refused it too ({e}), kept in memory"
+                );
+                self.held.push((id.to_string(), wav));
+            }
+        }
+        vec![
+            Step::Cue(Cue::DictationFailed),
+            Step::Broadcast(json!({"event": "dictation_failed", "id": id, "error": why})),
+        ]
+    }
+
+    /// A report from the upload or typing thread.
+    pub fn on_event(&mut self, ev: DictationEvent) -> Vec<Step> {
+        match ev {
+            DictationEvent::Transcribed { id, text, released_at } => {
+                self.in_flight.remove(&id);
+                self.spool.done(&id);
+                self.held.retain(|(h, _)| *h != id);
+                self.on_text(id, text, released_at)
+            }
+            DictationEvent::Failed { id, failure, wav } => {
+                self.in_flight.remove(&id);
+                self.fail(&id, &failure.to_string(), wav)
+            }
+            DictationEvent::Typed { id, backend, waited_for_modifiers, released_at } => {
+                self.typed += 1;
+                let ms = released_at.map(|t| t.elapsed().as_secs_f64() * 1000.0);
+                log::info!(
+                    "dictation: {id} typed with {backend}{}",
+                    ms.map(|m| format!(" {m:.0} ms after the key was released")).unwrap_or_default()
+                );
+                vec![Step::Broadcast(json!({
+                    "event": "dictation_typed",
+                    "id": id,
+                    "backend": backend,
+                    "release_to_typed_ms": ms,
+                    "waited_for_modifiers_ms": waited_for_modifiers.as_millis() as u64,
+                }))]
+            }
+            DictationEvent::TypeFailed { id, error, text } => {
+                self.last_error = Some(format!("typing failed: {error}"));
+                let saved = self.save_untyped(&text);
+                log::error!("dictation: {id} could not be typed: {error}; the text is in {saved}");
+                vec![
+                    Step::Cue(Cue::DictationFailed),
+                    Step::Broadcast(json!({"event": "dictation_failed", "id": id, "error": error, "text_in": saved})),
+                ]
+            }
+        }
+    }
+
+    fn on_text(&mut self, id: String, text: String, released_at: Option<Instant>) -> Vec<Step> {
+        let meaning = interpret(&text, &self.cfg.commands);
+        let command = |name: &str| Step::Broadcast(json!({"event": "dictation_command", "id": id, "command": name}));
+        match meaning {
+            Meaning::Text(t) if t.is_empty() => {
+                log::info!("dictation: {id}: nothing was heard");
+                vec![Step::Broadcast(json!({"event": "dictation_empty", "id": id}))]
+            }
+            Meaning::Text(t) => {
+                self.recent.push_back(t.clone());
+                while self.recent.len() > self.cfg.recent {
+                    self.recent.pop_front();
+                }
+                let text = if self.cfg.trailing_space { format!("{t} ") } else { t };
+                self.type_text(id, text, released_at);
+                vec![]
+            }
+            Meaning::NewLine => {
+                self.type_text(id.clone(), "\n".into(), released_at);
+                vec![command("new_line")]
+            }
+            Meaning::LiveMode => {
+                log::info!("dictation: voice command: live mode");
+                vec![command("live_mode"), Step::LiveOn]
+            }
+            Meaning::DictateMode => {
+                log::info!("dictation: voice command: dictate mode");
+                vec![command("dictate_mode"), Step::LiveOff]
+            }
+            Meaning::AddWord(word) => {
+                let file = self.vocabulary_file();
+                match vocabulary::add(&file, &word) {
+                    Ok(added) => {
+                        log::info!(
+                            "dictation: \"{word}\" {} the vocabulary ({})",
+                            if added { "added to" } else { "is already in" },
+                            file.display()
+                        );
+                        vec![
+                            Step::Cue(Cue::Done),
+                            Step::Broadcast(
+                                json!({"event": "dictation_command", "id": id, "command": "add_word", "word": word, "added": added}),
+                            ),
+                        ]
+                    }
+                    Err(e) => {
+                        self.last_error = Some(format!("cannot add \"{word}\" to {}: {e}", file.display()));
+                        log::error!("dictation: cannot add \"{word}\" to {}: {e}", file.display());
+                        vec![Step::Cue(Cue::DictationFailed)]
+                    }
+                }
+            }
+        }
+    }
+
+    fn type_text(&mut self, id: String, text: String, released_at: Option<Instant>) {
+        if let Some(w) = &self.workers {
+            w.type_text(TypeJob { id, text, kind: self.cfg.typer, key_delay_ms: self.cfg.key_delay_ms, released_at });
+        }
+    }
+
+    /// Text that could not be typed is appended to `dictation/untyped.txt` (0600), never dropped.
+    fn save_untyped(&self, text: &str) -> String {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.paths.state_dir.join("dictation").join("untyped.txt");
+        let written = std::fs::create_dir_all(self.paths.state_dir.join("dictation")).and_then(|_| {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+            f.write_all(format!("{}\n", text.trim_end()).as_bytes())
+        });
+        match written {
+            Ok(()) => path.display().to_string(),
+            Err(e) => format!("the journal only (cannot write {}: {e}): {text}", path.display()),
+        }
+    }
+
+    /// `ptt dictate retry`: every kept clip goes to the upload thread again, oldest first.
+    pub fn retry(&mut self, key: Result<String, String>) -> Value {
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return json!({"status": "error", "message": e}),
+        };
+        let kept = match self.spool.failed() {
+            Ok(k) => k,
+            Err(e) => return json!({"status": "error", "message": format!("cannot list the kept clips: {e}")}),
+        };
+        let mut sent = Vec::new();
+        let kept: Vec<_> = kept.into_iter().filter(|k| !self.in_flight.contains(&k.id)).collect();
+        for k in kept {
+            match self.spool.read_failed(&k.id) {
+                Ok(wav) => {
+                    sent.push(k.id.clone());
+                    self.send(k.id, Arc::new(wav), key.clone(), None);
+                }
+                Err(e) => log::warn!("dictation: cannot read kept clip {}: {e}", k.id),
+            }
+        }
+        for (id, wav) in std::mem::take(&mut self.held) {
+            sent.push(id.clone());
+            self.send(id, wav, key.clone(), None);
+        }
+        if sent.is_empty() {
+            return json!({"status": "ok", "retried": [], "message": "no kept clips"});
+        }
+        log::info!("dictation: retrying {} kept clip(s)", sent.len());
+        json!({"status": "ok", "retried": sent, "message": format!("sent {} clip(s) again; their text is typed as it comes back", sent.len())})
+    }
+
+    pub fn status(&self) -> Value {
+        let kept = self.spool.failed().map(|k| k.len()).unwrap_or(0) + self.held.len();
+        json!({
+            "enabled": self.cfg.enabled,
+            "recording": self.recording.is_some(),
+            "in_flight": self.in_flight.len(),
+            "kept_clips": kept,
+            "typed": self.typed,
+            "dropped": self.dropped,
+            "failed": self.failed,
+            "typer": self.cfg.typer,
+            "last_error": self.last_error,
+        })
+    }
+}

@@ -1,0 +1,25 @@
+//! Dictation: hold the push-to-talk key, speak, release; the words are typed
+//! into the focused window.
+//!
+//! The parts, each with one job:
+//! - [`wav`]: the clip as a WAV file.
+//! - [`transcribe`]: the upload (multipart over ureq) and its retry policy.
+//! - [`spool`]: clips on disk until they are typed, kept after a failure.
+//! - [`vocabulary`]: the words file and the prompt built from it.
+//! - [`commands`]: voice commands ("live mode", "add word X", "new line").
+//! - [`typer`]: typing backends (xdotool, wtype, ydotool, clipboard, stdout).
+//! - [`worker`]: the upload and typing threads.
+//! - [`legacy`]: importing the Python app's config on first run.
+//!
+//! The daemon side (what a key press does, which clip is where) is
+//! `daemon::dictation`; `ptt dictate --once` and `ptt dictate retry` without a
+//! daemon use these parts directly (`cli::dictate`).
+
+pub mod commands;
+pub mod legacy;
+pub mod spool;
+pub mod transcribe;
+pub mod typer;
+pub mod vocabulary;
+pub mod wav;
+pub mod worker;

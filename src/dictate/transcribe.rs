@@ -1,0 +1,317 @@
+//! The transcription client: one clip, one multipart POST to
+//! `{api_base}/audio/transcriptions`, retried when retrying can help.
+//!
+//! Why it is shaped like this:
+//! - **Blocking ureq on a worker thread**, never on the loop: an upload can take
+//!   seconds on a slow link, and the loop must keep answering keys and tasks.
+//! - **The multipart body is built by hand** ([`multipart_body`]): four small
+//!   parts, a fixed boundary checked against the payload, no extra crate.
+//! - **Retry policy as pure functions** ([`classify`], [`retry_delay`]): 429,
+//!   408, 5xx and network errors are retried with backoff, honouring
+//!   `Retry-After` (seconds, capped); 4xx such as 401 are final at once, since
+//!   sending the same clip with the same key cannot succeed. A final failure
+//!   carries a message for the journal and `ptt status`; the caller keeps the
+//!   clip on disk, so nothing said is lost.
+//! - **No secret in any message**: the key is only ever in the Authorization
+//!   header; error bodies from the server pass through `redact` before they are
+//!   logged.
+
+use std::time::{Duration, Instant};
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub wav: &'a [u8],
+    pub model: &'a str,
+    /// Vocabulary and recent text, to steer spelling.
+    pub prompt: Option<&'a str>,
+    pub language: Option<&'a str>,
+}
+
+/// Where and how to send it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `{api_base}` without the trailing `/audio/transcriptions`.
+    pub api_base: String,
+    pub key: String,
+    /// For one attempt, answer included.
+    pub timeout: Duration,
+    /// Further attempts after a retryable failure.
+    pub retries: u32,
+}
+
+/// A transcription that failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// The last HTTP status, if the server answered.
+    pub status: Option<u16>,
+    pub attempts: u32,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)?;
+        if self.attempts > 1 {
+            write!(f, " (after {} attempts)", self.attempts)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a status code means for the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Success,
+    /// Worth another try (rate limit, timeout, server trouble).
+    Retry,
+    /// The same request cannot succeed (bad key, bad model, bad audio).
+    Final,
+}
+
+pub fn classify(status: u16) -> Class {
+    match status {
+        200..=299 => Class::Success,
+        408 | 409 | 429 | 500..=599 => Class::Retry,
+        _ => Class::Final,
+    }
+}
+
+/// The longest wait a `Retry-After` may impose; a longer one is cut to this.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// How long to wait before attempt `attempt + 1` (`attempt` counts from 1):
+/// the server's `Retry-After` seconds when it gives them, else 0.5 s doubling
+/// to 8 s.
+pub fn retry_delay(attempt: u32, retry_after: Option<&str>) -> Duration {
+    if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0) {
+        return Duration::from_secs_f64(secs).min(RETRY_AFTER_MAX);
+    }
+    let step = Duration::from_millis(500) * 2u32.saturating_pow(attempt.saturating_sub(1).min(4));
+    step.min(Duration::from_secs(8))
+}
+
+/// A boundary that does not occur in the payload.
+fn boundary_for(req: &Request) -> String {
+    let mut n = 0u32;
+    loop {
+        let b = format!("ptt-boundary-{:016x}{n}", 0x5eed_u64.wrapping_mul(u64::from(n) + 0x9e37_79b9));
+        let needle = b.as_bytes();
+        let clash = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        if !clash(req.wav) && !req.prompt.is_some_and(|p| clash(p.as_bytes())) {
+            return b;
+        }
+        n += 1;
+    }
+}
+
+/// The multipart/form-data body and its boundary.
+pub fn multipart_body(req: &Request) -> (String, Vec<u8>) {
+    let boundary = boundary_for(req);
+    let mut body = Vec::with_capacity(req.wav.len() + 1024);
+    let mut field = |name: &str, value: &str| {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    };
+    field("model", req.model);
+    field("response_format", "json");
+    if let Some(p) = req.prompt.filter(|p| !p.trim().is_empty()) {
+        field("prompt", p);
+    }
+    if let Some(l) = req.language.filter(|l| !l.trim().is_empty()) {
+        field("language", l.trim());
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"audio.wav\"\r\n\
+             Content-Type: audio/wav\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(req.wav);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (boundary, body)
+}
+
+/// The text of a successful answer (`{"text": "..."}`).
+pub fn parse_answer(body: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("the transcription answer is not JSON ({e})"))?;
+    v.get("text")
+        .and_then(|t| t.as_str())
+        .map(|t| t.trim().to_string())
+        .ok_or_else(|| "the transcription answer has no \"text\"".to_string())
+}
+
+/// A one-line description of an error answer, from OpenAI's `{"error": {"message"}}` when present.
+pub fn describe_error(status: u16, body: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let message = crate::tasks::summary::redact(message.trim());
+    let what = match status {
+        401 => "the transcription API refused the key (HTTP 401)".to_string(),
+        403 => "the transcription API denied access (HTTP 403)".to_string(),
+        404 => "the transcription endpoint or model was not found (HTTP 404)".to_string(),
+        413 => "the clip is too large for the transcription API (HTTP 413)".to_string(),
+        429 => "the transcription API is rate limiting (HTTP 429)".to_string(),
+        s => format!("the transcription API answered HTTP {s}"),
+    };
+    if message.is_empty() { what } else { format!("{what}: {message}") }
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Text(String),
+    Retry { message: String, status: Option<u16>, retry_after: Option<String> },
+    Final { message: String, status: Option<u16> },
+}
+
+/// Sends the clip, retrying as [`classify`] says; blocks (run it off the loop).
+pub fn transcribe(endpoint: &Endpoint, req: &Request) -> Result<String, Failure> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(endpoint.timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("ptt/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let url = format!("{}/audio/transcriptions", endpoint.api_base.trim_end_matches('/'));
+    let (boundary, body) = multipart_body(req);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        let outcome = send_once(&agent, &url, &endpoint.key, &boundary, &body);
+        match outcome {
+            Attempt::Text(t) => {
+                log::debug!("transcribed in {} ms (attempt {attempt})", started.elapsed().as_millis());
+                return Ok(t);
+            }
+            Attempt::Final { message, status } => return Err(Failure { message, status, attempts: attempt }),
+            Attempt::Retry { message, status, retry_after } => {
+                if attempt > endpoint.retries {
+                    return Err(Failure { message, status, attempts: attempt });
+                }
+                let wait = retry_delay(attempt, retry_after.as_deref());
+                log::warn!("dictation: {message}; retrying in {:.1} s", wait.as_secs_f64());
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+fn send_once(agent: &ureq::Agent, url: &str, key: &str, boundary: &str, body: &[u8]) -> Attempt {
+    let response = agent
+        .post(url)
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .send(body);
+    let mut response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            let message =
+                format!("cannot reach the transcription API: {}", crate::tasks::summary::redact(&e.to_string()));
+            return Attempt::Retry { message, status: None, retry_after: None };
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let text = match response.body_mut().with_config().limit(1 << 20).read_to_string() {
+        Ok(t) => t,
+        Err(e) => {
+            let message = format!("the transcription answer was cut off: {e}");
+            return Attempt::Retry { message, status: Some(status), retry_after };
+        }
+    };
+    match classify(status) {
+        Class::Success => match parse_answer(&text) {
+            Ok(t) => Attempt::Text(t),
+            Err(message) => Attempt::Final { message, status: Some(status) },
+        },
+        Class::Retry => Attempt::Retry { message: describe_error(status, &text), status: Some(status), retry_after },
+        Class::Final => Attempt::Final { message: describe_error(status, &text), status: Some(status) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(wav: &'a [u8], prompt: Option<&'a str>) -> Request<'a> {
+        Request { wav, model: "gpt-4o-mini-transcribe", prompt, language: Some("en") }
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        assert_eq!(classify(200), Class::Success);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(classify(s), Class::Retry, "{s}");
+        }
+        for s in [400, 401, 403, 404, 413, 415] {
+            assert_eq!(classify(s), Class::Final, "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        assert_eq!(retry_delay(1, Some("2")), Duration::from_secs(2));
+        assert_eq!(retry_delay(1, Some(" 0.25 ")), Duration::from_millis(250));
+        assert_eq!(retry_delay(1, Some("3600")), RETRY_AFTER_MAX);
+        // An HTTP date or garbage falls back to the backoff.
+        assert_eq!(retry_delay(1, Some("Wed, 21 Oct 2015 07:28:00 GMT")), Duration::from_millis(500));
+        assert_eq!(retry_delay(1, None), Duration::from_millis(500));
+        assert_eq!(retry_delay(2, None), Duration::from_secs(1));
+        assert_eq!(retry_delay(3, None), Duration::from_secs(2));
+        assert_eq!(retry_delay(30, None), Duration::from_secs(8));
+        assert_eq!(retry_delay(1, Some("-1")), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn multipart_body_has_every_part() {
+        let wav = crate::dictate::wav::encode(&[1, 2, 3], 24_000);
+        let (b, body) = multipart_body(&req(&wav, Some("Kubernetes, ptt")));
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with(&format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-mini-transcribe\r\n"
+        )));
+        assert!(text.contains("name=\"prompt\"\r\n\r\nKubernetes, ptt\r\n"));
+        assert!(text.contains("name=\"language\"\r\n\r\nen\r\n"));
+        assert!(text.contains("name=\"file\"; filename=\"audio.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF"));
+        assert!(text.ends_with(&format!("\r\n--{b}--\r\n")));
+        let start = body.windows(4).position(|w| w == b"RIFF").expect("wav");
+        assert_eq!(&body[start..start + wav.len()], &wav[..], "the file part is the WAV, byte for byte");
+        // No empty prompt or language part.
+        let (_, body) = multipart_body(&Request { wav: &wav, model: "m", prompt: Some("  "), language: None });
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("name=\"prompt\"") && !text.contains("name=\"language\""));
+    }
+
+    #[test]
+    fn boundary_never_occurs_in_the_payload() {
+        let wav = crate::dictate::wav::encode(&[0; 10], 24_000);
+        let (first, _) = multipart_body(&req(&wav, None));
+        // A prompt that contains the first choice forces another one.
+        let (second, body) = multipart_body(&req(&wav, Some(&first)));
+        assert_ne!(first, second);
+        let count = String::from_utf8_lossy(&body).matches(&format!("--{second}")).count();
+        assert_eq!(count, 6, "5 delimiters + the closing one");
+    }
+
+    #[test]
+    fn answers_and_errors_are_read() {
+        assert_eq!(parse_answer(r#"{"text":" hello world ","usage":{"type":"tokens"}}"#), Ok("hello world".into()));
+        assert!(parse_answer("<html>").unwrap_err().contains("not JSON"));
+        assert!(parse_answer("{}").unwrap_err().contains("no \"text\""));
+        let e = describe_error(
+            401,
+            r#"{"error":{"message":"Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz123456","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+        );
+        assert!(e.starts_with("the transcription API refused the key (HTTP 401): Incorrect API key"), "{e}");
+        assert!(!e.contains("abcdefghijklmnop"), "a key in the answer is redacted: {e}");
+        assert_eq!(describe_error(502, ""), "the transcription API answered HTTP 502");
+    }
+}

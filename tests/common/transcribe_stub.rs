@@ -1,0 +1,1038 @@
+//! A scripted local stand-in for OpenAI's speech-to-text endpoint,
+//! `POST {base}/audio/transcriptions`, so tests can drive the daemon's upload
+//! path offline and check exactly what it sent.
+//!
+//! Point the daemon at `stub.base` (`http://127.0.0.1:PORT/v1`). Every request
+//! is parsed by hand and strictly: HTTP/1.1 (keep-alive, `Content-Length` or
+//! chunked bodies, `Expect: 100-continue`), the `multipart/form-data` body
+//! (RFC 7578 / RFC 2046) and the WAV in its `file` part (RIFF/WAVE, PCM 16-bit).
+//! Each request is recorded as an [`Upload`] *before* it is answered, so a test
+//! that sees a reply can always see the upload that caused it.
+//!
+//! Replies come from a script ([`TranscribeStub::push`], used in order) and,
+//! once it is empty, from a default ([`TranscribeStub::set_default`], initially
+//! `Reply::text("hello world from ptt")`). A request with anything wrong with
+//! it (its `problems` are not empty) is answered `400` with an OpenAI-shaped
+//! error listing the problems, and does *not* use up a scripted reply.
+//!
+//! The stub never panics on its own threads: whatever is malformed becomes a
+//! problem on the upload. Only the test-facing calls (`wait_uploads`) panic.
+#![allow(dead_code)] // each test binary uses its own subset of the common code
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Largest header section / request body the stub accepts.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// How often blocked reads (and reply delays) wake up to check whether the stub was dropped.
+const POLL: Duration = Duration::from_millis(100);
+const DEFAULT_TEXT: &str = "hello world from ptt";
+
+/// One scripted answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// HTTP status; `0` means hang up: close the connection without answering.
+    pub status: u16,
+    /// JSON body, sent as `application/json`.
+    pub body: String,
+    /// Value of a `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// Wait this long (after the request is complete and recorded) before answering or hanging up.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// `200` with a transcription, shaped like the real API's (`gpt-4o-transcribe` style usage).
+    pub fn text(t: &str) -> Reply {
+        // Written by hand to keep the real API's key order (serde_json would sort the keys).
+        let body = format!(
+            r#"{{"text":{},"usage":{{"type":"tokens","input_tokens":1,"output_tokens":1,"total_tokens":2}}}}"#,
+            serde_json::Value::from(t)
+        );
+        Reply { status: 200, body, retry_after: None, delay: Duration::ZERO }
+    }
+
+    /// `status` with an OpenAI-shaped error body.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply { status, body: error_body(status, message), retry_after: None, delay: Duration::ZERO }
+    }
+
+    /// Adds `Retry-After: <secs>` (sent verbatim, so malformed values can be tested too).
+    pub fn retry_after(mut self, secs: &str) -> Reply {
+        self.retry_after = Some(secs.to_string());
+        self
+    }
+
+    /// Answers only after `d`.
+    pub fn delayed(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+
+    /// Closes the connection without answering: the client sees a network failure.
+    pub fn hang_up() -> Reply {
+        Reply { status: 0, body: String::new(), retry_after: None, delay: Duration::ZERO }
+    }
+}
+
+/// A decoded PCM WAV file.
+#[derive(Clone, Debug)]
+pub struct Wav {
+    pub rate: u32,
+    pub channels: u16,
+    pub bits: u16,
+    /// Interleaved samples (`frames() * channels` of them).
+    pub samples: Vec<i16>,
+}
+
+impl Wav {
+    /// Samples per channel.
+    pub fn frames(&self) -> usize {
+        self.samples.len() / usize::from(self.channels.max(1))
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.frames() as f64 / f64::from(self.rate.max(1)))
+    }
+}
+
+/// One request as the stub received it.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    /// When the request's body was complete.
+    pub at: Instant,
+    pub method: String,
+    /// Request target without its query string.
+    pub path: String,
+    /// Every request header, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Which TCP connection (numbered from 1 in accept order) carried the request: equal numbers
+    /// mean a kept-alive connection was reused.
+    pub connection: u64,
+    pub authorization: Option<String>,
+    /// Every non-file part: `model`, `prompt`, `language`, `response_format`, ...
+    pub fields: BTreeMap<String, String>,
+    pub file_name: Option<String>,
+    pub file_content_type: Option<String>,
+    /// Strict decode of the `file` part; `Err` says what is wrong.
+    pub wav: Result<Wav, String>,
+    /// Anything malformed about the request (empty for a good one). A bad WAV is listed here too.
+    pub problems: Vec<String>,
+}
+
+impl Upload {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running stub; dropping it stops the server.
+pub struct TranscribeStub {
+    /// `http://127.0.0.1:PORT/v1`.
+    pub base: String,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    connections: AtomicU64,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+struct State {
+    script: VecDeque<Reply>,
+    default: Reply,
+    uploads: Vec<Upload>,
+}
+
+impl Shared {
+    /// The state, even if a thread panicked while holding the lock (the data stays usable).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl TranscribeStub {
+    /// Binds `127.0.0.1:0` and serves on background threads (one per connection).
+    pub fn start() -> TranscribeStub {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("transcribe stub: bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("transcribe stub: local address");
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
+            state: Mutex::new(State {
+                script: VecDeque::new(),
+                default: Reply::text(DEFAULT_TEXT),
+                uploads: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("transcribe-stub-accept".into())
+                .spawn(move || accept_loop(listener, shared))
+                .expect("transcribe stub: spawn accept thread")
+        };
+        TranscribeStub { base: format!("http://{addr}/v1"), addr, shared, acceptor: Some(acceptor) }
+    }
+
+    /// Queues a reply; queued replies are used in order, one per well-formed request.
+    pub fn push(&self, r: Reply) {
+        self.shared.lock().script.push_back(r);
+    }
+
+    /// The reply used when the script is empty.
+    pub fn set_default(&self, r: Reply) {
+        self.shared.lock().default = r;
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.shared.lock().uploads.clone()
+    }
+
+    /// Waits until at least `n` requests have arrived and returns them all; panics with a
+    /// description of what did arrive after `timeout`.
+    pub fn wait_uploads(&self, n: usize, timeout: Duration) -> Vec<Upload> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            if state.uploads.len() >= n {
+                return state.uploads.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let described = describe_uploads(&state.uploads);
+                drop(state);
+                panic!("transcribe stub: wanted {n} upload(s) within {timeout:?}, got {described}");
+            }
+            state = match self.shared.changed.wait_timeout(state, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
+impl Drop for TranscribeStub {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() so the accept thread sees the flag; join it only if that
+        // worked, so a drop can never hang. Connection threads notice the flag within POLL.
+        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
+        if let (Some(handle), true) = (self.acceptor.take(), woke) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A readable summary of uploads for panic messages.
+pub fn describe_uploads(uploads: &[Upload]) -> String {
+    if uploads.is_empty() {
+        return "no uploads".to_string();
+    }
+    let mut out = format!("{} upload(s):", uploads.len());
+    for (i, u) in uploads.iter().enumerate() {
+        let wav = match &u.wav {
+            Ok(w) => format!("{} Hz x{} {}-bit, {} frames", w.rate, w.channels, w.bits, w.frames()),
+            Err(e) => format!("bad wav: {e}"),
+        };
+        let _ = write!(
+            out,
+            "\n  #{i} (connection {}): {} {} auth={:?} fields={:?} file={:?} ({:?}) {wav} problems={:?}",
+            u.connection, u.method, u.path, u.authorization, u.fields, u.file_name, u.file_content_type, u.problems
+        );
+    }
+    out
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        let shared = Arc::clone(&shared);
+        let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        // If the thread cannot be spawned the connection is simply dropped.
+        let _ = thread::Builder::new()
+            .name("transcribe-stub-conn".into())
+            .spawn(move || serve_connection(stream, number, shared));
+    }
+}
+
+/// A socket reader whose blocking reads give up once the stub is dropped.
+struct StopAwareStream {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl Read for StopAwareStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Err(io::Error::other("stub stopped"));
+            }
+            match self.stream.read(buf) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A request as read off the wire.
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    keep_alive: bool,
+    /// Problems with the HTTP framing itself.
+    problems: Vec<String>,
+    /// The framing is broken: the connection cannot be reused.
+    fatal: bool,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+fn serve_connection(stream: TcpStream, number: u64, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    if stream.set_read_timeout(Some(POLL)).is_err() {
+        return;
+    }
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(StopAwareStream { stream, shared: Arc::clone(&shared) });
+    // Ends at a clean end of the connection, or when the stub stopped.
+    while let Some(request) = read_request(&mut reader, &mut writer) {
+        let upload = inspect(&request, number);
+        let reply = if upload.problems.is_empty() {
+            let mut state = shared.lock();
+            let reply = state.script.pop_front().unwrap_or_else(|| state.default.clone());
+            state.uploads.push(upload);
+            reply
+        } else {
+            let message = format!("transcribe stub: malformed request: {}", upload.problems.join("; "));
+            shared.lock().uploads.push(upload);
+            Reply::error(400, &message)
+        };
+        shared.changed.notify_all();
+
+        if !sleep_unless_stopped(reply.delay, &shared) {
+            break;
+        }
+        if reply.status == 0 {
+            break; // hang up
+        }
+        let keep_alive = request.keep_alive && !request.fatal;
+        if write_reply(&mut writer, &reply, keep_alive).is_err() || !keep_alive {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// Sleeps `d` in small steps; false if the stub was dropped meanwhile.
+fn sleep_unless_stopped(d: Duration, shared: &Shared) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        thread::sleep((end - now).min(POLL));
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+fn error_body(status: u16, message: &str) -> String {
+    let kind = match status {
+        400 | 404 | 413 | 422 => "invalid_request_error",
+        401 | 403 => "authentication_error",
+        429 => "rate_limit_exceeded",
+        _ => "server_error",
+    };
+    serde_json::json!({ "error": { "message": message, "type": kind, "param": null, "code": null } }).to_string()
+}
+
+fn write_reply(writer: &mut TcpStream, reply: &Reply, keep_alive: bool) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.body.len(),
+        if keep_alive { "keep-alive" } else { "close" },
+    );
+    if let Some(secs) = &reply.retry_after {
+        let _ = write!(head, "Retry-After: {secs}\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(reply.body.as_bytes());
+    writer.write_all(&out)?;
+    writer.flush()
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1
+
+/// Reads one request. `None` when the peer closed the connection between requests (or the stub
+/// stopped) before anything arrived; otherwise a request, whose `problems` say what was wrong
+/// with its framing (a truncated body, a bad header, ...).
+fn read_request<R: BufRead>(reader: &mut R, writer: &mut TcpStream) -> Option<Request> {
+    let mut header_bytes = 0usize;
+    let mut request = Request {
+        method: String::new(),
+        target: String::new(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        keep_alive: true,
+        problems: Vec::new(),
+        fatal: false,
+    };
+    let fail = |mut request: Request, problem: String| {
+        request.problems.push(problem);
+        request.fatal = true;
+        Some(request)
+    };
+
+    // Request line, skipping stray empty lines before it (tolerated by RFC 9112).
+    let request_line = loop {
+        match read_line(reader, &mut header_bytes) {
+            Ok(None) => return None,
+            Ok(Some(line)) if line.is_empty() => continue,
+            Ok(Some(line)) => break line,
+            Err(_) if header_bytes == 0 => return None,
+            Err(e) => return fail(request, format!("reading the request line: {e}")),
+        }
+    };
+    let parts: Vec<&str> = request_line.split(' ').collect();
+    let [method, target, version] = parts.as_slice() else {
+        return fail(request, format!("malformed request line {request_line:?}"));
+    };
+    request.method = method.to_string();
+    request.target = target.to_string();
+    if *version != "HTTP/1.1" && *version != "HTTP/1.0" {
+        return fail(request, format!("unsupported HTTP version {version:?}"));
+    }
+
+    loop {
+        let line = match read_line(reader, &mut header_bytes) {
+            Ok(Some(line)) => line,
+            Ok(None) => return fail(request, "connection closed inside the headers".into()),
+            Err(e) => return fail(request, format!("reading headers: {e}")),
+        };
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            return fail(request, format!("obsolete folded header line {line:?}"));
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return fail(request, format!("malformed header line {line:?}"));
+        };
+        if name.is_empty() || name.ends_with([' ', '\t']) {
+            return fail(request, format!("malformed header name in {line:?}"));
+        }
+        request.headers.push((name.to_string(), value.trim_matches([' ', '\t']).to_string()));
+    }
+
+    let connection = request.header("connection").unwrap_or("").to_ascii_lowercase();
+    request.keep_alive =
+        if *version == "HTTP/1.0" { connection.contains("keep-alive") } else { !connection.contains("close") };
+    if request.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count() != 1 {
+        request.problems.push("expected exactly one Host header".into());
+    }
+
+    if let Some(expect) = request.header("expect") {
+        if expect.eq_ignore_ascii_case("100-continue") {
+            if writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|()| writer.flush()).is_err() {
+                return fail(request, "could not send 100 Continue".into());
+            }
+        } else {
+            request.problems.push(format!("unsupported Expect: {expect}"));
+        }
+    }
+
+    let transfer_encoding = request.header("transfer-encoding").map(str::to_ascii_lowercase);
+    let lengths: Vec<String> = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    match (transfer_encoding, lengths.as_slice()) {
+        (Some(te), lengths) => {
+            if te != "chunked" {
+                return fail(request, format!("unsupported Transfer-Encoding: {te}"));
+            }
+            if !lengths.is_empty() {
+                return fail(request, "both Transfer-Encoding and Content-Length".into());
+            }
+            match read_chunked_body(reader) {
+                Ok(body) => request.body = body,
+                Err(e) => return fail(request, format!("chunked body: {e}")),
+            }
+        }
+        (None, []) => {}
+        (None, [len]) => {
+            let Ok(len) = len.parse::<usize>() else {
+                return fail(request, format!("bad Content-Length {len:?}"));
+            };
+            if len > MAX_BODY_BYTES {
+                return fail(request, format!("body of {len} bytes is too large"));
+            }
+            let mut body = Vec::with_capacity(len);
+            match reader.take(len as u64).read_to_end(&mut body) {
+                Ok(n) if n == len => request.body = body,
+                Ok(n) => return fail(request, format!("connection closed after {n} of {len} body bytes")),
+                Err(e) => return fail(request, format!("after {} of {len} body bytes: {e}", body.len())),
+            }
+        }
+        (None, _) => return fail(request, format!("several Content-Length headers: {lengths:?}")),
+    }
+    Some(request)
+}
+
+/// Reads one CRLF-terminated line, without its CRLF; `None` at a clean end of stream.
+fn read_line<R: BufRead>(reader: &mut R, total: &mut usize) -> io::Result<Option<String>> {
+    let mut raw = Vec::new();
+    let limit = MAX_HEADER_BYTES.saturating_sub(*total) + 1;
+    let n = reader.take(limit as u64).read_until(b'\n', &mut raw)?;
+    *total += n;
+    if n == 0 {
+        return Ok(None);
+    }
+    if *total > MAX_HEADER_BYTES {
+        return Err(invalid("header section too large"));
+    }
+    if !raw.ends_with(b"\r\n") {
+        return Err(invalid(&format!("line not ended by CRLF: {:?}", String::from_utf8_lossy(&raw))));
+    }
+    raw.truncate(raw.len() - 2);
+    String::from_utf8(raw).map(Some).map_err(|_| invalid("line is not UTF-8"))
+}
+
+fn read_chunked_body<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut meta_bytes = 0usize;
+    loop {
+        let Some(size_line) = read_line(reader, &mut meta_bytes)? else {
+            return Err(invalid("connection closed inside the chunked body"));
+        };
+        let size_text = size_line.split(';').next().unwrap_or("").trim_end_matches([' ', '\t']);
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| invalid(&format!("bad chunk size line {size_line:?}")))?;
+        if size == 0 {
+            // Trailer section, ended by an empty line.
+            loop {
+                match read_line(reader, &mut meta_bytes)? {
+                    None => return Err(invalid("connection closed inside the chunked trailer")),
+                    Some(line) if line.is_empty() => return Ok(body),
+                    Some(_) => {}
+                }
+            }
+        }
+        if body.len() + size > MAX_BODY_BYTES {
+            return Err(invalid("body too large"));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf)?;
+        if &crlf != b"\r\n" {
+            return Err(invalid("chunk data not followed by CRLF"));
+        }
+    }
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, message.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the request carries
+
+/// Turns a request into an upload: checks the route and headers, parses the multipart body and
+/// decodes the WAV. Never fails: everything wrong becomes a problem.
+fn inspect(request: &Request, connection: u64) -> Upload {
+    let mut upload = Upload {
+        at: Instant::now(),
+        method: request.method.clone(),
+        path: request.path().to_string(),
+        headers: request.headers.clone(),
+        connection,
+        authorization: request.header("authorization").map(str::to_string),
+        fields: BTreeMap::new(),
+        file_name: None,
+        file_content_type: None,
+        wav: Err("no file part".into()),
+        problems: request.problems.clone(),
+    };
+    if request.fatal {
+        upload.wav = Err("request not readable".into());
+        return upload;
+    }
+    if request.method != "POST" {
+        upload.problems.push(format!("method {} (expected POST)", request.method));
+    }
+    if upload.path != "/v1/audio/transcriptions" {
+        upload.problems.push(format!("path {} (expected /v1/audio/transcriptions)", upload.path));
+    }
+    match &upload.authorization {
+        None => upload.problems.push("no Authorization header".into()),
+        Some(auth) => match auth.strip_prefix("Bearer ") {
+            Some(key) if !key.trim().is_empty() && key.trim() == key => {}
+            _ => upload.problems.push(format!("Authorization is not `Bearer <key>`: {auth:?}")),
+        },
+    }
+
+    let Some(content_type) = request.header("content-type") else {
+        upload.problems.push("no Content-Type header".into());
+        return upload;
+    };
+    let (mime, params) = parse_header_value(content_type);
+    if !mime.eq_ignore_ascii_case("multipart/form-data") {
+        upload.problems.push(format!("Content-Type {mime:?} (expected multipart/form-data)"));
+        return upload;
+    }
+    let boundary = match params {
+        Err(e) => {
+            upload.problems.push(format!("Content-Type parameters: {e}"));
+            return upload;
+        }
+        Ok(params) => match params.iter().find(|(k, _)| k.eq_ignore_ascii_case("boundary")) {
+            Some((_, b)) => b.clone(),
+            None => {
+                upload.problems.push("Content-Type has no boundary parameter".into());
+                return upload;
+            }
+        },
+    };
+    if let Err(e) = check_boundary(&boundary) {
+        upload.problems.push(e);
+        return upload;
+    }
+
+    let parts = match split_multipart(&request.body, boundary.as_bytes()) {
+        Ok(parts) => parts,
+        Err(e) => {
+            upload.problems.push(format!("multipart body: {e}"));
+            return upload;
+        }
+    };
+    let mut seen_file = false;
+    for (index, raw) in parts.iter().enumerate() {
+        let part = match parse_part(raw) {
+            Ok(part) => part,
+            Err(e) => {
+                upload.problems.push(format!("part #{index}: {e}"));
+                continue;
+            }
+        };
+        if part.name == "file" {
+            if seen_file {
+                upload.problems.push("more than one `file` part".into());
+                continue;
+            }
+            seen_file = true;
+            match &part.filename {
+                Some(f) if !f.is_empty() => {}
+                _ => upload.problems.push("the `file` part has no filename".into()),
+            }
+            if part.content_type.is_none() {
+                upload.problems.push("the `file` part has no Content-Type".into());
+            }
+            upload.file_name = part.filename;
+            upload.file_content_type = part.content_type;
+            upload.wav = decode_wav(part.body);
+            if let Err(e) = &upload.wav {
+                upload.problems.push(format!("file: {e}"));
+            }
+        } else {
+            if part.filename.is_some() {
+                upload.problems.push(format!("field `{}` has a filename", part.name));
+            }
+            let value = match std::str::from_utf8(part.body) {
+                Ok(v) => v.to_string(),
+                Err(_) => {
+                    upload.problems.push(format!("field `{}` is not UTF-8", part.name));
+                    String::from_utf8_lossy(part.body).into_owned()
+                }
+            };
+            if upload.fields.insert(part.name.clone(), value).is_some() {
+                upload.problems.push(format!("field `{}` appears more than once", part.name));
+            }
+        }
+    }
+    if !seen_file {
+        upload.problems.push("no `file` part".into());
+    }
+    match upload.fields.get("model") {
+        Some(m) if !m.is_empty() => {}
+        _ => upload.problems.push("no `model` field".into()),
+    }
+    upload
+}
+
+/// Splits `type/subtype; k=v; k="quoted"` into the value and its parameters (RFC 9110 5.6.6).
+fn parse_header_value(value: &str) -> (String, Result<Vec<(String, String)>, String>) {
+    let (head, rest) = match value.find(';') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, ""),
+    };
+    (head.trim().to_string(), parse_params(rest))
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// Parses `; name=value` pairs, values being tokens or quoted strings with backslash escapes.
+fn parse_params(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut params = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        match chars.next() {
+            None => return Ok(params),
+            Some(';') => {}
+            Some(c) => return Err(format!("expected `;`, found {c:?} in {text:?}")),
+        }
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        if chars.peek().is_none() {
+            return Ok(params); // a trailing `;` is tolerated
+        }
+        let mut name = String::new();
+        while let Some(c) = chars.next_if(|c| is_token_char(*c)) {
+            name.push(c);
+        }
+        if name.is_empty() {
+            return Err(format!("empty parameter name in {text:?}"));
+        }
+        if chars.next() != Some('=') {
+            return Err(format!("parameter {name:?} has no `=value` in {text:?}"));
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated quoted value for {name:?} in {text:?}")),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some(c) => value.push(c),
+                        None => return Err(format!("dangling backslash in {text:?}")),
+                    },
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| is_token_char(*c)) {
+                value.push(c);
+            }
+            if value.is_empty() {
+                return Err(format!("parameter {name:?} has an empty value in {text:?}"));
+            }
+        }
+        params.push((name.to_ascii_lowercase(), value));
+    }
+}
+
+/// RFC 2046 5.1.1: 1 to 70 characters from `bchars`, not ending in a space.
+fn check_boundary(boundary: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "'()+_,-./:=? ".contains(c);
+    if boundary.is_empty() || boundary.len() > 70 || boundary.ends_with(' ') || !boundary.chars().all(ok_char) {
+        return Err(format!("invalid multipart boundary {boundary:?} (RFC 2046: 1-70 bchars, no trailing space)"));
+    }
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if from > haystack.len() {
+        return None;
+    }
+    haystack[from..].windows(needle.len()).position(|w| w == needle).map(|i| i + from)
+}
+
+/// Skips RFC 2046 transport padding (linear white space) after a boundary.
+fn skip_padding(body: &[u8], mut at: usize) -> usize {
+    while at < body.len() && (body[at] == b' ' || body[at] == b'\t') {
+        at += 1;
+    }
+    at
+}
+
+/// Splits a multipart body into its raw parts (headers + content), strictly per RFC 2046 5.1.1.
+fn split_multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Result<Vec<&'a [u8]>, String> {
+    let mut dash_boundary = b"--".to_vec();
+    dash_boundary.extend_from_slice(boundary);
+    let mut delimiter = b"\r\n".to_vec();
+    delimiter.extend_from_slice(&dash_boundary);
+
+    // The first boundary opens the body, or follows a preamble ending in CRLF.
+    let mut at = if body.starts_with(&dash_boundary) {
+        dash_boundary.len()
+    } else {
+        match find(body, &delimiter, 0) {
+            Some(i) => i + delimiter.len(),
+            None => {
+                let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+                return Err(format!(
+                    "boundary {:?} never appears (body starts {shown:?})",
+                    String::from_utf8_lossy(boundary)
+                ));
+            }
+        }
+    };
+    let mut parts = Vec::new();
+    loop {
+        if body[at..].starts_with(b"--") {
+            // Close delimiter: optional padding, then nothing or CRLF and an epilogue.
+            let after = skip_padding(body, at + 2);
+            if after < body.len() && !body[after..].starts_with(b"\r\n") {
+                return Err("garbage after the closing boundary".into());
+            }
+            if parts.is_empty() {
+                return Err("no parts".into());
+            }
+            return Ok(parts);
+        }
+        let after = skip_padding(body, at);
+        if !body[after..].starts_with(b"\r\n") {
+            if after >= body.len() {
+                return Err("body ends right after a boundary, without the closing `--boundary--`".into());
+            }
+            return Err(format!("boundary at byte {at} is not followed by CRLF or `--`"));
+        }
+        let start = after + 2;
+        let Some(end) = find(body, &delimiter, start) else {
+            return Err(format!("part #{} is not closed by a boundary (no closing `--boundary--`)", parts.len()));
+        };
+        parts.push(&body[start..end]);
+        at = end + delimiter.len();
+    }
+}
+
+struct Part<'a> {
+    name: String,
+    filename: Option<String>,
+    content_type: Option<String>,
+    body: &'a [u8],
+}
+
+/// Parses one part: its header lines, a blank line, its content.
+fn parse_part(raw: &[u8]) -> Result<Part<'_>, String> {
+    // A part without headers starts with the blank line itself.
+    let (head, body) = if raw.starts_with(b"\r\n") {
+        (&raw[..0], &raw[2..])
+    } else {
+        match find(raw, b"\r\n\r\n", 0) {
+            Some(i) => (&raw[..i], &raw[i + 4..]),
+            None => return Err("no blank line after the part headers".into()),
+        }
+    };
+    let head = std::str::from_utf8(head).map_err(|_| "part headers are not UTF-8".to_string())?;
+    let mut disposition = None;
+    let mut content_type = None;
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        if line.starts_with([' ', '\t']) {
+            return Err(format!("folded part header line {line:?}"));
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("malformed part header line {line:?}"));
+        };
+        let value = value.trim();
+        let slot = if name.eq_ignore_ascii_case("content-disposition") {
+            &mut disposition
+        } else if name.eq_ignore_ascii_case("content-type") {
+            &mut content_type
+        } else {
+            continue;
+        };
+        if slot.replace(value.to_string()).is_some() {
+            return Err(format!("duplicate {name} header"));
+        }
+    }
+    let disposition = disposition.ok_or("no Content-Disposition header")?;
+    let (kind, params) = parse_header_value(&disposition);
+    if !kind.eq_ignore_ascii_case("form-data") {
+        return Err(format!("Content-Disposition {kind:?} (expected form-data)"));
+    }
+    let params = params.map_err(|e| format!("Content-Disposition: {e}"))?;
+    let get = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let name = get("name").ok_or_else(|| format!("Content-Disposition without a name: {disposition:?}"))?;
+    if name.is_empty() {
+        return Err("empty part name".into());
+    }
+    Ok(Part { name, filename: get("filename"), content_type, body })
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAV
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Strictly decodes a RIFF/WAVE PCM 16-bit file; unknown chunks are skipped.
+pub fn decode_wav(bytes: &[u8]) -> Result<Wav, String> {
+    if bytes.len() < 12 {
+        return Err(format!("{} bytes, too short for a RIFF header", bytes.len()));
+    }
+    if &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Err(format!("not RIFF/WAVE (starts {:?})", String::from_utf8_lossy(&bytes[..12])));
+    }
+    let riff_size = u32_at(bytes, 4) as usize;
+    if riff_size != bytes.len() - 8 {
+        return Err(format!(
+            "RIFF size says {} bytes of file, but {} arrived",
+            riff_size.saturating_add(8),
+            bytes.len()
+        ));
+    }
+    let mut format: Option<(u16, u32, u16)> = None; // channels, rate, bits
+    let mut data: Option<&[u8]> = None;
+    let mut at = 12;
+    while at < bytes.len() {
+        if bytes.len() - at < 8 {
+            return Err(format!("{} stray bytes after the last chunk", bytes.len() - at));
+        }
+        let id = &bytes[at..at + 4];
+        let size = u32_at(bytes, at + 4) as usize;
+        let start = at + 8;
+        let available = bytes.len() - start;
+        if size > available {
+            return Err(format!(
+                "chunk {:?} says {size} bytes but only {available} follow",
+                String::from_utf8_lossy(id)
+            ));
+        }
+        let chunk = &bytes[start..start + size];
+        match id {
+            b"fmt " => {
+                if format.is_some() {
+                    return Err("two `fmt ` chunks".into());
+                }
+                if size < 16 {
+                    return Err(format!("`fmt ` chunk of {size} bytes (need 16)"));
+                }
+                let tag = u16_at(chunk, 0);
+                let channels = u16_at(chunk, 2);
+                let rate = u32_at(chunk, 4);
+                let byte_rate = u32_at(chunk, 8);
+                let block_align = u16_at(chunk, 12);
+                let bits = u16_at(chunk, 14);
+                if tag != 1 {
+                    return Err(format!("format tag {tag:#06x}, expected 1 (PCM)"));
+                }
+                if bits != 16 {
+                    return Err(format!("{bits} bits per sample, expected 16"));
+                }
+                if channels == 0 || rate == 0 {
+                    return Err(format!("{channels} channels at {rate} Hz"));
+                }
+                if u32::from(block_align) != u32::from(channels) * 2
+                    || u64::from(byte_rate) != u64::from(rate) * u64::from(block_align)
+                {
+                    return Err(format!(
+                        "inconsistent `fmt `: block_align {block_align}, byte_rate {byte_rate} for {channels} \
+                         channels of 16-bit at {rate} Hz"
+                    ));
+                }
+                format = Some((channels, rate, bits));
+            }
+            b"data" => {
+                if data.is_some() {
+                    return Err("two `data` chunks".into());
+                }
+                if format.is_none() {
+                    return Err("`data` chunk before the `fmt ` chunk".into());
+                }
+                data = Some(chunk);
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even size.
+        at = start + size + (size & 1);
+        if at > bytes.len() {
+            return Err(format!("odd-sized chunk {:?} lacks its pad byte", String::from_utf8_lossy(id)));
+        }
+    }
+    let (channels, rate, bits) = format.ok_or("no `fmt ` chunk")?;
+    let data = data.ok_or("no `data` chunk")?;
+    let block = usize::from(channels) * 2;
+    if data.len() % block != 0 {
+        return Err(format!("`data` holds {} bytes, not a whole number of {block}-byte frames", data.len()));
+    }
+    let samples = data.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])).collect();
+    Ok(Wav { rate, channels, bits, samples })
+}
+
+/// Encodes a PCM 16-bit WAV (for tests that need to build one).
+pub fn encode_wav(rate: u32, channels: u16, samples: &[i16]) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    out.extend_from_slice(&(channels * 2).to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}

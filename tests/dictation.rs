@@ -1,0 +1,290 @@
+//! Dictation end to end: the real X11 key (Xvfb + xdotool), espeak-ng speech
+//! played into the PulseAudio virtual microphone, a stub of the transcription
+//! endpoint (checks the multipart upload), and an xterm under Xvfb whose
+//! received keystrokes are read back. Fails loudly when Xvfb, xterm,
+//! PulseAudio or espeak-ng are missing; never skips.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fake_realtime::FakeRealtime;
+use common::pulse::{decode, pulse_env, require, serial};
+use common::transcribe_stub::{Reply, TranscribeStub};
+use common::xterm::Xterm;
+use common::xvfb::{Xvfb, xdotool};
+use common::{TestHome, describe, wait_until};
+use ptt::audio::analysis::{active_span, rms};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(20);
+/// Tests in this binary that use PulseAudio (pulse_env stops the server after the last one).
+const TESTS: usize = 5;
+const SAID: &str = "hello world from ptt";
+
+fn dictation_home(stub: &TranscribeStub, xvfb: &Xvfb, extra: &str) -> TestHome {
+    let mut home = TestHome::with_fake(&format!(
+        "[dictate]\napi_base = \"{}\"\nretries = 2\n{extra}\n[audio]\ncues = false\n",
+        stub.base
+    ));
+    home.env.push(("OPENAI_API_KEY".into(), "sk-test-dictation".into()));
+    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
+    home.env.push(("PULSE_SERVER".into(), server));
+    home.env.push(("DISPLAY".into(), xvfb.display.clone()));
+    home
+}
+
+/// A clip of speech: espeak-ng into a WAV; returns the path and the speech's length in ms.
+fn speech(home: &TestHome, text: &str) -> (std::path::PathBuf, f32) {
+    require("espeak-ng", "espeak-ng");
+    let wav = home.scratch("speech.wav");
+    let ok = Command::new("espeak-ng").arg("-w").arg(&wav).arg(text).status();
+    assert!(ok.is_ok_and(|s| s.success()), "espeak-ng failed");
+    let clip = decode(&wav, 24_000);
+    let (c0, c1) = active_span(&clip, 24_000, 0.01).unwrap_or_else(|| panic!("the clip is silent"));
+    (wav, (c1 - c0) as f32 / 24.0)
+}
+
+fn play_into_mic(wav: &std::path::Path) {
+    require("paplay", "pulseaudio-utils");
+    let played = Command::new("paplay").args(["-d", "micfeed"]).arg(wav).status();
+    assert!(played.is_ok_and(|s| s.success()), "paplay into the virtual microphone failed");
+}
+
+/// Holds the push-to-talk key over the socket for `ms` (the microphone hears the null source's silence).
+fn dictate_by_socket(home: &TestHome, ms: u64) {
+    let out = home.run(&["key", "press", "ptt"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    std::thread::sleep(Duration::from_millis(ms));
+    let out = home.run(&["key", "release", "ptt"]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+fn dictation_status(home: &TestHome) -> serde_json::Value {
+    home.json(&["status", "--json"])["dictation"].clone()
+}
+
+#[test]
+fn hold_speak_release_types_the_text_into_the_focused_window() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, "");
+    std::fs::create_dir_all(home.state_dir()).expect("state dir");
+    std::fs::write(home.state_dir().join("vocabulary.txt"), "Kubernetes\nPostgreSQL\n").expect("vocabulary");
+    let term = Xterm::start(&xvfb.display);
+    let _d = home.start_daemon();
+    assert_eq!(home.json(&["status", "--json"])["hotkeys"]["source"], "x11");
+    let (wav, spoken_ms) = speech(&home, "hello world");
+
+    xdotool(&xvfb.display, &["keydown", "105"]);
+    wait_until(T, "the microphone open", || home.json(&["status", "--json"])["audio"]["input"]["ok"].is_string());
+    play_into_mic(&wav);
+    xdotool(&xvfb.display, &["keyup", "105"]);
+
+    let uploads = stub.wait_uploads(1, T);
+    let up = &uploads[0];
+    assert!(up.problems.is_empty(), "a valid multipart upload: {:?}", up.problems);
+    assert_eq!((up.method.as_str(), up.path.as_str()), ("POST", "/v1/audio/transcriptions"));
+    assert_eq!(up.authorization.as_deref(), Some("Bearer sk-test-dictation"));
+    assert_eq!(up.fields.get("model").map(String::as_str), Some("gpt-4o-mini-transcribe"));
+    let prompt = up.fields.get("prompt").cloned().unwrap_or_default();
+    assert!(
+        prompt.contains("Kubernetes") && prompt.contains("PostgreSQL"),
+        "the vocabulary is in the prompt: {prompt:?}"
+    );
+    assert_eq!(up.file_name.as_deref(), Some("audio.wav"));
+    let clip = up.wav.as_ref().unwrap_or_else(|e| panic!("the WAV does not decode: {e}"));
+    assert_eq!((clip.rate, clip.channels, clip.bits), (24_000, 1, 16));
+    let pcm: Vec<f32> = clip.samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
+    assert!(rms(&pcm) > 0.01, "the clip is not silent (rms {})", rms(&pcm));
+    let (a0, a1) = active_span(&pcm, 24_000, 0.01).unwrap_or_else(|| panic!("no speech in the upload"));
+    let sent_ms = (a1 - a0) as f32 / 24.0;
+    assert!((sent_ms - spoken_ms).abs() <= 0.15 * spoken_ms, "sent {sent_ms} ms of speech, spoke {spoken_ms} ms");
+
+    let got = term.wait_for(SAID, T);
+    assert_eq!(got.matches(SAID).count(), 1, "typed once: {got:?}");
+    wait_until(T, "typed in status", || dictation_status(&home)["typed"] == 1);
+    assert_eq!(dictation_status(&home)["kept_clips"], 0, "a typed clip is not kept");
+    let pending = home.state_dir().join("dictation/pending");
+    assert_eq!(std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0), 0, "the clip is deleted once typed");
+}
+
+#[test]
+fn a_server_error_is_retried_and_the_text_typed_once_and_short_taps_are_dropped() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    stub.push(Reply::error(500, "The server had an error while processing your request."));
+    stub.set_default(Reply::text(SAID));
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, "");
+    let term = Xterm::start(&xvfb.display);
+    let _d = home.start_daemon();
+
+    // A tap shorter than dictate.min_ms: dropped, nothing sent.
+    dictate_by_socket(&home, 50);
+    wait_until(T, "the tap dropped", || dictation_status(&home)["dropped"] == 1);
+    assert!(stub.uploads().is_empty(), "a tap is not uploaded");
+
+    dictate_by_socket(&home, 800);
+    let uploads = stub.wait_uploads(2, T);
+    let backoff = uploads[1].at.duration_since(uploads[0].at);
+    assert!(backoff >= Duration::from_millis(400), "the retry waits (backoff): {backoff:?}");
+    assert!(
+        uploads.iter().all(|u| u.problems.is_empty()),
+        "{:?}",
+        uploads.iter().map(|u| &u.problems).collect::<Vec<_>>()
+    );
+    term.wait_for(SAID, T);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(term.received().matches(SAID).count(), 1, "typed exactly once: {:?}", term.received());
+    assert_eq!(stub.uploads().len(), 2);
+}
+
+#[test]
+fn a_refused_key_keeps_the_clip_until_retry_types_it() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    stub.push(Reply::error(401, "Incorrect API key provided: sk-test-di**********tion."));
+    stub.set_default(Reply::text(SAID));
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, "");
+    let term = Xterm::start(&xvfb.display);
+    let d = home.start_daemon();
+
+    dictate_by_socket(&home, 700);
+    wait_until(T, "the clip kept", || dictation_status(&home)["kept_clips"] == 1);
+    assert_eq!(stub.uploads().len(), 1, "a 401 is not retried");
+    let status = dictation_status(&home);
+    let error = status["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("refused the key (HTTP 401)"), "a clear error: {error}");
+    let kept: Vec<_> = std::fs::read_dir(home.state_dir().join("dictation/failed"))
+        .expect("failed dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the clip is on disk");
+    let listed = home.run(&["dictate", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("HTTP 401"), "{}", describe(&listed));
+    assert!(d.log_text().contains("dictate retry"), "the journal says how to recover");
+    let human = home.run(&["status"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("1 clip(s) kept"), "{}", describe(&human));
+    assert!(!term.received().contains(SAID));
+
+    // Typing waits while a modifier is held (Shift would turn the text into capitals).
+    xdotool(&xvfb.display, &["keydown", "50"]);
+    let out = home.run(&["dictate", "retry"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    stub.wait_uploads(2, T);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(term.received(), "", "nothing typed while Shift is held");
+    xdotool(&xvfb.display, &["keyup", "50"]);
+    term.wait_for(SAID, T);
+    wait_until(T, "no clip kept", || dictation_status(&home)["kept_clips"] == 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(term.received().matches(SAID).count(), 1, "typed once: {:?}", term.received());
+    assert_eq!(stub.uploads().len(), 2);
+    assert!(!d.log_text().contains("sk-test-dictation"), "the key is never logged");
+}
+
+#[test]
+fn voice_commands_add_words_press_enter_and_switch_modes() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    let fake = FakeRealtime::start();
+    fake.set_auto_respond(false);
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, &format!("[live]\nurl = \"{}\"\n", fake.url));
+    let term = Xterm::start(&xvfb.display);
+    let _d = home.start_daemon();
+    let vocab = home.state_dir().join("vocabulary.txt");
+
+    stub.push(Reply::text("Add word Kubernetes."));
+    dictate_by_socket(&home, 500);
+    wait_until(T, "the word added", || std::fs::read_to_string(&vocab).unwrap_or_default().contains("Kubernetes"));
+
+    stub.push(Reply::text("New line."));
+    dictate_by_socket(&home, 500);
+    term.wait_for("\r", T);
+    assert_eq!(term.received(), "\r", "only Enter was typed (commands are not text)");
+
+    // The next upload's prompt carries the new word.
+    stub.push(Reply::text("Live mode."));
+    dictate_by_socket(&home, 500);
+    let uploads = stub.wait_uploads(3, T);
+    assert!(uploads[2].fields.get("prompt").is_some_and(|p| p.contains("Kubernetes")), "{:?}", uploads[2].fields);
+    fake.wait_for(T, "a live session", |r| r.ty() == "session.update");
+    wait_until(T, "live on", || home.json(&["status", "--json"])["live"]["state"] == "ready");
+
+    // "Dictate mode" said in the conversation ends it.
+    fake.send(json!({"type": "conversation.item.input_audio_transcription.completed", "event_id": "ev_u1",
+        "item_id": "u1", "content_index": 0, "transcript": "Dictate mode.", "usage": null}));
+    wait_until(T, "live off", || home.json(&["status", "--json"])["live"]["state"] != "ready");
+
+    stub.push(Reply::text("back to typing"));
+    dictate_by_socket(&home, 500);
+    term.wait_for("back to typing", T);
+    assert!(!term.received().contains("mode"), "no command was typed: {:?}", term.received());
+}
+
+#[test]
+fn dictate_once_prints_the_text_for_scripts() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    stub.set_default(Reply::text(SAID));
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, "");
+    let (wav, _) = speech(&home, "hello world");
+    let mut child = home
+        .cmd(&["dictate", "--once"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ptt dictate --once");
+    std::thread::sleep(Duration::from_millis(400));
+    play_into_mic(&wav);
+    let started = Instant::now();
+    child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SAID);
+    assert!(started.elapsed() < T);
+    let up = &stub.wait_uploads(1, T)[0];
+    let clip = up.wav.as_ref().unwrap_or_else(|e| panic!("bad WAV: {e}"));
+    let pcm: Vec<f32> = clip.samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
+    assert!(rms(&pcm) > 0.01, "the recording has the speech");
+}
+
+#[test]
+fn the_python_apps_settings_are_imported_on_first_run() {
+    let home = TestHome::empty();
+    let old = home.home().join(".local/share/push-to-talk");
+    std::fs::create_dir_all(&old).expect("mkdir");
+    std::fs::write(
+        old.join("config.json"),
+        r#"{"ptt_key": "KEY_F9", "ai_key": "shift_r+ctrl_r", "dictation_mode": "live", "ai_mode": "realtime",
+            "openai_voice": "coral", "overlay": true}"#,
+    )
+    .expect("legacy config");
+    std::fs::write(old.join("vocabulary.txt"), "Kubernetes\nTokio\n").expect("legacy vocabulary");
+    let d = home.start_daemon();
+    let cfg = std::fs::read_to_string(home.config_path()).expect("a config was written");
+    assert!(cfg.contains("ptt = \"f9\""), "{cfg}");
+    assert!(cfg.contains("voice = \"coral\""), "{cfg}");
+    let words = std::fs::read_to_string(home.state_dir().join("vocabulary.txt")).expect("vocabulary copied");
+    assert_eq!(words, "Kubernetes\nTokio\n");
+    let log = d.log_text();
+    assert!(log.contains("imported settings from"), "the user is told: {log}");
+    assert!(log.contains("dictation_mode \"live\" → dictation"), "{log}");
+    assert!(log.contains("not carried over (no equivalent): overlay"), "{log}");
+    let check = home.run(&["config", "check"]);
+    assert!(check.status.success(), "{}", describe(&check));
+}
