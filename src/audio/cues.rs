@@ -82,9 +82,9 @@ impl Cue {
         const FAILED: [Tone; 2] = [note(330.0, 160, 30), note(246.94, 260, 0)];
         const ON: [Tone; 1] = [Tone { from_hz: 600.0, to_hz: 1200.0, ms: 150, gap_ms: 0 }];
         const OFF: [Tone; 1] = [Tone { from_hz: 1200.0, to_hz: 600.0, ms: 150, gap_ms: 0 }];
-        const SHORT: [Tone; 1] = [note(440.0, 50, 0)];
+        const SHORT: [Tone; 2] = [note(440.0, 50, 30), note(440.0, 50, 0)];
         const DICTATION_FAILED: [Tone; 3] = [note(330.0, 110, 25), note(330.0, 110, 25), note(246.94, 200, 0)];
-        const DONE: [Tone; 1] = [note(987.77, 60, 0)];
+        const DONE: [Tone; 1] = [note(987.77, 110, 0)];
         match self {
             Cue::TaskStarted => &STARTED,
             Cue::TaskSucceeded => &SUCCEEDED,

@@ -25,6 +25,40 @@ fn say(v: Verdict, what: &str, detail: &str) {
     println!("[{tag}] {what}: {detail}");
 }
 
+/// Dictation: which typer `auto` would use in this session, clips kept after failures, the legacy import.
+fn dictation_checks(config: &Config, paths: &Paths, check: &mut impl FnMut(Verdict, &str, String)) {
+    use crate::dictate::typer;
+    if !config.dictate.enabled {
+        check(Verdict::Ok, "dictation", "off (dictate.enabled = false)".into());
+        return;
+    }
+    let session = crate::dictate::worker::current_session();
+    match typer::choose(config.dictate.typer, &session) {
+        Ok(b) => check(
+            Verdict::Ok,
+            "dictation",
+            format!("types with {b:?} here (dictate.typer = {:?}; auto decides again each time)", config.dictate.typer)
+                .to_lowercase(),
+        ),
+        Err(e) => check(Verdict::Warn, "dictation", format!("cannot type here: {e}")),
+    }
+    match crate::dictate::spool::Spool::new(&paths.state_dir).failed() {
+        Ok(k) if k.is_empty() => {}
+        Ok(k) => check(
+            Verdict::Warn,
+            "dictation",
+            format!("{} clip(s) kept after failed transcriptions; `ptt dictate retry` sends them again", k.len()),
+        ),
+        Err(e) => check(Verdict::Warn, "dictation", format!("cannot list kept clips: {e}")),
+    }
+    if let Ok(record) = std::fs::read_to_string(crate::dictate::legacy::record_file(paths)) {
+        check(Verdict::Ok, "legacy import", "settings of the Python app were imported:".into());
+        for line in record.lines() {
+            println!("       {line}");
+        }
+    }
+}
+
 /// Runs every check; exit status 1 when one fails.
 pub fn run(paths: &Paths) -> i32 {
     let mut failed = false;
@@ -79,11 +113,15 @@ pub fn run(paths: &Paths) -> i32 {
     }
 
     match crate::daemon::live::load_key(&config.live, paths) {
-        Ok(_) => check(Verdict::Ok, "openai key", "present (live mode can connect)".into()),
-        Err(e) => {
-            check(Verdict::Warn, "openai key", format!("{e}; live mode is off until then (tasks work without it)"))
-        }
+        Ok(_) => check(Verdict::Ok, "openai key", "present (live mode and dictation can connect)".into()),
+        Err(e) => check(
+            Verdict::Warn,
+            "openai key",
+            format!("{e}; live mode and dictation are off until then (tasks work without it)"),
+        ),
     }
+
+    dictation_checks(&config, paths, &mut check);
 
     match client::request(&paths.socket(), &Request::Status) {
         Ok(v) => {
