@@ -21,7 +21,7 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
 /// Tests in this binary that use PulseAudio (pulse_env stops the server after the last one).
-const TESTS: usize = 5;
+const TESTS: usize = 6;
 const SAID: &str = "hello world from ptt";
 
 fn dictation_home(stub: &TranscribeStub, xvfb: &Xvfb, extra: &str) -> TestHome {
@@ -260,6 +260,41 @@ fn dictate_once_prints_the_text_for_scripts() {
     let up = &stub.wait_uploads(1, T)[0];
     let clip = up.wav.as_ref().unwrap_or_else(|e| panic!("bad WAV: {e}"));
     let pcm: Vec<f32> = clip.samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
+    assert!(rms(&pcm) > 0.01, "the recording has the speech");
+}
+
+#[test]
+fn dictate_once_stops_when_the_push_to_talk_key_is_released() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    stub.set_default(Reply::text(SAID));
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, "");
+    let (wav, _) = speech(&home, "hello world");
+    // A compositor binding runs the command on key press: the key is already down.
+    xdotool(&xvfb.display, &["keydown", "105"]);
+    let mut child = home
+        .cmd(&["dictate", "--once"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ptt dictate --once");
+    std::thread::sleep(Duration::from_millis(400));
+    play_into_mic(&wav);
+    xdotool(&xvfb.display, &["keyup", "105"]);
+    // stdin stays open: only the release can end the recording.
+    let deadline = Instant::now() + T;
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "ptt dictate --once did not stop on the key release");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SAID);
+    let up = &stub.wait_uploads(1, T)[0];
+    let pcm: Vec<f32> = up.wav.as_ref().expect("WAV").samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
     assert!(rms(&pcm) > 0.01, "the recording has the speech");
 }
 

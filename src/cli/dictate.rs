@@ -1,24 +1,27 @@
 //! `ptt dictate`: dictation from a shell.
 //!
-//! - `ptt dictate --once` records from the microphone until Enter (or the end
-//!   of input), transcribes, and prints the text on stdout: for scripts and
-//!   SSH sessions, with no daemon and no hotkey. A clip that cannot be
+//! - `ptt dictate --once` records from the microphone until Enter, the end of
+//!   input, or the release of the push-to-talk key (when X11 or evdev can be
+//!   read), transcribes, and prints the text on stdout: for scripts and SSH
+//!   sessions, with no daemon needed. A clip that cannot be
 //!   transcribed is kept like the daemon's, for `ptt dictate retry`.
 //! - `ptt dictate retry` asks the daemon to send the kept clips again (their
 //!   text is typed as it comes back); with no daemon running it transcribes
 //!   them here and prints the text, oldest first.
 //! - `ptt dictate list` shows the kept clips.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::audio::AudioEvent;
 use crate::audio::capture::{Capture, CaptureConfig, Captured};
 use crate::config::Config;
+use crate::config::KeySource;
 use crate::control::Request;
 use crate::control::client::{self, ClientError};
 use crate::dictate::spool::Spool;
 use crate::dictate::transcribe::{self, Endpoint};
 use crate::dictate::{vocabulary, wav};
+use crate::hotkey::{Bindings, Chord, Key, KeyState, Source, SourceEvent};
 use crate::paths::Paths;
 
 const RATE: u32 = crate::audio::resample::API_RATE;
@@ -69,7 +72,7 @@ pub fn once(paths: &Paths) -> i32 {
             return super::EXIT_FAILED;
         }
     };
-    let samples = match record_until_enter(&config) {
+    let samples = match record_until_stop(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ptt: cannot record: {e}");
@@ -102,13 +105,13 @@ pub fn once(paths: &Paths) -> i32 {
 }
 
 /// Records from the configured microphone until a line (or the end) of stdin.
-fn record_until_enter(config: &Config) -> Result<Vec<i16>, String> {
+fn record_until_stop(config: &Config) -> Result<Vec<i16>, String> {
     let audio = config.audio.to_audio_config();
     let (events_tx, events) = crossbeam_channel::bounded(16);
     let cfg = CaptureConfig { device: audio.input, keep_open: false, ..CaptureConfig::default() };
     let capture = Capture::spawn(cfg, events_tx).map_err(|e| format!("cannot start the capture thread: {e}"))?;
     capture.set_gate(true, false);
-    let (line_tx, line_rx) = crossbeam_channel::bounded::<()>(1);
+    let (line_tx, mut line_rx) = crossbeam_channel::bounded::<()>(1);
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -117,8 +120,13 @@ fn record_until_enter(config: &Config) -> Result<Vec<i16>, String> {
             let _ = line_tx.send(());
         })
         .map_err(|e| format!("cannot start the stdin thread: {e}"))?;
+    let mut keys = release_listener(config);
+    let ptt_keys: Vec<Key> = Chord::parse(&config.keys.ptt, "keys.ptt").map(|c| c.keys().to_vec()).unwrap_or_default();
+    let debounce = Duration::from_millis(config.keys.debounce_ms);
+    // When the key went up, and when that counts (after the debounce).
+    let mut release: Option<(Instant, Instant)> = None;
     if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-        eprintln!("recording… press Enter to stop");
+        eprintln!("recording… press Enter (or let go of {}) to stop", config.keys.ptt);
     }
     let mut samples: Vec<i16> = Vec::new();
     let mut closing = false;
@@ -130,6 +138,8 @@ fn record_until_enter(config: &Config) -> Result<Vec<i16>, String> {
                 Ok(Captured::TurnEnd) | Err(_) => break,
             },
             recv(line_rx) -> _ => {
+                // Once: the stdin thread is done (a closed channel would be ready forever).
+                line_rx = crossbeam_channel::never();
                 if !closing {
                     closing = true;
                     chunks.set_gate(false, false);
@@ -140,10 +150,47 @@ fn record_until_enter(config: &Config) -> Result<Vec<i16>, String> {
                 Ok(AudioEvent::Lost { reason, .. }) => return Err(format!("the microphone was lost: {reason}")),
                 _ => {}
             },
-            default(Duration::from_secs(600)) => return Err("nothing from the microphone for 10 minutes".into()),
+            recv(keys) -> ev => match ev {
+                // A release of the push-to-talk key (debounced: X11 auto-repeat sends release+press pairs).
+                // The machine is not used: the key was usually down before this process started listening.
+                Ok(SourceEvent::Key(k)) if ptt_keys.contains(&k.key) => match k.state {
+                    KeyState::Released => release = Some((k.at, k.at + debounce)),
+                    KeyState::Pressed => release = None,
+                },
+                Ok(SourceEvent::Key(_)) | Ok(SourceEvent::Reset { .. }) => {}
+                Ok(SourceEvent::Stopped { .. }) | Err(_) => keys = crossbeam_channel::never(),
+            },
+            default(release.map_or(Duration::from_secs(600), |(_, d)| d.saturating_duration_since(Instant::now()))) => {
+                if let Some((up, _)) = release.filter(|(_, d)| *d <= Instant::now()) {
+                    release = None;
+                    if !closing {
+                        closing = true;
+                        chunks.set_gate_at(false, false, up);
+                    }
+                } else if release.is_none() {
+                    return Err("nothing from the microphone for 10 minutes".into());
+                }
+            },
         }
     }
     Ok(samples)
+}
+
+/// Key edges, when a key source is usable (X11 or evdev): a script bound to the push-to-talk key can run
+/// `ptt dictate --once` on press, and the release ends the recording. Never ready otherwise.
+fn release_listener(config: &Config) -> crossbeam_channel::Receiver<SourceEvent> {
+    let bindings = Bindings::parse(&config.keys.ptt, &config.keys.live, &config.keys.interrupt).unwrap_or_default();
+    let source = match config.keys.source {
+        KeySource::Socket => return crossbeam_channel::never(),
+        KeySource::X11 => Source::X11,
+        KeySource::Evdev => Source::Evdev,
+        KeySource::Auto => crate::hotkey::detect(&bindings.keys()).chosen,
+    };
+    let (tx, rx) = crossbeam_channel::bounded(256);
+    match crate::hotkey::start(source, &bindings, tx) {
+        Ok(Some(_)) => rx,
+        _ => crossbeam_channel::never(),
+    }
 }
 
 /// `ptt dictate retry`.

@@ -83,7 +83,8 @@ enum Command {
     /// `retry` sends clips kept after failed transcriptions again; `list` shows them.
     #[command(args_conflicts_with_subcommands = true)]
     Dictate {
-        /// Record from the microphone until Enter (or end of input), print the text on stdout.
+        /// Record from the microphone until Enter, end of input, or the release of the push-to-talk key
+        /// (X11/evdev); print the text on stdout.
         #[arg(long)]
         once: bool,
         #[command(subcommand)]
