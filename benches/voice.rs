@@ -10,7 +10,10 @@
 //!    goes out when the gate opens. N = 30 (10 quick). Target: ≤ 60 ms.
 //! 2. **Audio pipeline CPU per second of audio**: a voice session with server
 //!    VAD streams the (silent) microphone for 20 s (8 quick): the daemon's
-//!    utime+stime over that window divided by its length. Target: ≤ 2 % of one core.
+//!    utime+stime over that window divided by its length. Target: ≤ 2 % of one core. Each of the daemon's
+//!    threads is listed with its share of a core over the window (utime+stime ticks, and the run time of
+//!    `/proc/…/schedstat`, which is not rounded to ticks) and its context switches per second, to say where
+//!    the time goes (cpal's and our audio threads, libpulse's `threaded-ml` behind the ALSA pulse plugin).
 //! 3. **Daemon RSS with both streams open**, at the end of (2). Target: ≤ 20 MB.
 
 #[path = "../tests/common/mod.rs"]
@@ -40,6 +43,56 @@ fn cpu_ticks(pid: i32) -> u64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Per thread: (tid, name, utime+stime ticks, on-CPU nanoseconds from `schedstat`, context switches).
+type ThreadTimes = Vec<(String, String, u64, u64, u64)>;
+
+fn thread_times(pid: i32) -> ThreadTimes {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for e in dir.flatten() {
+        let tid = e.file_name().to_string_lossy().into_owned();
+        let base = e.path();
+        let stat = std::fs::read_to_string(base.join("stat")).unwrap_or_default();
+        let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map(|(n, _)| n.to_string());
+        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let ns = std::fs::read_to_string(base.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or(0);
+        let switches: u64 = std::fs::read_to_string(base.join("status"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .sum();
+        out.push((tid, name.unwrap_or_default(), field(11) + field(12), ns, switches));
+    }
+    out
+}
+
+/// Prints what each thread of the daemon cost between two [`thread_times`] snapshots, costliest first.
+fn print_threads(before: &ThreadTimes, after: &ThreadTimes, secs: f64, tck: f64) {
+    let mut rows: Vec<(String, String, f64, f64, f64)> = after
+        .iter()
+        .map(|(tid, name, ticks, ns, sw)| {
+            let (t0, n0, s0) = before.iter().find(|b| &b.0 == tid).map_or((0, 0, 0), |b| (b.2, b.3, b.4));
+            let ticks_pct = ticks.saturating_sub(t0) as f64 / tck / secs * 100.0;
+            let ns_pct = ns.saturating_sub(n0) as f64 / 1e9 / secs * 100.0;
+            let per_s = sw.saturating_sub(s0) as f64 / secs;
+            (tid.clone(), name.clone(), ticks_pct, ns_pct, per_s)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.3.total_cmp(&a.3));
+    println!(
+        "per thread over the window (% of one core by utime+stime ticks / by schedstat run time; context switches/s):"
+    );
+    for (tid, name, ticks_pct, ns_pct, per_s) in rows {
+        println!("  {tid:>8} {name:<16} {ticks_pct:6.2} % / {ns_pct:6.2} %  {per_s:7.1}/s");
+    }
 }
 
 fn home_for(fake: &FakeRealtime, turn: &str) -> TestHome {
@@ -108,9 +161,9 @@ fn main() {
     let pid = d.pid();
     let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let appends_before = fake.received_of("input_audio_buffer.append").len();
-    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    let (t0, c0, th0) = (Instant::now(), cpu_ticks(pid), thread_times(pid));
     std::thread::sleep(Duration::from_secs(window));
-    let (secs, ticks) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid) - c0);
+    let (secs, ticks, th1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid) - c0, thread_times(pid));
     let appends = fake.received_of("input_audio_buffer.append").len() - appends_before;
     let audio_s = appends as f64 * 0.020;
     let cpu_pct = ticks as f64 / tck / secs * 100.0;
@@ -120,6 +173,7 @@ fn main() {
         "audio pipeline: {cpu_pct:.2} % of one core over {secs:.1} s ({audio_s:.1} s of audio sent, {per_audio:.2} % per second of audio)"
     );
     println!("daemon RSS with both streams open: {rss:.2} MB");
+    print_threads(&th0, &th1, secs, tck);
     drop(d);
 
     println!();
