@@ -9,7 +9,8 @@
 //!   is forwarded, with a 300 ms pre-roll so the first word is not lost.
 //! - [`playback::Playback`] owns the output stream (`audio-out`). The loop pushes 24 kHz PCM16; a small
 //!   jitter buffer starts playing once 60 ms are queued; [`playback::Playback::flush`] drops everything at
-//!   once (barge-in); atomics count what was really handed to the device, underruns and backend errors.
+//!   once (barge-in); atomics count what was really handed to the device, underruns and backend errors. The
+//!   stream is paused after half a second with nothing to play and resumed by the next push.
 //! - [`cues`] synthesizes the five cues as 24 kHz PCM16, played through the same path.
 //!
 //! Degrading well: no sound server, no device, a device that vanishes — none of these is an error for the

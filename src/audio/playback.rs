@@ -11,7 +11,22 @@
 //!   `finish` is an underrun: it is counted and playback waits for 60 ms again.
 //! - **Flush is immediate.** Barge-in empties the queue under the lock and bumps a generation; the
 //!   callback, seeing it, drops what it had already resampled. The stream is asked for a 10 ms period
-//!   (20 ms buffer) so that little is left in the device after a flush.
+//!   (20 ms buffer; the ALSA pulse plugin makes that three 6.7 ms periods) so that little is left in the
+//!   device after a flush. Measured with `tests/live_voice.rs`'s barge-in (the tone's end on the speaker's
+//!   monitor after the interrupt; the test allows 100 ms): 21-35 ms with 10 ms periods, 33-53 ms with 20 ms,
+//!   64-88 ms with 40 ms. A running output costs about 1.6 % of a core with 10 ms periods (cpal's worker and
+//!   the plugin's `threaded-ml` thread, 300-500 wake-ups a second each), 0.9 % with 20 ms, 0.5 % with 40 ms:
+//!   longer periods would buy little that the idle pause below does not, at the price of barge-in.
+//! - **Paused while idle.** After [`IDLE_PAUSE`] with nothing queued or played, the `audio-out` thread
+//!   pauses the stream (the pulse plugin corks it: no callbacks, about one wake-up a second) and the next
+//!   push resumes it. The stream stays open: no reopen, the same [`DeviceState`], and the first sample of a
+//!   push reaches the speaker's monitor as soon as from a running stream (measured 13-21 ms after the push
+//!   from a paused stream, 10-23 ms from a running one, whose 20 ms buffer of silence is ahead of it; a
+//!   closed stream reopened on the push took 3-7 ms, but then every response reopens a server connection
+//!   and `ptt status` flickers to closed). This took the benchmark's idle-output cost from about 1.6 % of a
+//!   core to nothing measurable. A paused stream gets no data callbacks, so stall detection is off while
+//!   paused; an error callback while paused resumes the stream, so a vanished device is still noticed (the
+//!   resume fails, or no callback comes). A device that cannot pause keeps running, as before.
 //! - **Played time is what reached the device.** The callback counts the real (non-silence) frames it
 //!   hands to the device, in 24 kHz samples: [`Playback::played_ms`]. For `conversation.item.truncate` the
 //!   loop needs the position inside one item: [`Playback::push`] returns the timeline position of the
@@ -40,6 +55,8 @@ const STALL: Duration = Duration::from_secs(2);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// A short output period: little audio sits in the device after a flush.
 const OUTPUT_PERIOD: Duration = Duration::from_millis(10);
+/// Nothing queued or played for this long: the output stream is paused until the next push.
+const IDLE_PAUSE: Duration = Duration::from_millis(500);
 /// 24 kHz samples per millisecond.
 const PER_MS: u64 = API_RATE as u64 / 1000;
 
@@ -297,8 +314,17 @@ struct Shared {
     queue: Mutex<Queue>,
     played: AtomicU64,
     rendering: AtomicBool,
+    /// The stream is paused (corked) because nothing was queued for [`IDLE_PAUSE`]; the next push resumes it.
+    /// Written under the queue's lock, so that a push either lands before the pause (which then does not
+    /// happen) or sees it (and asks for a resume).
+    paused: AtomicBool,
+    /// The error callback asked to resume a paused stream (once per pause).
+    wake_asked: AtomicBool,
     errors: AtomicU64,
     last_callback_ms: AtomicU64,
+    /// Milliseconds since `epoch` when the callback last handed real audio to the device (or the stream
+    /// started or resumed).
+    last_audio_ms: AtomicU64,
     epoch: Instant,
     last_error: Mutex<Option<String>>,
     state: Mutex<DeviceState>,
@@ -310,8 +336,11 @@ impl Shared {
             queue: Mutex::new(Queue::new(prebuffer)),
             played: AtomicU64::new(0),
             rendering: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            wake_asked: AtomicBool::new(false),
             errors: AtomicU64::new(0),
             last_callback_ms: AtomicU64::new(0),
+            last_audio_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             last_error: Mutex::new(None),
             state: Mutex::new(DeviceState::Closed),
@@ -329,6 +358,8 @@ impl Shared {
 
 enum Cmd {
     Open,
+    /// Audio was queued while the stream was paused.
+    Resume,
     Close,
     Lost(u64, String),
     Stop,
@@ -367,6 +398,10 @@ impl Playback {
         let mut q = lock(&self.shared.queue);
         let at = q.push(pcm);
         match state {
+            DeviceState::Open(_) if self.shared.paused.load(Ordering::SeqCst) => {
+                drop(q);
+                let _ = self.cmd.send(Cmd::Resume);
+            }
             DeviceState::Open(_) | DeviceState::Opening => {}
             DeviceState::Closed => {
                 drop(q);
@@ -456,13 +491,24 @@ impl Worker {
         let mut stream: Option<cpal::Stream> = None;
         let mut generation = 0u64;
         let mut last_failure: Option<Instant> = None;
+        // Pausing failed once on this stream (the device cannot pause): it keeps running.
+        let mut cannot_pause = false;
         loop {
             let cmd = match cmd_rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(cmd) => cmd,
                 Err(RecvTimeoutError::Timeout) => {
+                    if let Some(s) = &stream
+                        && !cannot_pause
+                        && !self.shared.paused.load(Ordering::SeqCst)
+                    {
+                        cannot_pause = !self.pause_if_idle(s);
+                    }
                     let silent_for =
                         self.shared.now_ms().saturating_sub(self.shared.last_callback_ms.load(Ordering::Relaxed));
-                    if stream.is_some() && silent_for > STALL.as_millis() as u64 {
+                    if stream.is_some()
+                        && !self.shared.paused.load(Ordering::SeqCst)
+                        && silent_for > STALL.as_millis() as u64
+                    {
                         Cmd::Lost(generation, format!("the output device took no audio for {silent_for} ms"))
                     } else {
                         continue;
@@ -483,6 +529,8 @@ impl Worker {
                             log::info!("audio output open: {info}");
                             stream = Some(s);
                             last_failure = None;
+                            cannot_pause = false;
+                            self.shared.last_audio_ms.store(self.shared.now_ms(), Ordering::SeqCst);
                             self.shared.set_state(DeviceState::Open(info.clone()));
                             let _ = self.events.try_send(AudioEvent::Opened { direction: Direction::Output, info });
                         }
@@ -497,7 +545,26 @@ impl Worker {
                     }
                 }
                 Cmd::Open => {}
+                Cmd::Resume => {
+                    if let Some(s) = &stream
+                        && self.shared.paused.load(Ordering::SeqCst)
+                    {
+                        let now = self.shared.now_ms();
+                        self.shared.last_callback_ms.store(now, Ordering::Relaxed);
+                        self.shared.last_audio_ms.store(now, Ordering::SeqCst);
+                        match s.play() {
+                            Ok(()) => {
+                                self.shared.paused.store(false, Ordering::SeqCst);
+                                log::debug!("audio output resumed");
+                            }
+                            Err(e) => {
+                                let _ = self.cmd_tx.send(Cmd::Lost(generation, format!("resuming failed: {e}")));
+                            }
+                        }
+                    }
+                }
                 Cmd::Close => {
+                    self.shared.paused.store(false, Ordering::SeqCst);
                     if stream.take().is_some() {
                         self.shared.set_state(DeviceState::Closed);
                     }
@@ -507,6 +574,7 @@ impl Worker {
                     if let Some(s) = stream.take() {
                         drop_detached(s);
                     }
+                    self.shared.paused.store(false, Ordering::SeqCst);
                     lock(&self.shared.queue).flush();
                     self.shared.rendering.store(false, Ordering::SeqCst);
                     self.shared.set_state(DeviceState::Unavailable(reason.clone()));
@@ -517,6 +585,35 @@ impl Worker {
             }
         }
         drop(stream);
+    }
+
+    /// Pauses the stream when nothing was queued or played for [`IDLE_PAUSE`]. Returns false when the
+    /// device refused to pause (it then keeps running, as before).
+    fn pause_if_idle(&self, stream: &cpal::Stream) -> bool {
+        let idle_for = self.shared.now_ms().saturating_sub(self.shared.last_audio_ms.load(Ordering::SeqCst));
+        if idle_for < IDLE_PAUSE.as_millis() as u64 {
+            return true;
+        }
+        {
+            let q = lock(&self.shared.queue);
+            if !q.is_empty() || self.shared.rendering.load(Ordering::SeqCst) {
+                return true;
+            }
+            self.shared.wake_asked.store(false, Ordering::SeqCst);
+            self.shared.paused.store(true, Ordering::SeqCst);
+        }
+        match stream.pause() {
+            Ok(()) => {
+                log::debug!("audio output paused after {idle_for} ms without audio");
+                true
+            }
+            Err(e) => {
+                log::debug!("audio output cannot pause ({e}); it keeps running");
+                // A push that saw the short-lived flag asked for a resume: harmless, the stream runs.
+                self.shared.paused.store(false, Ordering::SeqCst);
+                false
+            }
+        }
     }
 }
 
@@ -543,6 +640,9 @@ impl Output {
             *s = T::EQUILIBRIUM;
         }
         shared.rendering.store(r.frames > 0, Ordering::SeqCst);
+        if r.frames > 0 {
+            shared.last_audio_ms.store(shared.now_ms(), Ordering::SeqCst);
+        }
         if r.went_idle {
             let _ = self.events.try_send(AudioEvent::PlaybackIdle);
         }
@@ -619,7 +719,14 @@ fn build(
     }
     let mut reported = false;
     let on_error = move |e: cpal::Error| {
-        let stale = shared.now_ms().saturating_sub(shared.last_callback_ms.load(Ordering::Relaxed)) > ERROR_STALL_MS;
+        let paused = shared.paused.load(Ordering::SeqCst);
+        if paused && !shared.wake_asked.swap(true, Ordering::SeqCst) {
+            // A paused stream has no data callbacks to tell a dead device from a healthy one: run it again,
+            // and the usual checks apply (resuming fails, or no callback comes).
+            let _ = cmd_tx.send(Cmd::Resume);
+        }
+        let stale =
+            !paused && shared.now_ms().saturating_sub(shared.last_callback_ms.load(Ordering::Relaxed)) > ERROR_STALL_MS;
         on_stream_error(&e, &shared.errors, &shared.last_error, stale, || {
             if !reported {
                 reported = true;
