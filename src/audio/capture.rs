@@ -1,20 +1,26 @@
 //! The microphone: an input stream owned by the `audio-in` thread, 20 ms chunks out.
 //!
 //! Why it looks like this:
-//! - **The callback never blocks.** cpal calls it on its own audio thread; a stall there is an overrun and
-//!   lost speech. It converts ([`ToApi`]), cuts 20 ms chunks ([`Chunker`]), stamps each with the time it
-//!   was captured and `try_send`s it on a bounded channel to the `audio-in` thread; a full channel drops the
-//!   chunk and counts it. Chunks are arrays moved by value: the steady state allocates nothing.
+//! - **The callback never blocks.** The reader thread (`alsa_in`, thread `alsa-in`) calls it with each
+//!   period; a stall there is an overrun and lost speech. It converts ([`ToApi`]), cuts 20 ms chunks
+//!   ([`Chunker`]), stamps each with the time it was captured and `try_send`s it on a bounded channel to the
+//!   `audio-in` thread; a full channel drops the chunk and counts it. Chunks are arrays moved by value: the steady state allocates nothing.
 //! - **The gate lives on the `audio-in` thread, on a timeline.** Opening or closing the gate is a command
 //!   stamped with the moment of the key press or release; [`Gate`] forwards the chunks captured between the
 //!   two. So a key press sends the 300 ms pre-roll at once (the first word, begun just before the press,
 //!   arrives whole, and the first frame is on its way within a millisecond), and a key release still
 //!   delivers the audio captured before it that the device had not handed over yet, followed by
 //!   [`Captured::TurnEnd`]: commit then, and the turn's tail is not cut.
-//! - **Why that matters here:** with the ALSA pulse plugin, cpal's capture worker busy-polls whenever the
-//!   plugin signals data but less than a period is readable: 20-30 % of a core with 10 ms periods, about
-//!   2 % with 100 ms periods (measured on PulseAudio null sinks). The input therefore asks for 100 ms
-//!   periods, and the timeline gate keeps that from costing latency at the turn's edges.
+//! - **Why that matters here:** the input asks for 100 ms periods (the ALSA pulse plugin grants 67 ms: it
+//!   wants three periods in the two-period buffer asked for), so the device is read about 15 times a
+//!   second, and the timeline gate keeps that from costing latency at the turn's edges.
+//! - **The stream is read by our own ALSA loop, not cpal's worker** (cpal still finds the device and its
+//!   configuration). Through the pulse plugin, cpal's capture worker busy-polls whenever the plugin signals
+//!   data but less than a period is readable: 20-30 % of a core with 10 ms periods; with 100 ms periods a
+//!   5-12 ms spin a few times a second, 1.4-2.5 % of a core, and longer periods did not help (1.42, 1.38,
+//!   1.27 % with 100, 200, 400 ms asked). `alsa_in` sleeps for the missing frames instead: that thread
+//!   costs about 0.3 % (benchmark window, PulseAudio null sinks; the plugin's own `threaded-ml` thread
+//!   another 0.8 %, unchanged).
 //! - **The stream stays open between turns** (`audio.keep_open`, default on): opening a device through a
 //!   sound server takes tens of milliseconds and its first buffers come late, which is where first words
 //!   die. With `keep_open = false` the stream closes after each turn's `TurnEnd`.
@@ -23,14 +29,15 @@
 //!   stream that dies (device gone, sound server gone, or no callback for 2 s). The next use opens again.
 //! - **Backend errors are counted, not fatal.** Only "device not available" ends a stream.
 
+use crate::audio::alsa_in::{self, AlsaInput};
 use crate::audio::chunker::{CHUNK_MS, Chunk, Chunker};
 use crate::audio::resample::{API_RATE, ToApi};
 use crate::audio::{
     AudioError, AudioEvent, DeviceState, Direction, ERROR_STALL_MS, StreamInfo, describe, drop_detached, find_device,
     host, lock, stream_configs,
 };
-use cpal::traits::{DeviceTrait, StreamTrait};
-use cpal::{FromSample, SampleFormat, SizedSample};
+use cpal::traits::DeviceTrait;
+use cpal::{FromSample, SizedSample};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -357,7 +364,7 @@ struct Worker {
 
 /// The stream and the channel its callback feeds.
 struct Open {
-    stream: cpal::Stream,
+    stream: AlsaInput,
     chunks: Receiver<(Instant, Chunk)>,
 }
 
@@ -547,32 +554,49 @@ fn open_stream(
     tx: Sender<(Instant, Chunk)>,
     cmd_tx: &Sender<Cmd>,
     generation: u64,
-) -> Result<(cpal::Stream, StreamInfo), AudioError> {
+) -> Result<(AlsaInput, StreamInfo), AudioError> {
     let host = host()?;
-    let device = find_device(&host, cfg.device.as_deref(), Direction::Input)?;
-    let supported = device.default_input_config().map_err(|e| AudioError::from_cpal(&e))?;
-    let (id, name) = describe(&device);
+    let (supported, id, name) = {
+        let device = find_device(&host, cfg.device.as_deref(), Direction::Input)?;
+        let supported = device.default_input_config().map_err(|e| AudioError::from_cpal(&e))?;
+        let (id, name) = describe(&device);
+        (supported, id, name)
+    };
+    let format = supported.sample_format();
     let mut last_err = AudioError::Unsupported("no stream configuration to try".into());
     for (config, period) in stream_configs(&supported, INPUT_PERIOD) {
         let conv =
             ToApi::new(config.sample_rate, config.channels).map_err(|e| AudioError::Unsupported(e.to_string()))?;
-        let pipeline = Pipeline {
+        let mut pipeline = Pipeline {
             conv,
             scratch: Vec::with_capacity(8192),
             chunker: Chunker::default(),
             tx: tx.clone(),
             shared: shared.clone(),
         };
-        match build(&device, &config, supported.sample_format(), pipeline, shared.clone(), cmd_tx.clone(), generation) {
-            Ok(stream) => {
-                shared.last_callback_ms.store(shared.now_ms(), Ordering::Relaxed);
-                stream.play().map_err(|e| AudioError::from_cpal(&e))?;
+        let on_data = move |data: alsa_in::Data<'_>, now: Instant| match data {
+            alsa_in::Data::F32(d) => pipeline.on_data(d, now),
+            alsa_in::Data::I16(d) => pipeline.on_data(d, now),
+            alsa_in::Data::U16(d) => pipeline.on_data(d, now),
+            alsa_in::Data::I32(d) => pipeline.on_data(d, now),
+            alsa_in::Data::U32(d) => pipeline.on_data(d, now),
+            alsa_in::Data::I8(d) => pipeline.on_data(d, now),
+            alsa_in::Data::U8(d) => pipeline.on_data(d, now),
+            alsa_in::Data::F64(d) => pipeline.on_data(d, now),
+        };
+        let on_error = error_callback(shared.clone(), cmd_tx.clone(), generation);
+        shared.last_callback_ms.store(shared.now_ms(), Ordering::Relaxed);
+        match alsa_in::start(&id, config.sample_rate, config.channels, format, period, on_data, on_error) {
+            Ok((mut stream, opened)) => {
+                log::debug!("input period granted: {} frames", opened.period);
+                // cpal frees ALSA's global configuration when its last host goes; keep one while we use ALSA.
+                stream.hold(host);
                 let info = StreamInfo {
                     device: id,
                     name,
                     rate: config.sample_rate,
                     channels: config.channels,
-                    format: supported.sample_format().to_string(),
+                    format: format.to_string(),
                     period_frames: period,
                 };
                 return Ok((stream, info));
@@ -586,36 +610,11 @@ fn open_stream(
     Err(last_err)
 }
 
-fn build(
-    device: &cpal::Device,
-    config: &cpal::StreamConfig,
-    format: SampleFormat,
-    pipeline: Pipeline,
-    shared: Arc<Shared>,
-    cmd_tx: Sender<Cmd>,
-    generation: u64,
-) -> Result<cpal::Stream, AudioError> {
-    fn typed<T>(
-        device: &cpal::Device,
-        config: &cpal::StreamConfig,
-        mut pipeline: Pipeline,
-        on_error: impl FnMut(cpal::Error) + Send + 'static,
-    ) -> Result<cpal::Stream, AudioError>
-    where
-        T: SizedSample,
-        f32: FromSample<T>,
-    {
-        device
-            .build_input_stream::<T, _, _>(
-                *config,
-                move |data: &[T], _| pipeline.on_data(data, Instant::now()),
-                on_error,
-                None,
-            )
-            .map_err(|e| AudioError::from_cpal(&e))
-    }
+/// The reader's error callback: count, and report the stream lost when the device is gone (see
+/// [`on_stream_error`]).
+fn error_callback(shared: Arc<Shared>, cmd_tx: Sender<Cmd>, generation: u64) -> impl FnMut(cpal::Error) + Send {
     let mut reported = false;
-    let on_error = move |e: cpal::Error| {
+    move |e: cpal::Error| {
         let stale = shared.now_ms().saturating_sub(shared.last_callback_ms.load(Ordering::Relaxed)) > ERROR_STALL_MS;
         on_stream_error(&e, &shared.errors, &shared.last_error, stale, || {
             if !reported {
@@ -623,17 +622,6 @@ fn build(
                 let _ = cmd_tx.send(Cmd::Lost(generation, e.to_string()));
             }
         })
-    };
-    match format {
-        SampleFormat::F32 => typed::<f32>(device, config, pipeline, on_error),
-        SampleFormat::I16 => typed::<i16>(device, config, pipeline, on_error),
-        SampleFormat::U16 => typed::<u16>(device, config, pipeline, on_error),
-        SampleFormat::I32 => typed::<i32>(device, config, pipeline, on_error),
-        SampleFormat::U32 => typed::<u32>(device, config, pipeline, on_error),
-        SampleFormat::I8 => typed::<i8>(device, config, pipeline, on_error),
-        SampleFormat::U8 => typed::<u8>(device, config, pipeline, on_error),
-        SampleFormat::F64 => typed::<f64>(device, config, pipeline, on_error),
-        other => Err(AudioError::Unsupported(format!("sample format {other}"))),
     }
 }
 

@@ -2,11 +2,13 @@
 //!
 //! The shape follows the daemon's rule that threads own I/O handles and report facts:
 //!
-//! - [`capture::Capture`] owns the input stream on its own thread (`audio-in`). cpal's callback converts
-//!   whatever the device delivers to 24 kHz mono PCM16 ([`resample`]), cuts it into 20 ms chunks
-//!   ([`chunker`]) and `try_send`s them on a bounded channel: the callback never blocks, a full channel is a
-//!   counted drop. The stream stays open between turns (`audio.keep_open`) and an atomic gate decides what
-//!   is forwarded, with a 300 ms pre-roll so the first word is not lost.
+//! - [`capture::Capture`] owns the input stream on its own thread (`audio-in`). The stream is read by a
+//!   loop of ours on the ALSA PCM (`alsa_in`, thread `alsa-in`; cpal's own worker busy-polls behind the
+//!   pulse plugin, see [`capture`]); its callback converts whatever the device delivers to 24 kHz mono PCM16
+//!   ([`resample`]), cuts it into 20 ms chunks ([`chunker`]) and `try_send`s them on a bounded channel: the
+//!   callback never blocks, a full channel is a counted drop. The stream stays open between turns
+//!   (`audio.keep_open`) and an atomic gate decides what is forwarded, with a 300 ms pre-roll so the first
+//!   word is not lost.
 //! - [`playback::Playback`] owns the output stream (`audio-out`). The loop pushes 24 kHz PCM16; a small
 //!   jitter buffer starts playing once 60 ms are queued; [`playback::Playback::flush`] drops everything at
 //!   once (barge-in); atomics count what was really handed to the device, underruns and backend errors. The
@@ -24,6 +26,7 @@
 //! the ALSA `default` device follows the sound server's default source/sink; to pick another server-side
 //! device set `PULSE_SOURCE` / `PULSE_SINK` in the daemon's environment.
 
+mod alsa_in;
 pub mod analysis;
 pub mod capture;
 pub mod chunker;
@@ -375,7 +378,7 @@ pub(crate) fn describe(device: &cpal::Device) -> (String, String) {
 
 /// Drops a stream whose device died on a short-lived thread of its own: closing a PCM whose sound server
 /// vanished can block inside the ALSA plugin, and the audio thread must stay responsive.
-pub(crate) fn drop_detached(stream: cpal::Stream) {
+pub(crate) fn drop_detached<S: Send + 'static>(stream: S) {
     let spawned = std::thread::Builder::new().name("audio-drop".into()).spawn(move || drop(stream));
     if let Err(e) = spawned {
         log::warn!("could not spawn a thread to close a dead stream ({e}); it was closed inline");
