@@ -84,6 +84,10 @@ pub fn pulse_env(tests_in_binary: usize) -> Finished {
             .status()
             .is_ok_and(|s| s.success());
         let env = pulse_script("start", &dir);
+        // A filtered run (`cargo test --test x name`) never finishes every test of the binary: stop the server
+        // at exit then.
+        // SAFETY: registers a plain `extern "C" fn` with no arguments.
+        unsafe { libc::atexit(stop_at_exit) };
         assert!(env.iter().any(|(k, _)| k == "PULSE_SERVER"), "pulse-test-env printed no PULSE_SERVER");
         for (k, v) in &env {
             // SAFETY: set once, under `serial()`, before this test binary makes any audio call.
@@ -102,14 +106,27 @@ pub struct Finished {
 impl Drop for Finished {
     fn drop(&mut self) {
         let done = FINISHED.fetch_add(1, Ordering::SeqCst) + 1;
-        if done == self.total
-            && let Some(s) = SESSION.get()
-            && !s.was_running
-        {
-            pulse_script("stop", &s.dir);
-            let _ = std::fs::remove_dir_all(&s.dir);
+        if done == self.total {
+            stop_server();
         }
     }
+}
+
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops the server this binary started (once).
+fn stop_server() {
+    if let Some(s) = SESSION.get()
+        && !s.was_running
+        && !STOPPED.swap(true, Ordering::SeqCst)
+    {
+        pulse_script("stop", &s.dir);
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+}
+
+extern "C" fn stop_at_exit() {
+    stop_server();
 }
 
 /// What the reader thread collected: each read with the time it returned.
