@@ -21,7 +21,7 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
 /// Tests in this binary that use PulseAudio (pulse_env stops the server after the last one).
-const TESTS: usize = 6;
+const TESTS: usize = 8;
 const SAID: &str = "hello world from ptt";
 
 fn dictation_home(stub: &TranscribeStub, xvfb: &Xvfb, extra: &str) -> TestHome {
@@ -296,6 +296,63 @@ fn dictate_once_stops_when_the_push_to_talk_key_is_released() {
     let up = &stub.wait_uploads(1, T)[0];
     let pcm: Vec<f32> = up.wav.as_ref().expect("WAV").samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
     assert!(rms(&pcm) > 0.01, "the recording has the speech");
+}
+
+#[test]
+fn typing_tools_never_see_the_api_key() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    stub.set_default(Reply::text(SAID));
+    let xvfb = Xvfb::start();
+    let mut home = dictation_home(&stub, &xvfb, "typer = \"xdotool\"");
+    // A stand-in xdotool, first on PATH, that records what it was given.
+    let bin = home.scratch("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let seen = home.scratch("xdotool-saw.txt");
+    let script = bin.join("xdotool");
+    std::fs::write(&script, format!("#!/bin/sh\nenv > '{}'\necho \"$@\" >> '{}'\n", seen.display(), seen.display()))
+        .expect("fake xdotool");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    home.env.push(("PATH".into(), path));
+    let _d = home.start_daemon();
+    dictate_by_socket(&home, 500);
+    wait_until(T, "the fake xdotool ran", || std::fs::read_to_string(&seen).is_ok_and(|t| t.contains(SAID)));
+    let saw = std::fs::read_to_string(&seen).expect("read");
+    assert!(!saw.contains("OPENAI_API_KEY") && !saw.contains("sk-test-dictation"), "the key leaked: {saw}");
+    assert!(saw.contains(&format!("DISPLAY={}", xvfb.display)), "the session's display is passed: {saw}");
+}
+
+#[test]
+fn kept_clips_are_printed_by_retry_when_no_daemon_runs() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    stub.push(Reply::error(401, "Incorrect API key provided."));
+    stub.set_default(Reply::text(SAID));
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, "");
+    let mut child = home
+        .cmd(&["dictate", "--once"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ptt dictate --once");
+    std::thread::sleep(Duration::from_millis(700));
+    child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP 401") && err.contains("ptt dictate retry"), "{err}");
+    let listed = home.run(&["dictate", "list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1, "{}", describe(&listed));
+    let out = home.run(&["dictate", "retry"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SAID);
+    let listed = home.run(&["dictate", "list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "no kept clips");
 }
 
 #[test]
