@@ -247,6 +247,31 @@ impl Default for DictateConfig {
     }
 }
 
+impl DictateConfig {
+    /// The vocabulary file: `vocabulary_file` (with `~`), else `vocabulary.txt` in the state directory.
+    pub fn vocabulary_path(&self, paths: &crate::paths::Paths) -> PathBuf {
+        match &self.vocabulary_file {
+            Some(f) => paths.expand_tilde(f),
+            None => paths.state_dir.join("vocabulary.txt"),
+        }
+    }
+
+    /// `language`, unless empty.
+    pub fn language(&self) -> Option<String> {
+        Some(self.language.trim().to_string()).filter(|l| !l.is_empty())
+    }
+
+    /// Where and how clips are sent, with this key.
+    pub fn endpoint(&self, key: String) -> crate::dictate::transcribe::Endpoint {
+        crate::dictate::transcribe::Endpoint {
+            api_base: self.api_base.clone(),
+            key,
+            timeout: std::time::Duration::from_secs_f64(self.timeout_s),
+            retries: self.retries,
+        }
+    }
+}
+
 /// `[dictate.commands]`: the phrases of each voice command.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -34,28 +34,24 @@ fn load_config(paths: &Paths) -> Result<Config, i32> {
 }
 
 fn endpoint(config: &Config, paths: &Paths) -> Result<Endpoint, String> {
-    let key = crate::daemon::live::load_key(&config.live, paths)?;
-    Ok(Endpoint {
-        api_base: config.dictate.api_base.clone(),
-        key,
-        timeout: Duration::from_secs_f64(config.dictate.timeout_s),
-        retries: config.dictate.retries,
-    })
+    Ok(config.dictate.endpoint(crate::daemon::live::load_key(&config.live, paths)?))
 }
 
 fn prompt(config: &Config, paths: &Paths) -> Option<String> {
-    let file = match &config.dictate.vocabulary_file {
-        Some(f) => paths.expand_tilde(f),
-        None => paths.state_dir.join("vocabulary.txt"),
-    };
-    vocabulary::prompt(&vocabulary::load(&file).unwrap_or_default(), &Default::default())
+    let words = vocabulary::load(&config.dictate.vocabulary_path(paths)).unwrap_or_default();
+    vocabulary::prompt(&words, &Default::default())
 }
 
 /// Transcribes one WAV with the config's settings.
 fn transcribe_wav(config: &Config, paths: &Paths, endpoint: &Endpoint, wav: &[u8]) -> Result<String, String> {
     let prompt = prompt(config, paths);
-    let language = Some(config.dictate.language.trim()).filter(|l| !l.is_empty());
-    let req = transcribe::Request { wav, model: &config.dictate.model, prompt: prompt.as_deref(), language };
+    let language = config.dictate.language();
+    let req = transcribe::Request {
+        wav,
+        model: &config.dictate.model,
+        prompt: prompt.as_deref(),
+        language: language.as_deref(),
+    };
     transcribe::transcribe(endpoint, &req).map_err(|f| f.to_string())
 }
 

@@ -26,7 +26,6 @@ use crate::audio::cues::Cue;
 use crate::config::DictateConfig;
 use crate::dictate::commands::{Meaning, interpret};
 use crate::dictate::spool::Spool;
-use crate::dictate::transcribe::Endpoint;
 use crate::dictate::worker::{DictationEvent, TypeJob, UploadJob, Workers};
 use crate::dictate::{vocabulary, wav};
 use crate::paths::Paths;
@@ -117,10 +116,7 @@ impl Dictation {
     }
 
     fn vocabulary_file(&self) -> std::path::PathBuf {
-        match &self.cfg.vocabulary_file {
-            Some(f) => self.paths.expand_tilde(f),
-            None => self.paths.state_dir.join("vocabulary.txt"),
-        }
+        self.cfg.vocabulary_path(&self.paths)
     }
 
     /// The key went down: a clip starts (the caller opens the microphone gate).
@@ -202,19 +198,13 @@ impl Dictation {
             log::warn!("dictation: cannot read the vocabulary {}: {e}", self.vocabulary_file().display());
             Vec::new()
         });
-        let language = Some(self.cfg.language.trim().to_string()).filter(|l| !l.is_empty());
         workers.transcribe(UploadJob {
             id,
             wav,
-            endpoint: Endpoint {
-                api_base: self.cfg.api_base.clone(),
-                key,
-                timeout: std::time::Duration::from_secs_f64(self.cfg.timeout_s),
-                retries: self.cfg.retries,
-            },
+            endpoint: self.cfg.endpoint(key),
             model: self.cfg.model.clone(),
             prompt: vocabulary::prompt(&words, &self.recent),
-            language,
+            language: self.cfg.language(),
             released_at,
         });
     }

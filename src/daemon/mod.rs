@@ -353,7 +353,7 @@ impl Daemon {
                 crate::audio::capture::Captured::TurnEnd => {
                     if self.dictation.is_recording() {
                         let steps = self.dictation.turn_end(self.live.api_key(), self.voice.input_problem());
-                        self.run_dictation_steps(steps, now);
+                        self.run_dictation_steps(steps);
                     } else if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
                         let notices = self.live.commit_user_audio(&mut self.supervisor, now);
                         self.publish(notices);
@@ -367,7 +367,7 @@ impl Daemon {
             }
             Event::Dictation(ev) => {
                 let steps = self.dictation.on_event(ev);
-                self.run_dictation_steps(steps, now);
+                self.run_dictation_steps(steps);
             }
             Event::Signal(sig) => self.handle_signal(sig, now),
             Event::Timer => {}
@@ -421,7 +421,7 @@ impl Daemon {
             let commands = &self.supervisor.config().dictate.commands;
             if crate::dictate::commands::interpret(&said, commands) == crate::dictate::commands::Meaning::DictateMode {
                 log::info!("live: voice command: dictate mode");
-                self.run_dictation_steps(vec![dictation::Step::LiveOff], now);
+                self.run_dictation_steps(vec![dictation::Step::LiveOff]);
             }
         }
     }
@@ -633,7 +633,7 @@ impl Daemon {
     }
 
     /// Carries out what dictation asked for.
-    fn run_dictation_steps(&mut self, steps: Vec<dictation::Step>, _now: Instant) {
+    fn run_dictation_steps(&mut self, steps: Vec<dictation::Step>) {
         for step in steps {
             match step {
                 dictation::Step::Cue(c) => self.voice.cue(c),

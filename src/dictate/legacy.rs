@@ -124,18 +124,17 @@ pub fn convert(json: &str, legacy_dir: &Path) -> Result<Imported, String> {
             if p.is_absolute() { p } else { legacy_dir.join(p) }
         });
         let file = named.clone().unwrap_or_else(|| legacy_dir.join("vocabulary.txt"));
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
-                out.vocabulary = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_string)
-                    .collect();
+        match crate::dictate::vocabulary::load(&file) {
+            Ok(_) if !file.exists() => {
+                if named.is_some() {
+                    out.skipped.push(format!("vocabulary file {}: not found", file.display()));
+                }
+            }
+            Ok(words) => {
+                out.vocabulary = words;
                 vocab_source = Some(file.display().to_string());
             }
-            Err(e) if named.is_some() => out.skipped.push(format!("vocabulary file {}: {e}", file.display())),
-            Err(_) => {}
+            Err(e) => out.skipped.push(format!("vocabulary file {}: {e}", file.display())),
         }
     }
     out.vocabulary.retain(|w| !w.is_empty() && !w.contains('\n'));

@@ -117,14 +117,11 @@ pub fn current_session() -> typer::SessionInfo {
 /// `systemctl --user show-environment`, for DISPLAY / WAYLAND_DISPLAY imported
 /// into the user manager after the daemon started. Empty when unavailable.
 fn systemd_user_environment() -> Vec<(String, String)> {
-    let keep = |k: &std::ffi::OsString| {
-        matches!(k.to_str(), Some("PATH" | "HOME" | "USER" | "XDG_RUNTIME_DIR" | "DBUS_SESSION_BUS_ADDRESS"))
-    };
     let out = std::process::Command::new("systemctl")
         .args(["--user", "show-environment"])
-        // Never the daemon's secrets (OPENAI_API_KEY): only what reaching the user manager needs.
+        // Never the daemon's secrets (OPENAI_API_KEY): the typing tools' allowlist.
         .env_clear()
-        .envs(std::env::vars_os().filter(|(k, _)| keep(k)))
+        .envs(typer::inherited_env(std::env::vars_os()))
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output();

@@ -112,7 +112,9 @@ pub fn find_executable(cmd: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
         let p = PathBuf::from(cmd);
         return is_exec(&p).then_some(p);
     }
-    std::env::split_paths(path_var?).map(|d| d.join(cmd)).find(|p| is_exec(p))
+    // An empty or relative PATH entry means "relative to the current directory": never look there, the
+    // daemon's working directory is arbitrary.
+    std::env::split_paths(path_var?).filter(|d| d.is_absolute()).map(|d| d.join(cmd)).find(|p| is_exec(p))
 }
 
 /// A started child with the read end of its combined stdout+stderr pipe.
@@ -262,5 +264,7 @@ mod tests {
         std::fs::write(&plain, b"x").expect("write");
         assert!(find_executable(plain.to_str().expect("utf8"), None).is_none(), "not executable");
         let _ = std::fs::remove_file(plain);
+        // Relative PATH entries name the current directory, which is arbitrary for a daemon: skipped.
+        assert!(find_executable("sh", Some(OsStr::new("../../../../../../../../bin"))).is_none());
     }
 }

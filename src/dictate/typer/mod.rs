@@ -35,7 +35,6 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -99,12 +98,7 @@ impl SessionInfo {
         let mut available = BTreeSet::new();
         if let Some(path) = path {
             for tool in KNOWN_TOOLS {
-                // An empty PATH entry means "the current directory": never look there, the daemon's cwd is
-                // arbitrary.
-                let found = std::env::split_paths(path)
-                    .filter(|dir| dir.is_absolute())
-                    .any(|dir| is_executable_file(&dir.join(tool)));
-                if found {
+                if crate::tasks::spawn::find_executable(tool, Some(path)).is_some() {
                     available.insert(tool.to_string());
                 }
             }
@@ -138,7 +132,8 @@ impl SessionInfo {
         SessionInfo { display: get("DISPLAY"), wayland_display: get("WAYLAND_DISPLAY"), available, env }
     }
 
-    /// Environment variables a typing command needs, to be applied on top of the daemon's own environment:
+    /// Environment variables a typing command needs, applied on top of the few it inherits from the daemon
+    /// (`run::child_may_inherit`):
     /// `(name, Some(value))` sets a variable, `(name, None)` removes it (a `DISPLAY` or `WAYLAND_DISPLAY` that the
     /// session does not have must not leak in from the daemon's start-up environment).
     pub fn command_env(&self) -> Vec<(String, Option<String>)> {
@@ -165,10 +160,6 @@ impl SessionInfo {
     fn has(&self, tool: &str) -> bool {
         self.available.contains(tool)
     }
-}
-
-fn is_executable_file(path: &std::path::Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// How text gets into the focused window.
@@ -579,4 +570,4 @@ mod tests;
 pub use modifiers::wait_for_modifiers_up;
 #[cfg(test)]
 use run::*;
-pub use run::{TypeError, type_text};
+pub use run::{TypeError, inherited_env, type_text};

@@ -381,7 +381,7 @@ pub(super) fn child_may_inherit(name: &str) -> bool {
 }
 
 /// The part of `vars` (the daemon's environment) a typing command gets.
-pub(super) fn inherited_env(
+pub fn inherited_env(
     vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
 ) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     vars.into_iter().filter(|(k, _)| k.to_str().is_some_and(child_may_inherit)).collect()

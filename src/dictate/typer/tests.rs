@@ -133,7 +133,7 @@ fn detect_finds_executables_and_session_vars() {
     std::fs::create_dir_all(&b).expect("temp dir");
     let touch = |p: std::path::PathBuf, mode: u32| {
         std::fs::write(&p, "#!/bin/sh\n").expect("write");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod");
     };
     touch(a.join("xdotool"), 0o755);
     touch(a.join("wtype"), 0o644); // not executable
