@@ -377,7 +377,8 @@ impl Dictation {
     }
 
     pub fn status(&self) -> Value {
-        let kept = self.spool.failed().map(|k| k.len()).unwrap_or(0) + self.held.len();
+        // Counted on disk, not kept here: `ptt dictate --once` may add clips while the daemon runs.
+        let kept = self.spool.count_failed() + self.held.len();
         json!({
             "enabled": self.cfg.enabled,
             "recording": self.recording.is_some(),

@@ -127,6 +127,12 @@ impl Spool {
         Ok(kept)
     }
 
+    /// How many clips are kept: directory entries only, no notes read (cheap enough for every `ptt status`).
+    pub fn count_failed(&self) -> usize {
+        std::fs::read_dir(self.root.join("failed"))
+            .map_or(0, |entries| entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "wav")).count())
+    }
+
     /// The WAV of a kept clip.
     pub fn read_failed(&self, id: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(self.root.join("failed").join(format!("{id}.wav")))
@@ -189,6 +195,7 @@ mod tests {
         assert_eq!(kept.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["d1000", "d2000"]);
         assert_eq!(kept[1].error, "HTTP 401");
         assert_eq!(kept[1].duration_ms, 200);
+        assert_eq!(spool.count_failed(), 2);
         assert_eq!(kept[1].recorded, 2);
         assert_eq!(spool.read_failed("d2000").expect("read"), wav);
         spool.done("d2000");
