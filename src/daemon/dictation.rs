@@ -154,25 +154,19 @@ impl Dictation {
         let ms = rec.samples.len() as u64 * 1000 / u64::from(RATE);
         if ms < self.cfg.min_ms {
             self.dropped += 1;
-            let why = match mic_problem {
-                Some(p) if rec.samples.is_empty() => {
-                    self.last_error = Some(format!("no microphone: {p}"));
+            let (why, cue) = match mic_problem.filter(|_| rec.samples.is_empty()) {
+                Some(p) => {
                     log::warn!("dictation: nothing recorded: no microphone ({p})");
-                    format!("no microphone: {p}")
+                    let why = format!("no microphone: {p}");
+                    self.last_error = Some(why.clone());
+                    (why, Cue::DictationFailed)
                 }
-                _ => {
+                None => {
                     log::info!("dictation: {ms} ms clip dropped (shorter than dictate.min_ms = {})", self.cfg.min_ms);
-                    "too short".to_string()
+                    ("too short".to_string(), Cue::TooShort)
                 }
             };
-            return vec![
-                Step::Cue(if rec.samples.is_empty() && mic_problem.is_some() {
-                    Cue::DictationFailed
-                } else {
-                    Cue::TooShort
-                }),
-                Step::Broadcast(json!({"event": "dictation_dropped", "ms": ms, "why": why})),
-            ];
+            return vec![Step::Cue(cue), Step::Broadcast(json!({"event": "dictation_dropped", "ms": ms, "why": why}))];
         }
         let id = self.spool.new_id();
         let wav = Arc::new(wav::encode(&rec.samples, RATE));
