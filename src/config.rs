@@ -214,7 +214,7 @@ pub struct DictateConfig {
     /// Further attempts after a 429, a 5xx or a network error (with backoff, honouring Retry-After).
     pub retries: u32,
     /// How text reaches the focused window: "auto", "xdotool", "wtype", "ydotool", "clipboard" or "stdout".
-    pub typer: crate::dictate::typer::TyperKind,
+    pub typer: TyperKind,
     /// Milliseconds between typed keys.
     pub key_delay_ms: u32,
     /// Type a space after each dictation, so consecutive ones do not run together.
@@ -237,7 +237,7 @@ impl Default for DictateConfig {
             min_ms: 300,
             timeout_s: 30.0,
             retries: 3,
-            typer: crate::dictate::typer::TyperKind::Auto,
+            typer: TyperKind::Auto,
             key_delay_ms: 2,
             trailing_space: true,
             recent: 3,
@@ -260,16 +260,20 @@ impl DictateConfig {
     pub fn language(&self) -> Option<String> {
         Some(self.language.trim().to_string()).filter(|l| !l.is_empty())
     }
+}
 
-    /// Where and how clips are sent, with this key.
-    pub fn endpoint(&self, key: String) -> crate::dictate::transcribe::Endpoint {
-        crate::dictate::transcribe::Endpoint {
-            api_base: self.api_base.clone(),
-            key,
-            timeout: std::time::Duration::from_secs_f64(self.timeout_s),
-            retries: self.retries,
-        }
-    }
+/// `dictate.typer`: which tool types the text (`dictate::typer` turns it into commands).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TyperKind {
+    /// Pick the best tool for the session at typing time (see `dictate::typer::choose`).
+    #[default]
+    Auto,
+    Xdotool,
+    Wtype,
+    Ydotool,
+    Clipboard,
+    Stdout,
 }
 
 /// `[dictate.commands]`: the phrases of each voice command.
@@ -509,7 +513,7 @@ impl Config {
             ("new_line", &commands.new_line),
             ("add_word", &commands.add_word),
         ] {
-            if phrases.iter().any(|p| crate::dictate::commands::normalise(p).is_empty()) {
+            if phrases.iter().any(|p| crate::text::normalise(p).is_empty()) {
                 return Err(err(
                     &format!("dictate.commands.{key}"),
                     "a phrase is empty (after dropping punctuation)".into(),
@@ -523,7 +527,7 @@ impl Config {
             if var.is_empty() || var.contains('=') {
                 return Err(err("tasks.env_allow", format!("`{var}` is not a variable name")));
             }
-            if crate::tasks::spawn::is_denied_env(var) {
+            if crate::process::is_denied_env(var) {
                 return Err(err(
                     "tasks.env_allow",
                     format!("`{var}` is never passed to Claude (it is a secret or breaks the CLI)"),

@@ -14,5 +14,8 @@ pub mod dictate;
 pub mod hotkey;
 pub mod logging;
 pub mod paths;
+pub mod process;
 pub mod realtime;
+pub mod secrets;
 pub mod tasks;
+pub mod text;

@@ -34,7 +34,7 @@ fn load_config(paths: &Paths) -> Result<Config, i32> {
 }
 
 fn endpoint(config: &Config, paths: &Paths) -> Result<Endpoint, String> {
-    Ok(config.dictate.endpoint(crate::daemon::live::load_key(&config.live, paths)?))
+    Ok(Endpoint::new(&config.dictate, crate::secrets::load_key(&config.live, paths)?))
 }
 
 fn prompt(config: &Config, paths: &Paths) -> Option<String> {

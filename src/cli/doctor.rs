@@ -80,7 +80,7 @@ pub fn run(paths: &Paths) -> i32 {
     };
 
     let claude = &config.tasks.claude;
-    match crate::tasks::spawn::find_executable(claude, std::env::var_os("PATH").as_deref()) {
+    match crate::process::find_executable(claude, std::env::var_os("PATH").as_deref()) {
         Some(path) => match version_of(&path) {
             Ok(v) => check(Verdict::Ok, "claude", format!("{} ({v})", path.display())),
             Err(e) => check(Verdict::Fail, "claude", format!("{} does not answer --version: {e}", path.display())),
@@ -112,7 +112,7 @@ pub fn run(paths: &Paths) -> i32 {
         println!("       {line}");
     }
 
-    match crate::daemon::live::load_key(&config.live, paths) {
+    match crate::secrets::load_key(&config.live, paths) {
         Ok(_) => check(Verdict::Ok, "openai key", "present (live mode and dictation can connect)".into()),
         Err(e) => check(
             Verdict::Warn,

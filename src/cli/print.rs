@@ -94,10 +94,10 @@ pub fn task_table(v: &Value) {
             "{:<5} {:<11} {:<28} {:>7} {:>7}  {}",
             s(t, "id"),
             state,
-            crate::tasks::stream_json::clip(s(t, "name"), 28),
+            crate::text::clip(s(t, "name"), 28),
             duration(t["elapsed_s"].as_u64().unwrap_or(0)),
             cost(t),
-            crate::tasks::stream_json::clip(detail, 70)
+            crate::text::clip(detail, 70)
         );
     }
 }

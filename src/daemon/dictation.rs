@@ -195,7 +195,7 @@ impl Dictation {
         workers.transcribe(UploadJob {
             id,
             wav,
-            endpoint: self.cfg.endpoint(key),
+            endpoint: crate::dictate::transcribe::Endpoint::new(&self.cfg, key),
             model: self.cfg.model.clone(),
             prompt: vocabulary::prompt(&words, &self.recent),
             language: self.cfg.language(),

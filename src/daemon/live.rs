@@ -145,7 +145,7 @@ impl Live {
 
     /// The OpenAI key: `OPENAI_API_KEY`, else `live.key_file` (which must be 0600).
     pub fn api_key(&self) -> Result<String, String> {
-        load_key(&self.cfg, &self.paths)
+        crate::secrets::load_key(&self.cfg, &self.paths)
     }
 
     /// Opens a session (or upgrades the purpose of the open one). A voice session
@@ -608,37 +608,6 @@ impl Live {
     }
 }
 
-/// `OPENAI_API_KEY`, else the key file (mode 0600 or stricter).
-pub fn load_key(cfg: &LiveConfig, paths: &Paths) -> Result<String, String> {
-    load_key_from(std::env::var("OPENAI_API_KEY").ok(), cfg, paths)
-}
-
-fn load_key_from(env_key: Option<String>, cfg: &LiveConfig, paths: &Paths) -> Result<String, String> {
-    if let Some(k) = env_key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty()) {
-        return Ok(k);
-    }
-    let Some(file) = &cfg.key_file else {
-        return Err("no OpenAI API key: set OPENAI_API_KEY or live.key_file".into());
-    };
-    let path = paths.expand_tilde(file);
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read live.key_file {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "live.key_file {} is readable by others; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
-    }
-    let key =
-        std::fs::read_to_string(&path).map_err(|e| format!("cannot read live.key_file {}: {e}", path.display()))?;
-    let key = key.trim().to_string();
-    if key.is_empty() {
-        return Err(format!("live.key_file {} is empty", path.display()));
-    }
-    Ok(key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,22 +623,5 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= BACKOFF_FIRST);
-    }
-
-    #[test]
-    fn key_file_must_be_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("key");
-        std::fs::write(&key, "sk-file-key\n").expect("write");
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let paths = Paths::from_vars(|k| (k == "HOME").then(|| dir.path().as_os_str().to_owned())).expect("paths");
-        let cfg = LiveConfig { key_file: Some(key.clone()), ..LiveConfig::default() };
-        let e = load_key_from(None, &cfg, &paths).unwrap_err();
-        assert!(e.contains("chmod 600"), "{e}");
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert_eq!(load_key_from(None, &cfg, &paths).as_deref(), Ok("sk-file-key"));
-        assert_eq!(load_key_from(Some("sk-env".into()), &cfg, &paths).as_deref(), Ok("sk-env"), "the environment wins");
-        assert!(load_key_from(None, &LiveConfig::default(), &paths).unwrap_err().contains("OPENAI_API_KEY"));
     }
 }

@@ -20,7 +20,7 @@ pub const MAX_AGE_S: u64 = 6 * 3600;
 /// "[task t7 'auth refactor' finished after 4 minutes 12 seconds, $0.31: <summary>]"
 pub fn describe_end(t: &TaskRecord) -> String {
     let took = t.ended_at.unwrap_or_else(unix_now).saturating_sub(t.created_at);
-    let took = crate::tasks::summary::duration_words(took);
+    let took = crate::text::duration_words(took);
     let cost = t.cost_usd.map(|c| format!(", ${c:.2}")).unwrap_or_default();
     let what = match t.state {
         TaskState::Succeeded => "finished",

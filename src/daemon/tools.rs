@@ -119,12 +119,11 @@ pub fn task_table(sup: &Supervisor) -> String {
     let recent = tasks.iter().rev().filter(|t| !t.state.is_active()).take(5);
     for t in running.chain(recent) {
         let elapsed = sup.view(t)["elapsed_s"].as_u64().unwrap_or(0);
-        let mut line =
-            format!("{} '{}' {} {}", t.id, t.name, t.state.as_str(), crate::tasks::summary::duration_words(elapsed));
+        let mut line = format!("{} '{}' {} {}", t.id, t.name, t.state.as_str(), crate::text::duration_words(elapsed));
         if let Some(a) = &t.activity {
             line.push_str(&format!(": {a}"));
         } else if let Some(s) = &t.summary {
-            line.push_str(&format!(": {}", crate::tasks::stream_json::clip(s, 120)));
+            line.push_str(&format!(": {}", crate::text::clip(s, 120)));
         }
         lines.push(line);
     }

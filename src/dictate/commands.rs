@@ -7,6 +7,7 @@
 //! typed as words: "switch to live mode tomorrow" is text.
 
 use crate::config::DictateCommands;
+use crate::text::normalise;
 
 /// What a dictation means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,27 +19,6 @@ pub enum Meaning {
     AddWord(String),
     /// Anything else: typed as it is.
     Text(String),
-}
-
-/// Lowercase words of `text`, joined by single spaces; punctuation dropped
-/// (apostrophes and hyphens inside words are kept).
-pub fn normalise(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        let cleaned: String = word
-            .chars()
-            .filter(|c| c.is_alphanumeric() || *c == '\'' || *c == '-')
-            .flat_map(char::to_lowercase)
-            .collect();
-        let cleaned = cleaned.trim_matches(|c| c == '\'' || c == '-');
-        if !cleaned.is_empty() {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(cleaned);
-        }
-    }
-    out
 }
 
 /// Decides what a transcription means.
@@ -79,15 +59,6 @@ mod tests {
 
     fn m(text: &str) -> Meaning {
         interpret(text, &DictateCommands::default())
-    }
-
-    #[test]
-    fn normalisation() {
-        assert_eq!(normalise("  Live   Mode. "), "live mode");
-        assert_eq!(normalise("New line!"), "new line");
-        assert_eq!(normalise("Don't stop — ok?"), "don't stop ok");
-        assert_eq!(normalise("...!"), "");
-        assert_eq!(normalise("Ünïcode Wörds"), "ünïcode wörds");
     }
 
     #[test]

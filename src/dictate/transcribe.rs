@@ -18,6 +18,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::DictateConfig;
+
 /// What to send.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -38,6 +40,18 @@ pub struct Endpoint {
     pub timeout: Duration,
     /// Further attempts after a retryable failure.
     pub retries: u32,
+}
+
+impl Endpoint {
+    /// Where and how clips are sent for `[dictate]`, with this key.
+    pub fn new(cfg: &DictateConfig, key: String) -> Endpoint {
+        Endpoint {
+            api_base: cfg.api_base.clone(),
+            key,
+            timeout: Duration::from_secs_f64(cfg.timeout_s),
+            retries: cfg.retries,
+        }
+    }
 }
 
 /// A transcription that failed for good.
@@ -152,7 +166,7 @@ pub fn describe_error(status: u16, body: &str) -> String {
         .ok()
         .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string))
         .unwrap_or_else(|| body.chars().take(200).collect());
-    let message = crate::tasks::summary::redact(message.trim());
+    let message = crate::text::redact(message.trim());
     let what = match status {
         401 => "the transcription API refused the key (HTTP 401)".to_string(),
         403 => "the transcription API denied access (HTTP 403)".to_string(),
@@ -213,8 +227,7 @@ fn send_once(agent: &ureq::Agent, url: &str, key: &str, boundary: &str, body: &[
     let mut response = match response {
         Ok(r) => r,
         Err(e) => {
-            let message =
-                format!("cannot reach the transcription API: {}", crate::tasks::summary::redact(&e.to_string()));
+            let message = format!("cannot reach the transcription API: {}", crate::text::redact(&e.to_string()));
             return Attempt::Retry { message, status: None, retry_after: None };
         }
     };

@@ -121,7 +121,7 @@ fn systemd_user_environment() -> Vec<(String, String)> {
         .args(["--user", "show-environment"])
         // Never the daemon's secrets (OPENAI_API_KEY): the typing tools' allowlist.
         .env_clear()
-        .envs(typer::inherited_env(std::env::vars_os()))
+        .envs(crate::process::inherited_env(std::env::vars_os()))
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output();

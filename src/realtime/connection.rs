@@ -340,10 +340,7 @@ fn connect(spec: &ConnectSpec) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, C
             let status = resp.status().as_u16();
             let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
             ConnectError {
-                reason: format!(
-                    "the server refused the upgrade with HTTP {status}: {}",
-                    crate::tasks::stream_json::clip(&body, 300)
-                ),
+                reason: format!("the server refused the upgrade with HTTP {status}: {}", crate::text::clip(&body, 300)),
                 fatal: matches!(status, 401 | 403 | 404),
             }
         }

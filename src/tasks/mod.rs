@@ -18,7 +18,6 @@ pub mod reference;
 pub mod registry;
 pub mod spawn;
 pub mod stream_json;
-pub mod summary;
 pub mod sweep;
 
 use std::collections::HashMap;
@@ -389,7 +388,7 @@ impl Supervisor {
 
     fn claude_path(&self) -> std::result::Result<PathBuf, String> {
         let cmd = &self.config.tasks.claude;
-        spawn::find_executable(cmd, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+        crate::process::find_executable(cmd, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
             format!(
                 "the Claude Code CLI `{cmd}` was not found{}; install it (npm install -g @anthropic-ai/claude-code) or set tasks.claude",
                 if cmd.contains('/') { "" } else { " on PATH" }
@@ -757,7 +756,7 @@ impl Supervisor {
         // The registry keeps the last lines; the whole output is in the log.
         let keep = f.tail.len().saturating_sub(REGISTRY_TAIL_LINES);
         t.tail = f.tail.into_iter().skip(keep).collect();
-        t.reason = reason.as_deref().map(summary::redact);
+        t.reason = reason.as_deref().map(crate::text::redact);
         t.summary = Some(summarize(t, f.result.as_ref().and_then(|r| r.result.as_deref()), f.last_text.as_deref()));
         if let Some(e) = &f.log_error {
             t.tail.push(format!("[ptt: {e}]"));
@@ -1017,13 +1016,13 @@ fn judge(stop: Option<StopReason>, f: &Finished, timeout_min: f64) -> (TaskState
                 .or_else(|| r.terminal_reason.clone())
                 .or_else(|| r.subtype.clone())
                 .unwrap_or_else(|| "Claude reported an error".into());
-            (TaskState::Failed, Some(stream_json::clip(&why, 500)))
+            (TaskState::Failed, Some(crate::text::clip(&why, 500)))
         }
         Some(_) if f.exit_code == Some(0) => (TaskState::Succeeded, None),
         Some(_) => (TaskState::Failed, Some(format!("claude {how} after reporting a result"))),
         None => {
             let detail = f.last_plain.as_deref().map(|l| format!(": {l}")).unwrap_or_default();
-            (TaskState::Failed, Some(stream_json::clip(&format!("claude {how} without a result{detail}"), 500)))
+            (TaskState::Failed, Some(crate::text::clip(&format!("claude {how} without a result{detail}"), 500)))
         }
     }
 }
@@ -1036,7 +1035,7 @@ fn summarize(t: &TaskRecord, result: Option<&str>, last_text: Option<&str>) -> S
         }
         _ => t.reason.as_deref().unwrap_or("No reason was given."),
     };
-    summary::for_the_ear(body, SUMMARY_CHARS)
+    crate::text::for_the_ear(body, SUMMARY_CHARS)
 }
 
 fn state_phrase(s: TaskState) -> &'static str {
@@ -1066,7 +1065,7 @@ pub fn derive_name(text: &str) -> String {
         .filter(|w| !w.is_empty() && !SKIP.contains(&w.as_str()))
         .take(4)
         .collect();
-    if words.is_empty() { "task".into() } else { stream_json::clip(&words.join(" "), 40) }
+    if words.is_empty() { "task".into() } else { crate::text::clip(&words.join(" "), 40) }
 }
 
 /// Days since the epoch in local time (for the daily budget).

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::stream_json::{ParsedLine, ResultInfo, StreamFact, clip, parse_line};
+use super::stream_json::{ParsedLine, ResultInfo, StreamFact, parse_line};
+use crate::text::clip;
 
 /// Longest line parsed; longer lines are cut (and then kept as text).
 pub const MAX_LINE: usize = 1 << 20;
@@ -199,7 +200,7 @@ impl Reaper {
             self.handle_line(&line);
         }
         self.maybe_progress(true);
-        let tail = self.tail.drain(..).map(|l| super::summary::redact(&l)).collect();
+        let tail = self.tail.drain(..).map(|l| crate::text::redact(&l)).collect();
         let finished = Finished {
             result: self.result.take(),
             last_text: self.last_text.take(),

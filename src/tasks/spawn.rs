@@ -7,49 +7,18 @@
 //! cancel, timeout, shutdown and the start-up sweep find *all* of a task's
 //! processes (see [`super::sweep`]); a process group alone is not enough.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use crate::config::PermissionMode;
-
-/// Variables that never reach a child: a secret, or a marker that makes the
-/// CLI believe it runs nested inside another Claude Code.
-const DENIED: &[&str] =
-    &["OPENAI_API_KEY", "CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "NOTIFY_SOCKET", "PTT_TASK_ID", "PTT_OWNER"];
-
-const ALLOWED_EXACT: &[&str] =
-    &["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TZ", "TMPDIR", "COLORTERM"];
-const ALLOWED_PREFIXES: &[&str] = &["LC_", "XDG_", "ANTHROPIC_", "CLAUDE_"];
+use crate::process::filter_env;
 
 /// The short spoken-friendly summary every task is asked to end with.
 pub const SUMMARY_PROMPT: &str = "You run unattended in the background for a user who will hear your final message \
 read aloud. End with a short plain-text summary (two or three sentences, no markdown, no code) of what you did and \
 what the user should know.";
-
-pub fn is_denied_env(name: &str) -> bool {
-    DENIED.contains(&name)
-}
-
-/// Keeps the allowlisted variables of `vars`, plus `extra_allow`, minus the
-/// denied ones.
-pub fn filter_env(
-    vars: impl IntoIterator<Item = (OsString, OsString)>,
-    extra_allow: &[String],
-) -> Vec<(OsString, OsString)> {
-    vars.into_iter()
-        .filter(|(k, _)| {
-            let Some(k) = k.to_str() else { return false };
-            if is_denied_env(k) {
-                return false;
-            }
-            ALLOWED_EXACT.contains(&k)
-                || ALLOWED_PREFIXES.iter().any(|p| k.starts_with(p))
-                || extra_allow.iter().any(|a| a == k)
-        })
-        .collect()
-}
 
 /// Everything needed to start one run of the CLI.
 #[derive(Debug, Clone)]
@@ -103,19 +72,6 @@ pub fn claude_args(spec: &SpawnSpec) -> Vec<OsString> {
 const WORKTREE_SCRIPT: &str = r#"repo=$1; branch=$2; dir=$3; shift 3
 git -C "$repo" worktree add -q -b "$branch" "$dir" HEAD >&2 || { echo "ptt: git worktree add failed for $repo" >&2; exit 97; }
 cd "$dir" && exec "$@""#;
-
-/// Finds `cmd` on `path_var` (or checks it directly when it has a slash).
-pub fn find_executable(cmd: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
-    if cmd.contains('/') {
-        let p = PathBuf::from(cmd);
-        return is_exec(&p).then_some(p);
-    }
-    // An empty or relative PATH entry means "relative to the current directory": never look there, the
-    // daemon's working directory is arbitrary.
-    std::env::split_paths(path_var?).filter(|d| d.is_absolute()).map(|d| d.join(cmd)).find(|p| is_exec(p))
-}
 
 /// A started child with the read end of its combined stdout+stderr pipe.
 pub struct Spawned {
@@ -233,38 +189,5 @@ mod tests {
         assert!(joined.contains("--model opus"), "{joined}");
         assert!(joined.ends_with("--resume sess-1"), "{joined}");
         assert!(joined.contains("--permission-mode plan"), "{joined}");
-    }
-
-    #[test]
-    fn environment_is_filtered() {
-        let vars = [
-            ("PATH", "/bin"),
-            ("HOME", "/h"),
-            ("OPENAI_API_KEY", "sk-secret"),
-            ("CLAUDECODE", "1"),
-            ("CLAUDE_CODE_ENTRYPOINT", "cli"),
-            ("CLAUDE_CONFIG_DIR", "/c"),
-            ("ANTHROPIC_API_KEY", "a"),
-            ("LC_ALL", "C"),
-            ("AWS_SECRET_ACCESS_KEY", "x"),
-            ("MY_TOOL", "y"),
-        ]
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-        let kept: Vec<String> =
-            filter_env(vars, &["MY_TOOL".into()]).into_iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
-        assert_eq!(kept, ["PATH", "HOME", "CLAUDE_CONFIG_DIR", "ANTHROPIC_API_KEY", "LC_ALL", "MY_TOOL"]);
-    }
-
-    #[test]
-    fn finds_executables() {
-        assert!(find_executable("sh", Some(OsStr::new("/usr/bin:/bin"))).is_some());
-        assert!(find_executable("definitely-not-a-command-xyz", Some(OsStr::new("/usr/bin:/bin"))).is_none());
-        assert!(find_executable("/bin/sh", None).is_some());
-        let plain = std::env::temp_dir().join(format!("ptt-not-exec-{}", std::process::id()));
-        std::fs::write(&plain, b"x").expect("write");
-        assert!(find_executable(plain.to_str().expect("utf8"), None).is_none(), "not executable");
-        let _ = std::fs::remove_file(plain);
-        // Relative PATH entries name the current directory, which is arbitrary for a daemon: skipped.
-        assert!(find_executable("sh", Some(OsStr::new("../../../../../../../../bin"))).is_none());
     }
 }

@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::text::{clip, redact};
+
 /// The `result` line: the outcome the CLI reports for the whole run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResultInfo {
@@ -113,15 +115,6 @@ pub fn parse_line(line: &[u8]) -> ParsedLine {
     ParsedLine::Json(facts)
 }
 
-/// Cuts `s` to at most `max` characters, adding an ellipsis when cut.
-pub fn clip(s: &str, max: usize) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some((i, _)) => format!("{}…", s[..i].trim_end()),
-    }
-}
-
 /// "editing src/auth.rs", "running cargo test": what a tool call is doing.
 pub fn describe_tool_use(name: &str, input: &Value) -> String {
     let field = |k: &str| input.get(k).and_then(Value::as_str).map(|s| clip(s, 80));
@@ -144,7 +137,7 @@ pub fn describe_tool_use(name: &str, input: &Value) -> String {
         _ => None,
     };
     let text = described.unwrap_or_else(|| format!("using {name}"));
-    crate::tasks::summary::redact(&text)
+    redact(&text)
 }
 
 /// Keeps the last two components of a path: enough to say it, short to hear.
@@ -227,11 +220,5 @@ mod tests {
         );
         assert!(!a.contains("sk-abcdefghijklmnop"), "{a}");
         assert_eq!(describe_tool_use("Frobnicate", &Value::Null), "using Frobnicate");
-    }
-
-    #[test]
-    fn clip_respects_char_boundaries() {
-        assert_eq!(clip("héllo wörld", 4), "héll…");
-        assert_eq!(clip("short", 10), "short");
     }
 }

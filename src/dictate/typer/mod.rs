@@ -39,6 +39,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::config::TyperKind;
+
 /// The external tools this module knows how to use, as looked up on `PATH`.
 pub const KNOWN_TOOLS: [&str; 7] = ["xdotool", "wtype", "ydotool", "xclip", "xsel", "wl-copy", "wl-paste"];
 
@@ -59,20 +61,6 @@ const STDOUT_KEEP: usize = 16 << 20;
 /// Extra time per typed character on top of the per-command timeout: typing tools sleep between keystrokes, so a
 /// long dictation legitimately takes longer than the tool's start-up, and must not be killed halfway.
 const PER_CHAR_ALLOWANCE: Duration = Duration::from_millis(30);
-
-/// `dictate.typer` in config.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TyperKind {
-    /// Pick the best tool for the session at typing time (see [`choose`]).
-    #[default]
-    Auto,
-    Xdotool,
-    Wtype,
-    Ydotool,
-    Clipboard,
-    Stdout,
-}
 
 /// What the graphical session offers, read at typing time (not at daemon start).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,7 +86,7 @@ impl SessionInfo {
         let mut available = BTreeSet::new();
         if let Some(path) = path {
             for tool in KNOWN_TOOLS {
-                if crate::tasks::spawn::find_executable(tool, Some(path)).is_some() {
+                if crate::process::find_executable(tool, Some(path)).is_some() {
                     available.insert(tool.to_string());
                 }
             }
@@ -133,7 +121,7 @@ impl SessionInfo {
     }
 
     /// Environment variables a typing command needs, applied on top of the few it inherits from the daemon
-    /// (`run::child_may_inherit`):
+    /// (`crate::process::child_may_inherit`):
     /// `(name, Some(value))` sets a variable, `(name, None)` removes it (a `DISPLAY` or `WAYLAND_DISPLAY` that the
     /// session does not have must not leak in from the daemon's start-up environment).
     pub fn command_env(&self) -> Vec<(String, Option<String>)> {
@@ -570,4 +558,4 @@ mod tests;
 pub use modifiers::wait_for_modifiers_up;
 #[cfg(test)]
 use run::*;
-pub use run::{TypeError, inherited_env, type_text};
+pub use run::{TypeError, type_text};

@@ -359,34 +359,6 @@ fn pump_write<W: Write>(handle: &mut Option<W>, data: &[u8], written: &mut usize
 /// Runs one command to completion or timeout. Never blocks past the timeout: stdin, stdout and stderr are
 /// non-blocking pipes serviced with poll(2) while the child is polled for exit; once it has exited, what is left
 /// in the pipes is drained without waiting for EOF (a grandchild may hold them open forever).
-/// The daemon's variables a typing command inherits (the session's own come on top, from
-/// [`SessionInfo::command_env`]).
-pub(super) fn child_may_inherit(name: &str) -> bool {
-    matches!(
-        name,
-        "PATH"
-            | "HOME"
-            | "USER"
-            | "LOGNAME"
-            | "LANG"
-            | "LANGUAGE"
-            | "XDG_RUNTIME_DIR"
-            | "XAUTHORITY"
-            | "DISPLAY"
-            | "WAYLAND_DISPLAY"
-            | "YDOTOOL_SOCKET"
-            | "DBUS_SESSION_BUS_ADDRESS"
-            | "TMPDIR"
-    ) || name.starts_with("LC_")
-}
-
-/// The part of `vars` (the daemon's environment) a typing command gets.
-pub fn inherited_env(
-    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-    vars.into_iter().filter(|(k, _)| k.to_str().is_some_and(child_may_inherit)).collect()
-}
-
 pub(super) fn run_step(
     step: &Step,
     env: &[(String, Option<String>)],
@@ -403,7 +375,7 @@ pub(super) fn run_step(
     // A typing tool gets what it needs to reach the session and nothing else: never OPENAI_API_KEY or any
     // other secret of the daemon's environment.
     cmd.env_clear();
-    cmd.envs(inherited_env(std::env::vars_os()));
+    cmd.envs(crate::process::inherited_env(std::env::vars_os()));
     for (name, value) in env {
         match value {
             Some(v) => cmd.env(name, v),

@@ -1,10 +1,15 @@
-//! What is said about a task: redacted, and short enough for the ear.
+//! Text helpers shared by every front end: cutting, redacting, and saying things
+//! at the length of an ear.
+//!
+//! This is a leaf module (it knows no other module of the crate), so that the
+//! task supervisor, the Realtime driver, dictation and the CLI can all use the
+//! same cut and the same redaction without importing each other.
 //!
 //! Whatever leaves the daemon towards a model, a speaker or a status bar goes
 //! through [`redact`] first: API keys, tokens, private keys, passwords in URLs
 //! and in `password=...` assignments are replaced by `[redacted]`. The spoken
-//! summary is the result's own text, cut at a sentence boundary, never the raw
-//! tail of the log.
+//! summary ([`for_the_ear`]) is the result's own text, cut at a sentence
+//! boundary, never the raw tail of a log.
 
 use std::sync::LazyLock;
 
@@ -103,6 +108,36 @@ pub fn duration_words(secs: u64) -> String {
     }
 }
 
+/// Cuts `s` to at most `max` characters, adding an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((i, _)) => format!("{}…", s[..i].trim_end()),
+    }
+}
+
+/// Lowercase words of `text`, joined by single spaces; punctuation dropped
+/// (apostrophes and hyphens inside words are kept).
+pub fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        let cleaned: String = word
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '\'' || *c == '-')
+            .flat_map(char::to_lowercase)
+            .collect();
+        let cleaned = cleaned.trim_matches(|c| c == '\'' || c == '-');
+        if !cleaned.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(cleaned);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +189,20 @@ mod tests {
         assert!(s.ends_with('…'), "{s}");
         assert!(!s.contains('#') && !s.contains("**") && !s.contains('`'), "{s}");
         assert!(s.chars().count() <= 41, "{s}");
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("héllo wörld", 4), "héll…");
+        assert_eq!(clip("short", 10), "short");
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalise("  Live   Mode. "), "live mode");
+        assert_eq!(normalise("New line!"), "new line");
+        assert_eq!(normalise("Don't stop — ok?"), "don't stop ok");
+        assert_eq!(normalise("...!"), "");
+        assert_eq!(normalise("Ünïcode Wörds"), "ünïcode wörds");
     }
 }
