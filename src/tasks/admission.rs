@@ -1,0 +1,232 @@
+//! Admission: whether a task may start, and where it runs.
+//!
+//! Every refusal a start can meet before a child exists is decided here: the
+//! daily budget, the concurrency limit, the Claude CLI being installed, the
+//! directory (a project, an explicit path under the allowed roots), isolation,
+//! and one task per directory. Keeping them together keeps the order of the
+//! checks in one place, and none of them has side effects beyond creating the
+//! scratch or worktrees directory the task will run in.
+
+use std::path::{Path, PathBuf};
+
+use super::Supervisor;
+use super::contract::{RejectReason, StartOutcome, StartRequest};
+use super::registry::unix_now;
+use crate::config::Isolation;
+
+impl Supervisor {
+    /// Budget and concurrency: the refusals that do not depend on the request.
+    pub(super) fn admission_check(&mut self) -> Option<StartOutcome> {
+        let budget = self.config.tasks.budget_usd;
+        if budget > 0.0 {
+            let spent = self.spent_today();
+            if spent >= budget {
+                return Some(StartOutcome::Rejected {
+                    reason: RejectReason::BudgetExceeded,
+                    message: format!(
+                        "today's budget of ${budget:.2} is used up (${spent:.2} spent); raise tasks.budget_usd or wait until tomorrow"
+                    ),
+                });
+            }
+        }
+        let max = self.config.tasks.max_concurrent as usize;
+        if self.live.len() >= max {
+            let running: Vec<String> = self
+                .registry
+                .tasks
+                .iter()
+                .filter(|t| self.live.contains_key(&t.id))
+                .map(|t| format!("{} '{}'", t.id, t.name))
+                .collect();
+            return Some(StartOutcome::Rejected {
+                reason: RejectReason::LimitReached,
+                message: format!(
+                    "{max} tasks are already running ({}); wait for one or cancel one",
+                    running.join(", ")
+                ),
+            });
+        }
+        None
+    }
+
+    pub(super) fn claude_path(&self) -> std::result::Result<PathBuf, String> {
+        let cmd = &self.config.tasks.claude;
+        crate::process::find_executable(cmd, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+            format!(
+                "the Claude Code CLI `{cmd}` was not found{}; install it (npm install -g @anthropic-ai/claude-code) or set tasks.claude",
+                if cmd.contains('/') { "" } else { " on PATH" }
+            )
+        })
+    }
+
+    /// The directory asked for: a project, an explicit directory, or none.
+    pub(super) fn resolve_dir(&self, req: &StartRequest) -> std::result::Result<Option<PathBuf>, StartOutcome> {
+        if let Some(project) = req.project.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            let found =
+                self.config.projects.iter().find(|(name, _)| name.eq_ignore_ascii_case(project)).or_else(|| {
+                    let matches: Vec<_> = self
+                        .config
+                        .projects
+                        .iter()
+                        .filter(|(name, _)| name.to_lowercase().contains(&project.to_lowercase()))
+                        .collect();
+                    (matches.len() == 1).then(|| matches[0])
+                });
+            let Some((_, dir)) = found else {
+                let known: Vec<&str> = self.config.projects.keys().map(String::as_str).collect();
+                return Err(StartOutcome::Rejected {
+                    reason: RejectReason::UnknownProject,
+                    message: if known.is_empty() {
+                        format!("there is no project \"{project}\"; none are configured ([projects] in the config)")
+                    } else {
+                        format!("there is no project \"{project}\"; known projects: {}", known.join(", "))
+                    },
+                });
+            };
+            let dir = self.paths.expand_tilde(dir);
+            if !dir.is_dir() {
+                return Err(StartOutcome::Rejected {
+                    reason: RejectReason::NotAllowed,
+                    message: format!("project \"{project}\" points at {}, which is not a directory", dir.display()),
+                });
+            }
+            return Ok(Some(dir));
+        }
+        let Some(dir) = req.dir.as_ref() else { return Ok(None) };
+        let dir = self.paths.expand_tilde(dir);
+        let canonical = match dir.canonicalize() {
+            Ok(c) if c.is_dir() => c,
+            _ => {
+                return Err(StartOutcome::Rejected {
+                    reason: RejectReason::NotAllowed,
+                    message: format!("{} is not an existing directory", dir.display()),
+                });
+            }
+        };
+        if !self.allowed(&canonical) {
+            return Err(StartOutcome::Rejected {
+                reason: RejectReason::NotAllowed,
+                message: format!(
+                    "{} is outside the allowed roots ({}); add it to tasks.allowed_roots or [projects]",
+                    canonical.display(),
+                    self.config
+                        .tasks
+                        .allowed_roots
+                        .iter()
+                        .map(|r| r.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        Ok(Some(canonical))
+    }
+
+    fn allowed(&self, dir: &Path) -> bool {
+        let roots = self.config.tasks.allowed_roots.iter().chain(self.config.projects.values());
+        roots.filter_map(|r| self.paths.expand_tilde(r).canonicalize().ok()).any(|root| dir.starts_with(&root))
+    }
+
+    /// Applies the isolation mode: the directory Claude runs in, and the
+    /// worktree to create first.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn isolate(
+        &self,
+        id: &str,
+        origin: Option<&Path>,
+    ) -> std::result::Result<(PathBuf, Option<(PathBuf, String)>), StartOutcome> {
+        let scratch = || -> std::result::Result<PathBuf, StartOutcome> {
+            let dir = self.paths.scratch_dir().join(id);
+            std::fs::create_dir_all(&dir).map_err(|e| StartOutcome::Rejected {
+                reason: RejectReason::SpawnFailed,
+                message: format!("cannot create scratch directory {}: {e}", dir.display()),
+            })?;
+            Ok(dir)
+        };
+        match (self.config.tasks.isolation, origin) {
+            (_, None) => Ok((scratch()?, None)),
+            (Isolation::None, Some(dir)) => Ok((dir.to_path_buf(), None)),
+            (Isolation::Scratch, Some(_)) => Ok((scratch()?, None)),
+            (Isolation::Worktree, Some(repo)) => {
+                if !repo.join(".git").exists() {
+                    return Err(StartOutcome::Rejected {
+                        reason: RejectReason::NotARepository,
+                        message: format!("isolation is \"worktree\" but {} is not a git repository", repo.display()),
+                    });
+                }
+                if let Err(e) = std::fs::create_dir_all(self.paths.worktrees_dir()) {
+                    return Err(StartOutcome::Rejected {
+                        reason: RejectReason::SpawnFailed,
+                        message: format!("cannot create {}: {e}", self.paths.worktrees_dir().display()),
+                    });
+                }
+                Ok((self.paths.worktrees_dir().join(id), Some((repo.to_path_buf(), format!("ptt/{id}")))))
+            }
+        }
+    }
+
+    pub(super) fn directory_busy(&self, dir: &Path) -> Option<StartOutcome> {
+        if self.config.tasks.share_dirs {
+            return None;
+        }
+        let busy = self.registry.tasks.iter().find(|t| self.live.contains_key(&t.id) && t.dir == dir)?;
+        Some(StartOutcome::Rejected {
+            reason: RejectReason::DirectoryBusy,
+            message: format!(
+                "task {} '{}' is already working in {}; wait for it, cancel it, or use isolation \"worktree\"",
+                busy.id,
+                busy.name,
+                dir.display()
+            ),
+        })
+    }
+
+    pub(super) fn budget_warning(&mut self) -> Option<String> {
+        let budget = self.config.tasks.budget_usd;
+        let spent = self.spent_today();
+        if budget <= 0.0 || spent < 0.8 * budget {
+            return None;
+        }
+        let message = format!("${spent:.2} of today's ${budget:.2} budget is spent");
+        let today = local_day(unix_now());
+        if self.budget_warned_day != Some(today) {
+            self.budget_warned_day = Some(today);
+            log::warn!("{message}");
+        }
+        Some(message)
+    }
+
+    /// Sum of the costs of tasks that ended today (local time).
+    pub fn spent_today(&self) -> f64 {
+        let today = local_day(unix_now());
+        self.registry
+            .tasks
+            .iter()
+            .filter(|t| t.ended_at.map(local_day) == Some(today))
+            .filter_map(|t| t.cost_usd)
+            .fold(0.0, |acc, c| acc + c)
+    }
+}
+
+/// Days since the epoch in local time (for the daily budget).
+pub fn local_day(unix: u64) -> i64 {
+    let t = unix as libc::time_t;
+    // SAFETY: localtime_r writes only into the struct we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    let offset = if ok { tm.tm_gmtoff } else { 0 };
+    (unix as i64 + offset).div_euclid(86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_day_is_stable_within_a_day() {
+        let now = unix_now();
+        let d = local_day(now);
+        assert!(d > 19_000, "{d}");
+        assert_eq!(local_day(now + 86_400), d + 1);
+    }
+}

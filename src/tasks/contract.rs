@@ -1,0 +1,171 @@
+//! What the supervisor promises its callers: requests, outcomes, notices and views.
+//!
+//! The control socket and the Realtime tools both hand these to their clients, so
+//! the shapes here are the contract with the CLI and with the model (design.md
+//! §3's tool answers): changing a field name changes what the model reads. They
+//! live apart from the lifecycle so that a front end can see every answer the
+//! supervisor gives without reading how it gets there.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Supervisor;
+use super::reference::{self, Resolution};
+use super::registry::{TaskRecord, TaskState, unix_now};
+
+/// A request to start a task.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub text: String,
+    pub name: Option<String>,
+    pub project: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+/// Why a start was refused (the contract with the model and the CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    LimitReached,
+    UnknownProject,
+    NotAllowed,
+    ClaudeNotFound,
+    BudgetExceeded,
+    DirectoryBusy,
+    NotARepository,
+    SpawnFailed,
+    BadRequest,
+    ShuttingDown,
+}
+
+/// A task named in an ambiguous answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub task_id: String,
+    pub name: String,
+    pub state: TaskState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StartOutcome {
+    Started {
+        task_id: String,
+        name: String,
+        dir: PathBuf,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
+    },
+    Rejected {
+        reason: RejectReason,
+        message: String,
+    },
+    Ambiguous {
+        candidates: Vec<Candidate>,
+        message: String,
+    },
+    NotFound {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CancelOutcome {
+    Cancelling { task_id: String, name: String, message: String },
+    NotRunning { task_id: String, name: String, state: TaskState, message: String },
+    Ambiguous { candidates: Vec<Candidate>, message: String },
+    NotFound { message: String },
+}
+
+/// The result of looking a task up.
+pub enum Lookup<'a> {
+    Found(&'a TaskRecord),
+    Ambiguous(Vec<Candidate>),
+    NotFound,
+}
+
+/// Something the daemon may want to tell others (subscribers, the live session).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Started(String),
+    Activity(String),
+    Stalled(String),
+    Ended(String),
+    BudgetWarning(String),
+}
+
+/// What start-up found and did.
+#[derive(Debug, Default)]
+pub struct StartupReport {
+    pub interrupted: Vec<String>,
+    pub swept: usize,
+    pub registry_moved_aside: Option<(PathBuf, String)>,
+}
+
+impl Supervisor {
+    // ----- looking up and stopping ------------------------------------------
+
+    /// Resolves a reference among the tasks `eligible` accepts (ids always resolve).
+    pub fn lookup(&self, reference: &str, eligible: impl Fn(&TaskRecord) -> bool) -> Lookup<'_> {
+        let tasks = &self.registry.tasks;
+        match reference::resolve(reference, tasks, eligible) {
+            Resolution::Found(i) => Lookup::Found(&tasks[i]),
+            Resolution::Ambiguous(idx) => Lookup::Ambiguous(
+                idx.into_iter()
+                    .map(|i| Candidate {
+                        task_id: tasks[i].id.clone(),
+                        name: tasks[i].name.clone(),
+                        state: tasks[i].state,
+                    })
+                    .collect(),
+            ),
+            Resolution::NotFound => Lookup::NotFound,
+        }
+    }
+
+    // ----- views --------------------------------------------------------------
+
+    /// A task as clients see it: the record plus elapsed seconds.
+    pub fn view(&self, t: &TaskRecord) -> Value {
+        let mut v = serde_json::to_value(t).unwrap_or_else(|_| json!({}));
+        let end = t.ended_at.unwrap_or_else(unix_now);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("elapsed_s".into(), json!(end.saturating_sub(t.created_at)));
+        }
+        v
+    }
+
+    /// Tasks of this run and recent ones (a day), or all.
+    pub fn list(&self, all: bool) -> Vec<Value> {
+        let since = self.run_started_at.min(unix_now().saturating_sub(24 * 3600));
+        self.registry
+            .tasks
+            .iter()
+            .filter(|t| all || t.state.is_active() || t.created_at >= since || t.ended_at.is_some_and(|e| e >= since))
+            .map(|t| self.view(t))
+            .collect()
+    }
+
+    pub fn status(&self) -> Value {
+        let budget = self.config.tasks.budget_usd;
+        json!({
+            "running": self.live.len(),
+            "max_concurrent": self.config.tasks.max_concurrent,
+            "known": self.registry.tasks.len(),
+            "next_id": format!("t{}", self.registry.next_id),
+            "spent_today_usd": (self.spent_today() * 10000.0).round() / 10000.0,
+            "budget_usd": budget,
+            "claude": match self.claude_path() { Ok(p) => json!({"path": p}), Err(e) => json!({"error": e}) },
+            "shutting_down": self.shutting_down,
+        })
+    }
+}
+
+pub fn ambiguity_message(reference: &str, candidates: &[Candidate]) -> String {
+    let list: Vec<String> =
+        candidates.iter().map(|c| format!("{} '{}' ({})", c.task_id, c.name, c.state.as_str())).collect();
+    format!("\"{reference}\" matches several tasks: {}; which one?", list.join(", "))
+}

@@ -1,0 +1,523 @@
+//! A task's life: launch, progress, stop, end, and the supervisor's timers.
+//!
+//! Everything that changes a task's state happens here, on the main loop, in
+//! answer to a request, a reaper's message or a deadline. Nothing blocks:
+//! spawning is a fork/exec, killing is a signal, and the `/proc` scans and
+//! fsyncs are handed to the sweeper and syncer threads. Deadlines (timeouts,
+//! kill grace, stall checks, deferred registry writes) are data, returned by
+//! [`Supervisor::next_deadline`] and fired by [`Supervisor::on_timer`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::contract::{CancelOutcome, Lookup, Notice, RejectReason, StartOutcome, StartRequest, ambiguity_message};
+use super::judge::{StopReason, derive_name, judge, state_phrase, summarize};
+use super::reaper::{self, Finished, LogSpec, ReaperMsg, TaskEvent};
+use super::registry::{Durability, TaskRecord, TaskState, unix_now};
+use super::{Live, REGISTRY_TAIL_LINES, SAVE_DEBOUNCE, SAVE_RETRY, Supervisor, spawn, sweep};
+use crate::config::PermissionMode;
+
+impl Supervisor {
+    // ----- starting --------------------------------------------------------
+
+    pub fn start(&mut self, req: StartRequest, now: Instant) -> StartOutcome {
+        let reject = |reason, message: String| StartOutcome::Rejected { reason, message };
+        let text = req.text.trim().to_string();
+        if self.shutting_down {
+            return reject(RejectReason::ShuttingDown, "the daemon is shutting down".into());
+        }
+        if text.is_empty() {
+            return reject(RejectReason::BadRequest, "the task text is empty".into());
+        }
+        if let Some(r) = self.admission_check() {
+            return r;
+        }
+        let claude = match self.claude_path() {
+            Ok(p) => p,
+            Err(message) => return reject(RejectReason::ClaudeNotFound, message),
+        };
+        let origin = match self.resolve_dir(&req) {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
+        let id = self.registry.allocate_id();
+        let (dir, worktree) = match self.isolate(&id, origin.as_deref()) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        if let Some(r) = self.directory_busy(&dir) {
+            return r;
+        }
+        let name =
+            req.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| derive_name(&text));
+        self.launch(
+            Launch {
+                id,
+                name,
+                prompt: text,
+                project: req.project,
+                dir,
+                origin,
+                worktree,
+                resume: None,
+                continues: None,
+                claude,
+            },
+            now,
+        )
+    }
+
+    /// A follow-up run of an ended task in the same directory, with `--resume`.
+    pub fn continue_task(&mut self, reference: &str, instruction: &str, now: Instant) -> StartOutcome {
+        let instruction = instruction.trim();
+        if instruction.is_empty() {
+            return StartOutcome::Rejected {
+                reason: RejectReason::BadRequest,
+                message: "the instruction is empty".into(),
+            };
+        }
+        if self.shutting_down {
+            return StartOutcome::Rejected {
+                reason: RejectReason::ShuttingDown,
+                message: "the daemon is shutting down".into(),
+            };
+        }
+        let parent = match self.lookup(reference, |_| true) {
+            Lookup::Found(t) => t.clone(),
+            Lookup::Ambiguous(candidates) => {
+                let message = ambiguity_message(reference, &candidates);
+                return StartOutcome::Ambiguous { candidates, message };
+            }
+            Lookup::NotFound => return StartOutcome::NotFound { message: format!("no task matches \"{reference}\"") },
+        };
+        if parent.state.is_active() {
+            return StartOutcome::Rejected {
+                reason: RejectReason::DirectoryBusy,
+                message: format!(
+                    "task {} '{}' is still running; wait for it or cancel it first",
+                    parent.id, parent.name
+                ),
+            };
+        }
+        let Some(session) = parent.session_id.clone() else {
+            return StartOutcome::Rejected {
+                reason: RejectReason::BadRequest,
+                message: format!("task {} never started a Claude session, so it cannot be continued", parent.id),
+            };
+        };
+        if let Some(r) = self.admission_check() {
+            return r;
+        }
+        let claude = match self.claude_path() {
+            Ok(p) => p,
+            Err(message) => return StartOutcome::Rejected { reason: RejectReason::ClaudeNotFound, message },
+        };
+        if let Some(r) = self.directory_busy(&parent.dir) {
+            return r;
+        }
+        let id = self.registry.allocate_id();
+        let name = format!("{} (continued)", parent.name.trim_end_matches(" (continued)"));
+        self.launch(
+            Launch {
+                id,
+                name,
+                prompt: instruction.to_string(),
+                project: parent.project.clone(),
+                dir: parent.dir.clone(),
+                origin: parent.origin_dir.clone(),
+                worktree: None,
+                resume: Some(session),
+                continues: Some(parent.id.clone()),
+                claude,
+            },
+            now,
+        )
+    }
+
+    fn launch(&mut self, l: Launch, now: Instant) -> StartOutcome {
+        if self.config.tasks.permission_mode == PermissionMode::BypassPermissions {
+            log::warn!("task {}: running with --permission-mode bypassPermissions (tasks.permission_mode)", l.id);
+        }
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let spec = spawn::SpawnSpec {
+            claude: l.claude,
+            prompt: l.prompt.clone(),
+            dir: l.dir.clone(),
+            permission_mode: self.config.tasks.permission_mode,
+            max_turns: self.config.tasks.max_turns,
+            model: self.config.tasks.model.clone(),
+            resume: l.resume,
+            task_uuid: uuid.clone(),
+            owner_tag: self.owner_tag.clone(),
+            env_allow: self.config.tasks.env_allow.clone(),
+            worktree: l.worktree.clone(),
+        };
+        let spawned = match spawn::spawn(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                return StartOutcome::Rejected {
+                    reason: RejectReason::SpawnFailed,
+                    message: format!("could not start {}: {e}", spec.claude.display()),
+                };
+            }
+        };
+        let pid = spawned.child.id() as i32;
+        let log_path = self.paths.task_log(&l.id);
+        let mut record = TaskRecord::new(&l.id, &uuid, &l.name, &l.prompt, l.dir.clone());
+        record.project = l.project;
+        record.origin_dir = l.origin;
+        record.branch = l.worktree.map(|(_, b)| b);
+        record.pid = Some(pid);
+        record.pgid = Some(pid);
+        record.proc_start = sweep::proc_start_ticks(pid);
+        record.continues = l.continues;
+        record.log_path = log_path.clone();
+        self.registry.tasks.push(record);
+        // Invariant: the child is in the registry file before anyone hears "started". An atomic
+        // rename is enough: the file must outlive a crash of this daemon (the page cache does),
+        // and after a power loss there is no child left to find.
+        self.save_now(Durability::Atomic);
+        let timeout = minutes(self.config.tasks.timeout_min);
+        self.live.insert(
+            l.id.clone(),
+            Live {
+                pgid: pid,
+                deadline: timeout.map(|t| now + t),
+                last_output: now,
+                stop: None,
+                kill_at: None,
+                killed: false,
+            },
+        );
+        let log = LogSpec { path: log_path, cap_bytes: u64::from(self.config.tasks.log_max_mb) << 20 };
+        if let Err(e) = reaper::start(l.id.clone(), spawned.child, spawned.output, log, self.events.clone()) {
+            // Without a reaper nobody would wait for the child: stop it now.
+            log::error!("task {}: cannot start its reaper thread: {e}", l.id);
+            self.stop(&l.id, StopReason::Cancel, now);
+        }
+        log::info!("task {} '{}' started in {} (pid {pid})", l.id, l.name, l.dir.display());
+        StartOutcome::Started { task_id: l.id, name: l.name, dir: l.dir, warning: self.budget_warning() }
+    }
+
+    pub fn cancel(&mut self, reference: &str, now: Instant) -> CancelOutcome {
+        // Cancelling only makes sense for running tasks; prefer them when matching names.
+        let running_only = self.lookup(reference, |t| t.state.is_active());
+        let found = match running_only {
+            Lookup::NotFound => self.lookup(reference, |_| true),
+            other => other,
+        };
+        let task = match found {
+            Lookup::Found(t) => t.clone(),
+            Lookup::Ambiguous(candidates) => {
+                let message = ambiguity_message(reference, &candidates);
+                return CancelOutcome::Ambiguous { candidates, message };
+            }
+            Lookup::NotFound => return CancelOutcome::NotFound { message: format!("no task matches \"{reference}\"") },
+        };
+        if !self.live.contains_key(&task.id) {
+            return CancelOutcome::NotRunning {
+                message: format!("task {} '{}' is not running (it {})", task.id, task.name, state_phrase(task.state)),
+                task_id: task.id,
+                name: task.name,
+                state: task.state,
+            };
+        }
+        self.stop(&task.id, StopReason::Cancel, now);
+        CancelOutcome::Cancelling {
+            message: format!("cancelling task {} '{}': stopping its processes", task.id, task.name),
+            task_id: task.id,
+            name: task.name,
+        }
+    }
+
+    /// SIGTERM to the task's process group now, SIGKILL to everything that
+    /// carries its id after the grace period.
+    fn stop(&mut self, id: &str, reason: StopReason, now: Instant) {
+        let grace = Duration::from_secs(u64::from(self.config.tasks.kill_grace_s));
+        let Some(live) = self.live.get_mut(id) else { return };
+        if live.stop.is_none() || reason == StopReason::Shutdown {
+            live.stop = Some(reason);
+        }
+        if live.kill_at.is_none() {
+            live.kill_at = Some(now + grace);
+            signal_group(live.pgid, nix::sys::signal::Signal::SIGTERM);
+            log::info!("task {id}: SIGTERM to process group {} ({reason:?})", live.pgid);
+        }
+    }
+
+    /// Kills a task's process group and has the sweeper thread kill every
+    /// process that carries its id (at once when `urgent`, else batched).
+    fn kill_everything(&self, id: &str, live_pgid: Option<i32>, urgent: bool) {
+        if let Some(pgid) = live_pgid {
+            signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let Some(uuid) = self.registry.get(id).map(|t| t.uuid.clone()) else { return };
+        if self.sweeper.send(sweep::SweepRequest { id: id.to_string(), uuid, urgent }).is_err() {
+            log::error!("the sweeper thread is gone; task {id}'s leftover processes were not checked");
+        }
+    }
+
+    // ----- events and timers --------------------------------------------------
+
+    pub fn on_event(&mut self, ev: TaskEvent, now: Instant) -> Vec<Notice> {
+        let id = ev.id;
+        match ev.msg {
+            ReaperMsg::Init { session_id, model } => {
+                if let Some(t) = self.registry.get_mut(&id) {
+                    t.session_id = session_id.or(t.session_id.take());
+                    t.model = model;
+                    self.schedule_save(now);
+                }
+                vec![]
+            }
+            ReaperMsg::Progress { activity, output_bytes } => {
+                let mut notices = vec![];
+                if let Some(live) = self.live.get_mut(&id) {
+                    live.last_output = now;
+                }
+                if let Some(t) = self.registry.get_mut(&id) {
+                    t.output_bytes = output_bytes;
+                    t.stalled = false;
+                    if let Some(a) = activity
+                        && t.activity.as_deref() != Some(&a)
+                    {
+                        t.activity = Some(a);
+                        notices.push(Notice::Activity(id.clone()));
+                    }
+                    self.schedule_save(now);
+                }
+                notices
+            }
+            ReaperMsg::Finished(f) => self.on_finished(&id, *f),
+            ReaperMsg::Swept { killed } => {
+                if killed > 0 {
+                    log::info!("task {id}: killed {killed} leftover process(es) carrying its id");
+                }
+                vec![]
+            }
+        }
+    }
+
+    fn on_finished(&mut self, id: &str, f: Finished) -> Vec<Notice> {
+        let Some(live) = self.live.remove(id) else {
+            log::debug!("task {id}: exit reported for a task that is not live");
+            return vec![];
+        };
+        let timeout_min = self.config.tasks.timeout_min;
+        let (state, reason) = judge(live.stop, &f, timeout_min);
+        let Some(t) = self.registry.get_mut(id) else { return vec![] };
+        if let Some(r) = &f.result {
+            t.cost_usd = r.total_cost_usd;
+            t.num_turns = r.num_turns;
+            t.duration_ms = r.duration_ms;
+            if t.session_id.is_none() {
+                t.session_id = r.session_id.clone();
+            }
+        }
+        t.state = state;
+        t.ended_at = Some(unix_now());
+        // Persisted with the outcome, in the same write: no second fsync on the way to the speaker.
+        t.announced = false;
+        t.exit_code = f.exit_code;
+        t.exit_signal = f.exit_signal;
+        t.activity = None;
+        t.stalled = false;
+        t.output_bytes = f.output_bytes;
+        // The registry keeps the last lines; the whole output is in the log.
+        let keep = f.tail.len().saturating_sub(REGISTRY_TAIL_LINES);
+        t.tail = f.tail.into_iter().skip(keep).collect();
+        t.reason = reason.as_deref().map(crate::text::redact);
+        t.summary = Some(summarize(t, f.result.as_ref().and_then(|r| r.result.as_deref()), f.last_text.as_deref()));
+        if let Some(e) = &f.log_error {
+            t.tail.push(format!("[ptt: {e}]"));
+        }
+        let line = format!(
+            "task {} '{}' {}{}",
+            t.id,
+            t.name,
+            state.as_str(),
+            t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        );
+        if state == TaskState::Succeeded {
+            log::info!("{line}")
+        } else {
+            log::warn!("{line}")
+        }
+        self.registry.prune(self.config.tasks.keep_ended as usize);
+        // Results must survive a power loss too: the syncer thread fsyncs right after.
+        self.save_now(Durability::Atomic);
+        let _ = self.syncer.send(());
+        // Whatever the task left behind (a Bash command in its own session) goes too, a
+        // moment later and batched with other ends: a /proc scan per task would compete
+        // with the loop for the CPU.
+        self.kill_everything(id, None, false);
+        vec![Notice::Ended(id.to_string())]
+    }
+
+    /// The earliest moment [`Supervisor::on_timer`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let stall = self.stall_after();
+        let per_task = self.live.values().flat_map(|l| {
+            let timeout = if l.stop.is_none() { l.deadline } else { None };
+            let kill = if l.killed { None } else { l.kill_at };
+            let stall_check = stall.map(|s| l.last_output + s);
+            [timeout, kill, stall_check]
+        });
+        per_task.chain([self.save_at]).flatten().min()
+    }
+
+    fn stall_after(&self) -> Option<Duration> {
+        minutes(self.config.tasks.stall_min)
+    }
+
+    pub fn on_timer(&mut self, now: Instant) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        let ids: Vec<String> = self.live.keys().cloned().collect();
+        let stall = self.stall_after();
+        for id in ids {
+            let Some(live) = self.live.get(&id) else { continue };
+            if live.stop.is_none() && live.deadline.is_some_and(|d| d <= now) {
+                log::warn!("task {id}: timed out after {} min", self.config.tasks.timeout_min);
+                self.stop(&id, StopReason::Timeout, now);
+            }
+            let Some(live) = self.live.get_mut(&id) else { continue };
+            if !live.killed && live.kill_at.is_some_and(|k| k <= now) {
+                live.killed = true;
+                let pgid = live.pgid;
+                log::warn!("task {id}: still alive after the grace period; SIGKILL");
+                self.kill_everything(&id, Some(pgid), true);
+            }
+            if let (Some(stall), Some(live)) = (stall, self.live.get_mut(&id))
+                && live.last_output + stall <= now
+            {
+                live.last_output = now;
+                if let Some(t) = self.registry.get_mut(&id)
+                    && !t.stalled
+                {
+                    t.stalled = true;
+                    log::warn!("task {id} '{}' printed nothing for {} min", t.name, self.config.tasks.stall_min);
+                    notices.push(Notice::Stalled(id.clone()));
+                    self.schedule_save(now);
+                }
+            }
+        }
+        if self.save_at.is_some_and(|s| s <= now) {
+            self.save_at = None;
+            self.save_now(Durability::Atomic);
+        }
+        notices
+    }
+
+    fn schedule_save(&mut self, now: Instant) {
+        if self.save_at.is_none() {
+            self.save_at = Some(now + SAVE_DEBOUNCE);
+        }
+    }
+
+    /// Writes the registry. On failure (a full disk) the state stays in memory
+    /// and the write is retried in a few seconds and on every change.
+    pub(super) fn save_now(&mut self, durability: Durability) {
+        match self.registry.save(&self.paths.registry(), durability) {
+            Ok(()) => {
+                if self.save_failed {
+                    log::info!("the task registry is written again");
+                }
+                self.save_failed = false;
+            }
+            Err(e) => {
+                if !self.save_failed {
+                    log::error!("cannot write the task registry (kept in memory, retrying): {e:#}");
+                }
+                self.save_failed = true;
+                self.save_at = Some(Instant::now() + SAVE_RETRY);
+            }
+        }
+    }
+
+    // ----- shutdown -----------------------------------------------------------
+
+    /// SIGTERM to every task; their exits are recorded as interrupted.
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let ids: Vec<String> = self.live.keys().cloned().collect();
+        for id in ids {
+            self.stop(&id, StopReason::Shutdown, now);
+        }
+    }
+
+    /// Kills whatever is still alive (synchronously: the loop is ending), and
+    /// records every task that was running as interrupted.
+    pub fn finish_shutdown(&mut self) {
+        let mut uuids = Vec::new();
+        for (id, live) in self.live.drain() {
+            signal_group(live.pgid, nix::sys::signal::Signal::SIGKILL);
+            if let Some(t) = self.registry.get_mut(&id) {
+                uuids.push(t.uuid.clone());
+                t.state = TaskState::Interrupted;
+                t.announced = false;
+                t.ended_at = Some(unix_now());
+                t.activity = None;
+                t.reason = Some("the daemon stopped while the task ran".into());
+                t.summary = Some(format!("Task {} was interrupted because the daemon stopped.", t.id));
+            }
+        }
+        // Also anything a finished task of this run may have left.
+        uuids.extend(self.registry.tasks.iter().filter(|t| t.state == TaskState::Interrupted).map(|t| t.uuid.clone()));
+        let killed = sweep::kill_tasks(self.uid, &uuids);
+        if killed > 0 {
+            log::info!("shutdown: killed {killed} leftover task process(es)");
+        }
+        self.save_now(Durability::Synced);
+    }
+
+    // ----- announcements --------------------------------------------------------
+
+    /// Ended tasks whose end nobody has heard yet, oldest first: at most
+    /// `max` of them, none older than `max_age_s`.
+    pub fn unannounced(&self, max: usize, max_age_s: u64) -> Vec<&TaskRecord> {
+        let now = unix_now();
+        let fresh: Vec<&TaskRecord> = self
+            .registry
+            .tasks
+            .iter()
+            .filter(|t| !t.announced && !t.state.is_active())
+            .filter(|t| t.ended_at.is_some_and(|e| now.saturating_sub(e) <= max_age_s))
+            .collect();
+        let skip = fresh.len().saturating_sub(max);
+        fresh.into_iter().skip(skip).collect()
+    }
+
+    /// The user has heard how task `id` ended.
+    pub fn mark_announced(&mut self, id: &str, now: Instant) {
+        if let Some(t) = self.registry.get_mut(id)
+            && !t.announced
+        {
+            t.announced = true;
+            self.schedule_save(now);
+        }
+    }
+}
+
+struct Launch {
+    id: String,
+    name: String,
+    prompt: String,
+    project: Option<String>,
+    dir: PathBuf,
+    origin: Option<PathBuf>,
+    worktree: Option<(PathBuf, String)>,
+    resume: Option<String>,
+    continues: Option<String>,
+    claude: PathBuf,
+}
+
+/// A positive number of minutes as a duration; 0 (or nonsense) is "never".
+fn minutes(m: f64) -> Option<Duration> {
+    (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
+}
+
+fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+    }
+}
