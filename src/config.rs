@@ -217,6 +217,8 @@ pub struct DictateConfig {
     pub typer: TyperKind,
     /// Milliseconds between typed keys.
     pub key_delay_ms: u32,
+    /// The keys the clipboard typer pastes with: "ctrl+v", "ctrl+shift+v" (terminals) or "shift+insert".
+    pub paste_keys: PasteKeys,
     /// Type a space after each dictation, so consecutive ones do not run together.
     pub trailing_space: bool,
     /// How many recent dictations go into the prompt (with the vocabulary) as context.
@@ -239,6 +241,7 @@ impl Default for DictateConfig {
             retries: 3,
             typer: TyperKind::Auto,
             key_delay_ms: 2,
+            paste_keys: PasteKeys::CtrlV,
             trailing_space: true,
             recent: 3,
             vocabulary_file: None,
@@ -274,6 +277,20 @@ pub enum TyperKind {
     Ydotool,
     Clipboard,
     Stdout,
+}
+
+/// `dictate.paste_keys`: which keys the clipboard typer pastes with. Ctrl+V in most applications, but terminals
+/// (foot, GNOME Terminal, kitty, Konsole) paste with Ctrl+Shift+V and read Ctrl+V as a literal ^V, and
+/// Shift+Insert works in both GTK/Qt applications and X11 terminals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum PasteKeys {
+    #[default]
+    #[serde(rename = "ctrl+v")]
+    CtrlV,
+    #[serde(rename = "ctrl+shift+v")]
+    CtrlShiftV,
+    #[serde(rename = "shift+insert")]
+    ShiftInsert,
 }
 
 /// `[dictate.commands]`: the phrases of each voice command.
@@ -670,6 +687,8 @@ retries = 3
 # clipboard), "xdotool", "wtype", "ydotool", "clipboard" (paste, then restore) or "stdout".
 typer = "auto"
 key_delay_ms = 2
+# The clipboard typer's paste keys: "ctrl+v", "ctrl+shift+v" (what terminals use) or "shift+insert".
+paste_keys = "ctrl+v"
 # A space after each dictation, so consecutive ones do not run together.
 trailing_space = true
 # How many recent dictations are sent as context, with the vocabulary.

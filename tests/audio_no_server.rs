@@ -45,6 +45,22 @@ fn d_no_sound_server_is_a_clear_status_and_the_next_use_reopens() {
     let reason = report.reason().unwrap_or_default();
     assert!(reason.starts_with(REASON), "{reason}");
 
+    // `ptt doctor` says the same without a single line of libasound's own chatter, and lists no ALSA plugin
+    // pseudo-devices as if they were sound cards.
+    let home = common::TestHome::empty();
+    let mut doctor = home.cmd(&["doctor"]);
+    for (k, v) in &env {
+        doctor.env(k, v);
+    }
+    let out = doctor.output().expect("run ptt doctor");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("ALSA lib"), "libasound printed: {all}");
+    assert!(all.contains("[warn] audio: voice is off: no audio device"), "{all}");
+    for pseudo in ["lavrate", "speexrate", "device null", "device oss", "device jack", "upmix"] {
+        assert!(!all.contains(pseudo), "{pseudo} listed: {all}");
+    }
+    assert!(all.contains("device pulse") && all.contains("pseudo-device(s) not shown"), "{all}");
+
     let (events_tx, events) = unbounded();
     let mic = Capture::spawn(CaptureConfig::default(), events_tx.clone()).unwrap_or_else(|e| panic!("spawn: {e}"));
     let speaker = Playback::spawn(PlaybackConfig::default(), events_tx).unwrap_or_else(|e| panic!("spawn: {e}"));

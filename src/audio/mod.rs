@@ -25,6 +25,12 @@
 //! `pulse`, `hw:CARD=…`) or by description, exactly or as a unique substring. With PulseAudio or PipeWire
 //! the ALSA `default` device follows the sound server's default source/sink; to pick another server-side
 //! device set `PULSE_SOURCE` / `PULSE_SINK` in the daemon's environment.
+//!
+//! libasound prints its own diagnostics ("ALSA lib confmisc.c:855:(parse_card) cannot find card '0'", a dozen
+//! lines per device probe on a machine without a sound card) straight to stderr. Everything it can tell us also
+//! comes back as an error code that cpal turns into an [`AudioError`], so [`silence_alsa_errors`] replaces the
+//! printer with one that drops the text (and counts the calls), and the device list shows only devices a user
+//! would pick ([`is_real_device`]), not ALSA's plugin pseudo-devices.
 
 mod alsa_in;
 pub mod analysis;
@@ -197,6 +203,80 @@ pub enum AudioEvent {
     PlaybackIdle,
 }
 
+/// How many diagnostics libasound tried to print since [`silence_alsa_errors`] (for debugging: the text itself
+/// is dropped).
+static ALSA_DIAGNOSTICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// libasound's error printer, as it calls it: `(file, line, function, err, fmt, ...)`.
+type AlsaErrorHandler = unsafe extern "C" fn(
+    *const std::ffi::c_char,
+    std::ffi::c_int,
+    *const std::ffi::c_char,
+    std::ffi::c_int,
+    *const std::ffi::c_char,
+    ...
+);
+
+unsafe extern "C" {
+    // In libasound, which alsa-sys already links.
+    fn snd_lib_error_set_handler(handler: Option<AlsaErrorHandler>) -> std::ffi::c_int;
+}
+
+/// Our printer: reads none of its arguments, so it needs none of the variadic ones.
+unsafe extern "C" fn drop_alsa_diagnostic(
+    _file: *const std::ffi::c_char,
+    _line: std::ffi::c_int,
+    _function: *const std::ffi::c_char,
+    _err: std::ffi::c_int,
+    _fmt: *const std::ffi::c_char,
+) {
+    ALSA_DIAGNOSTICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Stops libasound from printing to stderr, for the whole process (every thread). Call once at start-up, before
+/// any device is touched; later calls do nothing.
+pub fn silence_alsa_errors() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Stable Rust cannot define a variadic function, so the handler is a fixed-argument one called through
+        // the variadic pointer type libasound declares. On x86-64 (System V) and AArch64 Linux the fixed
+        // arguments of a variadic call are passed exactly as those of a plain call (the extra ones go to
+        // registers and stack slots the callee never reads; x86-64's %al count is ignored by a non-variadic
+        // callee), which is what Python's well-known ctypes recipe for the same handler relies on. Elsewhere
+        // the printer is left alone.
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        {
+            let fixed: unsafe extern "C" fn(
+                *const std::ffi::c_char,
+                std::ffi::c_int,
+                *const std::ffi::c_char,
+                std::ffi::c_int,
+                *const std::ffi::c_char,
+            ) = drop_alsa_diagnostic;
+            // SAFETY: see above: same fixed-argument layout, and the callee reads no variadic argument.
+            let handler: AlsaErrorHandler = unsafe { std::mem::transmute(fixed) };
+            // SAFETY: the handler is a plain function that lives as long as the program.
+            unsafe {
+                snd_lib_error_set_handler(Some(handler));
+            }
+        }
+    });
+}
+
+/// How many libasound diagnostics were dropped so far.
+pub fn alsa_diagnostics_dropped() -> u64 {
+    ALSA_DIAGNOSTICS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether an ALSA device id names something a user would pick: the `default` device, the sound servers
+/// (`pulse`, `pipewire`), and sound cards (`hw:`, `plughw:`, `sysdefault:` with a card). ALSA's plugin pseudo-devices (`null`, `lavrate`,
+/// `speexrate`, `upmix`, `oss`, `jack`, ...) and per-card variants (`front:`, `surround51:`, `dmix:`, ...) are
+/// not shown; they still work when named in `audio.input` / `audio.output`.
+pub fn is_real_device(id: &str) -> bool {
+    matches!(id, "default" | "pulse" | "pipewire")
+        || ["hw:CARD=", "plughw:CARD=", "sysdefault:CARD="].iter().any(|p| id.starts_with(p))
+}
+
 /// One device as cpal lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceEntry {
@@ -322,7 +402,8 @@ impl Report {
         }
         match &self.devices {
             Ok(list) => {
-                for d in list {
+                let hidden = list.iter().filter(|d| !is_real_device(&d.id)).count();
+                for d in list.iter().filter(|d| is_real_device(&d.id)) {
                     let dirs = match (d.input, d.output) {
                         (true, true) => "in/out",
                         (true, false) => "in",
@@ -330,6 +411,9 @@ impl Report {
                         (false, false) => "-",
                     };
                     out.push(format!("  device {} [{dirs}]: {}", d.id, d.name));
+                }
+                if hidden > 0 {
+                    out.push(format!("  ({hidden} ALSA plugin pseudo-device(s) not shown)"));
                 }
             }
             Err(e) => out.push(format!("  devices: {e}")),
@@ -415,6 +499,23 @@ mod tests {
         assert_eq!(pick_device(&list, "usb headset"), Some(2));
         assert_eq!(pick_device(&list, "PulseAudio"), None, "ambiguous");
         assert_eq!(pick_device(&list, "nope"), None);
+    }
+
+    #[test]
+    fn only_devices_a_user_would_pick_are_listed() {
+        let ids = ["default", "pulse", "pipewire", "hw:CARD=USB,DEV=0", "sysdefault:CARD=PCH", "null", "lavrate"];
+        let ids2 = ["speexrate", "jack", "oss", "upmix", "vdownmix", "front:CARD=PCH,DEV=0", "dmix:CARD=PCH"];
+        let real: Vec<&str> = ids.iter().chain(&ids2).copied().filter(|id| is_real_device(id)).collect();
+        assert_eq!(real, ["default", "pulse", "pipewire", "hw:CARD=USB,DEV=0", "sysdefault:CARD=PCH"]);
+        let r = Report {
+            devices: Ok(vec![e("default", "Default"), e("null", "Discard all samples"), e("oss", "OSS")]),
+            input: Err(AudioError::NoDevice("none".into())),
+            output: Err(AudioError::NoDevice("none".into())),
+        };
+        let lines = r.lines();
+        assert!(lines.iter().any(|l| l.contains("device default")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("null") || l.contains("OSS")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("2 ALSA plugin pseudo-device(s) not shown")), "{lines:?}");
     }
 
     #[test]

@@ -33,14 +33,32 @@ fn dictation_checks(config: &Config, paths: &Paths, check: &mut impl FnMut(Verdi
         return;
     }
     let session = crate::dictate::worker::current_session();
-    match typer::choose(config.dictate.typer, &session) {
-        Ok(b) => check(
-            Verdict::Ok,
-            "dictation",
-            format!("types with {b:?} here (dictate.typer = {:?}; auto decides again each time)", config.dictate.typer)
-                .to_lowercase(),
-        ),
-        Err(e) => check(Verdict::Warn, "dictation", format!("cannot type here: {e}")),
+    let where_ = match (&session.wayland_display, &session.display) {
+        (Some(w), Some(d)) => format!("Wayland session {w} (with XWayland {d})"),
+        (Some(w), None) => format!("Wayland session {w}"),
+        (None, Some(d)) => format!("X11 session {d}"),
+        (None, None) => "no graphical session (neither DISPLAY nor WAYLAND_DISPLAY is set)".to_string(),
+    };
+    let configured = format!("{:?}", config.dictate.typer).to_lowercase();
+    match typer::choose(config.dictate.typer, &session).map(|b| b.with_paste_keys(config.dictate.paste_keys)) {
+        Ok(b) => {
+            let with = backend_name(&b);
+            check(
+                Verdict::Ok,
+                "dictation",
+                format!(
+                    "types with {with} here ({where_}; dictate.typer = {configured}; auto decides again each time)"
+                ),
+            )
+        }
+        Err(e) => check(Verdict::Warn, "dictation", format!("cannot type here ({where_}): {e}")),
+    }
+    for (kind, verdict) in typer::report(&session) {
+        let name = format!("{kind:?}").to_lowercase();
+        match verdict.map(|b| b.with_paste_keys(config.dictate.paste_keys)) {
+            Ok(b) => println!("       typer {name}: usable ({})", backend_name(&b)),
+            Err(e) => println!("       typer {name}: not usable: {e}"),
+        }
     }
     match crate::dictate::spool::Spool::new(&paths.state_dir).failed() {
         Ok(k) if k.is_empty() => {}
@@ -55,6 +73,35 @@ fn dictation_checks(config: &Config, paths: &Paths, check: &mut impl FnMut(Verdi
         check(Verdict::Ok, "legacy import", "settings of the Python app were imported:".into());
         for line in record.lines() {
             println!("       {line}");
+        }
+    }
+}
+
+/// A backend as the user configures it, with the tools it runs.
+fn backend_name(b: &crate::dictate::typer::Backend) -> String {
+    use crate::dictate::typer::{Backend, Clipboard, Paste, PasteKeys};
+    match b {
+        Backend::Xdotool => "xdotool".into(),
+        Backend::Wtype => "wtype".into(),
+        Backend::Ydotool => "ydotool".into(),
+        Backend::Stdout => "stdout".into(),
+        Backend::Clipboard(clip, paste, keys) => {
+            let clip = match clip {
+                Clipboard::Xclip => "xclip",
+                Clipboard::Xsel => "xsel",
+                Clipboard::WlClipboard => "wl-copy/wl-paste",
+            };
+            let paste = match paste {
+                Paste::Xdotool => "xdotool",
+                Paste::Wtype => "wtype",
+                Paste::Ydotool => "ydotool",
+            };
+            let keys = match keys {
+                PasteKeys::CtrlV => "Ctrl+V",
+                PasteKeys::CtrlShiftV => "Ctrl+Shift+V",
+                PasteKeys::ShiftInsert => "Shift+Insert",
+            };
+            format!("the clipboard: {clip}, pasted with {keys} from {paste}")
         }
     }
 }

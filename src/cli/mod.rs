@@ -173,6 +173,8 @@ enum ConfigCommand {
 /// Parses the command line, runs it, and returns the exit status.
 pub fn main() -> i32 {
     crate::logging::init();
+    // No "ALSA lib …" lines in any output: what libasound has to say comes back as errors we report.
+    crate::audio::silence_alsa_errors();
     let cli = Cli::parse();
     let paths = match Paths::from_env() {
         Ok(p) => p,

@@ -61,6 +61,9 @@ pub fn status(v: &Value) {
         line.push_str(&format!(", {n} task result(s) not yet announced"));
     }
     println!("{line}");
+    if let Some(line) = voice_line(&v["audio"]) {
+        println!("{line}");
+    }
     let dict = &v["dictation"];
     if dict["enabled"] == true {
         let mut line = format!("dictation: on (typer {}), {} typed", s(dict, "typer"), dict["typed"]);
@@ -75,6 +78,30 @@ pub fn status(v: &Value) {
         println!("dictation: off (dictate.enabled = false)");
     }
     println!("config: {}", s(d, "config"));
+}
+
+/// Whether voice (the microphone and the speaker) works, and why not: `None` when the daemon reported no audio.
+fn voice_line(audio: &Value) -> Option<String> {
+    let side = |what: &str, v: &Value| -> Result<String, String> {
+        match (v.get("ok").and_then(Value::as_str), v.get("error").and_then(Value::as_str)) {
+            (Some(ok), _) => Ok(format!("{what} {ok}")),
+            (None, Some("not opened yet")) => Err(format!("{what} not opened yet (opens on first use)")),
+            (None, Some(e)) => Err(format!("{what}: {e}")),
+            (None, None) => Err(format!("{what}: unknown")),
+        }
+    };
+    if !audio.is_object() {
+        return None;
+    }
+    let mic = side("microphone", &audio["input"]);
+    let speaker = side("speaker", &audio["output"]);
+    Some(match (mic, speaker) {
+        (Ok(m), Ok(s)) => format!("voice: on ({m}; {s})"),
+        (Err(m), Err(s)) if m.contains("not opened yet") && s.contains("not opened yet") => {
+            "voice: not used yet (the microphone and speaker open on first use)".to_string()
+        }
+        (m, s) => format!("voice: off: {}", [m, s].map(|r| r.unwrap_or_else(|e| e)).join("; ")),
+    })
 }
 
 pub fn task_table(v: &Value) {

@@ -319,7 +319,14 @@ impl Dictation {
 
     fn type_text(&mut self, id: String, text: String, released_at: Option<Instant>) {
         if let Some(w) = &self.workers {
-            w.type_text(TypeJob { id, text, kind: self.cfg.typer, key_delay_ms: self.cfg.key_delay_ms, released_at });
+            w.type_text(TypeJob {
+                id,
+                text,
+                kind: self.cfg.typer,
+                key_delay_ms: self.cfg.key_delay_ms,
+                paste_keys: self.cfg.paste_keys,
+                released_at,
+            });
         }
     }
 

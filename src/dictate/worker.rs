@@ -35,6 +35,8 @@ pub struct TypeJob {
     pub text: String,
     pub kind: TyperKind,
     pub key_delay_ms: u32,
+    /// The paste keystroke, for the clipboard typer.
+    pub paste_keys: typer::PasteKeys,
     pub released_at: Option<Instant>,
 }
 
@@ -102,8 +104,14 @@ impl Workers {
 }
 
 /// The session as it is now: the daemon's environment, or (for a daemon
-/// started by systemd before the graphical session) the user manager's.
+/// started by systemd before the graphical session) the user manager's; probed
+/// for what wtype and ydotool need (asks the compositor: worker threads only).
 pub fn current_session() -> typer::SessionInfo {
+    detect_session().probe()
+}
+
+/// The session's variables and tools, without asking the compositor anything.
+fn detect_session() -> typer::SessionInfo {
     let own = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let path = std::env::var_os("PATH");
     if own("DISPLAY").is_some() || own("WAYLAND_DISPLAY").is_some() {
@@ -139,7 +147,7 @@ fn systemd_user_environment() -> Vec<(String, String)> {
 fn type_one(job: TypeJob) -> DictationEvent {
     let session = current_session();
     let backend = match typer::choose(job.kind, &session) {
-        Ok(b) => b,
+        Ok(b) => b.with_paste_keys(job.paste_keys),
         Err(error) => return DictationEvent::TypeFailed { id: job.id, error, text: job.text },
     };
     // A Ctrl still held from the push-to-talk chord would turn letters into shortcuts.

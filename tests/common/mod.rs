@@ -6,6 +6,7 @@
 pub mod anthropic_stub;
 pub mod fake_realtime;
 pub mod pulse;
+pub mod sway;
 pub mod transcribe_stub;
 pub mod xterm;
 pub mod xvfb;

@@ -36,10 +36,11 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::config::TyperKind;
+pub use crate::config::{PasteKeys, TyperKind};
 
 /// The external tools this module knows how to use, as looked up on `PATH`.
 pub const KNOWN_TOOLS: [&str; 7] = ["xdotool", "wtype", "ydotool", "xclip", "xsel", "wl-copy", "wl-paste"];
@@ -51,6 +52,14 @@ pub const CLIPBOARD_SETTLE: Duration = Duration::from_millis(200);
 /// How long [`type_text`] waits for the clipboard to report the new text before it sends the paste keystroke
 /// (xclip and wl-copy leave the selection to a background process, so their exit does not prove it is set yet).
 const CLIPBOARD_SET_WAIT: Duration = Duration::from_secs(1);
+
+/// How long every wtype command waits after creating its virtual keyboard before the first key (`wtype -s`).
+/// wtype uploads a fresh keymap for each run and sends keys right after it; a client that gets the first key
+/// before it has applied the keymap drops it. Measured in a headless sway with a foot terminal: plain
+/// `wtype -d 5 "hello world"` typed "ello world" in 5 of 6 fresh compositors (and a 1 s wait before wtype did
+/// not help, so it is per run, not per compositor); with `-s 20`, `-s 50` or `-s 100` none of 18 lost a
+/// character. 100 ms leaves room for a loaded machine; `tests/wayland.rs` types into five fresh compositors.
+pub const WTYPE_SETTLE_MS: u32 = 100;
 
 /// The first bytes of a failing command's stderr that are kept for the error message.
 const STDERR_KEEP: usize = 500;
@@ -75,6 +84,12 @@ pub struct SessionInfo {
     /// socket lives), `YDOTOOL_SOCKET`, `XAUTHORITY`, the `PATH` the tools were found on, and the locale – the
     /// session's `LANG`/`LC_CTYPE`/`LC_ALL` when it is UTF-8, else `LC_ALL=C.UTF-8` so non-ASCII text can be typed.
     pub env: BTreeMap<String, String>,
+    /// Why wtype cannot type here although it is installed (the compositor lacks the virtual-keyboard protocol,
+    /// or cannot be asked), found by [`SessionInfo::probe`]. `None`: nothing against it, or not probed.
+    pub wtype_blocked: Option<String>,
+    /// Why ydotool cannot type here although it is installed (no ydotoold socket, `/dev/uinput` unusable), found
+    /// by [`SessionInfo::probe`]. `None`: nothing against it, or not probed.
+    pub ydotool_blocked: Option<String>,
 }
 
 impl SessionInfo {
@@ -117,7 +132,31 @@ impl SessionInfo {
             env.insert("LC_ALL".to_string(), "C.UTF-8".to_string());
         }
 
-        SessionInfo { display: get("DISPLAY"), wayland_display: get("WAYLAND_DISPLAY"), available, env }
+        SessionInfo {
+            display: get("DISPLAY"),
+            wayland_display: get("WAYLAND_DISPLAY"),
+            available,
+            env,
+            wtype_blocked: None,
+            ydotool_blocked: None,
+        }
+    }
+
+    /// Asks the session what the installed tools need: whether the Wayland compositor offers the virtual-keyboard
+    /// protocol (wtype), and whether ydotool's daemon socket exists and `/dev/uinput` is usable (ydotool). Talks
+    /// to the compositor (one round trip, at most 1 s): call it on a worker thread, never on the daemon's loop.
+    pub fn probe(mut self) -> SessionInfo {
+        if let (true, Some(wd)) = (self.has("wtype"), self.wayland_display.clone()) {
+            self.wtype_blocked = wtype_blocker(&wd, self.env.get("XDG_RUNTIME_DIR").map(String::as_str));
+        }
+        if self.has("ydotool") {
+            self.ydotool_blocked = ydotool_blocker(
+                self.env.get("YDOTOOL_SOCKET").map(String::as_str),
+                self.env.get("XDG_RUNTIME_DIR").map(String::as_str),
+                Path::new("/dev/uinput"),
+            );
+        }
+        self
     }
 
     /// Environment variables a typing command needs, applied on top of the few it inherits from the daemon
@@ -148,6 +187,66 @@ impl SessionInfo {
     fn has(&self, tool: &str) -> bool {
         self.available.contains(tool)
     }
+
+    /// wtype is installed, this is Wayland, and nothing is known against it.
+    fn wtype_works(&self) -> bool {
+        self.is_wayland() && self.has("wtype") && self.wtype_blocked.is_none()
+    }
+
+    /// ydotool is installed and nothing is known against it.
+    fn ydotool_works(&self) -> bool {
+        self.has("ydotool") && self.ydotool_blocked.is_none()
+    }
+}
+
+/// Why wtype cannot type into the compositor at `wayland_display`, if it cannot.
+fn wtype_blocker(wayland_display: &str, runtime_dir: Option<&str>) -> Option<String> {
+    let Some(socket) = wayland::socket_path(wayland_display, runtime_dir) else {
+        return Some(format!(
+            "WAYLAND_DISPLAY={wayland_display} is relative but XDG_RUNTIME_DIR is not set, so the compositor \
+             cannot be reached"
+        ));
+    };
+    match wayland::globals(&socket) {
+        Ok(globals) if globals.contains(wayland::VIRTUAL_KEYBOARD) => None,
+        Ok(_) => Some(format!(
+            "the compositor does not offer the virtual-keyboard protocol ({}) that wtype types through (GNOME \
+             does not; sway and other wlroots compositors, and KDE, do)",
+            wayland::VIRTUAL_KEYBOARD
+        )),
+        Err(e) => Some(format!("cannot ask the Wayland compositor which protocols it offers: {e}")),
+    }
+}
+
+/// Why ydotool cannot type, if it cannot: ydotool 1.x hands keys to its ydotoold daemon over a socket
+/// (`YDOTOOL_SOCKET`, else `$XDG_RUNTIME_DIR/.ydotool_socket` or `/tmp/.ydotool_socket`), and ydotoold needs
+/// the kernel's `/dev/uinput`.
+fn ydotool_blocker(socket: Option<&str>, runtime_dir: Option<&str>, uinput: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let candidates: Vec<std::path::PathBuf> = match socket {
+        Some(s) => vec![s.into()],
+        None => runtime_dir
+            .map(|d| Path::new(d).join(".ydotool_socket"))
+            .into_iter()
+            .chain([std::path::PathBuf::from("/tmp/.ydotool_socket")])
+            .collect(),
+    };
+    if candidates.iter().any(|c| std::fs::metadata(c).is_ok_and(|m| m.file_type().is_socket())) {
+        return None;
+    }
+    let shown: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    let uinput_state = match std::fs::OpenOptions::new().write(true).open(uinput) {
+        Ok(_) => format!("{} is usable, so start ydotoold (e.g. `systemctl --user start ydotool`)", uinput.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+            "and there is no {} here (the kernel lacks uinput), so ydotoold cannot run either",
+            uinput.display()
+        ),
+        Err(e) => format!(
+            "and {} cannot be opened ({e}): ydotoold needs write access to it (the input group, or a udev rule)",
+            uinput.display()
+        ),
+    };
+    Some(format!("ydotool's daemon ydotoold is not running (no socket at {}); {uinput_state}", shown.join(" or ")))
 }
 
 /// How text gets into the focused window.
@@ -160,7 +259,7 @@ pub enum Backend {
     /// `ydotool` 1.x (kernel uinput: works everywhere, needs the `ydotoold` daemon; types US-layout ASCII only).
     Ydotool,
     /// Put the text on the clipboard with [`Clipboard`], paste it with [`Paste`], put the old content back.
-    Clipboard(Clipboard, Paste),
+    Clipboard(Clipboard, Paste, PasteKeys),
     /// Print the text on the daemon's stdout (for testing and for piping into something else).
     Stdout,
 }
@@ -176,7 +275,7 @@ pub enum Clipboard {
     WlClipboard,
 }
 
-/// How the paste keystroke (Ctrl+V) is sent for [`Backend::Clipboard`].
+/// How the paste keystroke is sent for [`Backend::Clipboard`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paste {
     /// `xdotool key ctrl+v` (X11).
@@ -189,11 +288,15 @@ pub enum Paste {
 
 /// Picks the backend for `kind` in session `s`.
 ///
-/// `Auto`, in order: a Wayland session with wtype → wtype; an X11 session with xdotool → xdotool; ydotool →
-/// ydotool; a clipboard tool plus a paste-keystroke tool → clipboard; as a last resort xdotool in a Wayland session
-/// that has XWayland (it reaches X11 windows only, so a warning is logged); otherwise an error that says what is
-/// missing and which Debian package to install. An explicit kind whose tool is missing (or whose display server is
-/// not there) is an error naming the tool. `Stdout` always works.
+/// `Auto`, in order: a Wayland session whose compositor offers the virtual-keyboard protocol, with wtype → wtype;
+/// an X11 session with xdotool → xdotool; ydotool with its daemon reachable → ydotool; a clipboard tool plus a
+/// paste-keystroke tool that works here → clipboard; as a last resort xdotool in a Wayland session that has
+/// XWayland (it reaches X11 windows only, so a warning is logged); otherwise an error that says what is missing
+/// or blocked and what to install. An explicit kind whose tool is missing or cannot work here (no display server,
+/// the compositor lacks the protocol, no ydotoold) is an error saying so. `Stdout` always works.
+///
+/// What wtype and ydotool need beyond being installed is known only after [`SessionInfo::probe`]; an unprobed
+/// session (tests) assumes they work.
 pub fn choose(kind: TyperKind, s: &SessionInfo) -> Result<Backend, String> {
     let wayland = s.is_wayland();
     let x11 = s.display.is_some();
@@ -214,35 +317,39 @@ pub fn choose(kind: TyperKind, s: &SessionInfo) -> Result<Backend, String> {
             } else if !wayland {
                 Err("typer \"wtype\" is configured but this is not a Wayland session (WAYLAND_DISPLAY is not set)"
                     .into())
+            } else if let Some(why) = &s.wtype_blocked {
+                Err(format!("typer \"wtype\" is configured but {why}"))
             } else {
                 Ok(Backend::Wtype)
             }
         }
         TyperKind::Ydotool => {
-            if s.has("ydotool") {
-                Ok(Backend::Ydotool)
-            } else {
+            if !s.has("ydotool") {
                 Err("typer \"ydotool\" is configured but ydotool is not on PATH: install the ydotool package \
                      (its ydotoold daemon must be running)"
                     .into())
+            } else if let Some(why) = &s.ydotool_blocked {
+                Err(format!("typer \"ydotool\" is configured but {why}"))
+            } else {
+                Ok(Backend::Ydotool)
             }
         }
         TyperKind::Clipboard => {
             let (clip, paste) = clipboard_tools(s)?;
-            Ok(Backend::Clipboard(clip, paste))
+            Ok(Backend::Clipboard(clip, paste, PasteKeys::default()))
         }
         TyperKind::Auto => {
-            if wayland && s.has("wtype") {
+            if s.wtype_works() {
                 return Ok(Backend::Wtype);
             }
             if x11 && !wayland && s.has("xdotool") {
                 return Ok(Backend::Xdotool);
             }
-            if s.has("ydotool") {
+            if s.ydotool_works() {
                 return Ok(Backend::Ydotool);
             }
             if let Ok((clip, paste)) = clipboard_tools(s) {
-                return Ok(Backend::Clipboard(clip, paste));
+                return Ok(Backend::Clipboard(clip, paste, PasteKeys::default()));
             }
             if wayland && x11 && s.has("xdotool") {
                 log::warn!(
@@ -251,10 +358,13 @@ pub fn choose(kind: TyperKind, s: &SessionInfo) -> Result<Backend, String> {
                 );
                 return Ok(Backend::Xdotool);
             }
-            Err(if wayland {
-                "cannot type into this Wayland session: wtype is not installed (install the wtype package; or \
-                 ydotool, whose ydotoold daemon must be running)"
-                    .to_string()
+            let mut why = if wayland {
+                match &s.wtype_blocked {
+                    Some(blocked) if s.has("wtype") => format!("cannot type into this Wayland session: {blocked}"),
+                    _ => "cannot type into this Wayland session: wtype is not installed (install the wtype \
+                          package; or ydotool, whose ydotoold daemon must be running)"
+                        .to_string(),
+                }
             } else if x11 {
                 "cannot type into this X11 session: xdotool is not installed (install the xdotool package; or \
                  ydotool, whose ydotoold daemon must be running)"
@@ -264,9 +374,25 @@ pub fn choose(kind: TyperKind, s: &SessionInfo) -> Result<Backend, String> {
                  ydotool is not installed (install the ydotool package and run its ydotoold daemon, or set \
                  dictate.typer = \"stdout\")"
                     .to_string()
-            })
+            };
+            if let (true, Some(blocked)) = (s.has("ydotool"), &s.ydotool_blocked) {
+                why.push_str(&format!("; ydotool cannot help: {blocked}"));
+            }
+            Err(why)
         }
     }
+}
+
+/// Every typer with whether it can type in session `s` and why (for `ptt doctor`): the chosen backend, or the
+/// reason it cannot be used. `Stdout` is left out (it always works and types into no window).
+pub fn report(s: &SessionInfo) -> Vec<(TyperKind, Result<Backend, String>)> {
+    [TyperKind::Wtype, TyperKind::Xdotool, TyperKind::Ydotool, TyperKind::Clipboard]
+        .into_iter()
+        .map(|k| {
+            let prefix = format!("typer \"{}\" is configured but ", format!("{k:?}").to_lowercase());
+            (k, choose(k, s).map_err(|e| e.strip_prefix(&prefix).map(String::from).unwrap_or(e)))
+        })
+        .collect()
 }
 
 /// The clipboard tool and the paste-keystroke tool for the clipboard backend, or what is missing.
@@ -293,16 +419,23 @@ fn clipboard_tools(s: &SessionInfo) -> Result<(Clipboard, Paste), String> {
             "the clipboard typer needs xclip or xsel, neither is on PATH: install the xclip package".to_string()
         );
     };
-    let paste = if wayland && s.has("wtype") {
+    let paste = if s.wtype_works() {
         Paste::Wtype
     } else if !wayland && s.has("xdotool") {
         Paste::Xdotool
-    } else if s.has("ydotool") {
+    } else if s.ydotool_works() {
         Paste::Ydotool
     } else if wayland {
-        return Err("the clipboard typer needs a tool to send the paste keystroke: install the wtype package (or \
-                    ydotool, whose ydotoold daemon must be running)"
-            .to_string());
+        let mut why = "the clipboard typer needs a tool to send the paste keystroke: ".to_string();
+        match &s.wtype_blocked {
+            Some(blocked) if s.has("wtype") => why.push_str(&format!("wtype cannot ({blocked})")),
+            _ => why.push_str("install the wtype package"),
+        }
+        match &s.ydotool_blocked {
+            Some(blocked) if s.has("ydotool") => why.push_str(&format!("; ydotool cannot ({blocked})")),
+            _ => why.push_str(" (or ydotool, whose ydotoold daemon must be running)"),
+        }
+        return Err(why);
     } else {
         return Err("the clipboard typer needs a tool to send the paste keystroke: install the xdotool package (or \
                     ydotool, whose ydotoold daemon must be running)"
@@ -435,8 +568,9 @@ pub const XDOTOOL_NON_ASCII_DELAY_MS: u32 = 25;
 /// * xdotool: `xdotool type --delay MS -- TEXT`; Enters before a text run ride along in the same process through
 ///   xdotool's command chaining: `xdotool key Return type --delay MS -- TEXT`; trailing Enters: `xdotool key
 ///   Return`.
-/// * wtype: `wtype -d MS -- TEXT`, with preceding Enters as `-k Return` before the `--`; Enter alone: `wtype -k
-///   Return`. wtype rejects `-d 0`, so a zero delay omits `-d`.
+/// * wtype: `wtype -s 100 -d MS -- TEXT`, with preceding Enters as `-k Return` before the `--`; Enter alone:
+///   `wtype -s 100 -k Return`. wtype rejects `-d 0`, so a zero delay omits `-d`. The `-s` is
+///   [`WTYPE_SETTLE_MS`]: without it the first character is often lost.
 /// * ydotool (1.x): `ydotool type --key-delay MS --escape=0 -- TEXT` (escapes off, or a backslash in the text
 ///   would start an escape sequence; `=` form so ydotool 1.0.0–1.0.3, which lacks the option, ignores it instead
 ///   of typing the "0"); Enters: `ydotool key 28:1 28:0` (KEY_ENTER down, up). Characters ydotool cannot type
@@ -469,8 +603,9 @@ pub fn plan(backend: &Backend, pieces: &[Piece], key_delay_ms: u32) -> Vec<Step>
             }
         }
         Backend::Wtype => {
+            let settle = WTYPE_SETTLE_MS.to_string();
             for (enters, text) in chunks(pieces) {
-                let mut argv = vec!["wtype"];
+                let mut argv = vec!["wtype", "-s", &settle];
                 if text.is_some() && key_delay_ms > 0 {
                     argv.extend(["-d", &ms]);
                 }
@@ -498,11 +633,11 @@ pub fn plan(backend: &Backend, pieces: &[Piece], key_delay_ms: u32) -> Vec<Step>
                 }
             }
         }
-        Backend::Clipboard(clip, paste) => {
+        Backend::Clipboard(clip, paste, keys) => {
             let text = joined_text(pieces);
             if !text.is_empty() {
                 steps.push(clipboard_set_step(*clip, &text));
-                steps.push(paste_step(*paste));
+                steps.push(paste_step(*paste, *keys));
             }
         }
         Backend::Stdout => {}
@@ -541,12 +676,36 @@ fn clipboard_set_step(clip: Clipboard, text: &str) -> Step {
     .with_stdin(text)
 }
 
-fn paste_step(paste: Paste) -> Step {
-    match paste {
-        Paste::Xdotool => Step::new(&["xdotool", "key", "ctrl+v"]),
-        Paste::Wtype => Step::new(&["wtype", "-M", "ctrl", "-k", "v", "-m", "ctrl"]),
-        // KEY_LEFTCTRL down, KEY_V down, KEY_V up, KEY_LEFTCTRL up.
-        Paste::Ydotool => Step::new(&["ydotool", "key", "29:1", "47:1", "47:0", "29:0"]),
+fn paste_step(paste: Paste, keys: PasteKeys) -> Step {
+    let settle = WTYPE_SETTLE_MS.to_string();
+    match (paste, keys) {
+        (Paste::Xdotool, PasteKeys::CtrlV) => Step::new(&["xdotool", "key", "ctrl+v"]),
+        (Paste::Xdotool, PasteKeys::CtrlShiftV) => Step::new(&["xdotool", "key", "ctrl+shift+v"]),
+        (Paste::Xdotool, PasteKeys::ShiftInsert) => Step::new(&["xdotool", "key", "shift+Insert"]),
+        // The settle wait (see WTYPE_SETTLE_MS): a lost Ctrl would type a "v" instead of pasting.
+        (Paste::Wtype, PasteKeys::CtrlV) => Step::new(&["wtype", "-s", &settle, "-M", "ctrl", "-k", "v", "-m", "ctrl"]),
+        (Paste::Wtype, PasteKeys::CtrlShiftV) => {
+            Step::new(&["wtype", "-s", &settle, "-M", "ctrl", "-M", "shift", "-k", "v", "-m", "shift", "-m", "ctrl"])
+        }
+        (Paste::Wtype, PasteKeys::ShiftInsert) => {
+            Step::new(&["wtype", "-s", &settle, "-M", "shift", "-k", "Insert", "-m", "shift"])
+        }
+        // Linux key codes: KEY_LEFTCTRL 29, KEY_LEFTSHIFT 42, KEY_V 47, KEY_INSERT 110 (down :1, up :0).
+        (Paste::Ydotool, PasteKeys::CtrlV) => Step::new(&["ydotool", "key", "29:1", "47:1", "47:0", "29:0"]),
+        (Paste::Ydotool, PasteKeys::CtrlShiftV) => {
+            Step::new(&["ydotool", "key", "29:1", "42:1", "47:1", "47:0", "42:0", "29:0"])
+        }
+        (Paste::Ydotool, PasteKeys::ShiftInsert) => Step::new(&["ydotool", "key", "42:1", "110:1", "110:0", "42:0"]),
+    }
+}
+
+impl Backend {
+    /// The same backend with `keys` as the paste keystroke (only the clipboard backend pastes).
+    pub fn with_paste_keys(self, keys: PasteKeys) -> Backend {
+        match self {
+            Backend::Clipboard(clip, paste, _) => Backend::Clipboard(clip, paste, keys),
+            other => other,
+        }
     }
 }
 
@@ -554,6 +713,7 @@ mod modifiers;
 mod run;
 #[cfg(test)]
 mod tests;
+pub mod wayland;
 
 pub use modifiers::wait_for_modifiers_up;
 #[cfg(test)]

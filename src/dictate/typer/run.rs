@@ -66,7 +66,9 @@ pub fn type_text(
                 .and_then(|()| out.flush())
                 .map_err(|e| TypeError::Io(format!("cannot write the text to stdout: {e}")))
         }
-        Backend::Clipboard(clip, paste) => type_via_clipboard(*clip, *paste, pieces, &env, timeout, &mut |_| {}),
+        Backend::Clipboard(clip, paste, keys) => {
+            type_via_clipboard((*clip, *paste, *keys), pieces, &env, timeout, &mut |_| {})
+        }
         Backend::Xdotool | Backend::Wtype | Backend::Ydotool => {
             if *backend == Backend::Ydotool {
                 let dropped = joined_text(pieces).chars().filter(|&c| c != '\n' && !ydotool_typable(c)).count();
@@ -101,14 +103,13 @@ enum Saved {
 }
 
 pub(super) fn type_via_clipboard(
-    clip: Clipboard,
-    paste: Paste,
+    (clip, paste, keys): (Clipboard, Paste, PasteKeys),
     pieces: &[Piece],
     env: &[(String, Option<String>)],
     timeout: Duration,
     observe: &mut dyn FnMut(ClipStage),
 ) -> Result<(), TypeError> {
-    let steps = plan(&Backend::Clipboard(clip, paste), pieces, 0);
+    let steps = plan(&Backend::Clipboard(clip, paste, keys), pieces, 0);
     let (Some(set), Some(paste_cmd)) = (steps.first(), steps.get(1)) else {
         return Ok(()); // nothing to type
     };

@@ -16,6 +16,7 @@ fn session(display: bool, wayland: bool, tools: &[&str]) -> SessionInfo {
         wayland_display: wayland.then(|| "wayland-0".to_string()),
         available: tools.iter().map(|t| t.to_string()).collect(),
         env: BTreeMap::new(),
+        ..SessionInfo::default()
     }
 }
 
@@ -67,17 +68,25 @@ fn choose_explicit_kinds() {
         (TyperKind::Wtype, session(false, true, &["wtype"]), B::Wtype),
         (TyperKind::Ydotool, session(false, false, &["ydotool"]), B::Ydotool),
         (TyperKind::Stdout, session(false, false, &[]), B::Stdout),
-        (TyperKind::Clipboard, session(true, false, &all), B::Clipboard(Clipboard::Xclip, Paste::Xdotool)),
+        (
+            TyperKind::Clipboard,
+            session(true, false, &all),
+            B::Clipboard(Clipboard::Xclip, Paste::Xdotool, PasteKeys::CtrlV),
+        ),
         (
             TyperKind::Clipboard,
             session(true, false, &["xsel", "ydotool"]),
-            B::Clipboard(Clipboard::Xsel, Paste::Ydotool),
+            B::Clipboard(Clipboard::Xsel, Paste::Ydotool, PasteKeys::CtrlV),
         ),
-        (TyperKind::Clipboard, session(true, true, &all), B::Clipboard(Clipboard::WlClipboard, Paste::Wtype)),
+        (
+            TyperKind::Clipboard,
+            session(true, true, &all),
+            B::Clipboard(Clipboard::WlClipboard, Paste::Wtype, PasteKeys::CtrlV),
+        ),
         (
             TyperKind::Clipboard,
             session(false, true, &["wl-copy", "wl-paste", "ydotool"]),
-            B::Clipboard(Clipboard::WlClipboard, Paste::Ydotool),
+            B::Clipboard(Clipboard::WlClipboard, Paste::Ydotool, PasteKeys::CtrlV),
         ),
     ];
     for (kind, s, want) in ok {
@@ -100,6 +109,61 @@ fn choose_explicit_kinds() {
         let e = choose(kind, &s).expect_err(&format!("{kind:?} in {s:?}"));
         assert!(e.contains(word), "{kind:?}: {e:?} does not mention {word:?}");
     }
+}
+
+#[test]
+fn blocked_tools_are_passed_over_with_the_reason() {
+    use Backend as B;
+    let all = ["xdotool", "wtype", "ydotool", "xclip", "xsel", "wl-copy", "wl-paste"];
+    let gnome = "the compositor does not offer the virtual-keyboard protocol";
+    let no_uinput = "ydotoold is not running; no /dev/uinput";
+    let with = |tools: &[&str], wtype: Option<&str>, ydotool: Option<&str>| SessionInfo {
+        wtype_blocked: wtype.map(String::from),
+        ydotool_blocked: ydotool.map(String::from),
+        ..session(true, true, tools)
+    };
+    // GNOME with ydotoold running: wtype is passed over for ydotool, also as the paste key of the clipboard.
+    assert_eq!(choose(TyperKind::Auto, &with(&all, Some(gnome), None)), Ok(B::Ydotool));
+    assert_eq!(
+        choose(TyperKind::Clipboard, &with(&all, Some(gnome), None)),
+        Ok(B::Clipboard(Clipboard::WlClipboard, Paste::Ydotool, PasteKeys::CtrlV))
+    );
+    // sway without uinput: wtype, and ydotool is never chosen.
+    assert_eq!(choose(TyperKind::Auto, &with(&all, None, Some(no_uinput))), Ok(B::Wtype));
+    let no_wtype = ["xdotool", "ydotool", "wl-copy", "wl-paste"];
+    assert_eq!(choose(TyperKind::Auto, &with(&no_wtype, None, Some(no_uinput))), Ok(B::Xdotool), "XWayland last");
+    // GNOME without uinput: nothing can type, and the error says why for both.
+    let s = SessionInfo { display: None, ..with(&all, Some(gnome), Some(no_uinput)) };
+    let e = choose(TyperKind::Auto, &s).expect_err("nothing works");
+    assert!(e.contains(gnome) && e.contains(no_uinput), "{e}");
+    let e = choose(TyperKind::Clipboard, &s).expect_err("no paste key");
+    assert!(e.contains("wtype cannot") && e.contains("ydotool cannot"), "{e}");
+    let e = choose(TyperKind::Wtype, &s).expect_err("explicit wtype");
+    assert!(e.contains(gnome), "{e}");
+    let e = choose(TyperKind::Ydotool, &s).expect_err("explicit ydotool");
+    assert!(e.contains(no_uinput), "{e}");
+    // The report gives every typer its verdict.
+    let r = report(&s);
+    assert_eq!(r.len(), 4);
+    assert!(r.iter().all(|(_, v)| v.is_err()), "{r:?}");
+}
+
+#[test]
+fn ydotool_needs_its_daemons_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-uinput");
+    let e = ydotool_blocker(None, dir.path().to_str(), &missing).expect("no socket");
+    assert!(e.contains(".ydotool_socket") && e.contains("kernel lacks uinput"), "{e}");
+    let plain = dir.path().join("uinput");
+    std::fs::write(&plain, b"").expect("write");
+    let e = ydotool_blocker(None, dir.path().to_str(), &plain).expect("no socket");
+    assert!(e.contains("start ydotoold"), "{e}");
+    let socket = dir.path().join(".ydotool_socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    assert_eq!(ydotool_blocker(None, dir.path().to_str(), &missing), None);
+    let other = dir.path().join("elsewhere");
+    let e = ydotool_blocker(other.to_str(), dir.path().to_str(), &missing).expect("YDOTOOL_SOCKET wins");
+    assert!(e.contains("elsewhere"), "{e}");
 }
 
 #[test]
@@ -235,15 +299,15 @@ fn plan_wtype() {
     assert_eq!(
         plan(&Backend::Wtype, &sample(), 12),
         vec![
-            step(&["wtype", "-d", "12", "--", "hello world"]),
-            step(&["wtype", "-d", "12", "-k", "Return", "--", "-rf ünï ✓"]),
-            step(&["wtype", "-k", "Return", "-k", "Return"]),
+            step(&["wtype", "-s", "100", "-d", "12", "--", "hello world"]),
+            step(&["wtype", "-s", "100", "-d", "12", "-k", "Return", "--", "-rf ünï ✓"]),
+            step(&["wtype", "-s", "100", "-k", "Return", "-k", "Return"]),
         ]
     );
     // wtype rejects "-d 0".
     assert_eq!(
         plan(&Backend::Wtype, &pieces("-x\n"), 0),
-        vec![step(&["wtype", "--", "-x"]), step(&["wtype", "-k", "Return"])]
+        vec![step(&["wtype", "-s", "100", "--", "-x"]), step(&["wtype", "-s", "100", "-k", "Return"])]
     );
 }
 
@@ -272,19 +336,34 @@ fn plan_clipboard() {
     let with_stdin = |argv: &[&str]| Step { argv: sv(argv), stdin: Some(text.to_string()) };
     let cases = [
         (
-            Backend::Clipboard(Clipboard::Xclip, Paste::Xdotool),
+            Backend::Clipboard(Clipboard::Xclip, Paste::Xdotool, PasteKeys::CtrlV),
             with_stdin(&["xclip", "-selection", "clipboard", "-i"]),
             step(&["xdotool", "key", "ctrl+v"]),
         ),
         (
-            Backend::Clipboard(Clipboard::Xsel, Paste::Ydotool),
+            Backend::Clipboard(Clipboard::Xsel, Paste::Ydotool, PasteKeys::CtrlV),
             with_stdin(&["xsel", "--clipboard", "--input"]),
             step(&["ydotool", "key", "29:1", "47:1", "47:0", "29:0"]),
         ),
         (
-            Backend::Clipboard(Clipboard::WlClipboard, Paste::Wtype),
+            Backend::Clipboard(Clipboard::WlClipboard, Paste::Wtype, PasteKeys::CtrlV),
             with_stdin(&["wl-copy", "--type", "text/plain"]),
-            step(&["wtype", "-M", "ctrl", "-k", "v", "-m", "ctrl"]),
+            step(&["wtype", "-s", "100", "-M", "ctrl", "-k", "v", "-m", "ctrl"]),
+        ),
+        (
+            Backend::Clipboard(Clipboard::WlClipboard, Paste::Wtype, PasteKeys::CtrlShiftV),
+            with_stdin(&["wl-copy", "--type", "text/plain"]),
+            step(&["wtype", "-s", "100", "-M", "ctrl", "-M", "shift", "-k", "v", "-m", "shift", "-m", "ctrl"]),
+        ),
+        (
+            Backend::Clipboard(Clipboard::Xclip, Paste::Xdotool, PasteKeys::ShiftInsert),
+            with_stdin(&["xclip", "-selection", "clipboard", "-i"]),
+            step(&["xdotool", "key", "shift+Insert"]),
+        ),
+        (
+            Backend::Clipboard(Clipboard::Xsel, Paste::Ydotool, PasteKeys::CtrlShiftV),
+            with_stdin(&["xsel", "--clipboard", "--input"]),
+            step(&["ydotool", "key", "29:1", "42:1", "47:1", "47:0", "42:0", "29:0"]),
         ),
     ];
     for (backend, set, paste) in cases {
@@ -446,7 +525,12 @@ fn stdout_backend_and_empty_input_need_nothing() {
     let s = SessionInfo::default();
     type_text(&Backend::Stdout, &pieces("printed by a test\n"), &s, 0, Duration::from_secs(1)).expect("stdout");
     // Nothing to type: no command runs, so missing tools do not matter.
-    for b in [Backend::Xdotool, Backend::Wtype, Backend::Ydotool, Backend::Clipboard(Clipboard::Xsel, Paste::Wtype)] {
+    for b in [
+        Backend::Xdotool,
+        Backend::Wtype,
+        Backend::Ydotool,
+        Backend::Clipboard(Clipboard::Xsel, Paste::Wtype, PasteKeys::CtrlV),
+    ] {
         type_text(&b, &[], &s, 0, Duration::from_secs(1)).expect("nothing to do");
     }
 }
@@ -730,9 +814,15 @@ fn x11_clipboard_with_xclip_restores_the_old_content() {
 
     let mut seen = Vec::new();
     let typed = pieces("dictated -text ü");
-    type_via_clipboard(Clipboard::Xclip, Paste::Xdotool, &typed, &env, Duration::from_secs(10), &mut |stage| {
-        seen.push((stage, clipboard(&session)));
-    })
+    type_via_clipboard(
+        (Clipboard::Xclip, Paste::Xdotool, PasteKeys::CtrlV),
+        &typed,
+        &env,
+        Duration::from_secs(10),
+        &mut |stage| {
+            seen.push((stage, clipboard(&session)));
+        },
+    )
     .expect("clipboard typing works");
     assert_eq!(
         seen,
@@ -744,7 +834,7 @@ fn x11_clipboard_with_xclip_restores_the_old_content() {
 
     // An empty clipboard is left empty (not holding the dictated text).
     set_clipboard(&session, "");
-    let backend = Backend::Clipboard(Clipboard::Xclip, Paste::Xdotool);
+    let backend = Backend::Clipboard(Clipboard::Xclip, Paste::Xdotool, PasteKeys::CtrlV);
     type_text(&backend, &pieces("secret"), &session, 0, Duration::from_secs(10)).expect("clipboard typing");
     assert_eq!(clipboard(&session), "");
     assert_eq!(term.received(2), b"\x16\x16");
