@@ -19,7 +19,11 @@ const T: Duration = Duration::from_secs(20);
 fn the_live_chord_and_the_ptt_key_drive_the_daemon() {
     let xvfb = Xvfb::start();
     let fake = FakeRealtime::start();
-    let mut home = TestHome::with_fake(&format!("share_dirs = true\n[live]\nurl = \"{}\"\n", fake.url));
+    // A ping every 0.5 s: `FakeRealtime::barrier` waits for two.
+    let mut home = TestHome::with_fake(&format!(
+        "share_dirs = true\n[live]\nurl = \"{}\"\nping_interval_s = 0.5\npong_timeout_s = 2.0\n",
+        fake.url
+    ));
     home.env.push(("OPENAI_API_KEY".into(), "sk-test-hotkeys".into()));
     home.env.push(("DISPLAY".into(), xvfb.display.clone()));
     let _d = home.start_daemon();
@@ -35,16 +39,21 @@ fn the_live_chord_and_the_ptt_key_drive_the_daemon() {
     wait_until(T, "live ready", || home.json(&["status", "--json"])["live"]["state"] == "ready");
 
     // Hold Right Ctrl (push-to-talk) while a task ends: its notification waits for the release.
-    std::thread::sleep(Duration::from_millis(200));
+    let hotkeys = || home.json(&["status", "--json"])["hotkeys"].clone();
+    wait_until(T, "the chord's release settled", || {
+        let h = hotkeys();
+        h["settling"] == false && h["held"] == json!([])
+    });
     xdotool(&xvfb.display, &["keydown", "105"]);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(T, "push-to-talk held", || hotkeys()["held"] == json!(["ptt"]));
     let id = home.start_task(&json!({"result": {"result": "Held back."}}), "held", &home.work("a"));
     home.wait_ended(&id, T);
     let is_note = |r: &Received| {
         r.ty() == "conversation.item.create"
             && r.event["item"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with("[task t1 "))
     };
-    std::thread::sleep(Duration::from_millis(800));
+    home.sync();
+    fake.barrier(T);
     assert_eq!(fake.count(is_note), 0, "spoken while the key was held:\n{}", fake.dump());
     xdotool(&xvfb.display, &["keyup", "105"]);
     fake.wait_for(T, "the notification after the release", is_note);

@@ -181,7 +181,8 @@ fn a_notification_waits_while_a_response_is_active() {
     fake.respond_now(); // the server is busy answering something
     let id = home.start_task(&json!({"result": {"result": "Built the docs."}}), "docs", &home.work("a"));
     home.wait_ended(&id, T);
-    std::thread::sleep(Duration::from_millis(800));
+    home.sync();
+    fake.barrier(T);
     assert_eq!(fake.count(is_notification(&id)), 0, "spoken over an active response:\n{}", fake.dump());
     fake.set_hold_responses(false);
     fake.finish_held_response();
@@ -206,7 +207,8 @@ fn two_tasks_ending_together_give_two_notifications_one_response_at_a_time() {
     home.wait_ended(&b, T);
     let first = fake.wait_for(T, "a first notification", |r| is_notification(&a)(r) || is_notification(&b)(r));
     fake.wait_for(T, "its response.create", |r| r.ty() == "response.create" && r.at >= first.at);
-    std::thread::sleep(Duration::from_millis(800));
+    home.sync();
+    fake.barrier(T);
     let both = fake.count(|r| is_notification(&a)(r) || is_notification(&b)(r));
     assert_eq!(both, 1, "the second waits for the first response to finish:\n{}", fake.dump());
     fake.set_hold_responses(false);
@@ -238,7 +240,8 @@ fn survives_a_broken_link(break_it: impl FnOnce(&FakeRealtime)) {
         fake.wait_for(T, "session.update on the new connection", |r| r.conn == note.conn && r.ty() == "session.update");
     assert!(update.at <= note.at, "session set up before the replay");
     wait_until(T, "delivered", || home.json(&["status", "--json"])["live"]["pending_notifications"] == 0);
-    std::thread::sleep(Duration::from_millis(500));
+    home.sync();
+    fake.barrier(T);
     assert_eq!(fake.count(is_notification(&id)), 1, "exactly once:\n{}", fake.dump());
     assert_schema_clean(&fake);
     no_duplicate_creates(&fake);
@@ -276,7 +279,8 @@ fn renews_before_expiry_while_a_task_runs() {
     home.wait_ended(&id, T);
     fake.wait_for(T, "the notification", is_notification(&id));
     wait_until(T, "delivered", || home.json(&["status", "--json"])["live"]["pending_notifications"] == 0);
-    std::thread::sleep(Duration::from_millis(500));
+    home.sync();
+    fake.barrier(T);
     assert_eq!(fake.count(is_notification(&id)), 1, "not lost, not doubled:\n{}", fake.dump());
     // The old connection was closed by us after the new one opened.
     assert!(fake.live_connections() <= 1, "{}", fake.live_connections());

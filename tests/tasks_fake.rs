@@ -426,16 +426,27 @@ fn twenty_concurrent_tasks_each_get_their_own_result() {
 
 #[test]
 fn watch_streams_task_events() {
+    use std::io::{BufRead, BufReader, Write};
     let home = TestHome::with_fake("");
     let _d = home.start_daemon();
-    let mut watch = home.cmd(&["watch"]).stdout(std::process::Stdio::piped()).spawn().expect("watch");
-    std::thread::sleep(Duration::from_millis(300));
+    // The subscriber speaks the protocol itself (as `ptt watch` does): the `{"subscribed":true}` line, which
+    // `ptt watch` does not print, says the daemon has queued the subscription ahead of any later request.
+    let mut stream = std::os::unix::net::UnixStream::connect(home.runtime_dir().join("control.sock")).expect("connect");
+    stream.set_read_timeout(Some(T)).expect("read timeout");
+    stream.write_all(b"{\"cmd\":\"subscribe\"}\n").expect("subscribe");
+    let mut lines = BufReader::new(stream).lines();
+    let first = lines.next().expect("a first line").expect("read");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&first).ok(), Some(json!({"subscribed": true})), "{first}");
     let id = home.start_task(&json!({}), "watched", &home.work("a"));
-    home.wait_ended(&id, T);
-    std::thread::sleep(Duration::from_millis(200));
-    let _ = watch.kill();
-    let out = watch.wait_with_output().expect("output");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut text = String::new();
+    for line in lines {
+        let line = line.unwrap_or_else(|e| panic!("no task_ended within {T:?} ({e}); got:\n{text}"));
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("\"task_ended\"") && line.contains(&id) {
+            break;
+        }
+    }
     assert!(text.contains("\"task_started\"") && text.contains("\"task_ended\""), "{text}");
 }
 

@@ -56,6 +56,9 @@ pub enum Request {
     },
     /// Sends the clips kept after failed transcriptions again.
     DictateRetry,
+    /// Answered (`{"synced": true}`) only once everything the daemon received before it, on any channel, has
+    /// been handled and no timer is due: tests wait for this fact instead of sleeping.
+    Sync,
     Shutdown,
 }
 
@@ -108,6 +111,7 @@ mod tests {
         let r: Request = serde_json::from_str(r#"{"cmd":"tasks"}"#).expect("parse");
         assert_eq!(r, Request::Tasks { all: false });
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"rm -rf"}"#).is_err());
+        assert_eq!(serde_json::from_str::<Request>(r#"{"cmd":"sync"}"#).expect("parse"), Request::Sync);
         let s = serde_json::to_string(&Request::Cancel { reference: "t1".into() }).expect("ser");
         assert_eq!(s, r#"{"cmd":"cancel","reference":"t1"}"#);
     }

@@ -12,7 +12,7 @@ use crossbeam_channel::Receiver;
 use serde_json::{Value, json};
 
 use crate::config::{KeySource, KeysConfig};
-use crate::hotkey::{BindingEvent, Bindings, Detection, Machine, Source, SourceEvent, Timing};
+use crate::hotkey::{Binding, BindingEvent, Bindings, Detection, Machine, Source, SourceEvent, Timing};
 
 pub struct Hotkeys {
     pub machine: Machine,
@@ -89,6 +89,15 @@ impl Hotkeys {
     }
 
     pub fn status(&self) -> Value {
-        json!({"source": self.source.to_string(), "report": self.report, "stopped": self.stopped})
+        let held: Vec<&str> =
+            Binding::ALL.into_iter().filter(|b| self.machine.is_held(*b)).map(Binding::name).collect();
+        json!({
+            "source": self.source.to_string(),
+            "report": self.report,
+            "stopped": self.stopped,
+            // What the machine holds now, and whether an edge still waits out its debounce (tests wait for both).
+            "held": held,
+            "settling": self.machine.next_deadline().is_some(),
+        })
     }
 }

@@ -95,6 +95,8 @@ pub struct Daemon {
     live_starting: bool,
     scheduler: Scheduler,
     subscribers: Vec<Sender<Value>>,
+    /// `sync` requests waiting for the loop to have nothing queued (see [`Daemon::answer_syncs`]).
+    syncs: Vec<Sender<Value>>,
     started: Instant,
     shutting_down: bool,
     watchdog: Option<Duration>,
@@ -176,6 +178,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         live_starting: false,
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
+        syncs: Vec::new(),
         started: Instant::now(),
         shutting_down: false,
         watchdog: systemd::watchdog_interval(),
@@ -248,8 +251,11 @@ fn spawn_signal_thread() -> Result<Receiver<i32>> {
 impl Daemon {
     fn main_loop(&mut self) {
         loop {
-            let event = self.next_event();
-            self.handle_event(event);
+            match self.next_event() {
+                Event::Control(Incoming::Request { request: Request::Sync, reply }) => self.syncs.push(reply),
+                event => self.handle_event(event),
+            }
+            self.answer_syncs();
             if self.shutting_down
                 && (self.supervisor.is_idle() || !self.scheduler.is_scheduled(TimerKind::ShutdownDeadline))
             {
@@ -259,6 +265,32 @@ impl Daemon {
         self.supervisor.finish_shutdown();
         systemd::notify("STOPPING=1");
         self.broadcast(json!({"event": "daemon_stopped"}));
+    }
+
+    /// Answers the waiting `sync` requests once nothing is queued on any channel and no timer is due: then
+    /// everything that reached the daemon before them has been handled. `select!` picks among ready channels at
+    /// random, so the order of one channel alone would not say that.
+    fn answer_syncs(&mut self) {
+        if self.syncs.is_empty() {
+            return;
+        }
+        let queued = !self.control_rx.is_empty()
+            || !self.task_rx.is_empty()
+            || !self.live.conn_rx.is_empty()
+            || !self.hotkeys.rx.is_empty()
+            || !self.voice.rx.is_empty()
+            || !self.voice.probe_rx.is_empty()
+            || !self.voice.mic_rx.is_empty()
+            || !self.dictation.rx.is_empty()
+            || !self.signal_rx.is_empty();
+        let now = Instant::now();
+        if queued || self.next_deadline().is_some_and(|at| at <= now) {
+            return;
+        }
+        let answer = self.handle_request(Request::Sync, now);
+        for reply in self.syncs.drain(..) {
+            let _ = reply.send(answer.clone());
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -543,6 +575,7 @@ impl Daemon {
             }
             Request::Key { action, binding } => self.key(action, &binding, now),
             Request::DictateRetry => self.dictation.retry(self.live.api_key()),
+            Request::Sync => json!({"synced": true}),
             Request::Subscribe | Request::LiveAttach | Request::Say { .. } => {
                 error_reply("this request is only valid as the first line of a connection")
             }

@@ -120,6 +120,8 @@ struct State {
     received: Vec<Received>,
     sent: Vec<Sent>,
     schema_errors: Vec<String>,
+    /// WebSocket pings read, per connection.
+    pings: Vec<u64>,
 }
 
 struct ConnInfo {
@@ -128,6 +130,8 @@ struct ConnInfo {
     tx: Sender<Cmd>,
     /// Accepted and not closed, aborted, stalled or closed by the client: where commands go.
     live: bool,
+    /// Its thread has returned: it reads nothing more.
+    ended: bool,
 }
 
 enum Cmd {
@@ -151,6 +155,15 @@ impl Shared {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    fn pinged(&self, conn: usize) {
+        let mut st = self.lock();
+        if st.pings.len() <= conn {
+            st.pings.resize(conn + 1, 0);
+        }
+        st.pings[conn] += 1;
+        self.changed.notify_all();
     }
 
     fn retire(&self, conn: usize) {
@@ -187,6 +200,7 @@ impl FakeRealtime {
                 received: Vec::new(),
                 sent: Vec::new(),
                 schema_errors: Vec::new(),
+                pings: Vec::new(),
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -351,6 +365,35 @@ impl FakeRealtime {
                 let dump = dump(&self.shared, &st);
                 drop(st);
                 panic!("fake realtime: timed out after {timeout:?} waiting for {n} connections\n{dump}");
+            }
+            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    /// Returns once every frame the client queued before this call, on any connection open now, has been
+    /// received (or its connection has ended).
+    ///
+    /// The client (ptt's keepalive) queues a ping on the same ordered queue as its frames, and at most one at a
+    /// time, after the previous pong. So of two pings read after this call, the second was queued after it, behind
+    /// every frame queued before it. Needs a short `live.ping_interval_s` (the tests use 0.5 s). Call it after
+    /// `TestHome::sync`, which says the daemon has queued whatever it was going to send.
+    pub fn barrier(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        let pings = |st: &State, c: usize| st.pings.get(c).copied().unwrap_or(0);
+        let open: Vec<(usize, u64)> =
+            (0..st.conns.len()).filter(|&c| st.conns[c].live).map(|c| (c, pings(&st, c))).collect();
+        loop {
+            let waiting: Vec<usize> =
+                open.iter().filter(|&&(c, at)| !st.conns[c].ended && pings(&st, c) < at + 2).map(|&(c, _)| c).collect();
+            if waiting.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let dump = dump(&self.shared, &st);
+                drop(st);
+                panic!("fake realtime: no two pings on connection(s) {waiting:?} within {timeout:?}\n{dump}");
             }
             st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
         }
@@ -544,7 +587,7 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let (id, expires_in) = {
         let mut st = shared.lock();
-        st.conns.push(ConnInfo { headers, uri, tx, live: true });
+        st.conns.push(ConnInfo { headers, uri, tx, live: true, ended: false });
         shared.changed.notify_all();
         (st.conns.len() - 1, st.expires_in)
     };
@@ -564,6 +607,9 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
     };
     conn.run();
     conn.shared.retire(id);
+    let mut st = conn.shared.lock();
+    st.conns[id].ended = true;
+    conn.shared.changed.notify_all();
 }
 
 /// A response the connection knows to be in progress (after its `response.created`).
@@ -638,6 +684,7 @@ impl Conn {
                 // tungstenite queued the reply; keep reading until the close handshake completes.
                 Ok(Message::Close(_)) => self.shared.retire(self.id),
                 // A ping's pong is queued by tungstenite and flushed below.
+                Ok(Message::Ping(_)) => self.shared.pinged(self.id),
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e))
                     if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) =>

@@ -97,6 +97,22 @@ impl TestHome {
         c
     }
 
+    /// Sends the daemon a `sync` request and waits for its answer, which comes once everything the daemon had
+    /// received before it (key edges, task ends, frames, control requests) has been handled. Tests wait for this
+    /// fact instead of sleeping before they assert that something did not happen.
+    pub fn sync(&self) {
+        use std::io::{BufRead, BufReader, Write};
+        let sock = self.runtime_dir().join("control.sock");
+        let mut stream = std::os::unix::net::UnixStream::connect(&sock)
+            .unwrap_or_else(|e| panic!("sync: cannot connect to {}: {e}", sock.display()));
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("sync: read timeout");
+        stream.write_all(b"{\"cmd\":\"sync\"}\n").expect("sync: send");
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).expect("sync: no answer within 20 s");
+        let answer: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("sync: bad answer {line:?}: {e}"));
+        assert_eq!(answer["synced"], true, "sync: {answer}");
+    }
+
     /// Runs a client command to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).stdin(Stdio::null()).output().expect("run ptt")
