@@ -215,10 +215,10 @@ fn wait_running_at_most(ctl: &mut Control, high: u64, low: u64) {
 // ---------------------------------------------------------------------------
 // 2. Child exit to task_ended event
 
-/// A fake Claude whose prompt is the file that receives its exit time.
+/// A fake Claude whose prompt (on stdin) is the file that receives its exit time.
 const STAMPING_CLAUDE: &str = r#"#!/usr/bin/env python3
 import os, sys, time
-stamp = os.open(sys.argv[sys.argv.index("-p") + 1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+stamp = os.open(sys.stdin.read(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 os.write(1, b'{"type":"system","subtype":"init","session_id":"bench","model":"fake"}\n'
             b'{"type":"result","subtype":"success","is_error":false,"result":"Done.","total_cost_usd":0,"num_turns":1}\n')
 os.write(stamp, str(time.time_ns()).encode())

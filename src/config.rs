@@ -453,16 +453,33 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Loads the file; a missing file means all defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
+        match read_capped(path) {
             Ok(text) => Config::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                key: None,
-                message: format!("cannot read: {e}"),
-            }),
+            Err(e) => Err(ConfigError { file: path.to_path_buf(), line: None, key: None, message: e.to_string() }),
         }
+    }
+
+    /// Loads the file, which must exist (a reload: a missing file is not "all defaults").
+    pub fn reload(path: &Path) -> Result<Config, ConfigError> {
+        match read_capped(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) => Err(ConfigError { file: path.to_path_buf(), line: None, key: None, message: e.to_string() }),
+        }
+    }
+
+    /// What is allowed but probably a mistake (an unknown voice), one line each.
+    pub fn warnings(&self, path: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        if !KNOWN_VOICES.contains(&self.live.voice.as_str()) {
+            out.push(format!(
+                "{}: key `live.voice`: unknown voice `{}` (known: {}); the server may refuse the session",
+                path.display(),
+                self.live.voice,
+                KNOWN_VOICES.join(", ")
+            ));
+        }
+        out
     }
 
     /// Parses TOML text; `path` is only used in error messages.
@@ -551,8 +568,70 @@ impl Config {
                 ));
             }
         }
+        self.check_ranges(text, path)
+    }
+
+    /// Every numeric key within a sane range: a typo like `log_max_mb = 4294967295` is an error
+    /// that names the file, the line, the key and the range, not a daemon that fills the disk.
+    fn check_ranges(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let (t, l, d, k) = (&self.tasks, &self.live, &self.dictate, &self.keys);
+        let ranges: [(&str, f64, f64, f64); 19] = [
+            ("tasks.max_turns", t.max_turns.into(), 0.0, 1000.0),
+            ("tasks.max_concurrent", t.max_concurrent.into(), 1.0, 64.0),
+            ("tasks.timeout_min", t.timeout_min, 0.0, 10080.0),
+            ("tasks.stall_min", t.stall_min, 0.0, 1440.0),
+            ("tasks.budget_usd", t.budget_usd, 0.0, 100_000.0),
+            ("tasks.kill_grace_s", t.kill_grace_s.into(), 0.0, 600.0),
+            ("tasks.log_max_mb", t.log_max_mb.into(), 1.0, 4096.0),
+            ("tasks.keep_ended", t.keep_ended.into(), 0.0, 100_000.0),
+            ("live.ping_interval_s", l.ping_interval_s, 1.0, 300.0),
+            ("live.pong_timeout_s", l.pong_timeout_s, 1.0, 120.0),
+            ("live.renew_before_s", l.renew_before_s, 1.0, 3600.0),
+            ("dictate.min_ms", d.min_ms as f64, 0.0, 10_000.0),
+            ("dictate.timeout_s", d.timeout_s, 1.0, 600.0),
+            ("dictate.retries", d.retries.into(), 0.0, 20.0),
+            ("dictate.key_delay_ms", d.key_delay_ms.into(), 0.0, 1000.0),
+            ("dictate.recent", d.recent as f64, 0.0, 50.0),
+            ("keys.debounce_ms", k.debounce_ms as f64, 0.0, 1000.0),
+            ("keys.max_hold_s", k.max_hold_s as f64, 1.0, 3600.0),
+            ("audio.cue_volume", self.audio.cue_volume.into(), 0.0, 1.0),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError {
+                    file: path.to_path_buf(),
+                    line: find_key_line(text, key),
+                    key: Some(key.to_string()),
+                    message: format!("{value} is out of range: allowed {min} to {max}"),
+                });
+            }
+        }
         Ok(())
     }
+}
+
+/// Longest configuration file read; anything larger is a mistake, not a config.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The Realtime API's voices; another name is accepted with a warning (new voices appear).
+pub const KNOWN_VOICES: &[&str] =
+    &["alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse"];
+
+/// Reads at most [`MAX_CONFIG_BYTES`] (a 1 GB file, or `/dev/zero`, is refused, not read whole).
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB: not a configuration file",
+            MAX_CONFIG_BYTES >> 10
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
 }
 
 /// Best-effort line of `section.key` in the text, for semantic errors.
@@ -809,5 +888,48 @@ mod tests {
         let dir = std::env::temp_dir();
         let e = Config::load(&dir).unwrap_err();
         assert!(e.message.contains("cannot read"), "{e}");
+        // A reload needs the file: a deleted config is not silently "all defaults".
+        assert!(Config::reload(Path::new("/nonexistent/ptt/config.toml")).is_err());
+    }
+
+    #[test]
+    fn a_huge_or_endless_file_is_refused_without_reading_it_whole() {
+        let e = Config::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.message.contains("larger than 1024 KiB"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("config.toml");
+        std::fs::write(&big, format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES as usize))).expect("write");
+        assert!(Config::load(&big).unwrap_err().message.contains("larger than"));
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_file_line_key_and_range() {
+        let cases = [
+            ("[tasks]\nlog_max_mb = 4294967295\n", "tasks.log_max_mb", 2),
+            ("[tasks]\nmax_concurrent = 100000\n", "tasks.max_concurrent", 2),
+            ("[tasks]\ntimeout_min = 1e300\n", "tasks.timeout_min", 2),
+            ("[tasks]\nkill_grace_s = 86400\n", "tasks.kill_grace_s", 2),
+            ("[live]\n\nping_interval_s = 0.001\n", "live.ping_interval_s", 3),
+            ("[live]\npong_timeout_s = 100000\n", "live.pong_timeout_s", 2),
+            ("[dictate]\nretries = 1000\n", "dictate.retries", 2),
+            ("[keys]\nmax_hold_s = 0\n", "keys.max_hold_s", 2),
+        ];
+        for (text, key, line) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{text}: {e}");
+            let shown = e.to_string();
+            assert!(shown.starts_with(&format!("/cfg/config.toml:{line}: key `{key}`")), "{shown}");
+            assert!(shown.contains("allowed"), "{shown}");
+        }
+        assert_eq!(parse(DEFAULT_CONFIG_TOML).expect("defaults"), Config::default());
+    }
+
+    #[test]
+    fn unknown_voice_is_a_warning() {
+        let c = parse("[live]\nvoice = \"darth\"\n").expect("accepted");
+        let w = c.warnings(Path::new("/cfg/config.toml"));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("live.voice") && w[0].contains("darth"), "{w:?}");
+        assert!(Config::default().warnings(Path::new("/c")).is_empty());
     }
 }

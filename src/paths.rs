@@ -4,6 +4,15 @@
 //! `XDG_STATE_HOME`, `XDG_RUNTIME_DIR`, `HOME`), never hard-coded, so that tests
 //! can run whole daemons side by side in temporary homes and a user can move
 //! things with the usual variables.
+//!
+//! The runtime directory holds the control socket, so whoever controls it can
+//! answer our clients. It is therefore never adopted on trust: it is created
+//! with `mkdir` 0700 and then checked through a descriptor opened with
+//! `O_NOFOLLOW` (owner = us, mode 0700, a directory). An existing path is never
+//! chmodded: a symlink planted by another user, or a directory we did not make
+//! private, is refused with a message that says what to do. Without
+//! `XDG_RUNTIME_DIR`, `/run/user/<uid>` is used when it is ours and private,
+//! else a private `$TMPDIR/ptt-runtime-<uid>` checked the same way.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +29,9 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// `$XDG_RUNTIME_DIR/ptt`: the control socket and the daemon lock (0700).
     pub runtime_dir: PathBuf,
+    /// Without `XDG_RUNTIME_DIR`: the private base directory we create and check
+    /// ourselves (`$TMPDIR/ptt-runtime-<uid>`), if `/run/user/<uid>` would not do.
+    pub runtime_fallback: Option<PathBuf>,
 }
 
 impl Paths {
@@ -37,12 +49,18 @@ impl Paths {
         let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
         let config_home = absolute("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
         let state_home = absolute("XDG_STATE_HOME").unwrap_or_else(|| home.join(".local/state"));
-        let runtime_base = match absolute("XDG_RUNTIME_DIR") {
-            Some(dir) => dir,
+        let (runtime_base, runtime_fallback) = match absolute("XDG_RUNTIME_DIR") {
+            Some(dir) => (dir, None),
             None => {
                 let uid = nix::unistd::geteuid().as_raw();
                 let run_user = PathBuf::from(format!("/run/user/{uid}"));
-                if run_user.is_dir() { run_user } else { std::env::temp_dir().join(format!("ptt-runtime-{uid}")) }
+                if check_private_dir(&run_user).is_ok() {
+                    (run_user, None)
+                } else {
+                    let tmp = absolute("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp"));
+                    let base = tmp.join(format!("ptt-runtime-{uid}"));
+                    (base.clone(), Some(base))
+                }
             }
         };
         Ok(Paths {
@@ -50,6 +68,7 @@ impl Paths {
             config_file: config_home.join("ptt").join("config.toml"),
             state_dir: state_home.join("ptt"),
             runtime_dir: runtime_base.join("ptt"),
+            runtime_fallback,
         })
     }
 
@@ -80,38 +99,170 @@ impl Paths {
         if let Ok(rest) = path.strip_prefix("~") { self.home.join(rest) } else { path.to_path_buf() }
     }
 
-    /// Creates the runtime directory with mode 0700 and checks that it belongs
-    /// to us: the control socket inside must not be reachable by anyone else.
+    /// Creates the runtime directory (and, without `XDG_RUNTIME_DIR`, its private
+    /// base) with mode 0700 and checks, without following links, that it is a
+    /// directory of ours with mode 0700: the control socket inside must not be
+    /// reachable, or replaceable, by anyone else. Never chmods an existing path.
     pub fn ensure_runtime_dir(&self) -> Result<()> {
-        ensure_private_dir(&self.runtime_dir)
+        let hint = "set XDG_RUNTIME_DIR to a private directory of yours (mode 0700), e.g. \
+                    `export XDG_RUNTIME_DIR=/run/user/$(id -u)` with systemd-logind";
+        if let Some(base) = &self.runtime_fallback {
+            ensure_private_dir(base).with_context(|| format!("XDG_RUNTIME_DIR is not set; {hint}"))?;
+        } else if let Some(base) = self.runtime_dir.parent() {
+            check_shared_base(base).with_context(|| format!("unsafe XDG_RUNTIME_DIR; {hint}"))?;
+        }
+        ensure_private_dir(&self.runtime_dir).with_context(|| format!("refusing the runtime directory; {hint}"))
     }
 
-    /// Creates the state directories (registry, logs, scratch).
+    /// Creates the state directories (registry, logs, scratch) private to us and
+    /// tightens what an older version left readable (see [`tighten_state`]).
     pub fn ensure_state_dirs(&self) -> Result<()> {
         for dir in [self.state_dir.clone(), self.logs_dir(), self.scratch_dir()] {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+            create_private_dir_all(&dir)?;
         }
+        tighten_state(&self.state_dir);
         Ok(())
     }
 }
 
-/// `mkdir -p` then force mode 0700 and check ownership.
+/// The umask the daemon was started with, restored in task children (their
+/// files belong to the user's project, not to ptt's private state).
+static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0o022);
+
+/// Makes everything this process creates private (umask 077: directories 0700,
+/// files 0600), remembering the user's umask for children.
+pub fn set_private_umask() {
+    // SAFETY: umask has no memory-safety preconditions.
+    let old = unsafe { libc::umask(0o077) };
+    USER_UMASK.store(old as u32, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The umask to give children (see [`set_private_umask`]).
+pub fn user_umask() -> libc::mode_t {
+    USER_UMASK.load(std::sync::atomic::Ordering::Relaxed) as libc::mode_t
+}
+
+/// `mkdir -p` with mode 0700 for every component it creates (existing ones are
+/// left alone). For state under the user's home, which no one else can replace.
+pub fn create_private_dir_all(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+/// Existing state is made private at start-up: the state directory and its
+/// direct subdirectories 0700, the files of the state directory, `logs/` and
+/// `dictation/` 0600. Only what we own, never through a symlink (descriptors
+/// opened `O_NOFOLLOW`), and never inside task directories (`scratch/`,
+/// `worktrees/` hold the user's work; their 0700 parent keeps others out).
+pub fn tighten_state(state_dir: &Path) {
+    fn tighten(path: &Path, dir: bool) {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | if dir { libc::O_DIRECTORY } else { 0 };
+        let Ok(f) = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path) else { return };
+        let Ok(meta) = f.metadata() else { return };
+        let want = if dir { 0o700 } else { 0o600 };
+        if meta.uid() == nix::unistd::geteuid().as_raw()
+            && meta.is_dir() == dir
+            && (dir || meta.is_file())
+            && meta.mode() & 0o077 != 0
+            && let Err(e) = f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & want))
+        {
+            log::warn!("cannot make {} private: {e}", path.display());
+        }
+    }
+    tighten(state_dir, true);
+    let Ok(entries) = std::fs::read_dir(state_dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        let path = entry.path();
+        if kind.is_dir() {
+            tighten(&path, true);
+            let name = entry.file_name();
+            if name == "logs" || name == "dictation" {
+                tighten_files(&path, 2, &tighten);
+            }
+        } else if kind.is_file() {
+            tighten(&path, false);
+        }
+    }
+    fn tighten_files(dir: &Path, depth: u32, tighten: &dyn Fn(&Path, bool)) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_file() {
+                tighten(&entry.path(), false);
+            } else if kind.is_dir() && depth > 0 {
+                tighten(&entry.path(), true);
+                tighten_files(&entry.path(), depth - 1, tighten);
+            }
+        }
+    }
+}
+
+/// Creates `dir` (its parent must exist) with mode 0700 if it is missing, then
+/// checks it with [`check_private_dir`]. Never chmods: a directory that is not
+/// already private is refused.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    check_private_dir(dir)
+}
+
+/// Is `dir` (not followed if it is a symlink) a directory owned by us with mode 0700?
+pub fn check_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                anyhow::anyhow!("{} is a symlink or not a directory", dir.display())
+            }
+            _ => anyhow::anyhow!("cannot open {}: {e}", dir.display()),
+        })?;
+    let meta = f.metadata().with_context(|| format!("cannot stat {}", dir.display()))?;
     let uid = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
     if meta.uid() != uid {
+        bail!("{} belongs to uid {}, not to us (uid {uid})", dir.display(), meta.uid());
+    }
+    if meta.mode() & 0o777 != 0o700 {
         bail!(
-            "{} belongs to uid {}, not to us (uid {uid}); refusing to put the control socket there",
+            "{} has mode {:04o}, not 0700 (ptt never changes the mode of a directory it did not create; \
+             remove it or `chmod 700` it if it is yours)",
             dir.display(),
-            meta.uid()
+            meta.mode() & 0o777
         );
     }
-    if meta.permissions().mode() & 0o777 != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot chmod 0700 {}", dir.display()))?;
+    Ok(())
+}
+
+/// A runtime base named by `XDG_RUNTIME_DIR` may be shared only if no one else
+/// can rename what is inside: ours or root's, and not writable by others unless
+/// sticky (like `/tmp`).
+fn check_shared_base(base: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(base).with_context(|| format!("cannot stat {}", base.display()))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() {
+        bail!("{} is not a directory", base.display());
+    }
+    if meta.uid() != uid && meta.uid() != 0 {
+        bail!("{} belongs to uid {}, not to us (uid {uid})", base.display(), meta.uid());
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        bail!("{} is writable by other users (mode {:04o})", base.display(), meta.mode() & 0o7777);
     }
     Ok(())
 }

@@ -99,6 +99,11 @@ fn real_cli_cancel_during_a_bash_sleep_leaves_nothing() {
     let _d = home.start_daemon();
     let id = start(&home, "SCENARIO_BASH_SLEEP 120", "sleeper", &home.work("p"));
     let uuid = wait_for_bash_sleep(&home, &id);
+    // The CLI got its prompt on stdin: no command line of the task shows it to `ps`.
+    for pid in processes_of_task(&uuid) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&cmdline).contains("SCENARIO"), "pid {pid}: {cmdline:?}");
+    }
     let out = home.run(&["task", "cancel", "sleeper"]);
     assert!(out.status.success(), "{}", describe(&out));
     let t = home.wait_ended(&id, T);

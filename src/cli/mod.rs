@@ -344,7 +344,8 @@ fn config_command(command: ConfigCommand, paths: &Paths) -> i32 {
                 println!("{}: no file; all defaults apply", paths.config_file.display());
                 0
             }
-            Ok(_) => {
+            Ok(c) => {
+                c.warnings(&paths.config_file).iter().for_each(|w| eprintln!("ptt: warning: {w}"));
                 println!("{}: ok", paths.config_file.display());
                 0
             }

@@ -1,4 +1,9 @@
 //! The client side: one request, one reply, clear errors.
+//!
+//! Before anything is sent, the client checks who listens (`SO_PEERCRED`): the
+//! socket path is only a name, and a runtime directory another user can reach
+//! could hold their socket. A task's text must never reach anyone but our own
+//! daemon (or root, who could read it anyway).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -30,8 +35,30 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// Connects to the daemon's socket.
+/// May a daemon running as `peer_uid` receive the requests of `our_uid`?
+pub fn daemon_trusted(peer_uid: u32, our_uid: u32) -> bool {
+    peer_uid == our_uid || peer_uid == 0
+}
+
+/// Connects to the daemon's socket and checks that the listener is our own
+/// user (or root) before anything is sent.
 pub fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
+    let stream = connect_unchecked(socket)?;
+    let ours = nix::unistd::geteuid().as_raw();
+    match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(cred) if daemon_trusted(cred.uid(), ours) => Ok(stream),
+        Ok(cred) => Err(ClientError::Forbidden(format!(
+            "refusing to talk to {}: it is served by uid {} (pid {}), not by you (uid {ours}); \
+             another user may have planted it. Nothing was sent.",
+            socket.display(),
+            cred.uid(),
+            cred.pid()
+        ))),
+        Err(e) => Err(ClientError::Other(format!("cannot check who serves {}: {e}", socket.display()))),
+    }
+}
+
+fn connect_unchecked(socket: &Path) -> Result<UnixStream, ClientError> {
     UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => ClientError::NotRunning(format!(
             "the ptt daemon is not running (no one listens on {}).\nStart it with `ptt run` (foreground) or `systemctl --user start ptt`.",
@@ -94,4 +121,18 @@ pub fn subscribe(socket: &Path, mut on_event: impl FnMut(&Value) -> bool) -> Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_uid_or_root_may_answer() {
+        assert!(daemon_trusted(1000, 1000));
+        assert!(daemon_trusted(0, 1000));
+        assert!(!daemon_trusted(65534, 1000));
+        assert!(daemon_trusted(0, 0));
+        assert!(!daemon_trusted(65534, 0));
+    }
 }

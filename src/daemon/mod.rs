@@ -118,6 +118,8 @@ pub fn run(paths: Paths) -> Result<i32> {
 
 /// The daemon, optionally with a local text conversation attached.
 pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
+    // Everything the daemon writes (state, logs, socket, lock) is private to the user.
+    crate::paths::set_private_umask();
     match crate::dictate::legacy::import_on_first_run(&paths) {
         Ok(Some(lines)) => lines.iter().for_each(|l| log::warn!("{l}")),
         Ok(None) => {}
@@ -132,6 +134,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
             return Ok(EXIT_CONFIG);
         }
     };
+    config.warnings(&paths.config_file).iter().for_each(|w| log::warn!("{w}"));
     paths.ensure_runtime_dir()?;
     let _lock = match lock::acquire(&paths.lock_file()) {
         Ok(l) => l,
@@ -508,9 +511,10 @@ impl Daemon {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         match sig {
             SIGTERM | SIGINT => self.begin_shutdown(now, if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }),
-            SIGHUP => match Config::load(&self.paths.config_file) {
+            SIGHUP => match Config::reload(&self.paths.config_file) {
                 Ok(c) => {
                     log::info!("SIGHUP: reloaded {}", self.paths.config_file.display());
+                    c.warnings(&self.paths.config_file).iter().for_each(|w| log::warn!("{w}"));
                     self.live.set_config(c.live.clone());
                     self.voice.set_config(c.audio.clone());
                     self.dictation.set_config(c.dictate.clone());

@@ -10,9 +10,15 @@
 //! `read` is repeated until `WouldBlock`, which also drains what rustls has
 //! already decrypted.
 //!
-//! The keepalive thread ticks every `ping_every`; each tick queues a Ping and
-//! checks that a Pong arrived for the previous one within `pong_timeout`.
-//! Otherwise it reports the link dead, and the loop reconnects.
+//! The keepalive thread sleeps until its next deadline: the next ping
+//! (`ping_every` after the last), or, while a ping is unanswered, that ping's
+//! pong deadline (`pong_timeout` after it), so a stall is reported at most
+//! `ping_every + pong_timeout` after it starts. And when the server owes us an
+//! answer (we just sent `response.create` or committed a turn: the only two
+//! client events this module recognizes), it pings at once: a link that stalls
+//! in the middle of a conversation is noticed `pong_timeout` later, not at the
+//! next scheduled ping. Without a pong in time it reports the link dead, and
+//! the loop reconnects.
 
 use std::io::ErrorKind;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -75,6 +81,8 @@ enum Outbound {
 pub struct Connection {
     pub id: ConnId,
     tx: Sender<Outbound>,
+    /// Asks the keepalive thread to ping now (a reply is awaited).
+    urgent: Sender<()>,
     wake: Arc<OwnedFd>,
     closed: Arc<AtomicBool>,
 }
@@ -91,6 +99,7 @@ impl Connection {
         }
         let wake = Arc::new(wake_w);
         let closed = Arc::new(AtomicBool::new(false));
+        let (urgent, urgent_rx) = crossbeam_channel::bounded(1);
         let io = IoThread {
             id,
             spec,
@@ -98,16 +107,22 @@ impl Connection {
             wake_r,
             keepalive_tx: tx.clone(),
             keepalive_wake: wake.clone(),
+            urgent_rx,
             events,
             closed: closed.clone(),
         };
         std::thread::Builder::new().name(format!("ws-io-{id}")).spawn(move || io.run())?;
-        Ok(Connection { id, tx, wake, closed })
+        Ok(Connection { id, tx, urgent, wake, closed })
     }
 
-    /// Queues a text frame (sent at once by the I/O thread).
+    /// Queues a text frame (sent at once by the I/O thread). After a frame the
+    /// server must answer, the keepalive pings at once.
     pub fn send(&self, text: String) {
+        let awaits_reply = awaits_reply(&text);
         self.push(Outbound::Text(text));
+        if awaits_reply {
+            let _ = self.urgent.try_send(());
+        }
     }
 
     /// Sends a close frame and ends the threads.
@@ -132,6 +147,12 @@ impl Drop for Connection {
     }
 }
 
+/// A client event after which the server owes us events (`response.create`,
+/// `input_audio_buffer.commit`): while we wait, a silent server is a suspect.
+fn awaits_reply(frame: &str) -> bool {
+    frame.contains(r#""type":"response.create""#) || frame.contains(r#""type":"input_audio_buffer.commit""#)
+}
+
 fn wake(fd: &OwnedFd) {
     // A full pipe means the I/O thread is already due to wake up.
     let _ = nix::unistd::write(fd, &[1u8]);
@@ -145,6 +166,8 @@ struct IoThread {
     /// Handed to the keepalive thread: it queues pings like the loop queues frames.
     keepalive_tx: Sender<Outbound>,
     keepalive_wake: Arc<OwnedFd>,
+    /// From the loop's handle: ping now. Disconnected when the handle is dropped.
+    urgent_rx: Receiver<()>,
     events: Sender<ConnMessage>,
     closed: Arc<AtomicBool>,
 }
@@ -258,13 +281,24 @@ impl IoThread {
     }
 
     fn start_keepalive(&self, last_pong: Arc<AtomicU64>, started: Instant, stop: Arc<AtomicBool>) {
-        let (tx, wake_fd) = (self.keepalive_tx.clone(), self.keepalive_wake.clone());
+        let (tx, wake_fd, urgent) = (self.keepalive_tx.clone(), self.keepalive_wake.clone(), self.urgent_rx.clone());
         let (events, id, every, timeout) = (self.events.clone(), self.id, self.spec.ping_every, self.spec.pong_timeout);
         let spawned = std::thread::Builder::new().name(format!("ws-keepalive-{id}")).spawn(move || {
-            let ticker = crossbeam_channel::tick(every.min(timeout).max(Duration::from_millis(50)));
+            let timeout_ms = timeout.as_millis() as u64;
+            // Milliseconds since `started` (the I/O thread stamps pongs on the same clock).
             let mut ping_sent_at: Option<u64> = None;
-            let mut next_ping = Instant::now() + every;
-            for _ in ticker {
+            let mut next_ping = every;
+            loop {
+                // The one deadline that matters now: the pong's while a ping is out, else the next ping.
+                let wake_at = match ping_sent_at {
+                    Some(sent) => Duration::from_millis(sent + timeout_ms),
+                    None => next_ping,
+                };
+                let urgent_ping = match urgent.recv_timeout(wake_at.saturating_sub(started.elapsed())) {
+                    Ok(()) => true,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                };
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
@@ -272,19 +306,19 @@ impl IoThread {
                 if let Some(sent) = ping_sent_at {
                     if last_pong.load(Ordering::Relaxed) >= sent {
                         ping_sent_at = None;
-                    } else if now_ms.saturating_sub(sent) >= timeout.as_millis() as u64 {
+                    } else if now_ms.saturating_sub(sent) >= timeout_ms {
                         log::warn!("realtime: no pong within {timeout:?}; the link is dead");
                         let _ = events.send((id, ConnEvent::Dead));
                         return;
                     }
                 }
-                if ping_sent_at.is_none() && Instant::now() >= next_ping {
+                if ping_sent_at.is_none() && (urgent_ping || started.elapsed() >= next_ping) {
                     if tx.send(Outbound::Ping).is_err() {
                         return;
                     }
                     wake(&wake_fd);
                     ping_sent_at = Some(now_ms.max(1));
-                    next_ping = Instant::now() + every;
+                    next_ping = started.elapsed() + every;
                 }
             }
         });
@@ -460,6 +494,75 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         drop(_conn);
         let _ = server.join();
+    }
+
+    /// A server that accepts and then never reads again (no pongs) and holds the socket open.
+    fn stalled_server() -> (u16, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().expect("accept");
+            let ws = tungstenite::accept(tcp).expect("handshake");
+            std::thread::sleep(Duration::from_secs(12));
+            drop(ws);
+        });
+        (port, server)
+    }
+
+    #[test]
+    fn the_pong_deadline_is_a_deadline_of_its_own() {
+        // Before: pings were checked on a tick of min(ping, pong) = 2.9 s, so this stall was seen at
+        // 8.7 s (the second tick after the ping at 5.8 s). Now: the ping at 3 s, dead at 5.9 s.
+        let (port, _server) = stalled_server();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let slow = ConnectSpec {
+            ping_every: Duration::from_secs(3),
+            pong_timeout: Duration::from_millis(2900),
+            ..spec(format!("ws://127.0.0.1:{port}/"))
+        };
+        let started = Instant::now();
+        let conn = Connection::open(4, slow, tx).expect("open");
+        assert!(matches!(next(&rx), ConnEvent::Opened));
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok((_, ConnEvent::Dead)) => {}
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(5900), "dead before the pong was due: {took:?}");
+        assert!(took < Duration::from_millis(8000), "ping_every + pong_timeout = 5.9 s, took {took:?}");
+        drop(conn);
+    }
+
+    #[test]
+    fn a_stall_while_a_reply_is_awaited_is_noticed_after_one_pong_timeout() {
+        let (port, _server) = stalled_server();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        // Scheduled pings are far away: only the urgent one can find the stall.
+        let spec = ConnectSpec {
+            ping_every: Duration::from_secs(60),
+            pong_timeout: Duration::from_secs(1),
+            ..spec(format!("ws://127.0.0.1:{port}/"))
+        };
+        let conn = Connection::open(5, spec, tx).expect("open");
+        assert!(matches!(next(&rx), ConnEvent::Opened));
+        // An event after which nothing is owed starts no ping.
+        conn.send(r#"{"type":"input_audio_buffer.append","audio":""}"#.into());
+        assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err(), "no ping, no verdict");
+        let sent = Instant::now();
+        conn.send(r#"{"type":"response.create","response":{}}"#.into());
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok((_, ConnEvent::Dead)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(sent.elapsed() < Duration::from_secs(4), "{:?}", sent.elapsed());
+    }
+
+    #[test]
+    fn frames_that_await_a_reply() {
+        assert!(awaits_reply(r#"{"type":"response.create"}"#));
+        assert!(awaits_reply(r#"{"event_id":"e1","type":"input_audio_buffer.commit"}"#));
+        assert!(!awaits_reply(r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#));
+        assert!(!awaits_reply(r#"{"type":"session.update"}"#));
     }
 
     #[test]

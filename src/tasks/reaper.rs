@@ -111,9 +111,32 @@ struct Reaper {
     last_progress: Instant,
 }
 
+/// Opens a task's log (0600, appending, never through a symlink); a logs
+/// directory someone deleted is made again (0700).
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                crate::paths::create_private_dir_all(dir).map_err(std::io::Error::other)?;
+            }
+            open()
+        }
+        other => other,
+    }
+}
+
 impl Reaper {
     fn new(id: String, log: LogSpec, tx: Sender<TaskEvent>) -> Reaper {
-        let (file, log_error) = match std::fs::OpenOptions::new().create(true).append(true).open(&log.path) {
+        let (file, log_error) = match open_log(&log.path) {
             Ok(f) => (Some(f), None),
             Err(e) => {
                 log::warn!("task {id}: cannot open log {}: {e}", log.path.display());

@@ -38,12 +38,12 @@ pub struct SpawnSpec {
     pub worktree: Option<(PathBuf, String)>,
 }
 
-/// The CLI's arguments, prompt right after `-p` (some later flags are variadic
-/// and would swallow it).
+/// The CLI's arguments. The prompt is not among them: it goes to the child's
+/// standard input, because a command line is visible to every user in `ps`
+/// (`claude -p` reads its prompt from stdin when none is given).
 pub fn claude_args(spec: &SpawnSpec) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "-p".into(),
-        spec.prompt.clone().into(),
         "--output-format".into(),
         "stream-json".into(),
         "--verbose".into(),
@@ -70,7 +70,7 @@ pub fn claude_args(spec: &SpawnSpec) -> Vec<OsString> {
 /// Script run by `sh` for worktree isolation: create the worktree, then exec
 /// the CLI inside it. A failure is a line of text and exit status 97.
 const WORKTREE_SCRIPT: &str = r#"repo=$1; branch=$2; dir=$3; shift 3
-git -C "$repo" worktree add -q -b "$branch" "$dir" HEAD >&2 || { echo "ptt: git worktree add failed for $repo" >&2; exit 97; }
+git -C "$repo" worktree add -q -b "$branch" "$dir" HEAD </dev/null >&2 || { echo "ptt: git worktree add failed for $repo" >&2; exit 97; }
 cd "$dir" && exec "$@""#;
 
 /// A started child with the read end of its combined stdout+stderr pipe.
@@ -79,9 +79,10 @@ pub struct Spawned {
     pub output: std::io::PipeReader,
 }
 
-/// Starts the child. Stdin is null; stdout and stderr share one pipe so that a
-/// single reaper thread sees them in order (stderr lines are not JSON and are
-/// kept as text).
+/// Starts the child. The prompt is written to its stdin by a short-lived thread
+/// (a large prompt would fill the pipe and block the loop); stdout and stderr
+/// share one pipe so that a single reaper thread sees them in order (stderr
+/// lines are not JSON and are kept as text).
 pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     let (reader, writer) = std::io::pipe()?;
     let writer_err = writer.try_clone()?;
@@ -109,14 +110,17 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
         .envs(filter_env(std::env::vars_os(), &spec.env_allow))
         .env("PTT_TASK_ID", &spec.task_uuid)
         .env("PTT_OWNER", &spec.owner_tag)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(writer)
         .stderr(writer_err)
         .process_group(0);
     let parent = nix::unistd::getpid();
-    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    let umask = crate::paths::user_umask();
+    // SAFETY: only async-signal-safe calls (umask, prctl, getppid, kill) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // The daemon's files are private (umask 077); the task's files are the user's.
+            libc::umask(umask);
             // SIGTERM (not SIGKILL) so the CLI still stops its own tool shells.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -128,10 +132,23 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     // `cmd` (and with it the pipe's write ends) is dropped here, so the reaper
     // sees EOF once the child and its descendants close their copies.
     drop(cmd);
+    if let Some(mut stdin) = child.stdin.take() {
+        let prompt = spec.prompt.clone();
+        let fed = std::thread::Builder::new().name("task-stdin".into()).stack_size(64 * 1024).spawn(move || {
+            use std::io::Write;
+            // A child that exits without reading gets EPIPE here (SIGPIPE is ignored by Rust programs): fine.
+            let _ = stdin.write_all(prompt.as_bytes());
+        });
+        if let Err(e) = fed {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    }
     Ok(Spawned { child, output: reader })
 }
 
@@ -156,20 +173,13 @@ mod tests {
     }
 
     #[test]
-    fn command_line_has_prompt_right_after_p() {
+    fn command_line_never_holds_the_prompt() {
         let args = claude_args(&spec());
         let strs: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(!strs.iter().any(|a| a.contains("fix the --help")), "{strs:?}");
         assert_eq!(
-            &strs[..7],
-            [
-                "-p",
-                "fix the --help text",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-mode",
-                "acceptEdits"
-            ]
+            &strs[..6],
+            ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits"]
         );
         assert!(!strs.contains(&"--max-turns".to_string()));
         assert!(!strs.contains(&"--resume".to_string()));
