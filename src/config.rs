@@ -577,15 +577,15 @@ impl Config {
         let (t, l, d, k) = (&self.tasks, &self.live, &self.dictate, &self.keys);
         let ranges: [(&str, f64, f64, f64); 19] = [
             ("tasks.max_turns", t.max_turns.into(), 0.0, 1000.0),
-            ("tasks.max_concurrent", t.max_concurrent.into(), 1.0, 64.0),
+            ("tasks.max_concurrent", t.max_concurrent.into(), 1.0, 256.0),
             ("tasks.timeout_min", t.timeout_min, 0.0, 10080.0),
             ("tasks.stall_min", t.stall_min, 0.0, 1440.0),
             ("tasks.budget_usd", t.budget_usd, 0.0, 100_000.0),
             ("tasks.kill_grace_s", t.kill_grace_s.into(), 0.0, 600.0),
             ("tasks.log_max_mb", t.log_max_mb.into(), 1.0, 4096.0),
             ("tasks.keep_ended", t.keep_ended.into(), 0.0, 100_000.0),
-            ("live.ping_interval_s", l.ping_interval_s, 1.0, 300.0),
-            ("live.pong_timeout_s", l.pong_timeout_s, 1.0, 120.0),
+            ("live.ping_interval_s", l.ping_interval_s, 0.1, 300.0),
+            ("live.pong_timeout_s", l.pong_timeout_s, 0.1, 120.0),
             ("live.renew_before_s", l.renew_before_s, 1.0, 3600.0),
             ("dictate.min_ms", d.min_ms as f64, 0.0, 10_000.0),
             ("dictate.timeout_s", d.timeout_s, 1.0, 600.0),
