@@ -3,14 +3,18 @@
 //! Why a seeded PRNG and not a fuzzer: this must run in CI, deterministically, in seconds, without a
 //! nightly toolchain. 10 000 frames mix raw garbage, truncated and mutated real frames, wrong JSON types,
 //! huge strings, unknown types and valid events in nonsensical orders, interleaved with random local facts
-//! and tool results. Afterwards the machine must still deliver a fresh notification. A proptest covers
-//! arbitrary strings for the parser alone.
+//! and tool results. Every output is checked as it comes ([`Invariants`]): never a second `response.create`
+//! while ours is in flight, each `call_id` dispatched once, only pushed notifications delivered. Afterwards
+//! the machine must still deliver a fresh notification. A proptest covers arbitrary strings for the parser
+//! alone.
 
-use crate::realtime::events::ServerEvent;
 use crate::realtime::events::server::TYPED_NAMES;
+use crate::realtime::events::{ClientEvent, ServerEvent};
+use crate::realtime::session::responses::STALL;
 use crate::realtime::session::{Output, Session, SessionConfig};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// xorshift64*: tiny, seeded, good enough to pick cases.
@@ -142,83 +146,177 @@ fn frame(r: &mut Rng) -> String {
     }
 }
 
+/// The machine's promises, checked on every output and told about every input that can release them.
+#[derive(Default)]
+struct Invariants {
+    /// Our `response.create` that nothing has ended yet: its `event_id` and when it was sent.
+    in_flight: Option<(Option<String>, Instant)>,
+    dispatched: HashSet<String>,
+    pushed: HashSet<String>,
+    creates: usize,
+    dispatches: usize,
+    deliveries: usize,
+    sends: usize,
+}
+
+impl Invariants {
+    /// A frame the machine accepted. Any `response.done` ends the active response; an error naming our
+    /// create may have failed it. (Leniently: the machine may keep the floor longer, never shorter.)
+    fn server(&mut self, text: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(text) else { return };
+        let ended = match v["type"].as_str() {
+            Some("response.done") => true,
+            Some("error") => {
+                let named = v["error"]["event_id"].as_str();
+                self.in_flight.as_ref().is_some_and(|(mine, _)| mine.is_some() && mine.as_deref() == named)
+            }
+            _ => false,
+        };
+        if ended {
+            self.in_flight = None;
+        }
+    }
+
+    /// The connection went away or a new one started: the conversation, and every response with it, is gone.
+    fn reset_link(&mut self) {
+        self.in_flight = None;
+    }
+
+    fn pushed(&mut self, id: &str) {
+        self.pushed.insert(id.to_owned());
+    }
+
+    /// Checks every output; `at` names the step for the failure message.
+    fn check(&mut self, outs: &[Output], now: Instant, at: &str) {
+        for o in outs {
+            match o {
+                Output::Send(ev) => {
+                    self.sends += 1;
+                    if let ClientEvent::ResponseCreate { event_id, .. } = ev {
+                        if let Some((prev, sent)) = &self.in_flight {
+                            // The watchdog may release a response silent for STALL (measured from its creation
+                            // at the earliest).
+                            assert!(
+                                now.duration_since(*sent) >= STALL,
+                                "{at}: response.create {event_id:?} while {prev:?} is in flight"
+                            );
+                        }
+                        self.creates += 1;
+                        self.in_flight = Some((event_id.clone(), now));
+                    }
+                }
+                Output::DispatchTool { call_id, .. } => {
+                    self.dispatches += 1;
+                    assert!(self.dispatched.insert(call_id.clone()), "{at}: {call_id} dispatched twice");
+                }
+                Output::NotificationDelivered { id } => {
+                    self.deliveries += 1;
+                    assert!(self.pushed.contains(id), "{at}: delivered {id}, which was never pushed");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 #[test]
 fn ten_thousand_hostile_frames_then_a_notification_still_arrives() {
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
     let mut now = Instant::now();
     let mut s = Session::new(SessionConfig::default());
     s.on_connected(now, 1_800_000_000);
+    let mut inv = Invariants::default();
     let mut calls: Vec<String> = Vec::new();
-    let (mut parsed, mut dispatches, mut deliveries, mut sends) = (0, 0, 0, 0);
+    let mut parsed = 0;
     for i in 0..10_000 {
+        let at = format!("frame {i}");
         // The daemon's loop: wake at every deadline that passes before the next frame.
         let next = now + Duration::from_millis(r.below(200) as u64);
         while let Some(d) = s.next_deadline().filter(|d| *d <= next) {
             assert!(d > now, "deadline in the past at frame {i}");
             now = d;
-            s.poll(now);
+            let outs = s.poll(now);
+            inv.check(&outs, now, &at);
+            remember_calls(&outs, &mut calls);
         }
         now = next;
         let text = frame(&mut r);
         let mut outs = match ServerEvent::parse(&text) {
             Ok(ev) => {
                 parsed += 1;
+                inv.server(&text);
                 s.on_server_event(ev, now)
             }
             Err(_) => Vec::new(),
         };
-        match r.below(12) {
-            0 => outs.extend(s.set_key_held(r.chance(50), now)),
-            1 => outs.extend(s.set_audio_playing(r.chance(50), now)),
-            2 => outs.extend(s.push_notification(&format!("n{}", r.below(20)), "task ended", now)),
-            3 => {
-                if let Some(c) = calls.pop() {
-                    outs.extend(s.on_tool_result(&c, "{}", now));
-                }
+        inv.check(&outs, now, &at);
+        remember_calls(&outs, &mut calls);
+        let mut reconnect =
+            outs.iter().any(|o| matches!(o, Output::Reconnect { .. } | Output::Fatal { .. } | Output::Renew));
+        outs = match r.below(12) {
+            0 => s.set_key_held(r.chance(50), now),
+            1 => s.set_audio_playing(r.chance(50), now),
+            2 => {
+                let id = format!("n{}", r.below(20));
+                inv.pushed(&id);
+                s.push_notification(&id, "task ended", now)
             }
-            4 => outs.extend(s.poll(now)),
-            5 => outs.extend(s.set_task_table(&format!("t{i}"), now)),
-            6 => outs.extend(s.barge_in(Some(r.below(5000) as u64), now)),
-            7 if r.chance(5) => outs.extend(s.on_closed(now)),
-            _ => {}
-        }
-        for o in outs {
-            match o {
-                Output::DispatchTool { call_id, .. } => {
-                    dispatches += 1;
-                    calls.push(call_id)
-                }
-                Output::NotificationDelivered { .. } => deliveries += 1,
-                Output::Send(_) => sends += 1,
-                Output::Reconnect { .. } | Output::Fatal { .. } | Output::Renew => {
-                    s.on_connected(now, 1_800_000_000);
-                }
-                _ => {}
+            3 => match calls.pop() {
+                Some(c) => s.on_tool_result(&c, "{}", now),
+                None => Vec::new(),
+            },
+            4 => s.poll(now),
+            5 => s.set_task_table(&format!("t{i}"), now),
+            6 => s.barge_in(Some(r.below(5000) as u64), now),
+            7 if r.chance(5) => {
+                inv.reset_link();
+                s.on_closed(now)
             }
+            _ => Vec::new(),
+        };
+        inv.check(&outs, now, &at);
+        remember_calls(&outs, &mut calls);
+        reconnect |= outs.iter().any(|o| matches!(o, Output::Reconnect { .. } | Output::Fatal { .. } | Output::Renew));
+        if reconnect || (!s.is_ready() && r.chance(20)) {
+            inv.reset_link();
+            let outs = s.on_connected(now, 1_800_000_000);
+            inv.check(&outs, now, &at);
+            remember_calls(&outs, &mut calls);
         }
-        if !s.is_ready() && r.chance(20) {
-            s.on_connected(now, 1_800_000_000);
-        }
-        s.poll(now);
+        let outs = s.poll(now);
+        inv.check(&outs, now, &at);
+        remember_calls(&outs, &mut calls);
         if let Some(d) = s.next_deadline() {
             assert!(d > now, "deadline in the past at frame {i}");
         }
     }
     // The mix exercised the machine, not just the parser.
+    let (dispatches, deliveries, sends, creates) = (inv.dispatches, inv.deliveries, inv.sends, inv.creates);
     assert!(parsed > 3000, "{parsed} frames parsed");
-    assert!(dispatches > 10 && deliveries > 0 && sends > 100, "{dispatches} {deliveries} {sends}");
+    assert!(
+        dispatches > 10 && deliveries > 0 && sends > 100 && creates > 10,
+        "{dispatches} {deliveries} {sends} {creates}"
+    );
 
     // Calm down: the user is quiet, audio stopped, tools answered, a fresh connection.
     now += Duration::from_secs(120);
     for c in calls.drain(..) {
-        s.on_tool_result(&c, "{}", now);
+        let outs = s.on_tool_result(&c, "{}", now);
+        inv.check(&outs, now, "calm");
     }
-    s.set_key_held(false, now);
-    s.set_audio_playing(false, now);
-    s.on_connected(now, 1_800_000_000);
-    let created = ServerEvent::parse(r#"{"type":"session.created","session":{"id":"calm"}}"#).unwrap();
-    let mut out = s.on_server_event(created, now);
+    let outs = s.set_key_held(false, now);
+    inv.check(&outs, now, "calm");
+    let outs = s.set_audio_playing(false, now);
+    inv.check(&outs, now, "calm");
+    inv.reset_link();
+    let outs = s.on_connected(now, 1_800_000_000);
+    inv.check(&outs, now, "calm");
+    let created_text = r#"{"type":"session.created","session":{"id":"calm"}}"#;
+    inv.server(created_text);
+    let mut out = s.on_server_event(ServerEvent::parse(created_text).expect("session.created"), now);
+    inv.pushed("final");
     out.extend(s.push_notification("final", "the final notification", now));
+    inv.check(&out, now, "calm");
     // Play the server: answer each response.create with created + done until "final" is confirmed.
     for round in 0..50 {
         let asked = out.iter().any(|o| matches!(o, Output::Send(e) if e.type_name() == "response.create"));
@@ -230,14 +328,30 @@ fn ten_thousand_hostile_frames_then_a_notification_still_arrives() {
             let id = format!("calm_{round}");
             let c = format!(r#"{{"type":"response.created","response":{{"id":"{id}"}}}}"#);
             let d = format!(r#"{{"type":"response.done","response":{{"id":"{id}","status":"completed"}}}}"#);
-            let mut o = s.on_server_event(ServerEvent::parse(&c).unwrap(), now);
-            o.extend(s.on_server_event(ServerEvent::parse(&d).unwrap(), now));
+            inv.server(&c);
+            let mut o = s.on_server_event(ServerEvent::parse(&c).expect("response.created"), now);
+            inv.check(&o, now, "calm");
+            inv.server(&d);
+            let done = s.on_server_event(ServerEvent::parse(&d).expect("response.done"), now);
+            inv.check(&done, now, "calm");
+            o.extend(done);
             o
         } else {
-            s.poll(now)
+            let o = s.poll(now);
+            inv.check(&o, now, "calm");
+            o
         };
     }
     panic!("the final notification was never delivered");
+}
+
+/// Calls to answer later, as the daemon would.
+fn remember_calls(outs: &[Output], calls: &mut Vec<String>) {
+    for o in outs {
+        if let Output::DispatchTool { call_id, .. } = o {
+            calls.push(call_id.clone());
+        }
+    }
 }
 
 proptest! {

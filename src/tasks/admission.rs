@@ -222,11 +222,43 @@ pub fn local_day(unix: u64) -> i64 {
 mod tests {
     use super::*;
 
+    /// `localtime_r` reads `TZ` from the process environment, which parallel tests share: the zone is set in a
+    /// child, this test binary running only [`local_day_in_a_fixed_zone`]. A POSIX rule, so no tzdata is needed:
+    /// Central European time, summer time from the last Sunday of March to the last Sunday of October.
     #[test]
-    fn local_day_is_stable_within_a_day() {
-        let now = unix_now();
-        let d = local_day(now);
-        assert!(d > 19_000, "{d}");
-        assert_eq!(local_day(now + 86_400), d + 1);
+    fn local_day_follows_the_zone_across_daylight_saving_changes() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new(exe)
+            .args(["tasks::admission::tests::local_day_in_a_fixed_zone", "--exact", "--ignored", "--test-threads=1"])
+            .env("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by local_day_follows_the_zone_across_daylight_saving_changes, with TZ set"]
+    fn local_day_in_a_fixed_zone() {
+        assert_eq!(std::env::var("TZ").as_deref(), Ok("CET-1CEST,M3.5.0,M10.5.0/3"));
+        // 2026-03-28 23:30 CET: day 20540. 24 hours later it is 00:30 CEST on the 30th, two days on: the clock
+        // skipped an hour, so `now + 86_400` is not "tomorrow".
+        let before_spring = 1_774_737_000;
+        assert_eq!(local_day(before_spring), 20_540);
+        assert_eq!(local_day(before_spring + 86_400), 20_542);
+        // Local midnight, not UTC midnight, starts a day: 2026-03-29 00:00 CET is 23:00 UTC on the 28th.
+        assert_eq!(local_day(1_774_738_800 - 1), 20_540);
+        assert_eq!(local_day(1_774_738_800), 20_541);
+        // The first midnight in summer time is 22:00 UTC.
+        assert_eq!(local_day(1_774_821_600 - 1), 20_541);
+        assert_eq!(local_day(1_774_821_600), 20_542);
+        // 2026-10-25 00:30 CEST: 24 hours later it is 23:30 CET on the same day (the clock went back).
+        let autumn = 1_792_881_000;
+        assert_eq!(local_day(autumn), 20_751);
+        assert_eq!(local_day(autumn + 86_400), 20_751);
     }
 }

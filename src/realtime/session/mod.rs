@@ -27,7 +27,7 @@ mod calls;
 mod config;
 mod notify;
 mod recent;
-mod responses;
+pub(crate) mod responses;
 #[cfg(test)]
 mod tests;
 mod transcript;
