@@ -22,8 +22,23 @@ pub struct Config {
     pub keys: KeysConfig,
     pub audio: AudioSection,
     pub dictate: DictateConfig,
+    pub notify: NotifyConfig,
     /// Spoken project name → directory (`~` is expanded).
     pub projects: BTreeMap<String, PathBuf>,
+}
+
+/// `[notify]`: desktop notifications (through `notify-send`, where a session bus exists).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// A notification when a task ends and when a dictation fails.
+    pub enabled: bool,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig { enabled: true }
+    }
 }
 
 /// `[tasks]`: how Claude Code tasks are started and supervised.
@@ -782,6 +797,11 @@ live_mode = ["live mode"]
 dictate_mode = ["dictate mode", "dictation mode"]
 new_line = ["new line"]
 add_word = ["add word"]
+
+# Desktop notifications (notify-send, libnotify-bin) when a task ends or a dictation fails;
+# only where a session bus exists.
+[notify]
+enabled = true
 
 # Spoken project names and their directories, used by `--project NAME` and by voice.
 [projects]

@@ -40,6 +40,8 @@ pub enum Step {
     LiveOn,
     LiveOff,
     Broadcast(Value),
+    /// A desktop notification.
+    Notify(crate::notify::Note),
 }
 
 struct Recording {
@@ -218,6 +220,12 @@ impl Dictation {
         }
         vec![
             Step::Cue(Cue::DictationFailed),
+            Step::Notify(crate::notify::Note {
+                key: "dictation".into(),
+                summary: "ptt: dictation not transcribed".into(),
+                body: format!("{why}\nThe clip is kept: `ptt dictate retry` sends it again."),
+                urgency: crate::notify::Urgency::Critical,
+            }),
             Step::Broadcast(json!({"event": "dictation_failed", "id": id, "error": why})),
         ]
     }

@@ -89,6 +89,8 @@ pub struct Daemon {
     hotkeys: keys::Hotkeys,
     voice: voice::Voice,
     dictation: dictation::Dictation,
+    /// Desktop notifications (`None`: off, or no session bus).
+    notifier: Option<crate::notify::Notifier>,
     /// While a key machine's binding event is handled: when its key physically went up.
     key_went_up: Option<Instant>,
     /// Live mode was turned on; the session starts when the audio probe answers.
@@ -168,6 +170,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     let hotkeys = keys::Hotkeys::start(&supervisor.config().keys);
     let voice = voice::Voice::new(supervisor.config().audio.clone());
     let dictation = dictation::Dictation::new(supervisor.config().dictate.clone(), &paths);
+    let notifier = if supervisor.config().notify.enabled { crate::notify::Notifier::start() } else { None };
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     crate::control::server::start(&paths.socket(), control_tx.clone())?;
     let mut daemon = Daemon {
@@ -177,6 +180,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         hotkeys,
         voice,
         dictation,
+        notifier,
         key_went_up: None,
         live_starting: false,
         scheduler: Scheduler::default(),
@@ -687,6 +691,11 @@ impl Daemon {
                     }
                 }
                 dictation::Step::Broadcast(v) => self.broadcast(v),
+                dictation::Step::Notify(note) => {
+                    if let Some(n) = &self.notifier {
+                        n.send(note);
+                    }
+                }
             }
         }
     }
@@ -781,6 +790,9 @@ impl Daemon {
                 Notice::Ended(id) => match self.supervisor.registry().get(id).cloned() {
                     Some(task) => {
                         // The notification first (it may go on the wire now), the cue after.
+                        if let Some(notifier) = &self.notifier {
+                            notifier.send(notifications::desktop_note(&task));
+                        }
                         let mut n = self.live.on_task_ended(&task, &mut self.supervisor, now);
                         self.voice.cue(if task.state == crate::tasks::registry::TaskState::Succeeded {
                             Cue::TaskSucceeded

@@ -34,10 +34,66 @@ pub fn describe_end(t: &TaskRecord) -> String {
     format!("[task {} '{}' {what} after {took}{cost}: {summary}]", t.id, t.name)
 }
 
+/// The desktop notification for a task's end: the outcome in the title, the reason (failures) or the summary in
+/// the body, urgency by outcome (failures critical, successes normal, cancellations low). Keyed by the task's
+/// id, so it replaces an earlier notification of the same task. `notify` redacts it again before it is shown.
+pub fn desktop_note(t: &TaskRecord) -> crate::notify::Note {
+    use crate::notify::Urgency;
+    let took = crate::text::duration_words(t.ended_at.unwrap_or_else(unix_now).saturating_sub(t.created_at));
+    let (what, urgency) = match t.state {
+        TaskState::Succeeded => ("finished", Urgency::Normal),
+        TaskState::Failed => ("failed", Urgency::Critical),
+        TaskState::TimedOut => ("timed out", Urgency::Critical),
+        TaskState::Interrupted => ("was interrupted", Urgency::Critical),
+        TaskState::Cancelled => ("was cancelled", Urgency::Low),
+        TaskState::Running => ("is running", Urgency::Low),
+    };
+    let mut body = Vec::new();
+    if matches!(t.state, TaskState::Failed | TaskState::TimedOut | TaskState::Interrupted)
+        && let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty())
+    {
+        body.push(reason.to_string());
+    }
+    if let Some(summary) = t.summary.as_deref().filter(|s| !s.is_empty()) {
+        body.push(summary.to_string());
+    }
+    let cost = t.cost_usd.map(|c| format!(", ${c:.2}")).unwrap_or_default();
+    body.push(format!("after {took}{cost}"));
+    crate::notify::Note {
+        key: t.id.clone(),
+        summary: format!("ptt: task {} '{}' {what}", t.id, t.name),
+        body: body.join("\n"),
+        urgency,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tasks::registry::sample;
+
+    #[test]
+    fn a_desktop_note_says_the_outcome_with_its_urgency() {
+        use crate::notify::Urgency;
+        let mut t = sample("t7", "auth refactor", TaskState::Failed);
+        t.created_at = 1000;
+        t.ended_at = Some(1061);
+        t.reason = Some("exit status 1".into());
+        t.summary = Some("Could not find the tests.".into());
+        let n = desktop_note(&t);
+        assert_eq!(n.key, "t7");
+        assert_eq!(n.summary, "ptt: task t7 'auth refactor' failed");
+        assert_eq!(n.body, "exit status 1\nCould not find the tests.\nafter 1 minute 1 second");
+        assert_eq!(n.urgency, Urgency::Critical);
+        t.state = TaskState::Succeeded;
+        t.reason = None;
+        t.cost_usd = Some(0.31);
+        let n = desktop_note(&t);
+        assert_eq!((n.summary.as_str(), n.urgency), ("ptt: task t7 'auth refactor' finished", Urgency::Normal));
+        assert!(n.body.ends_with("after 1 minute 1 second, $0.31"), "{}", n.body);
+        t.state = TaskState::Cancelled;
+        assert_eq!(desktop_note(&t).urgency, Urgency::Low);
+    }
 
     #[test]
     fn describes_an_end_for_the_ear() {
