@@ -8,6 +8,7 @@
 
 mod dictate;
 mod doctor;
+mod follow;
 mod live;
 mod print;
 
@@ -52,6 +53,12 @@ enum Command {
         /// Print the raw JSON (for status bars).
         #[arg(long)]
         json: bool,
+        /// Keep running and print one line per change (for status bars; survives daemon restarts).
+        #[arg(long)]
+        follow: bool,
+        /// The line format with --follow: text, json, or waybar ({"text","alt","class","tooltip"}).
+        #[arg(long, value_enum, default_value = "text", requires = "follow")]
+        format: follow::Format,
     },
     /// List tasks: running ones, this run's, and the last day's.
     Tasks {
@@ -195,7 +202,8 @@ pub fn main() -> i32 {
 fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
     match command {
         Command::Run => crate::daemon::run(paths.clone()),
-        Command::Status { json } => Ok(with_daemon(paths, &Request::Status, |v| {
+        Command::Status { follow: true, format, .. } => Ok(follow::run(&paths.socket(), format)),
+        Command::Status { json, .. } => Ok(with_daemon(paths, &Request::Status, |v| {
             if json {
                 print::json(v)
             } else {

@@ -755,9 +755,12 @@ impl Daemon {
             }
             self.dictation.press();
             self.voice.set_gate(true, true);
+            // Status bars show the recording (`ptt status --follow`).
+            self.broadcast(json!({"event": "dictation_recording"}));
         } else if self.dictation.is_recording() {
             self.dictation.release(at);
             self.voice.set_gate_at(false, true, at);
+            self.broadcast(json!({"event": "dictation_released"}));
         }
         json!({"status": "ok"})
     }
