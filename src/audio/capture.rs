@@ -31,17 +31,18 @@
 
 use crate::audio::alsa_in::{self, AlsaInput};
 use crate::audio::chunker::{CHUNK_MS, Chunk, Chunker};
+use crate::audio::health::DeviceHealth;
 use crate::audio::resample::{API_RATE, ToApi};
 use crate::audio::{
-    AudioError, AudioEvent, DeviceState, Direction, ERROR_STALL_MS, StreamInfo, describe, drop_detached, find_device,
-    host, lock, stream_configs,
+    AudioError, AudioEvent, DeviceState, Direction, StreamInfo, describe, drop_detached, find_device, host,
+    stream_configs,
 };
 use cpal::traits::DeviceTrait;
 use cpal::{FromSample, SizedSample};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -233,12 +234,7 @@ struct Shared {
     gate_open: AtomicBool,
     sent: AtomicU64,
     dropped: AtomicU64,
-    errors: AtomicU64,
-    /// Milliseconds since `epoch` of the last data callback.
-    last_callback_ms: AtomicU64,
-    epoch: Instant,
-    last_error: Mutex<Option<String>>,
-    state: Mutex<DeviceState>,
+    health: DeviceHealth,
 }
 
 impl Shared {
@@ -247,20 +243,8 @@ impl Shared {
             gate_open: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            last_callback_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            last_error: Mutex::new(None),
-            state: Mutex::new(DeviceState::Closed),
+            health: DeviceHealth::new(),
         }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn set_state(&self, s: DeviceState) {
-        *lock(&self.state) = s;
     }
 }
 
@@ -330,7 +314,7 @@ impl Capture {
     }
 
     pub fn state(&self) -> DeviceState {
-        lock(&self.shared.state).clone()
+        self.shared.health.state()
     }
 
     pub fn stats(&self) -> CaptureStats {
@@ -339,8 +323,8 @@ impl Capture {
             gate_open: self.gate_open(),
             chunks_sent: self.shared.sent.load(Ordering::Relaxed),
             chunks_dropped: self.shared.dropped.load(Ordering::Relaxed),
-            errors: self.shared.errors.load(Ordering::Relaxed),
-            last_error: lock(&self.shared.last_error).clone(),
+            errors: self.shared.health.errors(),
+            last_error: self.shared.health.last_error(),
         }
     }
 }
@@ -400,7 +384,7 @@ impl Worker {
                     if ending && gate.deadline().is_none() && !self.cfg.keep_open {
                         self.close_stream(&mut open, &mut gate);
                     }
-                    let silent_for = self.shared.now_ms().saturating_sub(self.shared.last_callback_ms.load(Ordering::Relaxed));
+                    let silent_for = self.shared.health.silent_for_ms();
                     if open.is_some() && silent_for > STALL.as_millis() as u64 {
                         Cmd::Lost(generation, format!("no audio from the input device for {silent_for} ms"))
                     } else {
@@ -455,7 +439,7 @@ impl Worker {
                     }
                     gate.end(&mut |x| self.forward(x));
                     self.shared.gate_open.store(false, Ordering::SeqCst);
-                    self.shared.set_state(DeviceState::Unavailable(reason.clone()));
+                    self.shared.health.set_state(DeviceState::Unavailable(reason.clone()));
                     let _ = self.events.try_send(AudioEvent::Lost { direction: Direction::Input, reason });
                 }
                 Cmd::Lost(..) => {}
@@ -484,18 +468,18 @@ impl Worker {
             for (t, c) in o.chunks.try_iter() {
                 gate.on_chunk(t, c, &mut |x| self.forward(x));
             }
-            self.shared.set_state(DeviceState::Closed);
+            self.shared.health.set_state(DeviceState::Closed);
         }
         gate.end(&mut |x| self.forward(x));
     }
 
     fn open_stream(&self, generation: u64) -> Result<Open, AudioError> {
-        self.shared.set_state(DeviceState::Opening);
+        self.shared.health.set_state(DeviceState::Opening);
         let (tx, chunks) = bounded(50);
         match open_stream(&self.cfg, &self.shared, tx, &self.cmd_tx, generation) {
             Ok((stream, info)) => {
                 log::info!("audio input open: {info}");
-                self.shared.set_state(DeviceState::Open(info.clone()));
+                self.shared.health.set_state(DeviceState::Open(info.clone()));
                 let _ = self.events.try_send(AudioEvent::Opened { direction: Direction::Input, info });
                 Ok(Open { stream, chunks })
             }
@@ -503,7 +487,7 @@ impl Worker {
                 log::warn!("audio input unavailable: {error}");
                 // State first, event second: whoever gets the event sees a shut gate and the reason.
                 self.shared.gate_open.store(false, Ordering::SeqCst);
-                self.shared.set_state(DeviceState::Unavailable(error.to_string()));
+                self.shared.health.set_state(DeviceState::Unavailable(error.to_string()));
                 let _ =
                     self.events.try_send(AudioEvent::Unavailable { direction: Direction::Input, error: error.clone() });
                 Err(error)
@@ -528,7 +512,7 @@ impl Pipeline {
         f32: FromSample<T>,
     {
         let shared = &self.shared;
-        shared.last_callback_ms.store(shared.now_ms(), Ordering::Relaxed);
+        shared.health.callback_ran();
         self.scratch.clear();
         self.conv.push(data, &mut self.scratch);
         // The last converted sample was captured about now. A chunk also holds the samples left over from
@@ -585,7 +569,7 @@ fn open_stream(
             alsa_in::Data::F64(d) => pipeline.on_data(d, now),
         };
         let on_error = error_callback(shared.clone(), cmd_tx.clone(), generation);
-        shared.last_callback_ms.store(shared.now_ms(), Ordering::Relaxed);
+        shared.health.callback_ran();
         match alsa_in::start(&id, config.sample_rate, config.channels, format, period, on_data, on_error) {
             Ok((mut stream, opened)) => {
                 log::debug!("input period granted: {} frames", opened.period);
@@ -611,40 +595,16 @@ fn open_stream(
 }
 
 /// The reader's error callback: count, and report the stream lost when the device is gone (see
-/// [`on_stream_error`]).
+/// [`DeviceHealth::on_error`]).
 fn error_callback(shared: Arc<Shared>, cmd_tx: Sender<Cmd>, generation: u64) -> impl FnMut(cpal::Error) + Send {
     let mut reported = false;
     move |e: cpal::Error| {
-        let stale = shared.now_ms().saturating_sub(shared.last_callback_ms.load(Ordering::Relaxed)) > ERROR_STALL_MS;
-        on_stream_error(&e, &shared.errors, &shared.last_error, stale, || {
+        shared.health.on_error(&e, shared.health.stale(), || {
             if !reported {
                 reported = true;
                 let _ = cmd_tx.send(Cmd::Lost(generation, e.to_string()));
             }
         })
-    }
-}
-
-/// The error callback of both directions: count, remember, log sparingly; only a vanished device is
-/// reported (`lost`): cpal says so, or errors keep coming while no data callback ran for a while (`stale`).
-/// The ALSA pulse plugin reports `snd_pcm_avail_delay … I/O error (5)` many times while the audio flows
-/// fine: that must stay a counter.
-pub(crate) fn on_stream_error(
-    e: &cpal::Error,
-    errors: &AtomicU64,
-    last: &Mutex<Option<String>>,
-    stale: bool,
-    lost: impl FnOnce(),
-) {
-    let n = errors.fetch_add(1, Ordering::Relaxed) + 1;
-    if let Ok(mut l) = last.try_lock() {
-        *l = Some(e.to_string());
-    }
-    if n == 1 || n.is_power_of_two() {
-        log::debug!("audio stream error #{n} (not fatal): {e}");
-    }
-    if stale || matches!(e.kind(), cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::StreamInvalidated) {
-        lost();
     }
 }
 

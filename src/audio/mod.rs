@@ -37,6 +37,7 @@ pub mod analysis;
 pub mod capture;
 pub mod chunker;
 pub mod cues;
+mod health;
 pub mod playback;
 pub mod resample;
 

@@ -36,11 +36,11 @@
 //!   playback; only a vanished device (or 2 s without a callback) ends the stream, reported as an
 //!   [`AudioEvent::Lost`]; the next push opens it again.
 
-use crate::audio::capture::on_stream_error;
+use crate::audio::health::DeviceHealth;
 use crate::audio::resample::{API_RATE, FromApi, write_frames};
 use crate::audio::{
-    AudioError, AudioEvent, DeviceState, Direction, ERROR_STALL_MS, StreamInfo, describe, drop_detached, find_device,
-    host, lock, stream_configs,
+    AudioError, AudioEvent, DeviceState, Direction, StreamInfo, describe, drop_detached, find_device, host, lock,
+    stream_configs,
 };
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
@@ -320,14 +320,10 @@ struct Shared {
     paused: AtomicBool,
     /// The error callback asked to resume a paused stream (once per pause).
     wake_asked: AtomicBool,
-    errors: AtomicU64,
-    last_callback_ms: AtomicU64,
-    /// Milliseconds since `epoch` when the callback last handed real audio to the device (or the stream
+    /// Milliseconds (on `health`'s clock) when the callback last handed real audio to the device (or the stream
     /// started or resumed).
     last_audio_ms: AtomicU64,
-    epoch: Instant,
-    last_error: Mutex<Option<String>>,
-    state: Mutex<DeviceState>,
+    health: DeviceHealth,
 }
 
 impl Shared {
@@ -338,21 +334,13 @@ impl Shared {
             rendering: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             wake_asked: AtomicBool::new(false),
-            errors: AtomicU64::new(0),
-            last_callback_ms: AtomicU64::new(0),
             last_audio_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            last_error: Mutex::new(None),
-            state: Mutex::new(DeviceState::Closed),
+            health: DeviceHealth::new(),
         }
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn set_state(&self, s: DeviceState) {
-        *lock(&self.state) = s;
+        self.health.now_ms()
     }
 }
 
@@ -394,7 +382,7 @@ impl Playback {
     /// [`Playback::flush`]). Opens the device if it is not open. While the device is unavailable the audio
     /// is dropped (and counted), so nothing piles up.
     pub fn push(&self, pcm: &[i16]) -> u64 {
-        let state = lock(&self.shared.state).clone();
+        let state = self.shared.health.state();
         let mut q = lock(&self.shared.queue);
         let at = q.push(pcm);
         match state {
@@ -449,7 +437,7 @@ impl Playback {
     }
 
     pub fn state(&self) -> DeviceState {
-        lock(&self.shared.state).clone()
+        self.shared.health.state()
     }
 
     pub fn stats(&self) -> PlaybackStats {
@@ -464,8 +452,8 @@ impl Playback {
             dropped_ms: dropped / PER_MS,
             playing: self.is_playing(),
             underruns,
-            errors: self.shared.errors.load(Ordering::Relaxed),
-            last_error: lock(&self.shared.last_error).clone(),
+            errors: self.shared.health.errors(),
+            last_error: self.shared.health.last_error(),
         }
     }
 }
@@ -503,8 +491,7 @@ impl Worker {
                     {
                         cannot_pause = !self.pause_if_idle(s);
                     }
-                    let silent_for =
-                        self.shared.now_ms().saturating_sub(self.shared.last_callback_ms.load(Ordering::Relaxed));
+                    let silent_for = self.shared.health.silent_for_ms();
                     if stream.is_some()
                         && !self.shared.paused.load(Ordering::SeqCst)
                         && silent_for > STALL.as_millis() as u64
@@ -523,7 +510,7 @@ impl Worker {
                         continue;
                     }
                     generation += 1;
-                    self.shared.set_state(DeviceState::Opening);
+                    self.shared.health.set_state(DeviceState::Opening);
                     match open_stream(&self.cfg, &self.shared, &self.events, &self.cmd_tx, generation) {
                         Ok((s, info)) => {
                             log::info!("audio output open: {info}");
@@ -531,14 +518,14 @@ impl Worker {
                             last_failure = None;
                             cannot_pause = false;
                             self.shared.last_audio_ms.store(self.shared.now_ms(), Ordering::SeqCst);
-                            self.shared.set_state(DeviceState::Open(info.clone()));
+                            self.shared.health.set_state(DeviceState::Open(info.clone()));
                             let _ = self.events.try_send(AudioEvent::Opened { direction: Direction::Output, info });
                         }
                         Err(error) => {
                             log::warn!("audio output unavailable: {error}");
                             last_failure = Some(Instant::now());
                             lock(&self.shared.queue).flush();
-                            self.shared.set_state(DeviceState::Unavailable(error.to_string()));
+                            self.shared.health.set_state(DeviceState::Unavailable(error.to_string()));
                             let _ =
                                 self.events.try_send(AudioEvent::Unavailable { direction: Direction::Output, error });
                         }
@@ -550,7 +537,7 @@ impl Worker {
                         && self.shared.paused.load(Ordering::SeqCst)
                     {
                         let now = self.shared.now_ms();
-                        self.shared.last_callback_ms.store(now, Ordering::Relaxed);
+                        self.shared.health.callback_ran();
                         self.shared.last_audio_ms.store(now, Ordering::SeqCst);
                         match s.play() {
                             Ok(()) => {
@@ -566,7 +553,7 @@ impl Worker {
                 Cmd::Close => {
                     self.shared.paused.store(false, Ordering::SeqCst);
                     if stream.take().is_some() {
-                        self.shared.set_state(DeviceState::Closed);
+                        self.shared.health.set_state(DeviceState::Closed);
                     }
                 }
                 Cmd::Lost(g, reason) if g == generation && stream.is_some() => {
@@ -577,7 +564,7 @@ impl Worker {
                     self.shared.paused.store(false, Ordering::SeqCst);
                     lock(&self.shared.queue).flush();
                     self.shared.rendering.store(false, Ordering::SeqCst);
-                    self.shared.set_state(DeviceState::Unavailable(reason.clone()));
+                    self.shared.health.set_state(DeviceState::Unavailable(reason.clone()));
                     let _ = self.events.try_send(AudioEvent::Lost { direction: Direction::Output, reason });
                 }
                 Cmd::Lost(..) => {}
@@ -632,7 +619,7 @@ impl Output {
         T: SizedSample + FromSample<f32>,
     {
         let shared = &self.shared;
-        shared.last_callback_ms.store(shared.now_ms(), Ordering::Relaxed);
+        shared.health.callback_ran();
         let frames = data.len() / self.channels;
         let r = self.renderer.render(&shared.queue, &shared.played, frames, &mut self.mono);
         let written = write_frames(&self.mono, data, self.channels);
@@ -674,7 +661,7 @@ fn open_stream(
         };
         match build(&device, &config, supported.sample_format(), output, shared.clone(), cmd_tx.clone(), generation) {
             Ok(stream) => {
-                shared.last_callback_ms.store(shared.now_ms(), Ordering::Relaxed);
+                shared.health.callback_ran();
                 stream.play().map_err(|e| AudioError::from_cpal(&e))?;
                 let info = StreamInfo {
                     device: id,
@@ -725,9 +712,8 @@ fn build(
             // and the usual checks apply (resuming fails, or no callback comes).
             let _ = cmd_tx.send(Cmd::Resume);
         }
-        let stale =
-            !paused && shared.now_ms().saturating_sub(shared.last_callback_ms.load(Ordering::Relaxed)) > ERROR_STALL_MS;
-        on_stream_error(&e, &shared.errors, &shared.last_error, stale, || {
+        let stale = !paused && shared.health.stale();
+        shared.health.on_error(&e, stale, || {
             if !reported {
                 reported = true;
                 let _ = cmd_tx.send(Cmd::Lost(generation, e.to_string()));
