@@ -48,6 +48,16 @@ pub struct TasksConfig {
     /// The Claude Code CLI: a command on PATH or an absolute path.
     pub claude: String,
     pub permission_mode: PermissionMode,
+    /// What happens when a task wants something its permission mode does not
+    /// allow: ask the user (`ptt mcp-permission` as the CLI's permission
+    /// prompt), or deny it at once (the CLI's own headless behaviour).
+    pub permissions: PermissionPolicy,
+    /// Minutes a permission request waits for an answer before it is denied.
+    #[serde(deserialize_with = "positive_f64")]
+    pub permission_timeout_min: f64,
+    /// Spending limit of one task in USD (`--max-budget-usd`); 0: none.
+    #[serde(deserialize_with = "non_negative")]
+    pub max_task_usd: f64,
     /// `--max-turns`; 0 leaves it to the CLI.
     pub max_turns: u32,
     /// `--model`; empty leaves it to the CLI.
@@ -87,6 +97,9 @@ impl Default for TasksConfig {
         TasksConfig {
             claude: "claude".into(),
             permission_mode: PermissionMode::AcceptEdits,
+            permissions: PermissionPolicy::Ask,
+            permission_timeout_min: 10.0,
+            max_task_usd: 0.0,
             max_turns: 0,
             model: String::new(),
             max_concurrent: 4,
@@ -406,6 +419,16 @@ impl PermissionMode {
     }
 }
 
+/// `tasks.permissions`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionPolicy {
+    /// Ask the user (voice, `ptt task allow`/`deny`), deny after the timeout.
+    Ask,
+    /// Deny at once, as headless Claude does without a prompt tool.
+    Deny,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
@@ -678,6 +701,16 @@ claude = "claude"
 # Passed as --permission-mode: "default", "acceptEdits", "plan", "dontAsk" or
 # "bypassPermissions" (logged loudly at start-up; the CLI refuses it as root).
 permission_mode = "acceptEdits"
+# When a task wants something that mode does not allow (a shell command that is
+# not read-only, a write outside the project): "ask" puts the task in state
+# "waiting" and asks you (spoken in live mode, `ptt task allow/deny` otherwise);
+# "deny" refuses at once, as headless Claude does by itself.
+permissions = "ask"
+# Minutes a request waits for an answer before it is denied.
+permission_timeout_min = 10.0
+# Spending limit of one task in USD (--max-budget-usd); the task is stopped and
+# fails with "stopped at its budget of $X". 0: none.
+max_task_usd = 0.0
 # --max-turns for each task; 0 leaves it to the CLI.
 max_turns = 0
 # --model for each task ("sonnet", "opus", a full id); empty leaves it to the CLI.

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod dictate;
 pub mod hotkey;
 pub mod logging;
+pub mod mcp;
 pub mod notify;
 pub mod paths;
 pub mod process;

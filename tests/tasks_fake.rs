@@ -23,7 +23,9 @@ fn success_reports_cost_summary_and_log() {
     assert_eq!(t["state"], "succeeded", "{t:#}");
     assert_eq!(t["cost_usd"], 0.42);
     assert_eq!(t["num_turns"], 3);
-    assert_eq!(t["summary"], "I refactored the auth module. All tests pass.");
+    // The summary ends with what it changed (the file its Edit call named).
+    assert_eq!(t["summary"], "I refactored the auth module. All tests pass. It changed one file: /x/src/auth.rs.");
+    assert_eq!(t["changes"]["files"], json!(["/x/src/auth.rs"]));
     assert_eq!(t["model"], "fake-model");
     assert!(t["session_id"].as_str().unwrap_or("").starts_with("sess-"), "{t:#}");
     let log = std::fs::read_to_string(t["log_path"].as_str().expect("log path")).expect("log");

@@ -36,6 +36,8 @@ pub enum Cue {
     DictationFailed,
     /// A voice command was carried out ("add word X").
     Done,
+    /// A task asks for permission and waits for an answer.
+    Question,
 }
 
 /// One tone: a frequency glide from `from_hz` to `to_hz` (equal for a steady note), then a silence.
@@ -52,7 +54,7 @@ const fn note(hz: f32, ms: u32, gap_ms: u32) -> Tone {
 }
 
 impl Cue {
-    pub const ALL: [Cue; 8] = [
+    pub const ALL: [Cue; 9] = [
         Cue::TaskStarted,
         Cue::TaskSucceeded,
         Cue::TaskFailed,
@@ -61,6 +63,7 @@ impl Cue {
         Cue::TooShort,
         Cue::DictationFailed,
         Cue::Done,
+        Cue::Question,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Cue {
             Cue::TooShort => "too_short",
             Cue::DictationFailed => "dictation_failed",
             Cue::Done => "done",
+            Cue::Question => "question",
         }
     }
 
@@ -85,6 +89,8 @@ impl Cue {
         const SHORT: [Tone; 2] = [note(440.0, 50, 30), note(440.0, 50, 0)];
         const DICTATION_FAILED: [Tone; 3] = [note(330.0, 110, 25), note(330.0, 110, 25), note(246.94, 200, 0)];
         const DONE: [Tone; 1] = [note(987.77, 110, 0)];
+        // Two notes going up, the second held: a question.
+        const QUESTION: [Tone; 2] = [note(660.0, 110, 40), note(1000.0, 180, 0)];
         match self {
             Cue::TaskStarted => &STARTED,
             Cue::TaskSucceeded => &SUCCEEDED,
@@ -94,6 +100,7 @@ impl Cue {
             Cue::TooShort => &SHORT,
             Cue::DictationFailed => &DICTATION_FAILED,
             Cue::Done => &DONE,
+            Cue::Question => &QUESTION,
         }
     }
 

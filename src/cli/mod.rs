@@ -104,6 +104,17 @@ enum Command {
     /// Print, locate or check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The permission-prompt server a task's Claude CLI runs (MCP over stdio);
+    /// not for humans: it asks the daemon and waits for the user's answer.
+    #[command(hide = true)]
+    McpPermission {
+        /// The task's PTT_TASK_ID.
+        #[arg(long)]
+        task: String,
+        /// The daemon's control socket (default: this user's).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +148,22 @@ enum TaskCommand {
     Cancel {
         #[arg(required = true, num_args = 1..)]
         reference: Vec<String>,
+    },
+    /// Allow what a waiting task asks for (its oldest request).
+    Allow {
+        #[arg(required = true, num_args = 1..)]
+        reference: Vec<String>,
+        /// Also allow the same kind of request for the rest of the task's run.
+        #[arg(long)]
+        remember: bool,
+    },
+    /// Deny what a waiting task asks for (its oldest request); Claude is told why.
+    Deny {
+        #[arg(required = true, num_args = 1..)]
+        reference: Vec<String>,
+        /// Told to Claude with the refusal.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Continue an ended task's Claude session with a new instruction.
     Continue {
@@ -256,6 +283,10 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
             Err(e) => Ok(client_error(&e)),
         },
         Command::Config(c) => Ok(config_command(c, paths)),
+        Command::McpPermission { task, socket } => {
+            crate::mcp::run(socket.unwrap_or_else(|| paths.socket()), task)?;
+            Ok(0)
+        }
     }
 }
 
@@ -310,6 +341,14 @@ fn task_command(command: TaskCommand, paths: &Paths) -> anyhow::Result<i32> {
                 _ => outcome_failure(v, false),
             }))
         }
+        TaskCommand::Allow { reference, remember } => {
+            let req = Request::Allow { reference: reference.join(" "), remember };
+            Ok(with_daemon(paths, &req, answered))
+        }
+        TaskCommand::Deny { reference, reason } => {
+            let req = Request::Deny { reference: reference.join(" "), reason };
+            Ok(with_daemon(paths, &req, answered))
+        }
         TaskCommand::Continue { reference, text } => {
             let req = Request::Continue { reference, text: text.join(" ") };
             Ok(with_daemon(paths, &req, |v| match v.get("status").and_then(Value::as_str) {
@@ -334,6 +373,17 @@ fn task_command(command: TaskCommand, paths: &Paths) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+    }
+}
+
+/// The reply to `task allow` / `task deny`.
+fn answered(v: &Value) -> i32 {
+    match v.get("status").and_then(Value::as_str) {
+        Some("answered") => {
+            println!("{}", s(v, "message"));
+            0
+        }
+        _ => outcome_failure(v, false),
     }
 }
 

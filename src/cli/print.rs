@@ -46,6 +46,18 @@ pub fn status(v: &Value) {
     } else {
         println!("spent today: ${spent:.2} (no daily limit)");
     }
+    for w in t.get("waiting").and_then(Value::as_array).into_iter().flatten() {
+        println!(
+            "waiting: {} '{}' wants to {} (ptt task allow|deny {})",
+            s(w, "task_id"),
+            s(w, "name"),
+            s(w, "waiting_for"),
+            s(w, "task_id")
+        );
+    }
+    if let Some(r) = t.get("rate_limited").and_then(Value::as_str) {
+        println!("claude: {r}");
+    }
     match t["claude"].get("path").and_then(Value::as_str) {
         Some(p) => println!("claude: {p}"),
         None => println!("claude: NOT FOUND: {}", s(&t["claude"], "error")),
@@ -116,7 +128,12 @@ pub fn task_table(v: &Value) {
         if t["stalled"].as_bool() == Some(true) {
             state.push('!');
         }
-        let detail = if s(t, "state") == "running" { s(t, "activity") } else { s(t, "summary") };
+        let waiting = format!("wants to {}", s(t, "waiting_for"));
+        let detail = match s(t, "state") {
+            "waiting" => waiting.as_str(),
+            "running" => t.get("rate_limited").and_then(Value::as_str).unwrap_or_else(|| s(t, "activity")),
+            _ => s(t, "summary"),
+        };
         println!(
             "{:<5} {:<11} {:<28} {:>7} {:>7}  {}",
             s(t, "id"),
@@ -147,14 +164,50 @@ pub fn task_details(t: &Value) {
     if let Some(n) = t.get("num_turns").and_then(Value::as_u64) {
         println!("  turns:    {n}");
     }
+    if let Some(w) = t.get("waiting_for").and_then(Value::as_str) {
+        println!("  waiting:  wants to {w} (ptt task allow|deny {})", s(t, "id"));
+    }
     if let Some(a) = t.get("activity").and_then(Value::as_str) {
         println!("  activity: {a}");
+    }
+    if let Some(r) = t.get("rate_limited").and_then(Value::as_str) {
+        println!("  limits:   {r}");
     }
     if let Some(r) = t.get("reason").and_then(Value::as_str) {
         println!("  reason:   {r}");
     }
     if let Some(sm) = t.get("summary").and_then(Value::as_str) {
         println!("  summary:  {sm}");
+    }
+    let changes = &t["changes"];
+    let files = changes.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
+    if !files.is_empty() {
+        let names: Vec<&str> = files.iter().filter_map(Value::as_str).collect();
+        println!("  wrote:    {}", names.join(", "));
+    }
+    if let Some(diff) = changes.get("diff") {
+        println!("  diff:     {} (since {})", s(diff, "summary"), &s(diff, "base")[..s(diff, "base").len().min(12)]);
+        for f in diff.get("files").and_then(Value::as_array).into_iter().flatten() {
+            let count = |k: &str| f.get(k).and_then(Value::as_u64).map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            let new = if f["untracked"] == true { " (new)" } else { "" };
+            println!(
+                "    {:>5} {:>5}  {}{new}",
+                format!("+{}", count("added")),
+                format!("-{}", count("removed")),
+                s(f, "path")
+            );
+        }
+    }
+    let asks = t.get("permissions").and_then(Value::as_array).cloned().unwrap_or_default();
+    if !asks.is_empty() {
+        println!("  permission requests:");
+        for a in &asks {
+            let answer = match a.get("answer").and_then(Value::as_str) {
+                Some(ans) => format!("{ans} (by {})", s(a, "by")),
+                None => "waiting".into(),
+            };
+            println!("    {}: {answer}", s(a, "what"));
+        }
     }
     if let Some(sess) = t.get("session_id").and_then(Value::as_str) {
         println!("  session:  {sess}");

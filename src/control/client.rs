@@ -74,8 +74,18 @@ fn connect_unchecked(socket: &Path) -> Result<UnixStream, ClientError> {
 
 /// Sends one request and reads its reply.
 pub fn request(socket: &Path, req: &Request) -> Result<Value, ClientError> {
+    request_within(socket, req, Some(Duration::from_secs(60)))
+}
+
+/// Sends one request whose reply may take as long as a person does
+/// (`permission_ask`): no read timeout.
+pub fn request_waiting(socket: &Path, req: &Request) -> Result<Value, ClientError> {
+    request_within(socket, req, None)
+}
+
+fn request_within(socket: &Path, req: &Request, timeout: Option<Duration>) -> Result<Value, ClientError> {
     let mut stream = connect(socket)?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = stream.set_read_timeout(timeout);
     let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Other(e.to_string()))?;
     line.push(b'\n');
     // A daemon that refuses us (another uid) answers and hangs up before reading: even if the

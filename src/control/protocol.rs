@@ -54,6 +54,26 @@ pub enum Request {
         action: KeyAction,
         binding: String,
     },
+    /// From `ptt mcp-permission`: task `task` (its uuid) asks whether it may
+    /// make a tool call; `arguments` as the CLI sent them (`tool_name`,
+    /// `input`, `tool_use_id`). The reply comes when the request is answered
+    /// (by the user, a timeout, or the task's end): the connection waits.
+    PermissionAsk {
+        task: String,
+        arguments: Value,
+    },
+    /// Allows a waiting task's oldest request (`ptt task allow`).
+    Allow {
+        reference: String,
+        #[serde(default)]
+        remember: bool,
+    },
+    /// Denies a waiting task's oldest request (`ptt task deny`).
+    Deny {
+        reference: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
     /// Sends the clips kept after failed transcriptions again.
     DictateRetry,
     /// Answered (`{"synced": true}`) only once everything the daemon received before it, on any channel, has

@@ -108,13 +108,19 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             live_client(writer, reader, &to_loop);
             return;
         }
+        // A permission request waits for a person; the daemon answers it in the end whatever happens
+        // (an answer, its timeout, the task's end, shutdown drops the sender).
+        let waits = matches!(request, Request::PermissionAsk { .. });
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         if to_loop.send(Incoming::Request { request, reply: reply_tx }).is_err() {
             let _ = write_line(&mut writer, &error_reply("the daemon is stopping"));
             return;
         }
-        let reply =
-            reply_rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| error_reply("the daemon did not answer in time"));
+        let reply = if waits {
+            reply_rx.recv().unwrap_or_else(|_| error_reply("the daemon stopped before the request was answered"))
+        } else {
+            reply_rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| error_reply("the daemon did not answer in time"))
+        };
         if write_line(&mut writer, &reply).is_err() {
             return;
         }

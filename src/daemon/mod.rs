@@ -33,7 +33,9 @@ use crate::control::{Incoming, Request};
 use crate::hotkey::{Action, Binding, BindingEvent, SourceEvent};
 use crate::paths::Paths;
 use crate::realtime::connection::ConnMessage;
+use crate::tasks::permission::Decision;
 use crate::tasks::reaper::TaskEvent;
+use crate::tasks::waiting::PermissionOutcome;
 use crate::tasks::{CancelOutcome, Lookup, Notice, StartRequest, Supervisor};
 use live::{Live, Purpose};
 use scheduler::{Scheduler, TimerKind};
@@ -338,6 +340,11 @@ impl Daemon {
     fn handle_event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
+            Event::Control(Incoming::Request { request: Request::PermissionAsk { task, arguments }, reply }) => {
+                // Answered later (by the user, the timeout or the task's end); the connection waits.
+                let notices = self.supervisor.permission_ask(&task, &arguments, reply, now);
+                self.publish(notices);
+            }
             Event::Control(Incoming::Request { request, reply }) => {
                 let answer = self.handle_request(request, now);
                 let _ = reply.send(answer);
@@ -584,6 +591,22 @@ impl Daemon {
             Request::Key { action, binding } => self.key(action, &binding, now),
             Request::DictateRetry => self.dictation.retry(self.live.api_key()),
             Request::Sync => json!({"synced": true}),
+            Request::Allow { reference, remember } => {
+                let outcome = self.supervisor.answer_permission(&reference, Decision::Allow { remember }, "shell", now);
+                self.after_answer(&outcome);
+                to_json(&outcome)
+            }
+            Request::Deny { reference, reason } => {
+                let message = reason
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!("The user denied this: {r}"))
+                    .unwrap_or_else(|| "The user denied this.".into());
+                let outcome = self.supervisor.answer_permission(&reference, Decision::Deny { message }, "shell", now);
+                self.after_answer(&outcome);
+                to_json(&outcome)
+            }
+            Request::PermissionAsk { .. } => error_reply("internal: a permission request reached the wrong handler"),
             Request::Subscribe | Request::LiveAttach | Request::Say { .. } => {
                 error_reply("this request is only valid as the first line of a connection")
             }
@@ -813,6 +836,18 @@ impl Daemon {
                 }
                 Notice::Activity(_) | Notice::Stalled(_) => self.live.on_tasks_changed(&mut self.supervisor, now),
                 Notice::BudgetWarning(_) => vec![],
+                Notice::Waiting(id) => match self.supervisor.registry().get(id).cloned() {
+                    Some(task) => {
+                        self.voice.cue(Cue::Question);
+                        if !self.live.is_on()
+                            && let Some(notifier) = &self.notifier
+                        {
+                            notifier.send(notifications::waiting_note(&task));
+                        }
+                        self.live.on_tasks_changed(&mut self.supervisor, now)
+                    }
+                    None => vec![],
+                },
             };
             queue.extend(more);
             let (event, id) = match &notice {
@@ -821,9 +856,17 @@ impl Daemon {
                 Notice::Stalled(id) => ("task_stalled", Some(id)),
                 Notice::Ended(id) => ("task_ended", Some(id)),
                 Notice::BudgetWarning(_) => ("budget_warning", None),
+                Notice::Waiting(id) => ("task_waiting", Some(id)),
             };
             let task = id.and_then(|id| self.supervisor.registry().get(id)).map(|t| self.supervisor.view(t));
             self.broadcast(json!({"event": event, "task": task}));
+        }
+    }
+
+    /// After an answer: subscribers and the live session see the task run again.
+    fn after_answer(&mut self, outcome: &PermissionOutcome) {
+        if let PermissionOutcome::Answered { task_id, .. } = outcome {
+            self.publish(vec![Notice::Activity(task_id.clone())]);
         }
     }
 

@@ -29,6 +29,7 @@ pub fn describe_end(t: &TaskRecord) -> String {
         TaskState::TimedOut => "timed out",
         TaskState::Interrupted => "was interrupted",
         TaskState::Running => "is running",
+        TaskState::Waiting => "is waiting for an answer",
     };
     let summary = t.summary.as_deref().unwrap_or("");
     format!("[task {} '{}' {what} after {took}{cost}: {summary}]", t.id, t.name)
@@ -47,6 +48,7 @@ pub fn desktop_note(t: &TaskRecord) -> crate::notify::Note {
         TaskState::Interrupted => ("was interrupted", Urgency::Critical),
         TaskState::Cancelled => ("was cancelled", Urgency::Low),
         TaskState::Running => ("is running", Urgency::Low),
+        TaskState::Waiting => ("is waiting for an answer", Urgency::Critical),
     };
     let mut body = Vec::new();
     if matches!(t.state, TaskState::Failed | TaskState::TimedOut | TaskState::Interrupted)
@@ -67,9 +69,32 @@ pub fn desktop_note(t: &TaskRecord) -> crate::notify::Note {
     }
 }
 
+/// The desktop notification for a task that asks while nobody would hear it: what it wants and how to answer.
+/// Keyed by the task's id, so the task's end replaces it.
+pub fn waiting_note(t: &TaskRecord) -> crate::notify::Note {
+    let what = t.waiting_for.as_deref().unwrap_or("use a tool");
+    crate::notify::Note {
+        key: t.id.clone(),
+        summary: format!("ptt: task {} '{}' asks", t.id, t.name),
+        body: format!("{} wants to {what}\nptt task allow {} / ptt task deny {}", t.id, t.id, t.id),
+        urgency: crate::notify::Urgency::Critical,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_waiting_task_says_what_and_how_to_answer() {
+        let mut t = sample("t4", "website", TaskState::Waiting);
+        t.waiting_for = Some("run: rm -rf build".into());
+        let n = waiting_note(&t);
+        assert_eq!(n.summary, "ptt: task t4 'website' asks");
+        assert!(n.body.starts_with("t4 wants to run: rm -rf build\n"), "{}", n.body);
+        assert!(n.body.contains("ptt task allow t4"));
+        assert_eq!(n.key, "t4", "the end replaces it");
+    }
     use crate::tasks::registry::sample;
 
     #[test]

@@ -218,6 +218,17 @@ pub fn local_day(unix: u64) -> i64 {
     (unix as i64 + offset).div_euclid(86_400)
 }
 
+/// "14:05": a unix time as a local wall-clock time.
+pub fn local_hhmm(unix: u64) -> String {
+    let t = unix as libc::time_t;
+    // SAFETY: localtime_r writes only into the struct we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    let secs = if ok { unix as i64 + tm.tm_gmtoff } else { unix as i64 };
+    let of_day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}", of_day / 3600, (of_day % 3600) / 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +271,9 @@ mod tests {
         let autumn = 1_792_881_000;
         assert_eq!(local_day(autumn), 20_751);
         assert_eq!(local_day(autumn + 86_400), 20_751);
+        // Wall-clock times for "rate-limited until HH:MM".
+        assert_eq!(local_hhmm(before_spring), "23:30");
+        assert_eq!(local_hhmm(autumn), "00:30");
+        assert_eq!(local_hhmm(autumn + 86_400), "23:30");
     }
 }

@@ -95,6 +95,8 @@ pub enum Notice {
     Stalled(String),
     Ended(String),
     BudgetWarning(String),
+    /// The task asks for permission (`waiting_for` says what it wants).
+    Waiting(String),
 }
 
 /// What start-up found and did.
@@ -134,6 +136,12 @@ impl Supervisor {
         let end = t.ended_at.unwrap_or_else(unix_now);
         if let Some(obj) = v.as_object_mut() {
             obj.insert("elapsed_s".into(), json!(end.saturating_sub(t.created_at)));
+            if let Some(until) = t.rate_limited_until.filter(|u| *u > unix_now() && t.state.is_active()) {
+                obj.insert(
+                    "rate_limited".into(),
+                    json!(format!("rate-limited until {}", super::admission::local_hhmm(until))),
+                );
+            }
         }
         v
     }
@@ -153,6 +161,15 @@ impl Supervisor {
         let budget = self.config.tasks.budget_usd;
         json!({
             "running": self.live.len(),
+            "waiting": self.registry.tasks.iter().filter(|t| t.state == TaskState::Waiting).map(|t| json!({
+                "task_id": t.id, "name": t.name, "waiting_for": t.waiting_for,
+            })).collect::<Vec<_>>(),
+            "rate_limited": self.registry.tasks.iter()
+                .filter(|t| t.state.is_active())
+                .filter_map(|t| t.rate_limited_until)
+                .filter(|u| *u > unix_now())
+                .max()
+                .map(|u| format!("rate-limited until {}", super::admission::local_hhmm(u))),
             "max_concurrent": self.config.tasks.max_concurrent,
             "known": self.registry.tasks.len(),
             "next_id": format!("t{}", self.registry.next_id),

@@ -4,6 +4,7 @@
 //! rules (failure is `is_error`, the exit status and our own stop reason, never
 //! `subtype`) are tested without a process.
 
+use super::changes::Changes;
 use super::reaper::Finished;
 use super::registry::{TaskRecord, TaskState};
 
@@ -20,7 +21,12 @@ pub(super) enum StopReason {
 
 /// The outcome from how the run ended. Failure is judged by `is_error`, the
 /// exit status and why we stopped it, never by `subtype`.
-pub(super) fn judge(stop: Option<StopReason>, f: &Finished, timeout_min: f64) -> (TaskState, Option<String>) {
+pub(super) fn judge(
+    stop: Option<StopReason>,
+    f: &Finished,
+    timeout_min: f64,
+    max_task_usd: f64,
+) -> (TaskState, Option<String>) {
     match stop {
         Some(StopReason::Cancel) => return (TaskState::Cancelled, Some("cancelled".into())),
         Some(StopReason::Timeout) => {
@@ -37,6 +43,15 @@ pub(super) fn judge(stop: Option<StopReason>, f: &Finished, timeout_min: f64) ->
         (None, None) => "ended in an unknown way".into(),
     };
     match &f.result {
+        Some(r) if r.budget_exhausted() => {
+            let budget = if max_task_usd > 0.0 {
+                usd(max_task_usd)
+            } else {
+                // Not ours: say what the CLI said ("Reached maximum budget ($0.01)").
+                r.errors.first().cloned().unwrap_or_else(|| "its limit".into())
+            };
+            (TaskState::Failed, Some(format!("stopped at its budget of {budget}")))
+        }
         Some(r) if r.is_error => {
             let why = r
                 .result
@@ -56,20 +71,35 @@ pub(super) fn judge(stop: Option<StopReason>, f: &Finished, timeout_min: f64) ->
     }
 }
 
-/// The ear-length summary stored with the task.
-pub(super) fn summarize(t: &TaskRecord, result: Option<&str>, last_text: Option<&str>) -> String {
+/// "$0.50", "$0.005": an amount as the user set it.
+fn usd(x: f64) -> String {
+    if ((x * 100.0).round() - x * 100.0).abs() < 1e-9 { format!("${x:.2}") } else { format!("${x}") }
+}
+
+/// The ear-length summary stored with the task, ending with what it changed.
+pub(super) fn summarize(t: &TaskRecord, result: Option<&str>, last_text: Option<&str>, changes: &Changes) -> String {
     let body = match t.state {
         TaskState::Succeeded => {
             result.or(last_text).filter(|s| !s.trim().is_empty()).unwrap_or("It finished without a summary.")
         }
         _ => t.reason.as_deref().unwrap_or("No reason was given."),
     };
-    crate::text::for_the_ear(body, SUMMARY_CHARS)
+    let spoken = changes.spoken();
+    let changed = match t.state {
+        _ if spoken.is_empty() => String::new(),
+        TaskState::Cancelled | TaskState::TimedOut | TaskState::Interrupted => {
+            format!(" Before it was stopped {}.", spoken.replacen("it changed", "it had changed", 1))
+        }
+        _ => format!(" {}{}.", spoken[..1].to_uppercase(), &spoken[1..]),
+    };
+    let room = SUMMARY_CHARS.saturating_sub(changed.chars().count()).max(SUMMARY_CHARS / 2);
+    format!("{}{changed}", crate::text::for_the_ear(body, room))
 }
 
 pub(super) fn state_phrase(s: TaskState) -> &'static str {
     match s {
         TaskState::Running => "is running",
+        TaskState::Waiting => "is waiting for permission",
         TaskState::Succeeded => "succeeded",
         TaskState::Failed => "failed",
         TaskState::Cancelled => "was cancelled",
@@ -108,7 +138,7 @@ mod tests {
             result: Some("Not logged in · Please run /login".into()),
             ..Default::default()
         };
-        let (state, reason) = judge(None, &finished(Some(r), Some(1)), 30.0);
+        let (state, reason) = judge(None, &finished(Some(r), Some(1)), 30.0, 0.0);
         assert_eq!(state, TaskState::Failed);
         assert_eq!(reason.as_deref(), Some("Not logged in · Please run /login"));
     }
@@ -116,24 +146,58 @@ mod tests {
     #[test]
     fn success_needs_result_and_clean_exit() {
         let ok = ResultInfo { result: Some("done".into()), ..Default::default() };
-        assert_eq!(judge(None, &finished(Some(ok.clone()), Some(0)), 30.0).0, TaskState::Succeeded);
-        let (s, why) = judge(None, &finished(Some(ok), Some(2)), 30.0);
+        assert_eq!(judge(None, &finished(Some(ok.clone()), Some(0)), 30.0, 0.0).0, TaskState::Succeeded);
+        let (s, why) = judge(None, &finished(Some(ok), Some(2)), 30.0, 0.0);
         assert_eq!(s, TaskState::Failed);
         assert!(why.unwrap_or_default().contains("status 2"));
         let f = Finished { exit_code: Some(1), last_plain: Some("No conversation found".into()), ..Default::default() };
-        let (s, why) = judge(None, &f, 30.0);
+        let (s, why) = judge(None, &f, 30.0, 0.0);
         assert_eq!(s, TaskState::Failed);
         assert_eq!(why.as_deref(), Some("claude exited with status 1 without a result: No conversation found"));
         let f = Finished { exit_signal: Some(9), ..Default::default() };
-        assert!(judge(None, &f, 30.0).1.unwrap_or_default().contains("signal 9"));
+        assert!(judge(None, &f, 30.0, 0.0).1.unwrap_or_default().contains("signal 9"));
+    }
+
+    #[test]
+    fn a_budget_stop_names_the_budget() {
+        let r = ResultInfo {
+            is_error: true,
+            subtype: Some("error_max_budget_usd".into()),
+            terminal_reason: Some("budget_exhausted".into()),
+            errors: vec!["Reached maximum budget ($0.01)".into()],
+            ..Default::default()
+        };
+        let (s, why) = judge(None, &finished(Some(r.clone()), Some(1)), 30.0, 0.5);
+        assert_eq!(s, TaskState::Failed);
+        assert_eq!(why.as_deref(), Some("stopped at its budget of $0.50"));
+        let (_, why) = judge(None, &finished(Some(r), Some(1)), 30.0, 0.0);
+        assert_eq!(why.as_deref(), Some("stopped at its budget of Reached maximum budget ($0.01)"));
+        assert_eq!(usd(0.005), "$0.005");
+    }
+
+    #[test]
+    fn the_summary_says_what_changed() {
+        let mut t = crate::tasks::registry::sample("t4", "x", TaskState::Succeeded);
+        let c = Changes { files: vec!["a.txt".into(), "b.txt".into()], ..Default::default() };
+        assert_eq!(summarize(&t, Some("Done."), None, &c), "Done. It changed two files: a.txt and b.txt.");
+        t.state = TaskState::Cancelled;
+        t.reason = Some("cancelled".into());
+        assert_eq!(
+            summarize(&t, None, None, &c),
+            "cancelled Before it was stopped it had changed two files: a.txt and b.txt."
+        );
+        assert_eq!(summarize(&t, None, None, &Changes::default()), "cancelled");
     }
 
     #[test]
     fn our_stops_win() {
         let ok = ResultInfo::default();
-        assert_eq!(judge(Some(StopReason::Cancel), &finished(Some(ok.clone()), Some(0)), 30.0).0, TaskState::Cancelled);
-        assert_eq!(judge(Some(StopReason::Timeout), &finished(None, None), 30.0).0, TaskState::TimedOut);
-        assert_eq!(judge(Some(StopReason::Shutdown), &finished(None, Some(143)), 30.0).0, TaskState::Interrupted);
+        assert_eq!(
+            judge(Some(StopReason::Cancel), &finished(Some(ok.clone()), Some(0)), 30.0, 0.0).0,
+            TaskState::Cancelled
+        );
+        assert_eq!(judge(Some(StopReason::Timeout), &finished(None, None), 30.0, 0.0).0, TaskState::TimedOut);
+        assert_eq!(judge(Some(StopReason::Shutdown), &finished(None, Some(143)), 30.0, 0.0).0, TaskState::Interrupted);
     }
 
     #[test]

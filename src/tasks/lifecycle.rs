@@ -139,6 +139,13 @@ impl Supervisor {
             log::warn!("task {}: running with --permission-mode bypassPermissions (tasks.permission_mode)", l.id);
         }
         let uuid = uuid::Uuid::new_v4().to_string();
+        // A first run gets its session id from us, so `continue` works even if no init line is read.
+        let session_id = l.resume.is_none().then(|| uuid::Uuid::new_v4().to_string());
+        let budget = self.config.tasks.max_task_usd;
+        let prompt = match self.config.tasks.permissions {
+            crate::config::PermissionPolicy::Ask => self.prompt.clone(),
+            crate::config::PermissionPolicy::Deny => None,
+        };
         let spec = spawn::SpawnSpec {
             claude: l.claude,
             prompt: l.prompt.clone(),
@@ -150,6 +157,9 @@ impl Supervisor {
             task_uuid: uuid.clone(),
             owner_tag: self.owner_tag.clone(),
             env_allow: self.config.tasks.env_allow.clone(),
+            session_id: session_id.clone(),
+            max_budget_usd: (budget > 0.0 && budget.is_finite()).then_some(budget),
+            permission_prompt: prompt,
             worktree: l.worktree.clone(),
         };
         let spawned = match spawn::spawn(&spec) {
@@ -166,12 +176,17 @@ impl Supervisor {
         let mut record = TaskRecord::new(&l.id, &uuid, &l.name, &l.prompt, l.dir.clone());
         record.project = l.project;
         record.origin_dir = l.origin;
-        record.branch = l.worktree.map(|(_, b)| b);
+        record.branch = l.worktree.as_ref().map(|(_, b)| b.clone());
         record.pid = Some(pid);
         record.pgid = Some(pid);
         record.proc_start = sweep::proc_start_ticks(pid);
         record.continues = l.continues;
         record.log_path = log_path.clone();
+        record.session_id = session_id;
+        let changes = reaper::ChangeSpec {
+            dir: l.dir.clone(),
+            base: l.worktree.as_ref().map(|(repo, _)| repo.clone()).unwrap_or_else(|| l.dir.clone()),
+        };
         self.registry.tasks.push(record);
         // Invariant: the child is in the registry file before anyone hears "started". An atomic
         // rename is enough: the file must outlive a crash of this daemon (the page cache does),
@@ -190,7 +205,7 @@ impl Supervisor {
             },
         );
         let log = LogSpec { path: log_path, cap_bytes: u64::from(self.config.tasks.log_max_mb) << 20 };
-        if let Err(e) = reaper::start(l.id.clone(), spawned.child, spawned.output, log, self.events.clone()) {
+        if let Err(e) = reaper::start(l.id.clone(), spawned.child, spawned.output, log, changes, self.events.clone()) {
             // Without a reaper nobody would wait for the child: stop it now.
             log::error!("task {}: cannot start its reaper thread: {e}", l.id);
             self.stop(&l.id, StopReason::Cancel, now);
@@ -243,6 +258,13 @@ impl Supervisor {
             signal_group(live.pgid, nix::sys::signal::Signal::SIGTERM);
             log::info!("task {id}: SIGTERM to process group {} ({reason:?})", live.pgid);
         }
+        // Nothing may hang on a question nobody will answer now.
+        let (message, by) = match reason {
+            StopReason::Cancel => ("the task was cancelled", "cancel"),
+            StopReason::Timeout => ("the task timed out", "timeout"),
+            StopReason::Shutdown => ("the ptt daemon is stopping", "shutdown"),
+        };
+        self.close_permissions(id, message, by);
     }
 
     /// Kills a task's process group and has the sweeper thread kill every
@@ -288,6 +310,16 @@ impl Supervisor {
                 }
                 notices
             }
+            ReaperMsg::RateLimit { until } => {
+                if let Some(t) = self.registry.get_mut(&id)
+                    && t.rate_limited_until != until
+                {
+                    t.rate_limited_until = until;
+                    self.schedule_save(now);
+                    return vec![Notice::Activity(id)];
+                }
+                vec![]
+            }
             ReaperMsg::Finished(f) => self.on_finished(&id, *f),
             ReaperMsg::Swept { killed } => {
                 if killed > 0 {
@@ -303,9 +335,13 @@ impl Supervisor {
             log::debug!("task {id}: exit reported for a task that is not live");
             return vec![];
         };
+        // A request still open (the CLI died while asking) is answered too.
+        self.close_permissions(id, "the task ended", "end");
         let timeout_min = self.config.tasks.timeout_min;
-        let (state, reason) = judge(live.stop, &f, timeout_min);
+        let (state, reason) = judge(live.stop, &f, timeout_min, self.config.tasks.max_task_usd);
         let Some(t) = self.registry.get_mut(id) else { return vec![] };
+        t.waiting_for = None;
+        t.rate_limited_until = None;
         if let Some(r) = &f.result {
             t.cost_usd = r.total_cost_usd;
             t.num_turns = r.num_turns;
@@ -327,7 +363,9 @@ impl Supervisor {
         let keep = f.tail.len().saturating_sub(REGISTRY_TAIL_LINES);
         t.tail = f.tail.into_iter().skip(keep).collect();
         t.reason = reason.as_deref().map(crate::text::redact);
-        t.summary = Some(summarize(t, f.result.as_ref().and_then(|r| r.result.as_deref()), f.last_text.as_deref()));
+        t.summary =
+            Some(summarize(t, f.result.as_ref().and_then(|r| r.result.as_deref()), f.last_text.as_deref(), &f.changes));
+        t.changes = Some(f.changes);
         if let Some(e) = &f.log_error {
             t.tail.push(format!("[ptt: {e}]"));
         }
@@ -363,7 +401,7 @@ impl Supervisor {
             let stall_check = stall.map(|s| l.last_output + s);
             [timeout, kill, stall_check]
         });
-        per_task.chain([self.save_at]).flatten().min()
+        per_task.chain([self.save_at, self.permission_deadline()]).flatten().min()
     }
 
     fn stall_after(&self) -> Option<Duration> {
@@ -387,9 +425,15 @@ impl Supervisor {
                 log::warn!("task {id}: still alive after the grace period; SIGKILL");
                 self.kill_everything(&id, Some(pgid), true);
             }
+            let waiting = self.is_waiting(&id);
             if let (Some(stall), Some(live)) = (stall, self.live.get_mut(&id))
                 && live.last_output + stall <= now
             {
+                live.last_output = now;
+                if waiting {
+                    // Silence while the user decides is not a stall.
+                    continue;
+                }
                 live.last_output = now;
                 if let Some(t) = self.registry.get_mut(&id)
                     && !t.stalled
@@ -401,6 +445,7 @@ impl Supervisor {
                 }
             }
         }
+        notices.extend(self.expire_permissions(now));
         if self.save_at.is_some_and(|s| s <= now) {
             self.save_at = None;
             self.save_now(Durability::Atomic);
@@ -408,7 +453,7 @@ impl Supervisor {
         notices
     }
 
-    fn schedule_save(&mut self, now: Instant) {
+    pub(super) fn schedule_save(&mut self, now: Instant) {
         if self.save_at.is_none() {
             self.save_at = Some(now + SAVE_DEBOUNCE);
         }
@@ -449,9 +494,14 @@ impl Supervisor {
     /// records every task that was running as interrupted.
     pub fn finish_shutdown(&mut self) {
         let mut uuids = Vec::new();
+        let ids: Vec<String> = self.live.keys().cloned().collect();
+        for id in &ids {
+            self.close_permissions(id, "the ptt daemon is stopping", "shutdown");
+        }
         for (id, live) in self.live.drain() {
             signal_group(live.pgid, nix::sys::signal::Signal::SIGKILL);
             if let Some(t) = self.registry.get_mut(&id) {
+                t.waiting_for = None;
                 uuids.push(t.uuid.clone());
                 t.state = TaskState::Interrupted;
                 t.announced = false;

@@ -17,15 +17,18 @@
 //! the state they share and its construction.
 
 pub mod admission;
+pub mod changes;
 pub mod contract;
 pub mod judge;
 pub mod lifecycle;
+pub mod permission;
 pub mod reaper;
 pub mod reference;
 pub mod registry;
 pub mod spawn;
 pub mod stream_json;
 pub mod sweep;
+pub mod waiting;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -79,6 +82,10 @@ pub struct Supervisor {
     sweeper: Sender<sweep::SweepRequest>,
     shutting_down: bool,
     budget_warned_day: Option<i64>,
+    /// Waiting permission requests and remembered rules.
+    board: permission::Board,
+    /// How tasks reach `ptt mcp-permission` (`None`: this binary's path is unknown).
+    prompt: Option<spawn::PermissionPrompt>,
 }
 
 impl Supervisor {
@@ -89,7 +96,8 @@ impl Supervisor {
         let (mut registry, load) = Registry::load(&paths.registry(), &paths.logs_dir())?;
         let mut report = StartupReport { registry_moved_aside: load.moved_aside, ..Default::default() };
         let now = unix_now();
-        for t in registry.tasks.iter_mut().filter(|t| t.state == TaskState::Running) {
+        for t in registry.tasks.iter_mut().filter(|t| t.state.is_active()) {
+            t.waiting_for = None;
             t.state = TaskState::Interrupted;
             t.announced = false;
             t.ended_at = Some(now);
@@ -121,6 +129,15 @@ impl Supervisor {
             sweeper,
             shutting_down: false,
             budget_warned_day: None,
+            board: permission::Board::default(),
+            prompt: None,
+        };
+        sup.prompt = match std::env::current_exe() {
+            Ok(ptt) => Some(spawn::PermissionPrompt { ptt, socket: sup.paths.socket() }),
+            Err(e) => {
+                log::warn!("cannot find this program's path ({e}); tasks cannot ask for permission");
+                None
+            }
         };
         sup.save_now(Durability::Synced);
         Ok((sup, report))

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::changes::{self, Changes};
 use super::stream_json::{ParsedLine, ResultInfo, StreamFact, parse_line};
 use crate::text::clip;
 
@@ -46,6 +47,8 @@ pub struct TaskEvent {
 pub enum ReaperMsg {
     /// `system/init` arrived.
     Init { session_id: Option<String>, model: Option<String> },
+    /// A `rate_limit_event`: `until` is set while requests are refused.
+    RateLimit { until: Option<u64> },
     /// Rate-limited progress: the latest activity and output counter.
     Progress { activity: Option<String>, output_bytes: u64 },
     /// The child exited (and its output was drained).
@@ -68,6 +71,8 @@ pub struct Finished {
     pub output_bytes: u64,
     pub log_cut: bool,
     pub log_error: Option<String>,
+    /// Files written and, in a git repository, the diff stat since the start.
+    pub changes: Changes,
 }
 
 /// Where the reaper writes the full log.
@@ -76,18 +81,27 @@ pub struct LogSpec {
     pub cap_bytes: u64,
 }
 
+/// Where the task's changes are looked for: `dir` is where Claude runs,
+/// `base` where the start commit is read (the repository itself for a
+/// worktree the child has yet to create).
+pub struct ChangeSpec {
+    pub dir: PathBuf,
+    pub base: PathBuf,
+}
+
 /// Starts the reaper thread for a spawned child.
 pub fn start(
     id: String,
     child: Child,
     output: std::io::PipeReader,
     log: LogSpec,
+    changes: ChangeSpec,
     tx: Sender<TaskEvent>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("reaper-{id}"))
         .stack_size(512 * 1024)
-        .spawn(move || Reaper::new(id, log, tx).run(child, output))
+        .spawn(move || Reaper::new(id, log, changes, tx).run(child, output))
 }
 
 struct Reaper {
@@ -109,6 +123,8 @@ struct Reaper {
     output_bytes: u64,
     reported_bytes: u64,
     last_progress: Instant,
+    change_spec: ChangeSpec,
+    changes: Changes,
 }
 
 /// Opens a task's log (0600, appending, never through a symlink); a logs
@@ -135,7 +151,7 @@ fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 }
 
 impl Reaper {
-    fn new(id: String, log: LogSpec, tx: Sender<TaskEvent>) -> Reaper {
+    fn new(id: String, log: LogSpec, change_spec: ChangeSpec, tx: Sender<TaskEvent>) -> Reaper {
         let (file, log_error) = match open_log(&log.path) {
             Ok(f) => (Some(f), None),
             Err(e) => {
@@ -162,6 +178,8 @@ impl Reaper {
             output_bytes: 0,
             reported_bytes: 0,
             last_progress: Instant::now(),
+            change_spec,
+            changes: Changes::default(),
         }
     }
 
@@ -171,6 +189,9 @@ impl Reaper {
     }
 
     fn run(mut self, mut child: Child, mut output: std::io::PipeReader) {
+        // The commit the task starts from, read before the CLI (still loading) makes its first tool call;
+        // what it prints meanwhile waits in the pipe.
+        let base = changes::start_commit(&self.change_spec.base);
         let mut buf = vec![0u8; 32 * 1024];
         let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
         loop {
@@ -223,6 +244,9 @@ impl Reaper {
             self.handle_line(&line);
         }
         self.maybe_progress(true);
+        if let Some(base) = base {
+            self.changes.diff = changes::diff_stat(&self.change_spec.dir, &base);
+        }
         let tail = self.tail.drain(..).map(|l| crate::text::redact(&l)).collect();
         let finished = Finished {
             result: self.result.take(),
@@ -234,6 +258,7 @@ impl Reaper {
             output_bytes: self.output_bytes,
             log_cut: self.log_cut,
             log_error: self.log_error.take(),
+            changes: std::mem::take(&mut self.changes),
         };
         self.send(ReaperMsg::Finished(Box::new(finished)));
     }
@@ -286,6 +311,14 @@ impl Reaper {
                             self.push_tail(format!("→ {a}"));
                             self.activity = Some(a);
                             self.activity_dirty = true;
+                        }
+                        StreamFact::FileWritten(path) => self.changes.note_file(&path, &self.change_spec.dir),
+                        StreamFact::RateLimit { status, resets_at, .. } => {
+                            let until = resets_at.filter(|_| status == "rejected");
+                            if let Some(at) = until {
+                                self.push_tail(format!("rate-limited until {at} (unix time)"));
+                            }
+                            self.send(ReaperMsg::RateLimit { until });
                         }
                         StreamFact::ApiRetry(r) => {
                             self.push_tail(r.clone());
@@ -371,7 +404,9 @@ mod tests {
         drop(cmd);
         let log = std::env::temp_dir().join(format!("ptt-reaper-{}.log", uuid::Uuid::new_v4()));
         let (tx, rx) = crossbeam_channel::unbounded();
-        let h = start("t1".into(), child, reader, LogSpec { path: log.clone(), cap_bytes: cap }, tx).expect("start");
+        let changes = ChangeSpec { dir: std::env::temp_dir(), base: std::env::temp_dir() };
+        let h = start("t1".into(), child, reader, LogSpec { path: log.clone(), cap_bytes: cap }, changes, tx)
+            .expect("start");
         h.join().expect("join");
         (rx.try_iter().map(|e| e.msg).collect(), log)
     }

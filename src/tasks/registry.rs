@@ -12,11 +12,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::changes::Changes;
+use super::permission::PermissionEntry;
+
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     Running,
+    /// Running, and waiting for the user to answer a permission request.
+    Waiting,
     Succeeded,
     Failed,
     Cancelled,
@@ -27,11 +32,12 @@ pub enum TaskState {
 
 impl TaskState {
     pub fn is_active(self) -> bool {
-        self == TaskState::Running
+        matches!(self, TaskState::Running | TaskState::Waiting)
     }
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Running => "running",
+            TaskState::Waiting => "waiting",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
             TaskState::Cancelled => "cancelled",
@@ -91,6 +97,18 @@ pub struct TaskRecord {
     pub tail: Vec<String>,
     #[serde(default)]
     pub output_bytes: u64,
+    /// While waiting: what it wants, in one redacted line ("run: npm install left-pad").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// Every permission request of the run and its answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<PermissionEntry>,
+    /// What it changed (files written, the diff stat), known when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+    /// Unix seconds until which the API refuses its requests (a `rate_limit_event`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_until: Option<u64>,
     /// The user has been told how it ended (by the live session). An ended
     /// task starts unannounced; records from before this field are announced.
     #[serde(default = "announced_by_default")]
@@ -135,6 +153,10 @@ impl TaskRecord {
             log_path: PathBuf::new(),
             tail: Vec::new(),
             output_bytes: 0,
+            waiting_for: None,
+            permissions: Vec::new(),
+            changes: None,
+            rate_limited_until: None,
             announced: true,
         }
     }

@@ -33,9 +33,39 @@ pub struct SpawnSpec {
     pub task_uuid: String,
     pub owner_tag: String,
     pub env_allow: Vec<String>,
+    /// `--session-id` for a first run (so `continue` works even when no init
+    /// line was read); `None` with `resume`.
+    pub session_id: Option<String>,
+    /// `--max-budget-usd`.
+    pub max_budget_usd: Option<f64>,
+    /// Permission requests go to `ptt mcp-permission` (see [`PermissionPrompt`]).
+    pub permission_prompt: Option<PermissionPrompt>,
     /// With worktree isolation: (repository, branch) to `git worktree add` into
     /// `dir` before the CLI starts (done by the child itself, off the loop).
     pub worktree: Option<(PathBuf, String)>,
+}
+
+/// The permission-prompt server: the `ptt` binary and the daemon's socket.
+#[derive(Debug, Clone)]
+pub struct PermissionPrompt {
+    pub ptt: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl PermissionPrompt {
+    /// `--mcp-config`'s JSON: `<ptt> mcp-permission --task <uuid> --socket <socket>` as a stdio server.
+    pub fn mcp_config(&self, task_uuid: &str) -> String {
+        serde_json::json!({
+            "mcpServers": {
+                super::permission::SERVER_NAME: {
+                    "type": "stdio",
+                    "command": self.ptt,
+                    "args": ["mcp-permission", "--task", task_uuid, "--socket", self.socket],
+                }
+            }
+        })
+        .to_string()
+    }
 }
 
 /// The CLI's arguments. The prompt is not among them: it goes to the child's
@@ -60,8 +90,22 @@ pub fn claude_args(spec: &SpawnSpec) -> Vec<OsString> {
     }
     args.push("--append-system-prompt".into());
     args.push(SUMMARY_PROMPT.into());
+    if let Some(budget) = spec.max_budget_usd {
+        args.push("--max-budget-usd".into());
+        args.push(budget.to_string().into());
+    }
+    if let Some(prompt) = &spec.permission_prompt {
+        // Not in `--help`, but honoured by the CLI (checked with 2.1.329).
+        args.push("--mcp-config".into());
+        args.push(prompt.mcp_config(&spec.task_uuid).into());
+        args.push("--permission-prompt-tool".into());
+        args.push(super::permission::prompt_tool().into());
+    }
     if let Some(session) = &spec.resume {
         args.push("--resume".into());
+        args.push(session.into());
+    } else if let Some(session) = &spec.session_id {
+        args.push("--session-id".into());
         args.push(session.into());
     }
     args
@@ -168,6 +212,9 @@ mod tests {
             task_uuid: "u".into(),
             owner_tag: "1:2".into(),
             env_allow: vec![],
+            session_id: None,
+            max_budget_usd: None,
+            permission_prompt: None,
             worktree: None,
         }
     }
@@ -198,6 +245,21 @@ mod tests {
         assert!(joined.contains("--max-turns 9"), "{joined}");
         assert!(joined.contains("--model opus"), "{joined}");
         assert!(joined.ends_with("--resume sess-1"), "{joined}");
+        assert!(!joined.contains("--session-id"), "a resumed run keeps its session");
+        s.resume = None;
+        s.session_id = Some("0b6a…".into());
+        s.max_budget_usd = Some(0.5);
+        s.permission_prompt = Some(PermissionPrompt { ptt: "/bin/ptt".into(), socket: "/run/p.sock".into() });
+        let strs: Vec<String> = claude_args(&s).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let after = |flag: &str| strs.iter().position(|a| a == flag).and_then(|i| strs.get(i + 1)).cloned();
+        assert_eq!(after("--session-id").as_deref(), Some("0b6a…"));
+        assert_eq!(after("--max-budget-usd").as_deref(), Some("0.5"));
+        assert_eq!(after("--permission-prompt-tool").as_deref(), Some("mcp__ptt__ask"));
+        let config: serde_json::Value = serde_json::from_str(&after("--mcp-config").unwrap_or_default()).expect("json");
+        assert_eq!(
+            config["mcpServers"]["ptt"]["args"],
+            serde_json::json!(["mcp-permission", "--task", "u", "--socket", "/run/p.sock"])
+        );
         assert!(joined.contains("--permission-mode plan"), "{joined}");
     }
 }

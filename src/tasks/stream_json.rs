@@ -23,6 +23,17 @@ pub struct ResultInfo {
     pub duration_ms: Option<u64>,
     pub num_turns: Option<u64>,
     pub session_id: Option<String>,
+    /// `errors` of an error result (`["Reached maximum budget ($0.01)"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl ResultInfo {
+    /// The run stopped because it reached `--max-budget-usd`.
+    pub fn budget_exhausted(&self) -> bool {
+        self.subtype.as_deref() == Some("error_max_budget_usd")
+            || self.terminal_reason.as_deref() == Some("budget_exhausted")
+    }
 }
 
 /// One fact extracted from a line.
@@ -34,8 +45,14 @@ pub enum StreamFact {
     Activity(String),
     /// An `assistant` text block.
     Text(String),
+    /// A `Write`, `Edit`, `MultiEdit` or `NotebookEdit` tool_use: the file it
+    /// writes (as given: usually absolute).
+    FileWritten(String),
     /// `system/api_retry`: the CLI is retrying an API call.
     ApiRetry(String),
+    /// `rate_limit_event`: `rejected` means requests are refused until
+    /// `resets_at` (unix seconds); `allowed_warning` means close to the limit.
+    RateLimit { status: String, resets_at: Option<u64>, kind: Option<String> },
     /// The final `result` line.
     Result(ResultInfo),
 }
@@ -95,9 +112,23 @@ pub fn parse_line(line: &[u8]) -> ParsedLine {
                         let name = block.get("name").and_then(Value::as_str).unwrap_or("a tool");
                         let input = block.get("input").unwrap_or(&Value::Null);
                         facts.push(StreamFact::Activity(describe_tool_use(name, input)));
+                        if let Some(path) = written_path(name, input) {
+                            facts.push(StreamFact::FileWritten(path));
+                        }
                     }
                     _ => {}
                 }
+            }
+        }
+        Some("rate_limit_event") => {
+            if let Some(info) = v.get("rate_limit_info")
+                && let Some(status) = str_of(info, "status")
+            {
+                facts.push(StreamFact::RateLimit {
+                    status,
+                    resets_at: info.get("resetsAt").and_then(Value::as_u64),
+                    kind: str_of(info, "rateLimitType"),
+                });
             }
         }
         Some("result") => facts.push(StreamFact::Result(ResultInfo {
@@ -109,6 +140,11 @@ pub fn parse_line(line: &[u8]) -> ParsedLine {
             duration_ms: v.get("duration_ms").and_then(Value::as_u64),
             num_turns: v.get("num_turns").and_then(Value::as_u64),
             session_id: str_of(&v, "session_id"),
+            errors: v
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|e| e.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
         })),
         _ => {}
     }
@@ -138,6 +174,16 @@ pub fn describe_tool_use(name: &str, input: &Value) -> String {
     };
     let text = described.unwrap_or_else(|| format!("using {name}"));
     redact(&text)
+}
+
+/// The file a writing tool call writes, if `name` is one and names it.
+pub fn written_path(name: &str, input: &Value) -> Option<String> {
+    let key = match name {
+        "Write" | "Edit" | "MultiEdit" => "file_path",
+        "NotebookEdit" => "notebook_path",
+        _ => return None,
+    };
+    input.get(key).and_then(Value::as_str).filter(|p| !p.trim().is_empty()).map(str::to_owned)
 }
 
 /// Keeps the last two components of a path: enough to say it, short to hear.
@@ -175,6 +221,7 @@ mod tests {
             vec![
                 StreamFact::Text("Let me look.".into()),
                 StreamFact::Activity("editing src/auth.rs".into()),
+                StreamFact::FileWritten("/home/u/site/src/auth.rs".into()),
                 StreamFact::Activity("running cargo test --all".into()),
             ]
         );
@@ -203,7 +250,61 @@ mod tests {
         assert_eq!(parse_line(b"{not json"), ParsedLine::Text);
         assert_eq!(parse_line(&[0xff, 0xfe, b'{']), ParsedLine::Text);
         assert_eq!(parse_line(br#"{"type":"rate_limit_event"}"#), ParsedLine::Json(vec![]));
+        assert_eq!(
+            parse_line(br#"{"type":"rate_limit_event","rate_limit_info":{"status":7}}"#),
+            ParsedLine::Json(vec![])
+        );
         assert_eq!(parse_line(br#"{"type":"assistant","message":{"content":"str"}}"#), ParsedLine::Json(vec![]));
+    }
+
+    #[test]
+    fn writing_tools_name_their_files() {
+        let f = facts(
+            r#"{"type":"assistant","message":{"content":[
+            {"type":"tool_use","name":"Write","input":{"file_path":"/p/a.txt","content":"x"}},
+            {"type":"tool_use","name":"MultiEdit","input":{"file_path":"/p/b.rs","edits":[]}},
+            {"type":"tool_use","name":"NotebookEdit","input":{"notebook_path":"/p/n.ipynb"}},
+            {"type":"tool_use","name":"Read","input":{"file_path":"/p/r.txt"}},
+            {"type":"tool_use","name":"Edit","input":{"file_path":42}}]}}"#,
+        );
+        let written: Vec<&str> = f
+            .iter()
+            .filter_map(|f| match f {
+                StreamFact::FileWritten(p) => Some(p.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(written, ["/p/a.txt", "/p/b.rs", "/p/n.ipynb"]);
+    }
+
+    #[test]
+    fn rate_limit_events_are_read() {
+        let f = facts(
+            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1765103400,
+            "rateLimitType":"five_hour","isUsingOverage":false},"uuid":"u","session_id":"s"}"#,
+        );
+        assert_eq!(
+            f,
+            vec![StreamFact::RateLimit {
+                status: "rejected".into(),
+                resets_at: Some(1_765_103_400),
+                kind: Some("five_hour".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn a_budget_stop_is_recognised() {
+        // As printed by the CLI 2.1.329 run with --max-budget-usd 0.01 against the API stub.
+        let f = facts(
+            r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true,"num_turns":1,
+            "terminal_reason":"budget_exhausted","errors":["Reached maximum budget ($0.01)"],
+            "total_cost_usd":0.054756,"permission_denials":[],"session_id":"s"}"#,
+        );
+        let StreamFact::Result(r) = &f[0] else { panic!("{f:?}") };
+        assert!(r.budget_exhausted());
+        assert_eq!(r.errors, ["Reached maximum budget ($0.01)"]);
+        assert!(!ResultInfo { subtype: Some("success".into()), ..Default::default() }.budget_exhausted());
     }
 
     #[test]

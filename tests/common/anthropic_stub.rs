@@ -25,6 +25,15 @@
 //!   `Done sleeping.` The CLI refuses a plain `sleep N` with N >= 25 outright,
 //!   so such a sleep is sent as `sleep Ns` (still `sleep 30s` in `ps`).
 //! * `SCENARIO_TEXT <words...>`: one text turn with those words.
+//! * `SCENARIO_BASH_ASK <command...>`: turn 1 is a `Bash` tool call running the
+//!   rest of the text (words joined by single spaces), a command that
+//!   `acceptEdits` does not allow on its own (`python3 -c ...`); turn 2 is the
+//!   text `Tool said: <the tool_result's text>`, so a test sees whether the
+//!   model got the command's output or a refusal.
+//! * `SCENARIO_WRITE_TWO <path1> <path2>`: turn 1 writes both files (two `Write`
+//!   calls in one turn, contents `one\n` and `two\n`); turn 2 is `Wrote both.`
+//! * `SCENARIO_WRITE_THEN_SLEEP <path> <seconds>`: turn 1 writes `<path>`
+//!   (`before\n`), turn 2 runs `sleep <seconds>`, turn 3 is `Done.`
 //! * anything else (and any turn past a script's end): the text `OK.`
 //!
 //! Usage numbers are realistic enough (input tokens ~ request bytes / 4) that
@@ -427,6 +436,53 @@ fn script(body: &Value) -> Turn {
         },
         (Marker::BashSleep { .. }, 1) => Turn::text("Done sleeping."),
         (Marker::Text(words), 0) if !words.is_empty() => Turn::text(words),
+        (Marker::BashAsk { command }, 0) => Turn {
+            blocks: vec![
+                Block::Text("Running a command.".into()),
+                Block::ToolUse {
+                    name: "Bash",
+                    input: json!({ "command": command, "description": "Run the requested command" }),
+                },
+            ],
+            stop_reason: "tool_use",
+        },
+        (Marker::BashAsk { .. }, 1) => {
+            Turn::text(format!("Tool said: {}", last_tool_result(&messages[index + 1..]).unwrap_or_default()))
+        }
+        (Marker::WriteTwo { first, second }, 0) => Turn {
+            blocks: vec![
+                Block::Text("Writing two files.".into()),
+                Block::ToolUse {
+                    name: "Write",
+                    input: json!({ "file_path": absolute_path(body, &first), "content": "one\n" }),
+                },
+                Block::ToolUse {
+                    name: "Write",
+                    input: json!({ "file_path": absolute_path(body, &second), "content": "two\n" }),
+                },
+            ],
+            stop_reason: "tool_use",
+        },
+        (Marker::WriteTwo { .. }, 1) => Turn::text("Wrote both."),
+        (Marker::WriteThenSleep { path, .. }, 0) => Turn {
+            blocks: vec![Block::ToolUse {
+                name: "Write",
+                input: json!({ "file_path": absolute_path(body, &path), "content": "before\n" }),
+            }],
+            stop_reason: "tool_use",
+        },
+        (Marker::WriteThenSleep { duration, .. }, 1) => Turn {
+            blocks: vec![Block::ToolUse {
+                name: "Bash",
+                input: json!({
+                    "command": format!("sleep {duration}"),
+                    "description": format!("Sleep for {duration}"),
+                    "timeout": 600_000,
+                }),
+            }],
+            stop_reason: "tool_use",
+        },
+        (Marker::WriteThenSleep { .. }, 2) => Turn::text("Done."),
         _ => Turn::text("OK."),
     }
 }
@@ -435,13 +491,25 @@ enum Marker {
     WriteFile { path: String, word: String },
     BashSleep { duration: String },
     Text(String),
+    BashAsk { command: String },
+    WriteTwo { first: String, second: String },
+    WriteThenSleep { path: String, duration: String },
 }
 
 /// Finds a scenario marker word in one text block.
 fn parse_marker(text: &str) -> Option<Marker> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let at =
-        words.iter().position(|w| matches!(*w, "SCENARIO_WRITE_FILE" | "SCENARIO_BASH_SLEEP" | "SCENARIO_TEXT"))?;
+    let at = words.iter().position(|w| {
+        matches!(
+            *w,
+            "SCENARIO_WRITE_FILE"
+                | "SCENARIO_BASH_SLEEP"
+                | "SCENARIO_TEXT"
+                | "SCENARIO_BASH_ASK"
+                | "SCENARIO_WRITE_TWO"
+                | "SCENARIO_WRITE_THEN_SLEEP"
+        )
+    })?;
     let args = &words[at + 1..];
     match words[at] {
         "SCENARIO_WRITE_FILE" => match args {
@@ -449,6 +517,19 @@ fn parse_marker(text: &str) -> Option<Marker> {
             _ => None,
         },
         "SCENARIO_BASH_SLEEP" => sleep_argument(args.first()?).map(|duration| Marker::BashSleep { duration }),
+        "SCENARIO_BASH_ASK" => (!args.is_empty()).then(|| Marker::BashAsk { command: args.join(" ") }),
+        "SCENARIO_WRITE_TWO" => match args {
+            [first, second, ..] => {
+                Some(Marker::WriteTwo { first: (*first).to_string(), second: (*second).to_string() })
+            }
+            _ => None,
+        },
+        "SCENARIO_WRITE_THEN_SLEEP" => match args {
+            [path, seconds, ..] => {
+                sleep_argument(seconds).map(|duration| Marker::WriteThenSleep { path: (*path).to_string(), duration })
+            }
+            _ => None,
+        },
         _ => Some(Marker::Text(args.join(" "))),
     }
 }
@@ -484,6 +565,21 @@ fn user_texts(message: &Value) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The text of the most recent `tool_result` block in `messages` (a string, or
+/// the text parts of a block list).
+fn last_tool_result(messages: &[Value]) -> Option<String> {
+    let blocks = messages.iter().rev().filter_map(|m| m.get("content").and_then(Value::as_array));
+    blocks.flat_map(|b| b.iter().rev()).find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")).map(
+        |b| match b.get("content") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Array(parts)) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
+            }
+            _ => String::new(),
+        },
+    )
 }
 
 /// Resolves `path` against the "Primary working directory" the CLI reports.

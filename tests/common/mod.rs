@@ -173,15 +173,31 @@ impl TestHome {
         self.json(&["task", "show", id, "--json"])
     }
 
-    /// Waits until task `id` is no longer running; returns its view.
+    /// Waits until task `id` is no longer running (nor waiting for an answer); returns its view.
     pub fn wait_ended(&self, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let t = self.task(id);
-            if t["state"] != "running" {
+            if t["state"] != "running" && t["state"] != "waiting" {
                 return t;
             }
             assert!(Instant::now() < deadline, "task {id} still running after {timeout:?}: {t:#}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl TestHome {
+    /// Waits until task `id` waits for a permission answer; returns its view.
+    pub fn wait_waiting(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.task(id);
+            if t["state"] == "waiting" {
+                return t;
+            }
+            assert!(t["state"] == "running", "task {id} ended instead of asking: {t:#}");
+            assert!(Instant::now() < deadline, "task {id} did not ask within {timeout:?}: {t:#}");
             std::thread::sleep(Duration::from_millis(25));
         }
     }
