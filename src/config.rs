@@ -145,15 +145,28 @@ pub struct LiveConfig {
     /// Renew the session this many seconds before it expires (when the floor is free).
     #[serde(deserialize_with = "positive_f64")]
     pub renew_before_s: f64,
-    /// Model for transcribing the user's speech into the conversation log.
+    /// Model for transcribing the user's speech into the conversation log; empty turns it off.
     pub transcription_model: String,
+    /// `session.reasoning.effort`, sent only to models that take it (the 2.x family).
+    pub reasoning_effort: ReasoningEffort,
+    /// Let the model call several tools in one response (2.x models only).
+    pub parallel_tool_calls: bool,
+    /// Fraction of the conversation kept when the context overflows (`truncation: retention_ratio`), so
+    /// long sessions keep their prompt cache; 0 leaves it to the server (`truncation: "auto"`).
+    #[serde(deserialize_with = "unit_interval_f64")]
+    pub retention_ratio: f64,
+    /// With `turn = "semantic_vad"`: how soon the model answers ("low" waits longest).
+    pub vad_eagerness: VadEagerness,
+    /// The REST API the models are checked against (`GET {api_base}/models/{model}`); empty: derived
+    /// from `url` (`wss://HOST/v1/realtime` → `https://HOST/v1`).
+    pub api_base: String,
 }
 
 impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             url: "wss://api.openai.com/v1/realtime".into(),
-            model: "gpt-realtime".into(),
+            model: crate::models::DEFAULT_LIVE_MODEL.into(),
             voice: "marin".into(),
             instructions_file: None,
             key_file: None,
@@ -163,7 +176,12 @@ impl Default for LiveConfig {
             ping_interval_s: 15.0,
             pong_timeout_s: 10.0,
             renew_before_s: 300.0,
-            transcription_model: "gpt-4o-mini-transcribe".into(),
+            transcription_model: crate::models::DEFAULT_TRANSCRIBE_MODEL.into(),
+            reasoning_effort: ReasoningEffort::Low,
+            parallel_tool_calls: true,
+            retention_ratio: 0.8,
+            vad_eagerness: VadEagerness::Auto,
+            api_base: String::new(),
         }
     }
 }
@@ -176,6 +194,69 @@ impl LiveConfig {
         } else {
             let sep = if self.url.contains('?') { '&' } else { '?' };
             format!("{}{sep}model={}", self.url, self.model)
+        }
+    }
+
+    /// The REST base for model checks: `api_base`, else derived from `url` (`wss://HOST/v1/realtime?…` →
+    /// `https://HOST/v1`, `ws://` → `http://`).
+    pub fn api_base(&self) -> String {
+        let explicit = self.api_base.trim();
+        if !explicit.is_empty() {
+            return explicit.trim_end_matches('/').to_string();
+        }
+        let url = self.url.split(['?', '#']).next().unwrap_or("");
+        let url = if let Some(rest) = url.strip_prefix("wss://") {
+            format!("https://{rest}")
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            format!("http://{rest}")
+        } else {
+            url.to_string()
+        };
+        let url = url.trim_end_matches('/');
+        url.strip_suffix("/realtime").unwrap_or(url).to_string()
+    }
+}
+
+/// `live.reasoning_effort`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningEffort {
+    Minimal,
+    Low,
+    Medium,
+    High,
+    Xhigh,
+}
+
+impl ReasoningEffort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+            ReasoningEffort::Xhigh => "xhigh",
+        }
+    }
+}
+
+/// `live.vad_eagerness` (semantic VAD only).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VadEagerness {
+    Low,
+    Medium,
+    High,
+    Auto,
+}
+
+impl VadEagerness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VadEagerness::Low => "low",
+            VadEagerness::Medium => "medium",
+            VadEagerness::High => "high",
+            VadEagerness::Auto => "auto",
         }
     }
 }
@@ -213,6 +294,14 @@ impl AudioSection {
             cue_volume: self.cue_volume,
         }
     }
+}
+
+fn unit_interval_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(serde::de::Error::custom("must be between 0.0 and 1.0"));
+    }
+    Ok(v)
 }
 
 fn unit_interval<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
@@ -262,7 +351,7 @@ impl Default for DictateConfig {
         DictateConfig {
             enabled: true,
             api_base: "https://api.openai.com/v1".into(),
-            model: "gpt-4o-mini-transcribe".into(),
+            model: crate::models::DEFAULT_TRANSCRIBE_MODEL.into(),
             language: String::new(),
             min_ms: 300,
             timeout_s: 30.0,
@@ -287,9 +376,9 @@ impl DictateConfig {
         }
     }
 
-    /// `language`, unless empty.
-    pub fn language(&self) -> Option<String> {
-        Some(self.language.trim().to_string()).filter(|l| !l.is_empty())
+    /// The languages of `language` (one code, or several separated by commas); empty: detect.
+    pub fn languages(&self) -> Vec<String> {
+        self.language.split(',').map(|l| l.trim().to_ascii_lowercase()).filter(|l| !l.is_empty()).collect()
     }
 }
 
@@ -387,10 +476,21 @@ pub enum KeySource {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum LiveTurn {
+    /// Server VAD: silence ends a turn.
     Vad,
+    /// Hold the push-to-talk key to speak.
     Ptt,
+    /// Semantic VAD: the model judges when the user has finished (`live.vad_eagerness`).
+    SemanticVad,
+}
+
+impl LiveTurn {
+    /// The server detects turns (either VAD): the microphone streams while live.
+    pub fn is_vad(self) -> bool {
+        matches!(self, LiveTurn::Vad | LiveTurn::SemanticVad)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -595,6 +695,21 @@ impl Config {
         if !(self.live.url.starts_with("wss://") || self.live.url.starts_with("ws://")) {
             return Err(err("live.url", format!("`{}` is not a ws:// or wss:// URL", self.live.url)));
         }
+        if self.live.model.trim().is_empty() {
+            return Err(err("live.model", "must name a Realtime model (e.g. \"gpt-realtime-2.1\")".into()));
+        }
+        let base = self.live.api_base.trim();
+        if !(base.is_empty() || base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(err("live.api_base", format!("`{base}` is not an http:// or https:// URL")));
+        }
+        for code in self.dictate.languages() {
+            if !(2..=3).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_lowercase()) {
+                return Err(err(
+                    "dictate.language",
+                    format!("`{code}` is not an ISO-639-1 code; use two letters such as \"en\" (several: \"en, de\")"),
+                ));
+            }
+        }
         for var in &self.tasks.env_allow {
             if var.is_empty() || var.contains('=') {
                 return Err(err("tasks.env_allow", format!("`{var}` is not a variable name")));
@@ -747,7 +862,20 @@ keep_ended = 200
 [live]
 # The OpenAI Realtime endpoint (GA); "?model=<model>" is added.
 url = "wss://api.openai.com/v1/realtime"
-model = "gpt-realtime"
+# "gpt-realtime-2.1", or "gpt-realtime-2.1-mini" (about a third of the price). "gpt-realtime" and
+# "gpt-realtime-mini" shut down on 2027-01-20: ptt warns until then and uses the 2.1 model after.
+model = "gpt-realtime-2.1"
+# The REST API the configured models are checked against (GET {api_base}/models/{model}, at start,
+# daily and in `ptt doctor`); empty: derived from url (wss://HOST/v1/realtime -> https://HOST/v1).
+api_base = ""
+# How hard the 2.x models think before answering: "minimal", "low", "medium", "high" or "xhigh".
+# Sent only to models that take it.
+reasoning_effort = "low"
+# Let the model call several tools in one response (2.x models).
+parallel_tool_calls = true
+# When the conversation outgrows the context, keep this fraction of it (so later turns keep
+# their prompt cache); 0 leaves it to the server ("auto").
+retention_ratio = 0.8
 # alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar
 voice = "marin"
 # A text file replacing the built-in instructions (the task table is always appended).
@@ -756,8 +884,11 @@ voice = "marin"
 # key_file = "~/.config/ptt/openai.key"
 # Open a session just to speak task results when no session is open.
 announce_when_idle = false
-# "vad": the server hears when you stop talking; "ptt": hold the push-to-talk key to speak.
+# "vad": the server hears when you stop talking; "semantic_vad": the model judges when you have
+# finished (fewer cut-offs mid-thought); "ptt": hold the push-to-talk key to speak.
 turn = "vad"
+# With "semantic_vad": "low" (waits up to 8 s), "medium" (4 s), "high" (2 s) or "auto".
+vad_eagerness = "auto"
 # With "vad": keep the microphone open while the assistant speaks (only with a headset or echo
 # cancellation, or the assistant hears itself).
 full_duplex = false
@@ -766,8 +897,10 @@ ping_interval_s = 15.0
 pong_timeout_s = 10.0
 # Sessions last 60 minutes; a new one is opened this many seconds before (when nobody is talking).
 renew_before_s = 300.0
-# Transcribes what you say into the conversation log (used to re-seed a reconnected session).
-transcription_model = "gpt-4o-mini-transcribe"
+# Transcribes what you say into the conversation log (used to re-seed a reconnected session);
+# empty: off. If the server refuses the model, ptt transcribes each turn with a separate text
+# request instead.
+transcription_model = "gpt-transcribe"
 
 [audio]
 # Devices by name (`ptt doctor` lists them); empty: the system default.
@@ -801,8 +934,10 @@ enabled = true
 # An OpenAI-compatible API: the clip goes to {api_base}/audio/transcriptions. The key is the
 # live section's (OPENAI_API_KEY or live.key_file).
 api_base = "https://api.openai.com/v1"
-model = "gpt-4o-mini-transcribe"
-# ISO-639-1 code such as "en" or "de"; empty: detected.
+# "gpt-transcribe" gets the vocabulary as keywords and the recent dictations as context.
+# whisper-1 and gpt-4o(-mini)-transcribe shut down on 2027-02-26 (ptt then uses gpt-transcribe).
+model = "gpt-transcribe"
+# ISO-639-1 code such as "en", or several ("en, de"); empty: detected.
 language = ""
 # Shorter clips are dropped with a short cue (a tap of the key is not a dictation).
 min_ms = 300
@@ -901,12 +1036,47 @@ mod tests {
     #[test]
     fn live_section() {
         let c = parse("[live]\nurl = \"ws://127.0.0.1:9/v1/realtime\"\nturn = \"ptt\"\n").expect("parse");
-        assert_eq!(c.live.endpoint(), "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime");
+        assert_eq!(c.live.endpoint(), "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-2.1");
         assert_eq!(c.live.turn, LiveTurn::Ptt);
         let e = parse("[live]\nurl = \"https://x\"\n").unwrap_err();
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("live.url")));
         let e = parse("[live]\npong_timeout_s = 0\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("live.pong_timeout_s"));
+    }
+
+    #[test]
+    fn models_and_2x_settings() {
+        let c = Config::default();
+        assert_eq!(
+            (c.live.model.as_str(), c.live.transcription_model.as_str()),
+            ("gpt-realtime-2.1", "gpt-transcribe")
+        );
+        assert_eq!(c.dictate.model, "gpt-transcribe");
+        assert_eq!(c.live.api_base(), "https://api.openai.com/v1");
+        let c = parse(
+            "[live]\nurl = \"ws://127.0.0.1:9/v1/realtime?x=1\"\nturn = \"semantic_vad\"\nvad_eagerness = \"high\"\n\
+             reasoning_effort = \"xhigh\"\nretention_ratio = 0\nparallel_tool_calls = false\n\
+             [dictate]\nlanguage = \"en, DE\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.live.api_base(), "http://127.0.0.1:9/v1");
+        assert_eq!((c.live.turn, c.live.vad_eagerness), (LiveTurn::SemanticVad, VadEagerness::High));
+        assert!(c.live.turn.is_vad());
+        assert_eq!((c.live.reasoning_effort, c.live.retention_ratio), (ReasoningEffort::Xhigh, 0.0));
+        assert_eq!(c.dictate.languages(), ["en", "de"]);
+        let c = parse("[live]\napi_base = \"https://proxy/v1/\"\n").expect("parse");
+        assert_eq!(c.live.api_base(), "https://proxy/v1");
+        for (text, key) in [
+            ("[live]\nreasoning_effort = \"max\"\n", "live.reasoning_effort"),
+            ("[live]\nretention_ratio = 1.5\n", "live.retention_ratio"),
+            ("[live]\nvad_eagerness = \"eager\"\n", "live.vad_eagerness"),
+            ("[live]\nmodel = \" \"\n", "live.model"),
+            ("[live]\napi_base = \"api.openai.com\"\n", "live.api_base"),
+            ("[dictate]\nlanguage = \"en-US\"\n", "dictate.language"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(2)), "{text}: {e}");
+        }
     }
 
     #[test]

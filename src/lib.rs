@@ -14,6 +14,7 @@ pub mod dictate;
 pub mod hotkey;
 pub mod logging;
 pub mod mcp;
+pub mod models;
 pub mod notify;
 pub mod paths;
 pub mod process;

@@ -21,7 +21,7 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
 /// Tests in this binary that use PulseAudio (pulse_env stops the server after the last one).
-const TESTS: usize = 8;
+const TESTS: usize = 9;
 const SAID: &str = "hello world from ptt";
 
 fn dictation_home(stub: &TranscribeStub, xvfb: &Xvfb, extra: &str) -> TestHome {
@@ -90,11 +90,13 @@ fn hold_speak_release_types_the_text_into_the_focused_window() {
     assert!(up.problems.is_empty(), "a valid multipart upload: {:?}", up.problems);
     assert_eq!((up.method.as_str(), up.path.as_str()), ("POST", "/v1/audio/transcriptions"));
     assert_eq!(up.authorization.as_deref(), Some("Bearer sk-test-dictation"));
-    assert_eq!(up.fields.get("model").map(String::as_str), Some("gpt-4o-mini-transcribe"));
-    let prompt = up.fields.get("prompt").cloned().unwrap_or_default();
-    assert!(
-        prompt.contains("Kubernetes") && prompt.contains("PostgreSQL"),
-        "the vocabulary is in the prompt: {prompt:?}"
+    assert_eq!(up.fields.get("model").map(String::as_str), Some("gpt-transcribe"));
+    assert_eq!(up.fields.get("response_format").map(String::as_str), Some("json"));
+    assert_eq!(
+        up.lists.get("keywords").map(Vec::as_slice),
+        Some(&["Kubernetes".to_string(), "PostgreSQL".to_string()][..]),
+        "the vocabulary goes as keywords[]: {:?}",
+        up.lists
     );
     assert_eq!(up.file_name.as_deref(), Some("audio.wav"));
     let clip = up.wav.as_ref().unwrap_or_else(|e| panic!("the WAV does not decode: {e}"));
@@ -143,6 +145,41 @@ fn a_server_error_is_retried_and_the_text_typed_once_and_short_taps_are_dropped(
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(term.received().matches(SAID).count(), 1, "typed exactly once: {:?}", term.received());
     assert_eq!(stub.uploads().len(), 2);
+}
+
+#[test]
+fn gpt_transcribe_gets_keywords_languages_and_recent_text_and_bad_words_are_skipped() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let stub = TranscribeStub::start();
+    stub.push(Reply::transcribed("first sentence here", &["en"]));
+    stub.push(Reply::transcribed("second one", &[]));
+    let xvfb = Xvfb::start();
+    let home = dictation_home(&stub, &xvfb, "language = \"en, fr\"\n");
+    std::fs::create_dir_all(home.state_dir()).expect("state dir");
+    std::fs::write(home.state_dir().join("vocabulary.txt"), "Kubernetes\n<div> tag\nPostgreSQL\n").expect("vocabulary");
+    let term = Xterm::start(&xvfb.display);
+    let d = home.start_daemon();
+    dictate_by_socket(&home, 500);
+    term.wait_for("first sentence here", T);
+    dictate_by_socket(&home, 500);
+    let uploads = stub.wait_uploads(2, T);
+    for up in &uploads {
+        assert!(up.problems.is_empty(), "the API's rules hold: {:?}", up.problems);
+        assert_eq!(up.fields.get("model").map(String::as_str), Some("gpt-transcribe"));
+        assert_eq!(
+            up.lists.get("keywords").cloned().unwrap_or_default(),
+            ["Kubernetes", "PostgreSQL"],
+            "the word with <> is skipped, not sent"
+        );
+        assert_eq!(up.lists.get("languages").cloned().unwrap_or_default(), ["en", "fr"]);
+        assert!(!up.fields.contains_key("language"), "never language next to languages[]");
+    }
+    assert_eq!(uploads[0].fields.get("prompt"), None, "nothing said yet");
+    assert_eq!(uploads[1].fields.get("prompt").map(String::as_str), Some("first sentence here"));
+    term.wait_for("second one", T);
+    let log = d.log_text();
+    assert_eq!(log.matches("skipped as keywords").count(), 2, "one warning per upload:\n{log}");
 }
 
 #[test]
@@ -218,7 +255,8 @@ fn voice_commands_add_words_press_enter_and_switch_modes() {
     stub.push(Reply::text("Live mode."));
     dictate_by_socket(&home, 500);
     let uploads = stub.wait_uploads(3, T);
-    assert!(uploads[2].fields.get("prompt").is_some_and(|p| p.contains("Kubernetes")), "{:?}", uploads[2].fields);
+    let keywords = uploads[2].lists.get("keywords").cloned().unwrap_or_default();
+    assert!(keywords.contains(&"Kubernetes".to_string()), "{:?}", uploads[2].lists);
     fake.wait_for(T, "a live session", |r| r.ty() == "session.update");
     wait_until(T, "live on", || home.json(&["status", "--json"])["live"]["state"] == "ready");
 

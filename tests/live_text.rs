@@ -82,9 +82,13 @@ fn handshake_is_ga_with_a_bearer_key_and_the_five_tools() {
     live_on(&home, &fake);
     assert_eq!(fake.header(0, "authorization").as_deref(), Some(format!("Bearer {KEY}").as_str()));
     assert!(fake.header(0, "openai-beta").is_none(), "no beta header");
-    assert!(fake.uri(0).ends_with("/v1/realtime?model=gpt-realtime"), "{}", fake.uri(0));
+    assert!(fake.uri(0).ends_with("/v1/realtime?model=gpt-realtime-2.1"), "{}", fake.uri(0));
     let update = fake.wait_for(T, "session.update", ty("session.update")).event;
     assert_eq!(update["session"]["type"], "realtime");
+    assert_eq!(update["session"]["reasoning"], json!({"effort": "low"}), "2.1 takes a reasoning effort");
+    assert_eq!(update["session"]["parallel_tool_calls"], true);
+    assert_eq!(update["session"]["truncation"], json!({"type": "retention_ratio", "retention_ratio": 0.8}));
+    assert!(update["session"].get("temperature").is_none());
     assert_eq!(update["session"]["output_modalities"], json!(["text"]));
     let mut tools: Vec<&str> =
         update["session"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();

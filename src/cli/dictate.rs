@@ -37,22 +37,20 @@ fn endpoint(config: &Config, paths: &Paths) -> Result<Endpoint, String> {
     Ok(Endpoint::new(&config.dictate, crate::secrets::load_key(&config.live, paths)?))
 }
 
-fn prompt(config: &Config, paths: &Paths) -> Option<String> {
+fn hints(config: &Config, paths: &Paths) -> transcribe::Hints {
     let words = vocabulary::load(&config.dictate.vocabulary_path(paths)).unwrap_or_default();
-    vocabulary::prompt(&words, &Default::default())
+    transcribe::Hints { words, recent: Vec::new(), languages: config.dictate.languages() }
 }
 
-/// Transcribes one WAV with the config's settings.
+/// Transcribes one WAV with the config's settings (a retired model is replaced after its date).
 fn transcribe_wav(config: &Config, paths: &Paths, endpoint: &Endpoint, wav: &[u8]) -> Result<String, String> {
-    let prompt = prompt(config, paths);
-    let language = config.dictate.language();
-    let req = transcribe::Request {
-        wav,
-        model: &config.dictate.model,
-        prompt: prompt.as_deref(),
-        language: language.as_deref(),
-    };
-    transcribe::transcribe(endpoint, &req).map_err(|f| f.to_string())
+    let hints = hints(config, paths);
+    let choice = crate::models::choose("dictate.model", &config.dictate.model, crate::models::Date::today());
+    if let Some(w) = choice.warning() {
+        eprintln!("ptt: {w}");
+    }
+    let req = transcribe::Request { wav, model: &choice.model, hints: &hints };
+    transcribe::transcribe(endpoint, &req).map(|t| t.text).map_err(|f| f.to_string())
 }
 
 /// `ptt dictate --once`.

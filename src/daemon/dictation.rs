@@ -26,6 +26,7 @@ use crate::audio::cues::Cue;
 use crate::config::DictateConfig;
 use crate::dictate::commands::{Meaning, interpret};
 use crate::dictate::spool::Spool;
+use crate::dictate::transcribe::Hints;
 use crate::dictate::worker::{DictationEvent, TypeJob, UploadJob, Workers};
 use crate::dictate::{vocabulary, wav};
 use crate::paths::Paths;
@@ -198,9 +199,9 @@ impl Dictation {
             id,
             wav,
             endpoint: crate::dictate::transcribe::Endpoint::new(&self.cfg, key),
-            model: self.cfg.model.clone(),
-            prompt: vocabulary::prompt(&words, &self.recent),
-            language: self.cfg.language(),
+            // A retired model is replaced after its shutdown date (the daemon warned at start).
+            model: crate::models::choose("dictate.model", &self.cfg.model, crate::models::Date::today()).model,
+            hints: Hints { words, recent: self.recent.iter().cloned().collect(), languages: self.cfg.languages() },
             released_at,
         });
     }

@@ -105,6 +105,8 @@ pub struct Live {
     audio: Vec<AudioAction>,
     /// What the user said in a voice session (checked for "dictate mode").
     heard: Vec<String>,
+    /// Set when the server refused the input-transcription model (shown in status).
+    transcription_note: Option<String>,
 }
 
 impl Live {
@@ -132,6 +134,7 @@ impl Live {
             voice: false,
             audio: Vec::new(),
             heard: Vec::new(),
+            transcription_note: None,
         }
     }
 
@@ -186,7 +189,11 @@ impl Live {
             turn: match self.cfg.turn {
                 LiveTurn::Vad => Turn::Vad,
                 LiveTurn::Ptt => Turn::Ptt,
+                LiveTurn::SemanticVad => Turn::SemanticVad { eagerness: self.cfg.vad_eagerness.as_str() },
             },
+            reasoning_effort: self.cfg.reasoning_effort.as_str().to_owned(),
+            parallel_tool_calls: self.cfg.parallel_tool_calls,
+            retention_ratio: self.cfg.retention_ratio,
             renew_margin: Duration::from_secs_f64(self.cfg.renew_before_s),
             transcription_model: Some(self.cfg.transcription_model.clone()).filter(|m| !m.is_empty()),
             ..SessionConfig::default()
@@ -200,6 +207,7 @@ impl Live {
         self.purpose = Some(purpose);
         self.voice = voice;
         self.fatal = None;
+        self.transcription_note = None;
         self.backoff.reset();
         self.was_ready = false;
         log::info!("live: starting a session ({purpose:?}) with {}", self.cfg.endpoint());
@@ -414,8 +422,8 @@ impl Live {
     }
 
     /// Playback was stopped after `played_ms` of the current item (barge-in).
-    pub fn barge_in(&mut self, played_ms: Option<u64>, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
-        let outs = self.session_mut().map(|s| s.barge_in(played_ms, now)).unwrap_or_default();
+    pub fn barge_in(&mut self, heard: Option<(String, u64)>, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let outs = self.session_mut().map(|s| s.barge_in(heard, now)).unwrap_or_default();
         self.apply(outs, sup, now)
     }
 
@@ -514,9 +522,17 @@ impl Live {
                     log::warn!("live: gave up announcing task {id}: {reason}");
                 }
                 Output::AssistantDelta { .. } => {}
-                Output::AssistantText { text, .. } => {
-                    log::debug!("live: assistant said {} chars", text.len());
-                    self.broadcast(json!({"kind": "assistant", "text": text}));
+                Output::AssistantText { text, phase, .. } => {
+                    log::debug!("live: assistant said {} chars ({phase:?})", text.len());
+                    self.broadcast(json!({"kind": "assistant", "text": text, "phase": phase}));
+                }
+                Output::TranscriptionRefused { model, message } => {
+                    let note = format!(
+                        "the server refused {model} for input transcription ({message}); your turns are \
+                         transcribed out of band instead"
+                    );
+                    self.transcription_note = Some(note.clone());
+                    self.broadcast(json!({"kind": "status", "state": self.state_name(), "message": note}));
                 }
                 Output::UserTranscript { text, .. } => {
                     if self.voice {
@@ -603,6 +619,8 @@ impl Live {
             "connects": self.connects,
             "bad_frames": self.bad_frames,
             "text_clients": self.fronts.len(),
+            "model": self.cfg.model,
+            "transcription": self.transcription_note,
             "key": match self.api_key() { Ok(_) => Value::from("present"), Err(e) => Value::from(e) },
         })
     }

@@ -499,7 +499,10 @@ impl Daemon {
         let was_playing = self.voice.playing;
         let played = self.voice.flush();
         if was_playing {
-            log::info!("barge-in: playback stopped after {} ms of the item", played.unwrap_or(0));
+            match &played {
+                Some((item, ms)) => log::info!("barge-in: playback stopped after {ms} ms of item {item}"),
+                None => log::info!("barge-in: playback stopped"),
+            }
             let mut notices = self.live.barge_in(played, &mut self.supervisor, now);
             notices.extend(self.live.set_audio_playing(false, &mut self.supervisor, now));
             self.publish(notices);
@@ -511,7 +514,7 @@ impl Daemon {
     /// while live, except while the assistant speaks (unless full duplex); with
     /// push-to-talk it follows the key (set by the binding).
     fn set_mic_gate(&mut self) {
-        if !self.live.is_voice() || self.live.turn() != crate::config::LiveTurn::Vad {
+        if !self.live.is_voice() || !self.live.turn().is_vad() {
             return;
         }
         let open = !self.voice.playing || self.live.full_duplex();

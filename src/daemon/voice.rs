@@ -34,8 +34,8 @@ pub struct Voice {
     capture: Option<Capture>,
     /// Microphone chunks (a never-ready channel while no capture runs).
     pub mic_rx: Receiver<Captured>,
-    /// The assistant item being played, and the playback position where it began.
-    item: Option<(String, u64)>,
+    /// Where each assistant item's audio sits on the playback timeline.
+    items: ItemTimeline,
     /// The assistant's audio is queued or playing.
     pub playing: bool,
     probe_tx: crossbeam_channel::Sender<Result<(), String>>,
@@ -59,7 +59,7 @@ impl Voice {
             cues_played: 0,
             capture: None,
             mic_rx: crossbeam_channel::never(),
-            item: None,
+            items: ItemTimeline::default(),
             playing: false,
             probe_tx,
             probe_rx,
@@ -161,21 +161,19 @@ impl Voice {
     pub fn play(&mut self, item_id: &str, pcm: &[i16]) -> bool {
         let Some(playback) = self.playback() else { return false };
         let at = playback.push(pcm);
-        if self.item.as_ref().is_none_or(|(id, _)| id != item_id) {
-            self.item = Some((item_id.to_string(), at));
-        }
+        self.items.push(item_id, at, pcm.len() as u64);
         let started = !self.playing;
         self.playing = true;
         started
     }
 
-    /// Stops playback at once; returns how many milliseconds of the current
-    /// item the user heard (for the truncate).
-    pub fn flush(&mut self) -> Option<u64> {
+    /// Stops playback at once; returns the item the user was hearing and how
+    /// many milliseconds of it they heard (for the truncate).
+    pub fn flush(&mut self) -> Option<(String, u64)> {
         self.playing = false;
         let playback = self.playback.as_ref()?;
         let reached = playback.flush();
-        self.item.take().map(|(_, start)| reached.saturating_sub(start) / 24)
+        self.items.heard_at(reached)
     }
 
     pub fn set_config(&mut self, cfg: AudioSection) {
@@ -262,5 +260,66 @@ impl Voice {
             "playing": self.playing,
             "mic_dropped_chunks": self.capture.as_ref().map(|c| c.stats().chunks_dropped).unwrap_or(0),
         })
+    }
+}
+
+/// Where each assistant item's audio sits on the playback timeline (24 kHz samples, played plus
+/// dropped), so a barge-in can name the item being *heard*: one 2.x response streams a preamble, then
+/// the final message, and the newest item received is often not the one playing.
+#[derive(Debug, Default)]
+struct ItemTimeline {
+    /// `(item id, first sample, samples pushed)`, oldest first; bounded.
+    items: std::collections::VecDeque<(String, u64, u64)>,
+}
+
+impl ItemTimeline {
+    const CAPACITY: usize = 16;
+
+    /// `len` samples of `item_id` were queued at timeline position `at`.
+    fn push(&mut self, item_id: &str, at: u64, len: u64) {
+        match self.items.back_mut() {
+            Some((id, start, n)) if id == item_id => *n = (at + len).saturating_sub(*start),
+            _ => {
+                if self.items.len() == Self::CAPACITY {
+                    self.items.pop_front();
+                }
+                self.items.push_back((item_id.to_string(), at, len));
+            }
+        }
+    }
+
+    /// The item playing at position `reached`, and the milliseconds of it played (never more than it
+    /// has). Clears the timeline: what was queued is gone.
+    fn heard_at(&mut self, reached: u64) -> Option<(String, u64)> {
+        let items = std::mem::take(&mut self.items);
+        let (id, start, len) = items.into_iter().rev().find(|(_, start, _)| *start <= reached)?;
+        Some((id, reached.saturating_sub(start).min(len) / 24))
+    }
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::ItemTimeline;
+
+    #[test]
+    fn barge_in_names_the_item_being_heard() {
+        let mut t = ItemTimeline::default();
+        // Preamble: 1 s in two chunks from 0; the final message queued after it.
+        t.push("pre", 0, 12_000);
+        t.push("pre", 12_000, 12_000);
+        t.push("final", 24_000, 48_000);
+        // 0.5 s in: the preamble is playing, although "final" arrived last.
+        assert_eq!(t.heard_at(12_000), Some(("pre".into(), 500)));
+        let mut t = ItemTimeline::default();
+        t.push("pre", 0, 24_000);
+        t.push("final", 24_000, 48_000);
+        // 1.25 s in: 250 ms of the final message, measured from its own start.
+        assert_eq!(t.heard_at(30_000), Some(("final".into(), 250)));
+        assert_eq!(t.heard_at(30_000), None, "cleared by the flush");
+        // A cue or a gap after the item: capped at what the item has.
+        let mut t = ItemTimeline::default();
+        t.push("a", 100, 2_400);
+        assert_eq!(t.heard_at(10_000), Some(("a".into(), 100)));
+        assert_eq!(ItemTimeline::default().heard_at(5), None);
     }
 }

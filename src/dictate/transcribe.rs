@@ -12,6 +12,14 @@
 //!   sending the same clip with the same key cannot succeed. A final failure
 //!   carries a message for the journal and `ptt status`; the caller keeps the
 //!   clip on disk, so nothing said is lost.
+//! - **Two request shapes, chosen by model** ([`form_fields`]): `gpt-transcribe` and
+//!   `gpt-live-transcribe` get the vocabulary as `keywords[]` (one part per word; a word with a line break,
+//!   `<` or `>` makes the API reject the *whole* request, so such words are skipped with one warning), the
+//!   recent dictations as `prompt`, and the languages as `languages[]` (never together with `language`,
+//!   which those models refuse). Older models (`whisper-1`, `gpt-4o*-transcribe`, until they shut down on
+//!   2027-02-26) get the vocabulary and recent text as one `prompt` and a single `language`. Both ask for
+//!   `response_format=json`, and [`parse_answer`] reads `languages` (possibly empty) and both `usage`
+//!   shapes (`tokens` and `duration`).
 //! - **No secret in any message**: the key is only ever in the Authorization
 //!   header; error bodies from the server pass through `redact` before they are
 //!   logged.
@@ -25,9 +33,68 @@ use crate::config::DictateConfig;
 pub struct Request<'a> {
     pub wav: &'a [u8],
     pub model: &'a str,
-    /// Vocabulary and recent text, to steer spelling.
-    pub prompt: Option<&'a str>,
-    pub language: Option<&'a str>,
+    pub hints: &'a Hints,
+}
+
+/// What steers a transcription: the vocabulary, the recent dictations and the expected languages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// The vocabulary, one word or phrase each.
+    pub words: Vec<String>,
+    /// Recent dictations, oldest first.
+    pub recent: Vec<String>,
+    /// ISO-639-1 codes; empty lets the model detect the language.
+    pub languages: Vec<String>,
+}
+
+impl Hints {
+    /// The one-string prompt of the older models: vocabulary, then recent text, bounded.
+    pub fn legacy_prompt(&self) -> Option<String> {
+        super::vocabulary::prompt(&self.words, &self.recent.iter().cloned().collect())
+    }
+
+    /// The recent dictations as context text (bounded, latest kept), for `gpt-transcribe`'s `prompt`.
+    pub fn context_prompt(&self) -> Option<String> {
+        super::vocabulary::prompt(&[], &self.recent.iter().cloned().collect())
+    }
+}
+
+/// A keyword `gpt-transcribe` accepts: one line, no `<` or `>`, not blank.
+pub fn valid_keyword(word: &str) -> bool {
+    !word.trim().is_empty() && !word.contains(['<', '>', '\r', '\n'])
+}
+
+/// The form fields (before the file) for `req`, in order; repeated names (`keywords[]`) are repeated
+/// parts. Also returns the vocabulary words that were skipped as invalid keywords.
+pub fn form_fields(req: &Request) -> (Vec<(&'static str, String)>, Vec<String>) {
+    let mut fields = vec![("model", req.model.to_owned()), ("response_format", "json".to_owned())];
+    let mut skipped = Vec::new();
+    let languages: Vec<String> =
+        req.hints.languages.iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+    if crate::models::is_keyword_transcriber(req.model) {
+        if let Some(p) = req.hints.context_prompt() {
+            fields.push(("prompt", p));
+        }
+        for w in &req.hints.words {
+            if valid_keyword(w) {
+                fields.push(("keywords[]", w.trim().to_owned()));
+            } else {
+                skipped.push(w.clone());
+            }
+        }
+        for l in languages {
+            fields.push(("languages[]", l));
+        }
+    } else {
+        if let Some(p) = req.hints.legacy_prompt().filter(|p| !p.trim().is_empty()) {
+            fields.push(("prompt", p));
+        }
+        // The older models take one language; with several, let them detect it.
+        if let [only] = languages.as_slice() {
+            fields.push(("language", only.clone()));
+        }
+    }
+    (fields, skipped)
 }
 
 /// Where and how to send it.
@@ -106,37 +173,42 @@ pub fn retry_delay(attempt: u32, retry_after: Option<&str>) -> Duration {
 }
 
 /// A boundary that does not occur in the payload.
-fn boundary_for(req: &Request) -> String {
+fn boundary_for(wav: &[u8], fields: &[(&str, String)]) -> String {
     let mut n = 0u32;
     loop {
         let b = format!("ptt-boundary-{:016x}{n}", 0x5eed_u64.wrapping_mul(u64::from(n) + 0x9e37_79b9));
         let needle = b.as_bytes();
         let clash = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-        if !clash(req.wav) && !req.prompt.is_some_and(|p| clash(p.as_bytes())) {
+        if !clash(wav) && !fields.iter().any(|(_, v)| clash(v.as_bytes())) {
             return b;
         }
         n += 1;
     }
 }
 
-/// The multipart/form-data body and its boundary.
+/// The multipart/form-data body and its boundary. Invalid keywords are skipped with one warning.
 pub fn multipart_body(req: &Request) -> (String, Vec<u8>) {
-    let boundary = boundary_for(req);
+    let (fields, skipped) = form_fields(req);
+    if !skipped.is_empty() {
+        log::warn!(
+            "dictation: {} vocabulary entr{} skipped as keywords (a keyword must be one line without < or >): {}",
+            skipped.len(),
+            if skipped.len() == 1 { "y" } else { "ies" },
+            skipped
+                .iter()
+                .map(|w| format!("{:?}", w.chars().take(40).collect::<String>()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let boundary = boundary_for(req.wav, &fields);
     let mut body = Vec::with_capacity(req.wav.len() + 1024);
-    let mut field = |name: &str, value: &str| {
+    for (name, value) in &fields {
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
         );
         body.extend_from_slice(value.as_bytes());
         body.extend_from_slice(b"\r\n");
-    };
-    field("model", req.model);
-    field("response_format", "json");
-    if let Some(p) = req.prompt.filter(|p| !p.trim().is_empty()) {
-        field("prompt", p);
-    }
-    if let Some(l) = req.language.filter(|l| !l.trim().is_empty()) {
-        field("language", l.trim());
     }
     body.extend_from_slice(
         format!(
@@ -150,14 +222,55 @@ pub fn multipart_body(req: &Request) -> (String, Vec<u8>) {
     (boundary, body)
 }
 
-/// The text of a successful answer (`{"text": "..."}`).
-pub fn parse_answer(body: &str) -> Result<String, String> {
+/// A successful transcription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    pub text: String,
+    /// Detected languages (`gpt-transcribe`); empty when the model made no reliable guess or does not say.
+    pub languages: Vec<String>,
+    pub usage: Option<Usage>,
+}
+
+/// `usage` of a transcription: token counts (`gpt-4o*-transcribe`, `gpt-transcribe`) or seconds of audio
+/// (`whisper-1`). Which one `gpt-transcribe` reports is unconfirmed, so both are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Usage {
+    Tokens { input: u64, output: u64, total: u64 },
+    Duration { seconds: f64 },
+}
+
+/// Reads a successful answer: `{"text", "languages"?: [{"code"}], "usage"?}`.
+pub fn parse_answer(body: &str) -> Result<Transcript, String> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("the transcription answer is not JSON ({e})"))?;
-    v.get("text")
+    let text = v
+        .get("text")
         .and_then(|t| t.as_str())
         .map(|t| t.trim().to_string())
-        .ok_or_else(|| "the transcription answer has no \"text\"".to_string())
+        .ok_or_else(|| "the transcription answer has no \"text\"".to_string())?;
+    let languages = v
+        .get("languages")
+        .and_then(|l| l.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.get("code").and_then(|c| c.as_str()).or_else(|| l.as_str()))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = v.get("usage").and_then(|u| {
+        let n = |k: &str| u.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        match u.get("type").and_then(|t| t.as_str()) {
+            Some("tokens") => {
+                Some(Usage::Tokens { input: n("input_tokens"), output: n("output_tokens"), total: n("total_tokens") })
+            }
+            Some("duration") => {
+                u.get("seconds").and_then(serde_json::Value::as_f64).map(|seconds| Usage::Duration { seconds })
+            }
+            _ => None,
+        }
+    });
+    Ok(Transcript { text, languages, usage })
 }
 
 /// A one-line description of an error answer, from OpenAI's `{"error": {"message"}}` when present.
@@ -180,13 +293,13 @@ pub fn describe_error(status: u16, body: &str) -> String {
 
 /// The outcome of one attempt.
 enum Attempt {
-    Text(String),
+    Text(Transcript),
     Retry { message: String, status: Option<u16>, retry_after: Option<String> },
     Final { message: String, status: Option<u16> },
 }
 
 /// Sends the clip, retrying as [`classify`] says; blocks (run it off the loop).
-pub fn transcribe(endpoint: &Endpoint, req: &Request) -> Result<String, Failure> {
+pub fn transcribe(endpoint: &Endpoint, req: &Request) -> Result<Transcript, Failure> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(endpoint.timeout))
         .http_status_as_error(false)
@@ -202,7 +315,12 @@ pub fn transcribe(endpoint: &Endpoint, req: &Request) -> Result<String, Failure>
         let outcome = send_once(&agent, &url, &endpoint.key, &boundary, &body);
         match outcome {
             Attempt::Text(t) => {
-                log::debug!("transcribed in {} ms (attempt {attempt})", started.elapsed().as_millis());
+                log::debug!(
+                    "transcribed in {} ms (attempt {attempt}); languages {:?}, usage {:?}",
+                    started.elapsed().as_millis(),
+                    t.languages,
+                    t.usage
+                );
                 return Ok(t);
             }
             Attempt::Final { message, status } => return Err(Failure { message, status, attempts: attempt }),
@@ -254,8 +372,9 @@ fn send_once(agent: &ureq::Agent, url: &str, key: &str, boundary: &str, body: &[
 mod tests {
     use super::*;
 
-    fn req<'a>(wav: &'a [u8], prompt: Option<&'a str>) -> Request<'a> {
-        Request { wav, model: "gpt-4o-mini-transcribe", prompt, language: Some("en") }
+    fn hints(words: &[&str], recent: &[&str], languages: &[&str]) -> Hints {
+        let v = |s: &[&str]| s.iter().map(|w| (*w).to_owned()).collect();
+        Hints { words: v(words), recent: v(recent), languages: v(languages) }
     }
 
     #[test]
@@ -284,31 +403,63 @@ mod tests {
     }
 
     #[test]
-    fn multipart_body_has_every_part() {
+    fn legacy_models_get_one_prompt_and_one_language() {
         let wav = crate::dictate::wav::encode(&[1, 2, 3], 24_000);
-        let (b, body) = multipart_body(&req(&wav, Some("Kubernetes, ptt")));
+        let h = hints(&["Kubernetes", "ptt"], &["Last one."], &["en"]);
+        let (b, body) = multipart_body(&Request { wav: &wav, model: "gpt-4o-mini-transcribe", hints: &h });
         let text = String::from_utf8_lossy(&body);
         assert!(text.starts_with(&format!(
             "--{b}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-mini-transcribe\r\n"
         )));
-        assert!(text.contains("name=\"prompt\"\r\n\r\nKubernetes, ptt\r\n"));
+        assert!(text.contains("name=\"response_format\"\r\n\r\njson\r\n"));
+        assert!(text.contains("name=\"prompt\"\r\n\r\nKubernetes, ptt. Last one.\r\n"));
         assert!(text.contains("name=\"language\"\r\n\r\nen\r\n"));
+        assert!(!text.contains("keywords[]") && !text.contains("languages[]"));
         assert!(text.contains("name=\"file\"; filename=\"audio.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF"));
         assert!(text.ends_with(&format!("\r\n--{b}--\r\n")));
         let start = body.windows(4).position(|w| w == b"RIFF").expect("wav");
         assert_eq!(&body[start..start + wav.len()], &wav[..], "the file part is the WAV, byte for byte");
-        // No empty prompt or language part.
-        let (_, body) = multipart_body(&Request { wav: &wav, model: "m", prompt: Some("  "), language: None });
+        // No empty prompt or language part; two languages are left to detection.
+        let h = hints(&[], &[], &["en", "de"]);
+        let (_, body) = multipart_body(&Request { wav: &wav, model: "whisper-1", hints: &h });
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains("name=\"prompt\"") && !text.contains("name=\"language\""));
     }
 
     #[test]
+    fn gpt_transcribe_gets_keywords_languages_and_recent_text() {
+        let h = hints(&["Kubernetes", "bad<tag>", "two\nlines", "PostgreSQL"], &["First.", "Second."], &["en", "fr"]);
+        let (fields, skipped) = form_fields(&Request { wav: b"", model: "gpt-transcribe", hints: &h });
+        let got: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("model", "gpt-transcribe"),
+                ("response_format", "json"),
+                ("prompt", "First. Second."),
+                ("keywords[]", "Kubernetes"),
+                ("keywords[]", "PostgreSQL"),
+                ("languages[]", "en"),
+                ("languages[]", "fr"),
+            ]
+        );
+        assert_eq!(skipped, ["bad<tag>", "two\nlines"]);
+        assert!(!got.iter().any(|(k, _)| *k == "language"), "never language next to languages[]");
+        // The body carries the repeated parts.
+        let (_, body) = multipart_body(&Request { wav: b"RIFF", model: "gpt-transcribe", hints: &h });
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(text.matches("name=\"keywords[]\"").count(), 2);
+        assert!(!text.contains("bad<tag>"));
+    }
+
+    #[test]
     fn boundary_never_occurs_in_the_payload() {
         let wav = crate::dictate::wav::encode(&[0; 10], 24_000);
-        let (first, _) = multipart_body(&req(&wav, None));
+        let h = hints(&[], &[], &["en"]);
+        let (first, _) = multipart_body(&Request { wav: &wav, model: "gpt-4o-mini-transcribe", hints: &h });
         // A prompt that contains the first choice forces another one.
-        let (second, body) = multipart_body(&req(&wav, Some(&first)));
+        let h = hints(&[], &[&first], &["en"]);
+        let (second, body) = multipart_body(&Request { wav: &wav, model: "gpt-4o-mini-transcribe", hints: &h });
         assert_ne!(first, second);
         let count = String::from_utf8_lossy(&body).matches(&format!("--{second}")).count();
         assert_eq!(count, 6, "5 delimiters + the closing one");
@@ -316,7 +467,17 @@ mod tests {
 
     #[test]
     fn answers_and_errors_are_read() {
-        assert_eq!(parse_answer(r#"{"text":" hello world ","usage":{"type":"tokens"}}"#), Ok("hello world".into()));
+        let t = parse_answer(r#"{"text":" hello world ","usage":{"type":"tokens","input_tokens":14,"output_tokens":3,"total_tokens":17}}"#)
+            .expect("answer");
+        assert_eq!(t.text, "hello world");
+        assert_eq!(t.usage, Some(Usage::Tokens { input: 14, output: 3, total: 17 }));
+        assert!(t.languages.is_empty());
+        let t =
+            parse_answer(r#"{"text":"Bonjour","languages":[{"code":"fr"}],"usage":{"type":"duration","seconds":2.5}}"#)
+                .expect("answer");
+        assert_eq!((t.languages, t.usage), (vec!["fr".to_string()], Some(Usage::Duration { seconds: 2.5 })));
+        let t = parse_answer(r#"{"text":"x","languages":[],"usage":null}"#).expect("empty languages are fine");
+        assert_eq!((t.languages.len(), t.usage), (0, None));
         assert!(parse_answer("<html>").unwrap_err().contains("not JSON"));
         assert!(parse_answer("{}").unwrap_err().contains("no \"text\""));
         let e = describe_error(

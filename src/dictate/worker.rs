@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::transcribe::{self, Endpoint, Failure};
+use super::transcribe::{self, Endpoint, Failure, Hints};
 use super::typer::{self, TyperKind};
 
 /// A clip to transcribe.
@@ -22,8 +22,8 @@ pub struct UploadJob {
     pub wav: Arc<Vec<u8>>,
     pub endpoint: Endpoint,
     pub model: String,
-    pub prompt: Option<String>,
-    pub language: Option<String>,
+    /// The vocabulary, recent dictations and languages.
+    pub hints: Hints,
     /// When the key was released (for the release → typed figure).
     pub released_at: Option<Instant>,
 }
@@ -69,14 +69,9 @@ impl Workers {
         let to_loop = tx.clone();
         std::thread::Builder::new().name("dictate-upload".into()).spawn(move || {
             for job in upload_rx {
-                let req = transcribe::Request {
-                    wav: &job.wav,
-                    model: &job.model,
-                    prompt: job.prompt.as_deref(),
-                    language: job.language.as_deref(),
-                };
+                let req = transcribe::Request { wav: &job.wav, model: &job.model, hints: &job.hints };
                 let event = match transcribe::transcribe(&job.endpoint, &req) {
-                    Ok(text) => DictationEvent::Transcribed { id: job.id, text, released_at: job.released_at },
+                    Ok(t) => DictationEvent::Transcribed { id: job.id, text: t.text, released_at: job.released_at },
                     Err(failure) => DictationEvent::Failed { id: job.id, failure, wav: job.wav.clone() },
                 };
                 if to_loop.send(event).is_err() {

@@ -192,7 +192,13 @@ impl Invariants {
             match o {
                 Output::Send(ev) => {
                     self.sends += 1;
-                    if let ClientEvent::ResponseCreate { event_id, .. } = ev {
+                    // Out-of-band responses (`conversation: "none"`, the transcription fallback) write nothing
+                    // into the conversation and may run beside its response.
+                    let out_of_band = matches!(ev, ClientEvent::ResponseCreate { response: Some(r), .. }
+                        if r.conversation.as_deref() == Some("none"));
+                    if let ClientEvent::ResponseCreate { event_id, .. } = ev
+                        && !out_of_band
+                    {
                         if let Some((prev, sent)) = &self.in_flight {
                             // The watchdog may release a response silent for STALL (measured from its creation
                             // at the earliest).
@@ -267,7 +273,7 @@ fn ten_thousand_hostile_frames_then_a_notification_still_arrives() {
             },
             4 => s.poll(now),
             5 => s.set_task_table(&format!("t{i}"), now),
-            6 => s.barge_in(Some(r.below(5000) as u64), now),
+            6 => s.barge_in(Some((format!("a{}", r.below(3)), r.below(5000) as u64)), now),
             7 if r.chance(5) => {
                 inv.reset_link();
                 s.on_closed(now)

@@ -84,6 +84,8 @@ fn everything_the_machine_sends() -> Vec<ClientEvent> {
         SessionConfig { turn: Turn::Ptt, ..SessionConfig::default() },
         SessionConfig { text_mode: true, turn: Turn::Ptt, transcription_model: None, ..SessionConfig::default() },
         SessionConfig { text_mode: true, turn: Turn::Vad, ..SessionConfig::default() },
+        SessionConfig { turn: Turn::SemanticVad { eagerness: "low" }, ..SessionConfig::default() },
+        SessionConfig { model: "gpt-realtime".into(), retention_ratio: 0.0, ..SessionConfig::default() },
     ];
     for cfg in configs {
         let t = Instant::now();
@@ -114,7 +116,7 @@ fn everything_the_machine_sends() -> Vec<ClientEvent> {
             s.on_server_event(frame(json!({"type":"response.output_audio.delta","item_id":"a1","delta":"AAA="})), t),
             &mut sent,
         );
-        collect(s.barge_in(Some(120), t), &mut sent);
+        collect(s.barge_in(Some(("a1".into(), 120)), t), &mut sent);
         collect(
             s.on_server_event(frame(json!({"type":"response.done","response":{"id":"r1","status":"cancelled"}})), t),
             &mut sent,
@@ -123,6 +125,20 @@ fn everything_the_machine_sends() -> Vec<ClientEvent> {
         collect(s.commit_user_audio(t), &mut sent);
         collect(s.on_server_event(frame(json!({"type":"response.done","response":{"id":"r2"}})), t), &mut sent);
         collect(s.push_notification("n1", "[task t7 'y' finished in 4m12s, $0.31: done]", t), &mut sent);
+        // The server refuses the transcription model: the update again, then out-of-band transcriptions.
+        collect(
+            s.on_server_event(
+                frame(json!({"type":"error","error":{"type":"invalid_request_error","code":"invalid_value",
+                    "message":"Transcription model not supported in realtime sessions",
+                    "param":"session.audio.input.transcription.model","event_id":null}})),
+                t,
+            ),
+            &mut sent,
+        );
+        collect(
+            s.on_server_event(frame(json!({"type":"input_audio_buffer.committed","item_id":"item_u1"})), t),
+            &mut sent,
+        );
         collect(s.on_closed(t), &mut sent);
         s.on_connected(t, 1_800_000_000);
         collect(s.on_server_event(frame(json!({"type":"session.created","session":{"id":"s2"}})), t), &mut sent);
@@ -138,6 +154,7 @@ fn everything_the_machine_sends() -> Vec<ClientEvent> {
             conversation: Some("auto".into()),
             metadata: Some(BTreeMap::from([("purpose".into(), "notification".into())])),
             tool_choice: Some("none".into()),
+            input: None,
         }),
     });
     sent
@@ -175,6 +192,12 @@ fn every_client_event_validates_against_the_ga_schema() {
         r#""type":"function_call_output""#,
         r#""turn_detection":null"#,
         r#""turn_detection":{"type":"server_vad""#,
+        r#""turn_detection":{"type":"semantic_vad","eagerness":"low""#,
+        r#""reasoning":{"effort":"low"}"#,
+        r#""parallel_tool_calls":true"#,
+        r#""truncation":{"type":"retention_ratio","retention_ratio":0.8}"#,
+        r#""truncation":"auto""#,
+        r#""input":[{"type":"item_reference","id":"item_u1"}]"#,
         r#""output_modalities":["text"]"#,
         r#""output_modalities":["audio"]"#,
     ] {

@@ -15,6 +15,12 @@
 //! it (its `problems` are not empty) is answered `400` with an OpenAI-shaped
 //! error listing the problems, and does *not* use up a scripted reply.
 //!
+//! The API's rules for `gpt-transcribe` are checked as problems too (docs/openai-2027-models.md §4):
+//! repeated `keywords[]` / `languages[]` parts are collected in [`Upload::lists`]; a keyword with a line
+//! break, `<` or `>` fails the whole request (as the real API does); `languages[]` next to `language`,
+//! or either list sent to a model that does not take it, is refused; `gpt-transcribe` needs
+//! `response_format=json`.
+//!
 //! The stub never panics on its own threads: whatever is malformed becomes a
 //! problem on the upload. Only the test-facing calls (`wait_uploads`) panic.
 #![allow(dead_code)] // each test binary uses its own subset of the common code
@@ -55,6 +61,17 @@ impl Reply {
         let body = format!(
             r#"{{"text":{},"usage":{{"type":"tokens","input_tokens":1,"output_tokens":1,"total_tokens":2}}}}"#,
             serde_json::Value::from(t)
+        );
+        Reply { status: 200, body, retry_after: None, delay: Duration::ZERO }
+    }
+
+    /// `200` shaped like `gpt-transcribe`'s answer: detected `languages` and duration usage.
+    pub fn transcribed(t: &str, languages: &[&str]) -> Reply {
+        let langs: Vec<serde_json::Value> = languages.iter().map(|l| serde_json::json!({ "code": l })).collect();
+        let body = format!(
+            r#"{{"text":{},"languages":{},"usage":{{"type":"duration","seconds":1.2}}}}"#,
+            serde_json::Value::from(t),
+            serde_json::Value::from(langs)
         );
         Reply { status: 200, body, retry_after: None, delay: Duration::ZERO }
     }
@@ -117,8 +134,10 @@ pub struct Upload {
     /// mean a kept-alive connection was reused.
     pub connection: u64,
     pub authorization: Option<String>,
-    /// Every non-file part: `model`, `prompt`, `language`, `response_format`, ...
+    /// Every non-file part that appears once: `model`, `prompt`, `language`, `response_format`, ...
     pub fields: BTreeMap<String, String>,
+    /// Repeated array parts (`keywords[]`, `languages[]`), values in order, keyed without the `[]`.
+    pub lists: BTreeMap<String, Vec<String>>,
     pub file_name: Option<String>,
     pub file_content_type: Option<String>,
     /// Strict decode of the `file` part; `Err` says what is wrong.
@@ -607,6 +626,7 @@ fn inspect(request: &Request, connection: u64) -> Upload {
         connection,
         authorization: request.header("authorization").map(str::to_string),
         fields: BTreeMap::new(),
+        lists: BTreeMap::new(),
         file_name: None,
         file_content_type: None,
         wav: Err("no file part".into()),
@@ -703,7 +723,9 @@ fn inspect(request: &Request, connection: u64) -> Upload {
                     String::from_utf8_lossy(part.body).into_owned()
                 }
             };
-            if upload.fields.insert(part.name.clone(), value).is_some() {
+            if let Some(list) = part.name.strip_suffix("[]") {
+                upload.lists.entry(list.to_string()).or_default().push(value);
+            } else if upload.fields.insert(part.name.clone(), value).is_some() {
                 upload.problems.push(format!("field `{}` appears more than once", part.name));
             }
         }
@@ -715,7 +737,38 @@ fn inspect(request: &Request, connection: u64) -> Upload {
         Some(m) if !m.is_empty() => {}
         _ => upload.problems.push("no `model` field".into()),
     }
+    check_model_rules(&mut upload);
     upload
+}
+
+/// The per-model rules of `gpt-transcribe` / `gpt-live-transcribe` and the older models.
+fn check_model_rules(upload: &mut Upload) {
+    let model = upload.fields.get("model").cloned().unwrap_or_default();
+    let takes_lists = model == "gpt-transcribe" || model == "gpt-live-transcribe";
+    for list in upload.lists.keys() {
+        if !takes_lists {
+            upload.problems.push(format!("`{list}[]` is only supported by gpt-transcribe and gpt-live-transcribe"));
+        }
+        if list != "keywords" && list != "languages" {
+            upload.problems.push(format!("unknown array field `{list}[]`"));
+        }
+    }
+    for k in upload.lists.get("keywords").into_iter().flatten() {
+        if k.contains(['<', '>', '\r', '\n']) || k.trim().is_empty() {
+            upload.problems.push(format!("invalid keyword {k:?}: the whole request is rejected"));
+        }
+    }
+    for l in upload.lists.get("languages").into_iter().flatten() {
+        if l.len() != 2 || !l.bytes().all(|b| b.is_ascii_lowercase()) {
+            upload.problems.push(format!("`languages[]` value {l:?} is not an ISO-639-1 code"));
+        }
+    }
+    if upload.lists.contains_key("languages") && upload.fields.contains_key("language") {
+        upload.problems.push("`language` and `languages[]` must not be sent together".into());
+    }
+    if takes_lists && upload.fields.get("response_format").map(String::as_str) != Some("json") {
+        upload.problems.push(format!("{model} needs response_format=json"));
+    }
 }
 
 /// Splits `type/subtype; k=v; k="quoted"` into the value and its parameters (RFC 9110 5.6.6).

@@ -20,9 +20,15 @@ pub const PCM_RATE: u32 = 24_000;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum ClientEvent {
-    /// `session.update`: only the fields present are changed.
+    /// `session.update`: only the fields present are changed. `event_id` lets an `error` about the
+    /// update (a refused transcription model) be matched to it.
     #[serde(rename = "session.update")]
-    SessionUpdate { session: SessionParams },
+    SessionUpdate {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
+        /// Boxed: it is by far the largest event, and `ClientEvent`s travel in every `Output`.
+        session: Box<SessionParams>,
+    },
     /// `input_audio_buffer.append`: base64 PCM16 little-endian, 24 kHz mono.
     #[serde(rename = "input_audio_buffer.append")]
     InputAudioBufferAppend { audio: String },
@@ -133,6 +139,14 @@ pub struct SessionParams {
     pub tools: Option<Vec<FunctionTool>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<String>,
+    /// 2.x models only: a reasoning field sent to an older model gets the whole update refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Reasoning>,
+    /// 2.x models only ("only supported by reasoning Realtime models").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<Truncation>,
 }
 
 impl SessionParams {
@@ -145,6 +159,42 @@ impl SessionParams {
             audio: None,
             tools: None,
             tool_choice: None,
+            reasoning: None,
+            parallel_tool_calls: None,
+            truncation: None,
+        }
+    }
+}
+
+/// `session.reasoning` / `response.reasoning`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reasoning {
+    /// `minimal`, `low`, `medium`, `high` or `xhigh`.
+    pub effort: String,
+}
+
+/// `session.truncation`: what the server drops when the context overflows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Truncation {
+    /// `"auto"` (the server's default) or `"disabled"`.
+    Mode(&'static str),
+    /// `{"type":"retention_ratio","retention_ratio":r}`: keep this fraction of the conversation, so the
+    /// next turns reuse the cached prefix instead of re-truncating every turn.
+    RetentionRatio {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        retention_ratio: f64,
+    },
+}
+
+impl Truncation {
+    /// `retention_ratio` in (0, 1], else `"auto"`.
+    pub fn from_ratio(ratio: f64) -> Truncation {
+        if ratio > 0.0 && ratio <= 1.0 {
+            Truncation::RetentionRatio { kind: "retention_ratio", retention_ratio: ratio }
+        } else {
+            Truncation::Mode("auto")
         }
     }
 }
@@ -223,6 +273,8 @@ pub enum TurnDetection {
         create_response: bool,
         interrupt_response: bool,
     },
+    /// The model judges when the user has finished; `eagerness` `low|medium|high|auto`.
+    SemanticVad { eagerness: String, create_response: bool, interrupt_response: bool },
 }
 
 impl TurnDetection {
@@ -235,6 +287,11 @@ impl TurnDetection {
             create_response: true,
             interrupt_response: true,
         }
+    }
+
+    /// Semantic VAD with this eagerness; it creates and interrupts responses itself.
+    pub fn semantic_vad(eagerness: &str) -> Self {
+        TurnDetection::SemanticVad { eagerness: eagerness.to_owned(), create_response: true, interrupt_response: true }
     }
 }
 
@@ -279,6 +336,16 @@ pub struct ResponseParams {
     /// `"auto"`, `"none"` or `"required"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<String>,
+    /// The context of an out-of-band response (instead of the default conversation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<InputRef>>,
+}
+
+/// An entry of `response.input`: an item already in the conversation, by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InputRef {
+    ItemReference { id: String },
 }
 
 /// An item for `conversation.item.create`.

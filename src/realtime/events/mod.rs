@@ -8,7 +8,8 @@ pub mod client;
 pub mod server;
 
 pub use client::{
-    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, ContentPart, FunctionTool, Item, Modality,
-    ResponseParams, Role, SessionKind, SessionParams, ToolKind, Transcription, TurnDetection,
+    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, ContentPart, FunctionTool, InputRef, Item,
+    Modality, Reasoning, ResponseParams, Role, SessionKind, SessionParams, ToolKind, Transcription, Truncation,
+    TurnDetection,
 };
 pub use server::{ParseError, ServerEvent};

@@ -74,6 +74,7 @@ pub enum ServerEvent {
     ConversationItemCreated(ConversationItemEvent),
     ConversationItemTruncated(ItemTruncated),
     InputAudioTranscriptionCompleted(InputTranscription),
+    InputAudioTranscriptionFailed(InputTranscriptionFailed),
     RateLimitsUpdated(RateLimits),
     /// Any other `type`; kept so the caller can log it.
     Unknown {
@@ -120,6 +121,9 @@ impl ServerEvent {
             "conversation.item.input_audio_transcription.completed" => {
                 ServerEvent::InputAudioTranscriptionCompleted(de(v, t)?)
             }
+            "conversation.item.input_audio_transcription.failed" => {
+                ServerEvent::InputAudioTranscriptionFailed(de(v, t)?)
+            }
             "rate_limits.updated" => ServerEvent::RateLimitsUpdated(de(v, t)?),
             _ => ServerEvent::Unknown { type_ },
         })
@@ -151,6 +155,7 @@ impl ServerEvent {
             ServerEvent::ConversationItemCreated(_) => "conversation.item.created",
             ServerEvent::ConversationItemTruncated(_) => "conversation.item.truncated",
             ServerEvent::InputAudioTranscriptionCompleted(_) => "conversation.item.input_audio_transcription.completed",
+            ServerEvent::InputAudioTranscriptionFailed(_) => "conversation.item.input_audio_transcription.failed",
             ServerEvent::RateLimitsUpdated(_) => "rate_limits.updated",
             ServerEvent::Unknown { type_ } => type_,
         }
@@ -177,6 +182,14 @@ fn lenient_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    })
+}
+
+/// An object, or empty for anything else.
+fn lenient_object<'de, D: Deserializer<'de>>(d: D) -> Result<serde_json::Map<String, Value>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
     })
 }
 
@@ -239,6 +252,23 @@ pub struct ResponseInfo {
     pub status_details: Option<StatusDetails>,
     #[serde(deserialize_with = "nullable")]
     pub output: Vec<Item>,
+    /// The client's `metadata` of `response.create`, echoed (out-of-band responses are tagged with it).
+    /// Read leniently: a malformed `metadata` must not cost the frame (a lost `response.done` holds the
+    /// floor until the stall watchdog).
+    #[serde(deserialize_with = "lenient_object")]
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+impl ResponseInfo {
+    /// A string value of `metadata`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+
+    /// The first text of the response's output (an out-of-band text response's answer).
+    pub fn first_text(&self) -> Option<&str> {
+        self.output.iter().find_map(Item::first_text)
+    }
 }
 
 /// `response.status_details` (null when completed).
@@ -276,6 +306,9 @@ pub struct Item {
     pub output: String,
     #[serde(deserialize_with = "nullable")]
     pub content: Vec<ItemContent>,
+    /// 2.x assistant messages: `commentary` (a preamble before tool calls) or `final_answer`. Not in
+    /// OpenAI's spec yet (documented by Azure), so optional and never required.
+    pub phase: Option<String>,
 }
 
 impl Item {
@@ -454,6 +487,27 @@ pub struct InputTranscription {
     pub content_index: u64,
     #[serde(deserialize_with = "nullable")]
     pub transcript: String,
+    /// `gpt-transcribe` only: `[{"code":"en"}]`, possibly empty.
+    #[serde(deserialize_with = "nullable")]
+    pub languages: Vec<Language>,
+}
+
+/// One entry of `languages`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct Language {
+    #[serde(deserialize_with = "nullable")]
+    pub code: String,
+}
+
+/// `conversation.item.input_audio_transcription.failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct InputTranscriptionFailed {
+    #[serde(deserialize_with = "nullable")]
+    pub item_id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub error: ErrorInfo,
 }
 
 /// `rate_limits.updated`.
@@ -501,6 +555,7 @@ pub(crate) const TYPED_NAMES: &[&str] = &[
     "conversation.item.created",
     "conversation.item.truncated",
     "conversation.item.input_audio_transcription.completed",
+    "conversation.item.input_audio_transcription.failed",
     "rate_limits.updated",
 ];
 
@@ -555,6 +610,31 @@ mod tests {
         assert_eq!(r.output.len(), 2);
         assert_eq!(r.output[0].call_id, "call_1");
         assert_eq!(r.output[1].first_text(), None);
+    }
+
+    #[test]
+    fn phases_metadata_and_languages_are_read() {
+        let ev = ok(r#"{"type":"response.output_item.added","response_id":"r","output_index":0,
+            "item":{"id":"i1","type":"message","role":"assistant","phase":"commentary","content":[]}}"#);
+        let ServerEvent::OutputItemAdded(o) = ev else { panic!() };
+        assert_eq!(o.item.phase.as_deref(), Some("commentary"));
+        let ev = ok(r#"{"type":"response.done","response":{"id":"r","status":"completed","conversation_id":null,
+            "metadata":{"ptt":"transcribe","item_id":"item_7"},"output":[{"type":"message","role":"assistant",
+            "content":[{"type":"output_text","text":"hello there"}]}]}}"#);
+        let ServerEvent::ResponseDone(r) = ev else { panic!() };
+        assert_eq!(
+            (r.tag("ptt"), r.tag("item_id"), r.first_text()),
+            (Some("transcribe"), Some("item_7"), Some("hello there"))
+        );
+        let ev =
+            ok(r#"{"type":"conversation.item.input_audio_transcription.completed","item_id":"i","content_index":0,
+            "transcript":"hi","languages":[{"code":"en"}],"usage":{"type":"duration","seconds":1.5}}"#);
+        let ServerEvent::InputAudioTranscriptionCompleted(t) = ev else { panic!() };
+        assert_eq!(t.languages, [Language { code: "en".into() }]);
+        let ev = ok(r#"{"type":"conversation.item.input_audio_transcription.failed","item_id":"i","content_index":0,
+            "error":{"type":"invalid_request_error","code":"model_not_found","message":"no such model","param":null}}"#);
+        let ServerEvent::InputAudioTranscriptionFailed(f) = ev else { panic!() };
+        assert_eq!((f.item_id.as_str(), f.error.code.as_deref()), ("i", Some("model_not_found")));
     }
 
     #[test]

@@ -4,10 +4,16 @@
 //! file), the table changes whenever a task starts, progresses or ends. Refreshing it sends an
 //! instructions-only `session.update` (only present fields change), so the voice and turn settings are never
 //! re-sent mid-session (the API refuses a voice change after the first audio output).
+//!
+//! Why the 2.x fields depend on the model: `reasoning` and `parallel_tool_calls` exist only for the
+//! reasoning models (`gpt-realtime-2`, `-2.1`, `-2.1-mini`); sent to `gpt-realtime`, the server refuses the
+//! whole update and ends the session. [`crate::models::takes_reasoning`] decides. `temperature` is never
+//! sent (the GA API removed it). `truncation` is the retention-ratio form, so a long session drops a
+//! slice of old turns at once and keeps its cached prefix for the turns after.
 
 use crate::realtime::events::{
-    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, FunctionTool, Modality, SessionParams,
-    Transcription, TurnDetection,
+    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, FunctionTool, Modality, Reasoning, SessionParams,
+    Transcription, Truncation, TurnDetection,
 };
 use std::time::Duration;
 
@@ -18,6 +24,16 @@ pub enum Turn {
     Vad,
     /// Push-to-talk: `turn_detection: null`; key release commits and asks for a response.
     Ptt,
+    /// Semantic VAD (`low`, `medium`, `high` or `auto` eagerness): like `Vad`, but the model judges
+    /// when the user has finished.
+    SemanticVad { eagerness: &'static str },
+}
+
+impl Turn {
+    /// The server detects turns and answers them by itself.
+    pub fn is_vad(self) -> bool {
+        matches!(self, Turn::Vad | Turn::SemanticVad { .. })
+    }
 }
 
 /// Input to [`Session::new`](super::Session::new).
@@ -41,21 +57,30 @@ pub struct SessionConfig {
     pub table_debounce: Duration,
     /// Turns kept for the reconnect summary.
     pub transcript_turns: usize,
+    /// `session.reasoning.effort`, sent only when the model takes it.
+    pub reasoning_effort: String,
+    /// `parallel_tool_calls`, sent only when the model takes it.
+    pub parallel_tool_calls: bool,
+    /// `truncation`: a retention ratio in (0, 1], or 0 for `"auto"`.
+    pub retention_ratio: f64,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            model: "gpt-realtime".into(),
+            model: crate::models::DEFAULT_LIVE_MODEL.into(),
             instructions: DEFAULT_INSTRUCTIONS.into(),
             voice: "marin".into(),
             text_mode: false,
             turn: Turn::Vad,
             tools: crate::realtime::tools::all(),
-            transcription_model: Some("gpt-4o-mini-transcribe".into()),
+            transcription_model: Some(crate::models::DEFAULT_TRANSCRIBE_MODEL.into()),
             renew_margin: Duration::from_secs(5 * 60),
             table_debounce: Duration::from_secs(2),
             transcript_turns: 16,
+            reasoning_effort: "low".into(),
+            parallel_tool_calls: true,
+            retention_ratio: 0.8,
         }
     }
 }
@@ -80,14 +105,16 @@ impl SessionConfig {
         }
     }
 
-    /// The full `session.update` sent once per connection, after `session.created`.
-    pub fn session_update(&self, task_table: &str) -> ClientEvent {
+    /// The full `session.update` sent once per connection, after `session.created`. `transcribe` is
+    /// false once the server refused the transcription model (the update is then sent again without it).
+    pub fn session_update(&self, task_table: &str, transcribe: bool, event_id: Option<String>) -> ClientEvent {
         let modality = if self.text_mode { Modality::Text } else { Modality::Audio };
         let turn_detection = match self.turn {
             Turn::Vad => Some(TurnDetection::server_vad()),
+            Turn::SemanticVad { eagerness } => Some(TurnDetection::semantic_vad(eagerness)),
             Turn::Ptt => None,
         };
-        let transcription = if self.text_mode {
+        let transcription = if self.text_mode || !transcribe {
             None
         } else {
             self.transcription_model.as_ref().map(|model| Transcription { model: model.clone(), language: None })
@@ -107,14 +134,24 @@ impl SessionConfig {
         });
         session.tools = Some(self.tools.clone());
         session.tool_choice = Some("auto".into());
-        ClientEvent::SessionUpdate { session }
+        if crate::models::takes_reasoning(&self.model) {
+            session.reasoning = Some(Reasoning { effort: self.reasoning_effort.clone() });
+            session.parallel_tool_calls = Some(self.parallel_tool_calls);
+        }
+        session.truncation = Some(Truncation::from_ratio(self.retention_ratio));
+        ClientEvent::SessionUpdate { event_id, session: Box::new(session) }
+    }
+
+    /// Whether user turns are transcribed by the session (voice mode with a transcription model).
+    pub fn transcribes(&self) -> bool {
+        !self.text_mode && self.transcription_model.is_some()
     }
 
     /// The instructions-only `session.update` that refreshes the task table.
     pub fn instructions_update(&self, task_table: &str) -> ClientEvent {
         let mut session = SessionParams::empty();
         session.instructions = Some(self.instructions_with(task_table));
-        ClientEvent::SessionUpdate { session }
+        ClientEvent::SessionUpdate { event_id: None, session: Box::new(session) }
     }
 }
 
@@ -130,7 +167,7 @@ mod tests {
     #[test]
     fn full_update_is_ga_shaped() {
         let cfg = SessionConfig::default();
-        let j = v(&cfg.session_update("t1 auth refactor running"));
+        let j = v(&cfg.session_update("t1 auth refactor running", true, Some("ptt_su_1".into())));
         let s = &j["session"];
         assert_eq!(j["type"], "session.update");
         assert_eq!(s["type"], "realtime");
@@ -139,7 +176,11 @@ mod tests {
         assert_eq!(s["audio"]["output"]["format"], json!({"type":"audio/pcm","rate":24000}));
         assert_eq!(s["audio"]["output"]["voice"], "marin");
         assert_eq!(s["audio"]["input"]["turn_detection"]["type"], "server_vad");
-        assert_eq!(s["audio"]["input"]["transcription"]["model"], "gpt-4o-mini-transcribe");
+        assert_eq!(s["audio"]["input"]["transcription"]["model"], "gpt-transcribe");
+        assert_eq!(j["event_id"], "ptt_su_1");
+        assert_eq!(s["reasoning"], json!({"effort": "low"}));
+        assert_eq!(s["parallel_tool_calls"], true);
+        assert_eq!(s["truncation"], json!({"type": "retention_ratio", "retention_ratio": 0.8}));
         assert_eq!(s["tools"].as_array().map(Vec::len), Some(5));
         assert!(s["instructions"].as_str().unwrap().ends_with("t1 auth refactor running"));
         assert!(s.get("model").is_none());
@@ -159,13 +200,47 @@ mod tests {
     #[test]
     fn ptt_text_mode_update() {
         let cfg = SessionConfig { text_mode: true, turn: Turn::Ptt, ..SessionConfig::default() };
-        let j = v(&cfg.session_update(""));
+        let j = v(&cfg.session_update("", true, None));
         let s = &j["session"];
+        assert!(j.get("event_id").is_none());
         assert_eq!(s["output_modalities"], json!(["text"]));
+        assert!(s["audio"]["input"].get("transcription").is_none(), "text mode transcribes nothing");
         assert_eq!(s["audio"]["input"]["turn_detection"], Value::Null);
         assert!(s["audio"]["input"].get("turn_detection").is_some());
         assert!(s["audio"].get("output").is_none());
         assert_eq!(s["instructions"], cfg.instructions);
+    }
+
+    #[test]
+    fn old_models_get_no_reasoning_fields_and_zero_ratio_is_auto() {
+        let cfg = SessionConfig {
+            model: "gpt-realtime".into(),
+            retention_ratio: 0.0,
+            parallel_tool_calls: false,
+            ..SessionConfig::default()
+        };
+        let j = v(&cfg.session_update("", true, None));
+        let s = &j["session"];
+        assert!(s.get("reasoning").is_none() && s.get("parallel_tool_calls").is_none(), "{s}");
+        assert_eq!(s["truncation"], "auto");
+        let cfg = SessionConfig { parallel_tool_calls: false, reasoning_effort: "xhigh".into(), ..cfg };
+        let cfg = SessionConfig { model: "gpt-realtime-2.1-mini".into(), ..cfg };
+        let s = v(&cfg.session_update("", true, None))["session"].clone();
+        assert_eq!(
+            (s["reasoning"]["effort"].as_str(), s["parallel_tool_calls"].as_bool()),
+            (Some("xhigh"), Some(false))
+        );
+    }
+
+    #[test]
+    fn semantic_vad_and_refused_transcription() {
+        let cfg = SessionConfig { turn: Turn::SemanticVad { eagerness: "high" }, ..SessionConfig::default() };
+        let s = v(&cfg.session_update("", false, None))["session"].clone();
+        assert_eq!(
+            s["audio"]["input"]["turn_detection"],
+            json!({"type":"semantic_vad","eagerness":"high","create_response":true,"interrupt_response":true})
+        );
+        assert!(s["audio"]["input"].get("transcription").is_none(), "transcription left out once refused");
     }
 
     #[test]

@@ -22,9 +22,20 @@
 //! - Benign errors never tear the session down; fatal ones stop it ([`Output::Fatal`]); `session_expired`
 //!   is handled as a close ([`Output::Reconnect`]).
 //! - Client events are produced only while connected and after `session.created`.
+//! - One response may hold several output items (2.x models): a preamble message (`phase: commentary`),
+//!   N function calls, a final message. Each call is dispatched once and answered with its own
+//!   `function_call_output`; the single `response.create` waits for that response's `response.done`
+//!   and for every call of it to be answered.
+//! - Barge-in truncates the item the user was hearing (the player says which, and how far into it), not
+//!   the last item received: audio of one response can belong to several items.
+//! - A refused input-transcription model (an `error` about the transcription settings, or a
+//!   transcription `failed` naming the model) never ends the session: the full `session.update` is sent
+//!   again without transcription, and each later user turn is transcribed by an out-of-band text
+//!   response instead (`fallback.rs`), so the ring keeps the user's turns.
 
 mod calls;
 mod config;
+mod fallback;
 mod notify;
 mod recent;
 pub(crate) mod responses;
@@ -38,8 +49,11 @@ pub use transcript::Speaker;
 use crate::realtime::events::server::{ErrorInfo, Item as ServerItem, SessionInfo};
 use crate::realtime::events::{ClientEvent, ServerEvent};
 use calls::{Answer, Calls};
+use fallback::Fallback;
 use notify::Notifications;
+use recent::RecentSet;
 use responses::{Echo, Finished, Purpose, Responses};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use transcript::Transcript;
 
@@ -64,8 +78,9 @@ pub enum Output {
     NotificationDropped { id: String, reason: String },
     /// Streaming assistant text (text mode output or the audio transcript).
     AssistantDelta { item_id: String, delta: String },
-    /// The assistant's final text for one item.
-    AssistantText { item_id: String, text: String },
+    /// The assistant's final text for one item. `phase` is `commentary` for a 2.x preamble (said before
+    /// the tool calls of the same response), `final_answer` or absent otherwise.
+    AssistantText { item_id: String, text: String, phase: Option<String> },
     /// What the user said (input transcription), when it arrives.
     UserTranscript { item_id: String, text: String },
     /// Assistant audio to play: PCM16 24 kHz mono.
@@ -79,6 +94,9 @@ pub enum Output {
     Reconnect { reason: String },
     /// Do not retry: report in status, doctor and the journal.
     Fatal { code: String, message: String },
+    /// The server refused the input-transcription model: the session goes on without it, and user turns
+    /// are transcribed out of band. Report it in status and the journal.
+    TranscriptionRefused { model: String, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +124,18 @@ pub struct Session {
     /// Until then, the server is expected to answer the user's VAD turn by itself.
     turn_settle_until: Option<Instant>,
     audio_playing: bool,
-    /// The assistant audio item last received (what a truncate applies to).
+    /// The assistant audio item last received (whether there is anything to stop).
     audio_item: Option<String>,
+    /// Assistant items of this connection that carried audio (what a truncate may name).
+    audio_items: RecentSet,
+    /// `phase` of recent assistant message items, from `response.output_item.added`.
+    phases: VecDeque<(String, String)>,
+    /// The server refused the transcription model: transcribe out of band for the rest of this session.
+    transcription_refused: bool,
+    fallback: Fallback,
+    /// `event_id` of the last full `session.update`, and a counter for the next one.
+    update_id: Option<String>,
+    update_seq: u64,
     responses: Responses,
     calls: Calls,
     notes: Notifications,
@@ -134,6 +162,12 @@ impl Session {
             turn_settle_until: None,
             audio_playing: false,
             audio_item: None,
+            audio_items: RecentSet::new(64),
+            phases: VecDeque::new(),
+            transcription_refused: false,
+            fallback: Fallback::default(),
+            update_id: None,
+            update_seq: 0,
             responses: Responses::default(),
             calls: Calls::default(),
             notes: Notifications::default(),
@@ -189,6 +223,10 @@ impl Session {
         self.user_speaking = false;
         self.turn_settle_until = None;
         self.audio_item = None;
+        self.audio_items = RecentSet::new(64);
+        self.phases.clear();
+        self.fallback.close();
+        self.update_id = None;
         self.session_id = None;
         self.expires_at = None;
         self.table_dirty = false;
@@ -220,12 +258,47 @@ impl Session {
         log::info!("realtime session {} created", info.id);
         self.session_id = Some(info.id);
         self.expires_at = info.expires_at.and_then(|e| self.place_expiry(e));
-        out.push(Output::Send(self.cfg.session_update(&self.task_table)));
+        out.push(Output::Send(self.full_update()));
         self.table_dirty = false;
         self.table_sent_at = Some(now);
         if let Some(summary) = self.ring.summary() {
             out.push(Output::Send(ClientEvent::system_text(&summary)));
         }
+    }
+
+    /// The full `session.update` (transcription left out once refused), with a fresh `event_id`.
+    fn full_update(&mut self) -> ClientEvent {
+        self.update_seq += 1;
+        let id = format!("ptt_su_{}", self.update_seq);
+        self.update_id = Some(id.clone());
+        self.cfg.session_update(&self.task_table, !self.transcription_refused, Some(id))
+    }
+
+    /// Whether an `error` is the server refusing our transcription settings (not the session's model).
+    fn refuses_transcription(&self, e: &ErrorInfo) -> bool {
+        if !self.cfg.transcribes() || self.transcription_refused {
+            return false;
+        }
+        let about_update = match (&e.event_id, &self.update_id) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        let param = e.param.as_deref().unwrap_or("").to_ascii_lowercase();
+        let message = e.message.to_ascii_lowercase();
+        about_update && (param.contains("transcription") || message.contains("transcription"))
+    }
+
+    /// Turns input transcription off for this session and re-sends the whole update without it.
+    fn transcription_refused(&mut self, message: String, out: &mut Vec<Output>) {
+        let model = self.cfg.transcription_model.clone().unwrap_or_default();
+        log::warn!(
+            "the server refused input transcription with {model}: {message}; user turns are transcribed \
+             out of band instead"
+        );
+        self.transcription_refused = true;
+        out.push(Output::Send(self.full_update()));
+        out.push(Output::TranscriptionRefused { model, message });
     }
 
     fn place_expiry(&self, expires_unix: i64) -> Option<Instant> {
@@ -245,18 +318,46 @@ impl Session {
                 }
             }
             ServerEvent::Error(e) => self.on_error(e, now, out),
+            ServerEvent::ResponseCreated(r) if r.tag(fallback::TAG_KEY) == Some(fallback::TAG_VALUE) => {
+                self.fallback.started(&r.id, r.tag(fallback::ITEM_KEY).unwrap_or(""));
+            }
             ServerEvent::ResponseCreated(r) => {
                 self.turn_settle_until = None;
                 self.responses.on_created(&r.id, now);
+            }
+            ServerEvent::ResponseDone(r) if self.fallback.owns(&r.id) => {
+                let item = self.fallback.finished(&r.id).unwrap_or_default();
+                match r.first_text().map(str::trim).filter(|t| !t.is_empty()) {
+                    Some(text) => {
+                        self.ring.push(Speaker::User, text);
+                        out.push(Output::UserTranscript { item_id: item, text: text.to_owned() });
+                    }
+                    None => log::debug!("out-of-band transcription of {item} ended {} with no text", r.status),
+                }
             }
             ServerEvent::ResponseDone(r) => {
                 let said_something = !r.output.is_empty();
                 let fin = self.responses.on_done(&r.id, &r.status, said_something, now);
                 self.finish(fin, out);
             }
-            ServerEvent::OutputItemAdded(_) | ServerEvent::OutputItemDone(_) => {
+            ServerEvent::OutputItemAdded(o) | ServerEvent::OutputItemDone(o) => {
+                if self.fallback.owns(&o.response_id) {
+                    return;
+                }
                 // Calls are dispatched from arguments.done only; these describe the same call again.
                 self.responses.touch(now);
+                let is_message = o.item.type_ == "message" && !o.item.id.is_empty();
+                if let Some(phase) = o.item.phase.filter(|_| is_message)
+                    && !self.phases.iter().any(|(id, _)| *id == o.item.id)
+                {
+                    if self.phases.len() == 32 {
+                        self.phases.pop_front();
+                    }
+                    self.phases.push_back((o.item.id, phase));
+                }
+            }
+            ServerEvent::FunctionCallArgumentsDone(c) if self.fallback.owns(&c.response_id) => {
+                log::warn!("out-of-band transcription {} asked for a tool; ignored", c.response_id);
             }
             ServerEvent::FunctionCallArgumentsDone(c) => {
                 self.responses.touch(now);
@@ -268,6 +369,9 @@ impl Session {
                     log::debug!("call {} already dispatched", c.call_id);
                 }
             }
+            ServerEvent::OutputTextDelta(d) | ServerEvent::OutputAudioTranscriptDelta(d)
+                if self.fallback.owns(&d.response_id) => {}
+            ServerEvent::OutputTextDone(d) if self.fallback.owns(&d.response_id) => {}
             ServerEvent::OutputTextDelta(d) | ServerEvent::OutputAudioTranscriptDelta(d) => {
                 self.responses.touch(now);
                 out.push(Output::AssistantDelta { item_id: d.item_id, delta: d.delta });
@@ -279,6 +383,7 @@ impl Session {
                 match a.decode_pcm() {
                     Ok(pcm) => {
                         self.audio_item = Some(a.item_id.clone());
+                        self.audio_items.insert(&a.item_id);
                         out.push(Output::Audio { item_id: a.item_id, pcm });
                     }
                     Err(e) => log::warn!("undecodable audio delta dropped: {e}"),
@@ -293,7 +398,7 @@ impl Session {
             }
             ServerEvent::SpeechStopped(_) => {
                 self.user_speaking = false;
-                if self.cfg.turn == Turn::Vad {
+                if self.cfg.turn.is_vad() {
                     self.turn_settle_until = now.checked_add(VAD_SETTLE);
                 }
             }
@@ -301,9 +406,12 @@ impl Session {
                 self.user_speaking = false;
                 self.turn_settle_until = None;
             }
-            ServerEvent::InputAudioBufferCommitted(_) => {
+            ServerEvent::InputAudioBufferCommitted(c) => {
                 self.user_speaking = false;
                 self.responses.on_echo(&Echo::Commit);
+                if self.transcription_refused && self.cfg.transcribes() && !c.item_id.is_empty() {
+                    out.push(Output::Send(self.fallback.request(&c.item_id)));
+                }
             }
             ServerEvent::ConversationItemAdded(e)
             | ServerEvent::ConversationItemCreated(e)
@@ -321,6 +429,22 @@ impl Session {
                 self.ring.push(Speaker::User, &t.transcript);
                 out.push(Output::UserTranscript { item_id: t.item_id, text: t.transcript });
             }
+            ServerEvent::InputAudioTranscriptionFailed(f) => {
+                let code = f.error.code.as_deref().unwrap_or("");
+                let message = f.error.message.to_ascii_lowercase();
+                let model_refused = ["model_not_found", "invalid_model", "unsupported_model", "model_not_supported"]
+                    .contains(&code)
+                    || (message.contains("model")
+                        && (message.contains("not supported") || message.contains("does not exist")));
+                if model_refused && self.cfg.transcribes() && !self.transcription_refused {
+                    self.transcription_refused(format!("{code}: {}", f.error.message), out);
+                    if !f.item_id.is_empty() {
+                        out.push(Output::Send(self.fallback.request(&f.item_id)));
+                    }
+                } else {
+                    log::info!("transcription of {} failed: {code} {}", f.item_id, f.error.message);
+                }
+            }
             ServerEvent::RateLimitsUpdated(_) => {}
             ServerEvent::Unknown { type_ } => log::debug!("unhandled server event {type_}"),
         }
@@ -329,11 +453,20 @@ impl Session {
     fn assistant_text(&mut self, item_id: String, text: String, now: Instant, out: &mut Vec<Output>) {
         self.responses.touch(now);
         self.ring.push(Speaker::Assistant, &text);
-        out.push(Output::AssistantText { item_id, text });
+        let phase = self.phases.iter().find(|(id, _)| *id == item_id).map(|(_, p)| p.clone());
+        out.push(Output::AssistantText { item_id, text, phase });
     }
 
     fn on_error(&mut self, e: ErrorInfo, now: Instant, out: &mut Vec<Output>) {
         let code = e.code.clone().unwrap_or_default();
+        if self.link == Link::Ready && self.refuses_transcription(&e) {
+            self.transcription_refused(format!("{code}: {}", e.message), out);
+            return;
+        }
+        if e.event_id.as_deref().is_some_and(Fallback::is_request) {
+            log::warn!("out-of-band transcription refused: {code} {}", e.message);
+            return;
+        }
         match code.as_str() {
             "conversation_already_has_active_response" => {
                 log::info!("server already has an active response; will ask again after it");
@@ -399,20 +532,26 @@ impl Session {
         self.step(now, Vec::new())
     }
 
-    /// Playback was stopped for a barge-in after `played_ms` of the current item: cancel the response if
-    /// one is active and truncate what the user never heard.
-    pub fn barge_in(&mut self, played_ms: Option<u64>, now: Instant) -> Vec<Output> {
+    /// Playback was stopped for a barge-in. `heard` is the item the user was hearing and how many
+    /// milliseconds of it were played (from that item's own start): cancel the response if one is active
+    /// and truncate that item there, so the server forgets what the user never heard.
+    pub fn barge_in(&mut self, heard: Option<(String, u64)>, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         if self.link == Link::Ready {
             if self.responses.is_active() {
                 out.push(Output::Send(ClientEvent::ResponseCancel { response_id: None }));
             }
-            if let (Some(item_id), Some(ms)) = (self.audio_item.take(), played_ms) {
-                out.push(Output::Send(ClientEvent::ConversationItemTruncate {
-                    item_id,
-                    content_index: 0,
-                    audio_end_ms: ms,
-                }));
+            match heard {
+                // Only an item of this connection: a truncate naming an unknown item is an error.
+                Some((item_id, ms)) if self.audio_items.contains(&item_id) => {
+                    out.push(Output::Send(ClientEvent::ConversationItemTruncate {
+                        item_id,
+                        content_index: 0,
+                        audio_end_ms: ms,
+                    }));
+                }
+                Some((item_id, _)) => log::debug!("not truncating {item_id}: not an audio item of this session"),
+                None => {}
             }
         }
         self.audio_item = None;
@@ -633,6 +772,11 @@ impl Session {
 
     pub fn task_table(&self) -> &str {
         &self.task_table
+    }
+
+    /// The server refused the input-transcription model; user turns are transcribed out of band.
+    pub fn transcription_refused_by_server(&self) -> bool {
+        self.transcription_refused
     }
 }
 

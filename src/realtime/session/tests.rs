@@ -690,7 +690,7 @@ fn text_mode_round_trip() {
     let out = s.on_server_event(ev(json!({"type":"response.output_text.delta","item_id":"a","delta":"No"})), t);
     assert_eq!(out, [Output::AssistantDelta { item_id: "a".into(), delta: "No".into() }]);
     let out = s.on_server_event(ev(json!({"type":"response.output_text.done","item_id":"a","text":"No tasks."})), t);
-    assert_eq!(out, [Output::AssistantText { item_id: "a".into(), text: "No tasks.".into() }]);
+    assert_eq!(out, [Output::AssistantText { item_id: "a".into(), text: "No tasks.".into(), phase: None }]);
     // A second line while the answer runs waits for it.
     assert_eq!(creates(&s.send_user_text("thanks", t)), 0);
     assert_eq!(creates(&s.on_server_event(resp_done("r1", "completed"), t)), 1);
@@ -709,7 +709,7 @@ fn barge_in_stops_playback_cancels_and_truncates() {
     s.set_audio_playing(true, t);
     let out = s.on_server_event(simple("input_audio_buffer.speech_started"), t);
     assert_eq!(out, [Output::StopPlayback]);
-    let out = s.barge_in(Some(640), t);
+    let out = s.barge_in(Some(("a1".into(), 640)), t);
     assert_eq!(
         sends(&out),
         [
@@ -717,8 +717,8 @@ fn barge_in_stops_playback_cancels_and_truncates() {
             &ClientEvent::ConversationItemTruncate { item_id: "a1".into(), content_index: 0, audio_end_ms: 640 }
         ]
     );
-    // Nothing left to truncate; the cancelled response ends normally.
-    assert!(sends(&s.barge_in(Some(700), t)).len() == 1);
+    // An item this connection never played is not truncated; the cancelled response ends normally.
+    assert!(sends(&s.barge_in(Some(("zz".into(), 700)), t)).len() == 1);
     s.on_server_event(resp_done("r1", "cancelled"), t);
     assert!(!s.response_active());
     // A key press during playback also asks to stop it.
@@ -780,4 +780,196 @@ fn unknown_events_change_nothing() {
         assert!(s.on_server_event(simple(ty), t).is_empty());
     }
     assert!(s.floor_free(t));
+}
+
+// ---- 2.x models: several items per response, refused transcription ----
+
+fn item_added(response_id: &str, item: Value) -> ServerEvent {
+    ev(json!({"type":"response.output_item.added","response_id":response_id,"output_index":0,"item":item}))
+}
+
+fn args_done_in(response_id: &str, call_id: &str, name: &str) -> ServerEvent {
+    ev(json!({"type":"response.function_call_arguments.done","response_id":response_id,"item_id":call_id,
+        "output_index":1,"call_id":call_id,"name":name,"arguments":"{}"}))
+}
+
+#[test]
+fn preamble_two_calls_and_a_final_message_get_one_response_create() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    // The preamble, spoken before the calls.
+    s.on_server_event(
+        item_added("r1", json!({"id":"m1","type":"message","role":"assistant","phase":"commentary","content":[]})),
+        t,
+    );
+    let out = s.on_server_event(
+        ev(json!({"type":"response.output_audio_transcript.done","response_id":"r1","item_id":"m1",
+            "transcript":"Let me check both."})),
+        t,
+    );
+    assert_eq!(
+        out,
+        [Output::AssistantText {
+            item_id: "m1".into(),
+            text: "Let me check both.".into(),
+            phase: Some("commentary".into())
+        }]
+    );
+    // Two calls, each dispatched once (the item.done describing them again dispatches nothing).
+    let mut calls = dispatched(&s.on_server_event(args_done_in("r1", "c1", "list_tasks"), t));
+    calls.extend(dispatched(&s.on_server_event(args_done_in("r1", "c2", "get_task_result"), t)));
+    assert_eq!(calls, ["c1", "c2"]);
+    assert!(dispatched(&s.on_server_event(item_done_call("c1"), t)).is_empty());
+    assert!(dispatched(&s.on_server_event(args_done_in("r1", "c2", "get_task_result"), t)).is_empty());
+    // Each answered with its own output; no response.create while the response is active.
+    let out = s.on_tool_result("c1", r#"{"tasks":[]}"#, t);
+    assert_eq!((sends(&out).len(), creates(&out)), (1, 0));
+    // The final message of the same response.
+    s.on_server_event(
+        item_added("r1", json!({"id":"m2","type":"message","role":"assistant","phase":"final_answer","content":[]})),
+        t,
+    );
+    let out = s.on_server_event(
+        ev(json!({"type":"response.output_audio_transcript.done","response_id":"r1","item_id":"m2","transcript":"One moment."})),
+        t,
+    );
+    assert!(matches!(&out[..], [Output::AssistantText { phase: Some(p), .. }] if p == "final_answer"));
+    // response.done while c2 is still unanswered: still no create.
+    assert_eq!(creates(&s.on_server_event(resp_done("r1", "completed"), t)), 0);
+    // The last answer brings exactly one.
+    let out = s.on_tool_result("c2", r#"{"status":"ok"}"#, t);
+    assert_eq!(creates(&out), 1);
+    let fco: Vec<_> = sends(&out)
+        .into_iter()
+        .filter(|e| matches!(e, ClientEvent::ConversationItemCreate { item: Item::FunctionCallOutput { .. }, .. }))
+        .collect();
+    assert_eq!(fco.len(), 1, "c2's own output");
+    assert_eq!(creates(&s.poll(t + secs(10))), 0, "and never a second");
+}
+
+#[test]
+fn calls_answered_before_done_get_one_create_after_done() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    for c in ["c1", "c2", "c3"] {
+        let d = dispatched(&s.on_server_event(args_done_in("r1", c, "list_tasks"), t));
+        assert_eq!(d, [c]);
+        assert_eq!(creates(&s.on_tool_result(c, "{}", t)), 0);
+    }
+    assert_eq!(creates(&s.on_server_event(resp_done("r1", "completed"), t)), 1);
+}
+
+#[test]
+fn barge_in_truncates_the_item_being_heard() {
+    let (mut s, t) = ready();
+    s.on_server_event(resp_created("r1"), t);
+    for item in ["pre", "final"] {
+        s.on_server_event(
+            ev(json!({"type":"response.output_audio.delta","response_id":"r1","item_id":item,"delta":"AQD+/w=="})),
+            t,
+        );
+    }
+    s.set_audio_playing(true, t);
+    // The player was still in the preamble, 350 ms into it.
+    let out = s.barge_in(Some(("pre".into(), 350)), t);
+    assert!(sends(&out).contains(&&ClientEvent::ConversationItemTruncate {
+        item_id: "pre".into(),
+        content_index: 0,
+        audio_end_ms: 350
+    }));
+}
+
+fn refusal() -> ServerEvent {
+    ev(json!({"type":"error","event_id":"e","error":{"type":"invalid_request_error","code":"invalid_value",
+        "message":"Model 'gpt-transcribe' is not supported for input transcription in realtime sessions.",
+        "param":"session.audio.input.transcription.model","event_id":"ptt_su_1"}}))
+}
+
+#[test]
+fn a_refused_transcription_model_keeps_the_session_and_transcribes_out_of_band() {
+    let (mut s, t) = ready();
+    let out = s.on_server_event(refusal(), t);
+    assert!(s.is_ready(), "the session stays up");
+    assert!(s.transcription_refused_by_server());
+    let update = sends(&out);
+    assert_eq!(update.len(), 1);
+    let j: Value = serde_json::from_str(&update[0].to_json()).expect("json");
+    assert_eq!(j["type"], "session.update");
+    assert!(j["session"]["audio"]["input"].get("transcription").is_none(), "{j}");
+    assert_eq!(j["session"]["tools"].as_array().map(Vec::len), Some(5), "the whole update again");
+    assert!(out.iter().any(|o| matches!(o, Output::TranscriptionRefused { model, .. } if model == "gpt-transcribe")));
+    // A second refusal (of the same update, echoed late) does not loop.
+    assert!(sends(&s.on_server_event(refusal(), t)).is_empty());
+    // The user's turn is committed: an out-of-band transcription of it, which conflicts with nothing.
+    s.on_server_event(resp_created("r_conv"), t);
+    let out = s.on_server_event(ev(json!({"type":"input_audio_buffer.committed","item_id":"u1"})), t);
+    let req: Value = serde_json::from_str(&sends(&out)[0].to_json()).expect("json");
+    assert_eq!(req["response"]["conversation"], "none");
+    assert_eq!(req["response"]["input"][0]["id"], "u1");
+    // Its events are not the conversation's: no assistant text, and its done does not end r_conv.
+    let oob = |t: &str, extra: Value| {
+        let mut v = json!({"type": t, "response_id": "r_tr"});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        ev(v)
+    };
+    s.on_server_event(
+        ev(json!({"type":"response.created","response":{"id":"r_tr","conversation_id":null,
+            "metadata":{"ptt":"transcribe","item_id":"u1"}}})),
+        t,
+    );
+    assert!(s.on_server_event(oob("response.output_text.delta", json!({"item_id":"x","delta":"start"})), t).is_empty());
+    assert!(
+        s.on_server_event(oob("response.output_text.done", json!({"item_id":"x","text":"start a task"})), t).is_empty()
+    );
+    let out = s.on_server_event(
+        ev(json!({"type":"response.done","response":{"id":"r_tr","status":"completed",
+            "metadata":{"ptt":"transcribe","item_id":"u1"},
+            "output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"start a task"}]}]}})),
+        t,
+    );
+    assert_eq!(out, [Output::UserTranscript { item_id: "u1".into(), text: "start a task".into() }]);
+    assert!(s.response_active(), "the conversation's response is still active");
+    // The ring has the user's turn: it re-seeds the next session.
+    s.on_closed(t);
+    s.on_connected(t, UNIX0);
+    let out = s.on_server_event(created("sess_2", 3600), t);
+    let sent = sends(&out);
+    let j: Value = serde_json::from_str(&sent[0].to_json()).expect("json");
+    assert!(j["session"]["audio"]["input"].get("transcription").is_none(), "still off after a reconnect");
+    assert!(system_texts(&out).iter().any(|t| t.contains("start a task")), "{out:?}");
+}
+
+#[test]
+fn a_transcription_failure_naming_the_model_switches_to_the_fallback() {
+    let (mut s, t) = ready();
+    let out = s.on_server_event(
+        ev(json!({"type":"conversation.item.input_audio_transcription.failed","item_id":"u7","content_index":0,
+            "error":{"type":"invalid_request_error","code":"model_not_found","message":"The model gpt-transcribe does not exist"}})),
+        t,
+    );
+    assert!(s.is_ready() && s.transcription_refused_by_server());
+    let texts: Vec<String> = sends(&out).iter().map(|e| e.to_json()).collect();
+    assert!(texts[0].contains("session.update"));
+    assert!(texts[1].contains(r#""id":"u7""#), "the failed turn is transcribed out of band: {texts:?}");
+    // Other failures (noise, a short clip) change nothing.
+    let (mut s, t) = ready();
+    let out = s.on_server_event(
+        ev(json!({"type":"conversation.item.input_audio_transcription.failed","item_id":"u8",
+            "error":{"type":"server_error","code":null,"message":"Audio too short"}})),
+        t,
+    );
+    assert!(out.is_empty() && !s.transcription_refused_by_server());
+}
+
+#[test]
+fn other_errors_and_text_mode_do_not_turn_transcription_off() {
+    let (mut s, t) = ready();
+    s.on_server_event(error("invalid_value", Some("ptt_rc_9")), t);
+    assert!(!s.transcription_refused_by_server());
+    let cfg = SessionConfig { text_mode: true, ..SessionConfig::default() };
+    let (mut s, t) = ready_with(cfg);
+    assert!(sends(&s.on_server_event(refusal(), t)).is_empty());
+    assert!(!s.transcription_refused_by_server());
 }
