@@ -62,6 +62,16 @@ fn dictate_by_socket(home: &TestHome, ms: u64) {
     assert!(out.status.success(), "{}", describe(&out));
 }
 
+/// Waits until no clip is uploading and the typing thread has reported on every text it was given, then until
+/// the daemon has handled everything before: what was going to be typed, was.
+fn settled(home: &TestHome) {
+    wait_until(T, "uploads and typing settled", || {
+        let s = dictation_status(home);
+        s["in_flight"] == 0 && s["typing"] == 0
+    });
+    home.sync();
+}
+
 fn dictation_status(home: &TestHome) -> serde_json::Value {
     home.json(&["status", "--json"])["dictation"].clone()
 }
@@ -142,7 +152,8 @@ fn a_server_error_is_retried_and_the_text_typed_once_and_short_taps_are_dropped(
         uploads.iter().map(|u| &u.problems).collect::<Vec<_>>()
     );
     term.wait_for(SAID, T);
-    std::thread::sleep(Duration::from_millis(500));
+    settled(&home);
+    assert_eq!(dictation_status(&home)["typed"], 1, "typed exactly once");
     assert_eq!(term.received().matches(SAID).count(), 1, "typed exactly once: {:?}", term.received());
     assert_eq!(stub.uploads().len(), 2);
 }
@@ -214,16 +225,22 @@ fn a_refused_key_keeps_the_clip_until_retry_types_it() {
     assert!(!term.received().contains(SAID));
 
     // Typing waits while a modifier is held (Shift would turn the text into capitals).
+    let events = home.subscribe();
     xdotool(&xvfb.display, &["keydown", "50"]);
     let out = home.run(&["dictate", "retry"]);
     assert!(out.status.success(), "{}", describe(&out));
     stub.wait_uploads(2, T);
-    std::thread::sleep(Duration::from_millis(700));
+    wait_until(T, "the text handed to the typing thread", || {
+        let s = dictation_status(&home);
+        s["in_flight"] == 0 && s["typing"] == 1
+    });
     assert_eq!(term.received(), "", "nothing typed while Shift is held");
     xdotool(&xvfb.display, &["keyup", "50"]);
     term.wait_for(SAID, T);
+    let typed = events.wait_for(T, "dictation_typed", |e| e["event"] == "dictation_typed");
+    assert!(typed["waited_for_modifiers_ms"].as_u64() > Some(0), "typing waited for Shift: {typed}");
     wait_until(T, "no clip kept", || dictation_status(&home)["kept_clips"] == 0);
-    std::thread::sleep(Duration::from_millis(300));
+    settled(&home);
     assert_eq!(term.received().matches(SAID).count(), 1, "typed once: {:?}", term.received());
     assert_eq!(stub.uploads().len(), 2);
     assert!(!d.log_text().contains("sk-test-dictation"), "the key is never logged");

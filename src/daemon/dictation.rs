@@ -65,6 +65,8 @@ pub struct Dictation {
     held: Vec<(String, Arc<Vec<u8>>)>,
     last_error: Option<String>,
     typed: u64,
+    /// Texts handed to the typing thread that it has not reported on yet.
+    typing: u64,
     dropped: u64,
     failed: u64,
 }
@@ -101,6 +103,7 @@ impl Dictation {
             held: Vec::new(),
             last_error: None,
             typed: 0,
+            typing: 0,
             dropped: 0,
             failed: 0,
         }
@@ -246,6 +249,7 @@ impl Dictation {
             }
             DictationEvent::Typed { id, backend, waited_for_modifiers, released_at } => {
                 self.typed += 1;
+                self.typing = self.typing.saturating_sub(1);
                 let ms = released_at.map(|t| t.elapsed().as_secs_f64() * 1000.0);
                 log::info!(
                     "dictation: {id} typed with {backend}{}",
@@ -260,6 +264,7 @@ impl Dictation {
                 }))]
             }
             DictationEvent::TypeFailed { id, error, text } => {
+                self.typing = self.typing.saturating_sub(1);
                 self.last_error = Some(format!("typing failed: {error}"));
                 let saved = self.save_untyped(&text);
                 log::error!("dictation: {id} could not be typed: {error}; the text is in {saved}");
@@ -328,6 +333,7 @@ impl Dictation {
 
     fn type_text(&mut self, id: String, text: String, released_at: Option<Instant>) {
         if let Some(w) = &self.workers {
+            self.typing += 1;
             w.type_text(TypeJob {
                 id,
                 text,
@@ -395,6 +401,7 @@ impl Dictation {
             "in_flight": self.in_flight.len(),
             "kept_clips": kept,
             "typed": self.typed,
+            "typing": self.typing,
             "dropped": self.dropped,
             "failed": self.failed,
             "typer": self.cfg.typer,

@@ -41,16 +41,14 @@
 #![allow(dead_code)] // each test binary uses its own subset of the common code
 
 use serde_json::{Value, json};
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-/// Largest header section / request body the stub accepts.
-const MAX_HEADER_BYTES: usize = 256 * 1024;
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+use super::http::{Request, Server, StopFlag, connection, read_request};
+
 /// How often blocked reads wake up to check whether the stub was dropped.
 const POLL: Duration = Duration::from_millis(200);
 const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
@@ -59,9 +57,9 @@ const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 pub struct AnthropicStub {
     /// `http://127.0.0.1:PORT`, for `ANTHROPIC_BASE_URL`.
     pub base_url: String,
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    /// Last: dropping it stops the threads.
+    server: Server,
 }
 
 struct Shared {
@@ -70,92 +68,28 @@ struct Shared {
     next_id: AtomicUsize,
 }
 
+impl StopFlag for Shared {
+    fn flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+}
+
 impl AnthropicStub {
     /// Binds `127.0.0.1:0` and serves on background threads (one per connection).
     pub fn start() -> AnthropicStub {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("anthropic stub: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("anthropic stub: local address");
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
             next_id: AtomicUsize::new(1),
         });
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("anthropic-stub-accept".into())
-                .spawn(move || accept_loop(listener, shared))
-                .expect("anthropic stub: spawn accept thread")
-        };
-        AnthropicStub { base_url: format!("http://{addr}"), addr, shared, acceptor: Some(acceptor) }
+        let server = Server::start("anthropic-stub", Arc::clone(&shared), serve_connection);
+        let addr = server.addr;
+        AnthropicStub { base_url: format!("http://{addr}"), shared, server }
     }
 
     /// Number of `POST /v1/messages` requests served so far.
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for AnthropicStub {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() so the accept thread sees the flag; join it
-        // only if that worked, so a drop can never hang.
-        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
-        if let (Some(handle), true) = (self.acceptor.take(), woke) {
-            let _ = handle.join();
-        }
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = conn else { continue };
-        let shared = Arc::clone(&shared);
-        // If the thread cannot be spawned the connection is simply dropped.
-        let _ =
-            thread::Builder::new().name("anthropic-stub-conn".into()).spawn(move || serve_connection(stream, shared));
-    }
-}
-
-/// A socket reader whose blocking reads give up once the stub is dropped.
-struct StopAwareStream {
-    stream: TcpStream,
-    shared: Arc<Shared>,
-}
-
-impl Read for StopAwareStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.shared.stop.load(Ordering::SeqCst) {
-                return Err(io::Error::other("stub stopped"));
-            }
-            match self.stream.read(buf) {
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                other => return other,
-            }
-        }
-    }
-}
-
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    keep_alive: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
     }
 }
 
@@ -165,24 +99,18 @@ struct Response {
     body: Vec<u8>,
 }
 
-fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    if stream.set_read_timeout(Some(POLL)).is_err() {
-        return;
-    }
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(StopAwareStream { stream, shared: Arc::clone(&shared) });
+fn serve_connection(stream: TcpStream, _number: u64, shared: Arc<Shared>) {
+    let Some((mut reader, mut writer)) = connection(stream, &shared, POLL) else { return };
     loop {
         let request = match read_request(&mut reader, &mut writer) {
-            Ok(Some(request)) => request,
-            Ok(None) => break, // clean end of the connection
-            Err(_) => {
+            // Problems that leave the framing intact (a missing Host, say) do not matter to this stub.
+            Some(request) if !request.fatal => request,
+            Some(_) => {
                 let response = error_response("400 Bad Request", "invalid_request_error", "bad request");
                 let _ = write_response(&mut writer, &shared, "", &response, false);
                 break;
             }
+            None => break, // clean end of the connection
         };
         let response = route(&request, &shared);
         let written = write_response(&mut writer, &shared, &request.method, &response, request.keep_alive);
@@ -191,116 +119,6 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         }
     }
     let _ = writer.shutdown(Shutdown::Both);
-}
-
-/// Reads one request; `Ok(None)` when the peer closed the connection between requests.
-fn read_request<R: BufRead>(reader: &mut R, writer: &mut TcpStream) -> io::Result<Option<Request>> {
-    let mut header_bytes = 0usize;
-    let mut request_line = String::new();
-    // Skip stray empty lines before a request line (tolerated by RFC 9112).
-    loop {
-        request_line.clear();
-        let n = read_line(reader, &mut request_line, &mut header_bytes)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if !request_line.trim().is_empty() {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(invalid("malformed request line"));
-    };
-    let (method, target, version) = (method.to_string(), target.to_string(), version.to_string());
-
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if read_line(reader, &mut line, &mut header_bytes)? == 0 {
-            return Err(invalid("connection closed inside headers"));
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(invalid("malformed header line"));
-        };
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-
-    let mut request = Request { method, target, headers, body: Vec::new(), keep_alive: false };
-    let connection = request.header("connection").unwrap_or("").to_ascii_lowercase();
-    request.keep_alive = if version.eq_ignore_ascii_case("HTTP/1.0") {
-        connection.contains("keep-alive")
-    } else {
-        !connection.contains("close")
-    };
-
-    if request.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-
-    let chunked = request.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        request.body = read_chunked_body(reader)?;
-    } else if let Some(len) = request.header("content-length") {
-        let len: usize = len.parse().map_err(|_| invalid("bad content-length"))?;
-        if len > MAX_BODY_BYTES {
-            return Err(invalid("body too large"));
-        }
-        let mut body = vec![0u8; len];
-        reader.read_exact(&mut body)?;
-        request.body = body;
-    }
-    Ok(Some(request))
-}
-
-/// Reads one line (up to and including `\n`) as text, enforcing the header size limit.
-fn read_line<R: BufRead>(reader: &mut R, line: &mut String, total: &mut usize) -> io::Result<usize> {
-    let mut raw = Vec::new();
-    let n = reader.take((MAX_HEADER_BYTES.saturating_sub(*total) + 1) as u64).read_until(b'\n', &mut raw)?;
-    *total += n;
-    if *total > MAX_HEADER_BYTES {
-        return Err(invalid("header section too large"));
-    }
-    line.push_str(&String::from_utf8_lossy(&raw));
-    Ok(n)
-}
-
-fn read_chunked_body<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let mut meta_bytes = 0usize;
-    loop {
-        let mut size_line = String::new();
-        if read_line(reader, &mut size_line, &mut meta_bytes)? == 0 {
-            return Err(invalid("connection closed inside chunked body"));
-        }
-        let size_text = size_line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
-        if size == 0 {
-            // Trailer section, ended by an empty line.
-            loop {
-                let mut trailer = String::new();
-                if read_line(reader, &mut trailer, &mut meta_bytes)? == 0 || trailer.trim().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY_BYTES {
-            return Err(invalid("body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..])?;
-        let mut crlf = String::new();
-        read_line(reader, &mut crlf, &mut meta_bytes)?;
-    }
-}
-
-fn invalid(message: &str) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, message.to_string())
 }
 
 fn write_response(

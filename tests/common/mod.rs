@@ -5,6 +5,7 @@
 
 pub mod anthropic_stub;
 pub mod fake_realtime;
+pub mod http;
 pub mod pulse;
 pub mod sway;
 pub mod transcribe_stub;
@@ -111,6 +112,33 @@ impl TestHome {
         BufReader::new(stream).read_line(&mut line).expect("sync: no answer within 20 s");
         let answer: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("sync: bad answer {line:?}: {e}"));
         assert_eq!(answer["synced"], true, "sync: {answer}");
+    }
+
+    /// Subscribes to the daemon's events the way `ptt watch` does, and returns once the daemon has confirmed
+    /// (`{"subscribed":true}`): every event after that moment arrives.
+    pub fn subscribe(&self) -> Events {
+        use std::io::{BufRead, BufReader, Write};
+        let sock = self.runtime_dir().join("control.sock");
+        let mut stream = std::os::unix::net::UnixStream::connect(&sock)
+            .unwrap_or_else(|e| panic!("subscribe: cannot connect to {}: {e}", sock.display()));
+        stream.write_all(b"{\"cmd\":\"subscribe\"}\n").expect("subscribe: send");
+        let mut lines = BufReader::new(stream).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(
+            serde_json::from_str::<Value>(&first).ok(),
+            Some(serde_json::json!({"subscribed": true})),
+            "{first}"
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Events { rx, seen: std::cell::RefCell::new(Vec::new()) }
     }
 
     /// Runs a client command to completion.
@@ -274,6 +302,35 @@ pub fn describe(out: &Output) -> String {
 pub fn processes_of_task(uuid: &str) -> Vec<i32> {
     let uid = nix::unistd::geteuid().as_raw();
     ptt::tasks::sweep::scan(uid).into_iter().filter(|p| p.task_uuid == uuid).map(|p| p.pid).collect()
+}
+
+/// The daemon's events, from [`TestHome::subscribe`].
+pub struct Events {
+    rx: std::sync::mpsc::Receiver<Value>,
+    seen: std::cell::RefCell<Vec<Value>>,
+}
+
+impl Events {
+    /// The first event (from the start of the subscription) that `pred` accepts; panics after `timeout`,
+    /// listing the events seen.
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.borrow().iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.borrow_mut().push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("no event {what} within {timeout:?}; seen: {:#?}", self.seen.borrow()),
+            }
+        }
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.

@@ -27,16 +27,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-/// Largest header section / request body the stub accepts.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+use super::http::{Request, Server, StopFlag, connection, read_request};
+
 /// How often blocked reads (and reply delays) wake up to check whether the stub was dropped.
 const POLL: Duration = Duration::from_millis(100);
 const DEFAULT_TEXT: &str = "hello world from ptt";
@@ -157,14 +156,13 @@ impl Upload {
 pub struct TranscribeStub {
     /// `http://127.0.0.1:PORT/v1`.
     pub base: String,
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    /// Last: dropping it stops the threads.
+    server: Server,
 }
 
 struct Shared {
     stop: AtomicBool,
-    connections: AtomicU64,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -173,6 +171,12 @@ struct State {
     script: VecDeque<Reply>,
     default: Reply,
     uploads: Vec<Upload>,
+}
+
+impl StopFlag for Shared {
+    fn flag(&self) -> &AtomicBool {
+        &self.stop
+    }
 }
 
 impl Shared {
@@ -185,11 +189,8 @@ impl Shared {
 impl TranscribeStub {
     /// Binds `127.0.0.1:0` and serves on background threads (one per connection).
     pub fn start() -> TranscribeStub {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("transcribe stub: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("transcribe stub: local address");
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            connections: AtomicU64::new(0),
             state: Mutex::new(State {
                 script: VecDeque::new(),
                 default: Reply::text(DEFAULT_TEXT),
@@ -197,14 +198,9 @@ impl TranscribeStub {
             }),
             changed: Condvar::new(),
         });
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("transcribe-stub-accept".into())
-                .spawn(move || accept_loop(listener, shared))
-                .expect("transcribe stub: spawn accept thread")
-        };
-        TranscribeStub { base: format!("http://{addr}/v1"), addr, shared, acceptor: Some(acceptor) }
+        let server = Server::start("transcribe-stub", Arc::clone(&shared), serve_connection);
+        let addr = server.addr;
+        TranscribeStub { base: format!("http://{addr}/v1"), shared, server }
     }
 
     /// Queues a reply; queued replies are used in order, one per well-formed request.
@@ -245,18 +241,6 @@ impl TranscribeStub {
     }
 }
 
-impl Drop for TranscribeStub {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() so the accept thread sees the flag; join it only if that
-        // worked, so a drop can never hang. Connection threads notice the flag within POLL.
-        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
-        if let (Some(handle), true) = (self.acceptor.take(), woke) {
-            let _ = handle.join();
-        }
-    }
-}
-
 /// A readable summary of uploads for panic messages.
 pub fn describe_uploads(uploads: &[Upload]) -> String {
     if uploads.is_empty() {
@@ -277,73 +261,8 @@ pub fn describe_uploads(uploads: &[Upload]) -> String {
     out
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = conn else { continue };
-        let shared = Arc::clone(&shared);
-        let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-        // If the thread cannot be spawned the connection is simply dropped.
-        let _ = thread::Builder::new()
-            .name("transcribe-stub-conn".into())
-            .spawn(move || serve_connection(stream, number, shared));
-    }
-}
-
-/// A socket reader whose blocking reads give up once the stub is dropped.
-struct StopAwareStream {
-    stream: TcpStream,
-    shared: Arc<Shared>,
-}
-
-impl Read for StopAwareStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.shared.stop.load(Ordering::SeqCst) {
-                return Err(io::Error::other("stub stopped"));
-            }
-            match self.stream.read(buf) {
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                other => return other,
-            }
-        }
-    }
-}
-
-/// A request as read off the wire.
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    keep_alive: bool,
-    /// Problems with the HTTP framing itself.
-    problems: Vec<String>,
-    /// The framing is broken: the connection cannot be reused.
-    fatal: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-}
-
 fn serve_connection(stream: TcpStream, number: u64, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    if stream.set_read_timeout(Some(POLL)).is_err() {
-        return;
-    }
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(StopAwareStream { stream, shared: Arc::clone(&shared) });
+    let Some((mut reader, mut writer)) = connection(stream, &shared, POLL) else { return };
     // Ends at a clean end of the connection, or when the stub stopped.
     while let Some(request) = read_request(&mut reader, &mut writer) {
         let upload = inspect(&request, number);
@@ -432,184 +351,6 @@ fn write_reply(writer: &mut TcpStream, reply: &Reply, keep_alive: bool) -> io::R
     out.extend_from_slice(reply.body.as_bytes());
     writer.write_all(&out)?;
     writer.flush()
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP/1.1
-
-/// Reads one request. `None` when the peer closed the connection between requests (or the stub
-/// stopped) before anything arrived; otherwise a request, whose `problems` say what was wrong
-/// with its framing (a truncated body, a bad header, ...).
-fn read_request<R: BufRead>(reader: &mut R, writer: &mut TcpStream) -> Option<Request> {
-    let mut header_bytes = 0usize;
-    let mut request = Request {
-        method: String::new(),
-        target: String::new(),
-        headers: Vec::new(),
-        body: Vec::new(),
-        keep_alive: true,
-        problems: Vec::new(),
-        fatal: false,
-    };
-    let fail = |mut request: Request, problem: String| {
-        request.problems.push(problem);
-        request.fatal = true;
-        Some(request)
-    };
-
-    // Request line, skipping stray empty lines before it (tolerated by RFC 9112).
-    let request_line = loop {
-        match read_line(reader, &mut header_bytes) {
-            Ok(None) => return None,
-            Ok(Some(line)) if line.is_empty() => continue,
-            Ok(Some(line)) => break line,
-            Err(_) if header_bytes == 0 => return None,
-            Err(e) => return fail(request, format!("reading the request line: {e}")),
-        }
-    };
-    let parts: Vec<&str> = request_line.split(' ').collect();
-    let [method, target, version] = parts.as_slice() else {
-        return fail(request, format!("malformed request line {request_line:?}"));
-    };
-    request.method = method.to_string();
-    request.target = target.to_string();
-    if *version != "HTTP/1.1" && *version != "HTTP/1.0" {
-        return fail(request, format!("unsupported HTTP version {version:?}"));
-    }
-
-    loop {
-        let line = match read_line(reader, &mut header_bytes) {
-            Ok(Some(line)) => line,
-            Ok(None) => return fail(request, "connection closed inside the headers".into()),
-            Err(e) => return fail(request, format!("reading headers: {e}")),
-        };
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            return fail(request, format!("obsolete folded header line {line:?}"));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return fail(request, format!("malformed header line {line:?}"));
-        };
-        if name.is_empty() || name.ends_with([' ', '\t']) {
-            return fail(request, format!("malformed header name in {line:?}"));
-        }
-        request.headers.push((name.to_string(), value.trim_matches([' ', '\t']).to_string()));
-    }
-
-    let connection = request.header("connection").unwrap_or("").to_ascii_lowercase();
-    request.keep_alive =
-        if *version == "HTTP/1.0" { connection.contains("keep-alive") } else { !connection.contains("close") };
-    if request.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count() != 1 {
-        request.problems.push("expected exactly one Host header".into());
-    }
-
-    if let Some(expect) = request.header("expect") {
-        if expect.eq_ignore_ascii_case("100-continue") {
-            if writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|()| writer.flush()).is_err() {
-                return fail(request, "could not send 100 Continue".into());
-            }
-        } else {
-            request.problems.push(format!("unsupported Expect: {expect}"));
-        }
-    }
-
-    let transfer_encoding = request.header("transfer-encoding").map(str::to_ascii_lowercase);
-    let lengths: Vec<String> = request
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.clone())
-        .collect();
-    match (transfer_encoding, lengths.as_slice()) {
-        (Some(te), lengths) => {
-            if te != "chunked" {
-                return fail(request, format!("unsupported Transfer-Encoding: {te}"));
-            }
-            if !lengths.is_empty() {
-                return fail(request, "both Transfer-Encoding and Content-Length".into());
-            }
-            match read_chunked_body(reader) {
-                Ok(body) => request.body = body,
-                Err(e) => return fail(request, format!("chunked body: {e}")),
-            }
-        }
-        (None, []) => {}
-        (None, [len]) => {
-            let Ok(len) = len.parse::<usize>() else {
-                return fail(request, format!("bad Content-Length {len:?}"));
-            };
-            if len > MAX_BODY_BYTES {
-                return fail(request, format!("body of {len} bytes is too large"));
-            }
-            let mut body = Vec::with_capacity(len);
-            match reader.take(len as u64).read_to_end(&mut body) {
-                Ok(n) if n == len => request.body = body,
-                Ok(n) => return fail(request, format!("connection closed after {n} of {len} body bytes")),
-                Err(e) => return fail(request, format!("after {} of {len} body bytes: {e}", body.len())),
-            }
-        }
-        (None, _) => return fail(request, format!("several Content-Length headers: {lengths:?}")),
-    }
-    Some(request)
-}
-
-/// Reads one CRLF-terminated line, without its CRLF; `None` at a clean end of stream.
-fn read_line<R: BufRead>(reader: &mut R, total: &mut usize) -> io::Result<Option<String>> {
-    let mut raw = Vec::new();
-    let limit = MAX_HEADER_BYTES.saturating_sub(*total) + 1;
-    let n = reader.take(limit as u64).read_until(b'\n', &mut raw)?;
-    *total += n;
-    if n == 0 {
-        return Ok(None);
-    }
-    if *total > MAX_HEADER_BYTES {
-        return Err(invalid("header section too large"));
-    }
-    if !raw.ends_with(b"\r\n") {
-        return Err(invalid(&format!("line not ended by CRLF: {:?}", String::from_utf8_lossy(&raw))));
-    }
-    raw.truncate(raw.len() - 2);
-    String::from_utf8(raw).map(Some).map_err(|_| invalid("line is not UTF-8"))
-}
-
-fn read_chunked_body<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let mut meta_bytes = 0usize;
-    loop {
-        let Some(size_line) = read_line(reader, &mut meta_bytes)? else {
-            return Err(invalid("connection closed inside the chunked body"));
-        };
-        let size_text = size_line.split(';').next().unwrap_or("").trim_end_matches([' ', '\t']);
-        let size =
-            usize::from_str_radix(size_text, 16).map_err(|_| invalid(&format!("bad chunk size line {size_line:?}")))?;
-        if size == 0 {
-            // Trailer section, ended by an empty line.
-            loop {
-                match read_line(reader, &mut meta_bytes)? {
-                    None => return Err(invalid("connection closed inside the chunked trailer")),
-                    Some(line) if line.is_empty() => return Ok(body),
-                    Some(_) => {}
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY_BYTES {
-            return Err(invalid("body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..])?;
-        let mut crlf = [0u8; 2];
-        reader.read_exact(&mut crlf)?;
-        if &crlf != b"\r\n" {
-            return Err(invalid("chunk data not followed by CRLF"));
-        }
-    }
-}
-
-fn invalid(message: &str) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, message.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
