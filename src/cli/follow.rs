@@ -41,6 +41,8 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarState {
     pub running: u64,
+    /// Tasks waiting for a permission answer.
+    pub waiting: u64,
     /// `off`, `idle`, `recording`, `transcribing`, `failed` (clips kept).
     pub dictation: &'static str,
     pub kept_clips: u64,
@@ -55,6 +57,7 @@ impl BarState {
         let Some(v) = status else {
             return BarState {
                 running: 0,
+                waiting: 0,
                 dictation: "off",
                 kept_clips: 0,
                 live: "off".into(),
@@ -77,6 +80,7 @@ impl BarState {
         };
         BarState {
             running: v["tasks"]["running"].as_u64().unwrap_or(0),
+            waiting: v["tasks"]["waiting"].as_array().map_or(0, |w| w.len() as u64),
             dictation,
             kept_clips,
             live: v["live"]["state"].as_str().unwrap_or("off").to_string(),
@@ -97,6 +101,8 @@ impl BarState {
             "recording"
         } else if self.dictation == "transcribing" {
             "transcribing"
+        } else if self.waiting > 0 {
+            "asking"
         } else if self.live_on() {
             "live"
         } else if self.dictation == "failed" {
@@ -119,6 +125,9 @@ impl BarState {
             "transcribing" => c.push("transcribing"),
             "failed" => c.push("dictation-failed"),
             _ => {}
+        }
+        if self.waiting > 0 {
+            c.push("asking");
         }
         if self.live_on() {
             c.push("live");
@@ -148,6 +157,9 @@ impl BarState {
         }
         if self.running > 0 {
             parts.push(format!("{} task{}", self.running, if self.running == 1 { "" } else { "s" }));
+        }
+        if self.waiting > 0 {
+            parts.push(format!("{} asking", self.waiting));
         }
         if self.spent_today_usd > 0.0 {
             parts.push(format!("${:.2}", self.spent_today_usd));
@@ -182,6 +194,7 @@ impl BarState {
             .to_string(),
             Format::Json => json!({
                 "running": self.running,
+                "waiting": self.waiting,
                 "dictation": self.dictation,
                 "kept_clips": self.kept_clips,
                 "live": self.live,
@@ -288,6 +301,12 @@ mod tests {
         assert_eq!(rec.alt(), "recording");
         assert_eq!(rec.classes(), ["recording", "live", "tasks"]);
         assert_eq!(rec.text(), "rec · live ready · 1 task");
+
+        let mut asking = status(1, false, 0, 0, "off", 0.0);
+        asking["tasks"]["waiting"] = json!([{"task_id": "t4", "waiting_for": "run: rm -rf build"}]);
+        let asking = BarState::from_status(Some(&asking));
+        assert_eq!((asking.alt(), asking.text().as_str()), ("asking", "1 task · 1 asking"));
+        assert_eq!(asking.classes(), ["asking", "tasks"]);
 
         let sending = BarState::from_status(Some(&status(0, false, 1, 0, "off", 0.0)));
         assert_eq!((sending.alt(), sending.dictation), ("transcribing", "transcribing"));

@@ -69,6 +69,24 @@ pub fn desktop_note(t: &TaskRecord) -> crate::notify::Note {
     }
 }
 
+/// Ids of questions start with this (task ends use the task's id): a delivered question marks nothing announced.
+pub const QUESTION_PREFIX: &str = "ask:";
+
+/// The question a waiting task puts to the user, for the live session: `(id, text)`. The id names the request
+/// (`ask:t4:2`: the task's third), so each request is asked once and an answered one can be taken back.
+pub fn describe_question(t: &TaskRecord) -> Option<(String, String)> {
+    let what = t.waiting_for.as_deref()?;
+    let index = t.permissions.iter().rposition(|e| e.answer.is_none() && e.what == what)?;
+    let id = format!("{QUESTION_PREFIX}{}:{index}", t.id);
+    let text = format!(
+        "[task {} '{}' is waiting for permission: it wants to {what}. Ask the user now, in one short sentence \
+         (for example \"{} wants to {what}: allow?\"), then call answer_permission with their answer. Do not \
+         answer it yourself.]",
+        t.id, t.name, t.id
+    );
+    Some((id, text))
+}
+
 /// The desktop notification for a task that asks while nobody would hear it: what it wants and how to answer.
 /// Keyed by the task's id, so the task's end replaces it.
 pub fn waiting_note(t: &TaskRecord) -> crate::notify::Note {
@@ -84,6 +102,26 @@ pub fn waiting_note(t: &TaskRecord) -> crate::notify::Note {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_waiting_task_is_asked_once_per_request() {
+        use crate::tasks::permission::PermissionEntry;
+        let mut t = sample("t4", "website", TaskState::Waiting);
+        assert_eq!(describe_question(&t), None, "nothing asked");
+        let entry = |what: &str, answer: Option<&str>| PermissionEntry {
+            asked_at: 0,
+            what: what.into(),
+            answered_at: None,
+            answer: answer.map(str::to_owned),
+            by: None,
+        };
+        t.permissions = vec![entry("run: ls", Some("allowed")), entry("run: rm -rf build", None)];
+        t.waiting_for = Some("run: rm -rf build".into());
+        let (id, text) = describe_question(&t).expect("a question");
+        assert_eq!(id, "ask:t4:1");
+        assert!(text.contains("t4 wants to run: rm -rf build: allow?"), "{text}");
+        assert!(text.contains("answer_permission"));
+    }
 
     #[test]
     fn a_waiting_task_says_what_and_how_to_answer() {

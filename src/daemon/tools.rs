@@ -1,4 +1,4 @@
-//! The five task tools of the live session, answered at once from the supervisor.
+//! The six task tools of the live session, answered at once from the supervisor.
 //!
 //! Each answer is the same JSON the control socket returns for the matching
 //! CLI command (`StartOutcome`, `CancelOutcome`, …), so the model and the shell
@@ -9,8 +9,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::realtime::tools::{CANCEL_TASK, CONTINUE_TASK, GET_TASK_RESULT, LIST_TASKS, START_TASK};
+use crate::realtime::tools::{ANSWER_PERMISSION, CANCEL_TASK, CONTINUE_TASK, GET_TASK_RESULT, LIST_TASKS, START_TASK};
+use crate::tasks::permission::Decision;
 use crate::tasks::registry::TaskRecord;
+use crate::tasks::waiting::PermissionOutcome;
 use crate::tasks::{Lookup, Notice, StartOutcome, StartRequest, Supervisor, ambiguity_message};
 
 /// Runs one tool call; returns the output JSON text and any notices (a task started).
@@ -75,6 +77,22 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
             }
             _ => error("continue_task needs `task` and `instruction`"),
         },
+        ANSWER_PERMISSION => match (text("task"), args.get("allow").and_then(Value::as_bool)) {
+            (Some(r), Some(allow)) => {
+                let remember = args.get("remember").and_then(Value::as_bool).unwrap_or(false);
+                let decision = if allow {
+                    Decision::Allow { remember }
+                } else {
+                    Decision::Deny { message: "The user said no.".into() }
+                };
+                let outcome = sup.answer_permission(r, decision, "voice", now);
+                if let PermissionOutcome::Answered { task_id, .. } = &outcome {
+                    notices.push(Notice::Activity(task_id.clone()));
+                }
+                to_json(&outcome)
+            }
+            _ => error("answer_permission needs `task` and `allow` (true or false)"),
+        },
         other => error(&format!("there is no tool named {other}")),
     };
     (answer, notices)
@@ -105,6 +123,19 @@ fn brief(sup: &Supervisor, t: &TaskRecord) -> Value {
     if let Some(p) = &t.project {
         obj.insert("project".into(), json!(p));
     }
+    if let Some(w) = &t.waiting_for {
+        obj.insert("waiting_for".into(), json!(w));
+    }
+    if let Some(r) = v.get("rate_limited") {
+        obj.insert("rate_limited".into(), r.clone());
+    }
+    if let Some(c) = t.changes.as_ref().filter(|c| !c.is_empty()) {
+        let mut changed = json!({"files": c.all_paths()});
+        if let Some(d) = &c.diff {
+            changed["diff"] = json!(d.summary);
+        }
+        obj.insert("changed".into(), changed);
+    }
     out
 }
 
@@ -120,7 +151,9 @@ pub fn task_table(sup: &Supervisor) -> String {
     for t in running.chain(recent) {
         let elapsed = sup.view(t)["elapsed_s"].as_u64().unwrap_or(0);
         let mut line = format!("{} '{}' {} {}", t.id, t.name, t.state.as_str(), crate::text::duration_words(elapsed));
-        if let Some(a) = &t.activity {
+        if let Some(w) = &t.waiting_for {
+            line.push_str(&format!(": waiting for permission to {w}"));
+        } else if let Some(a) = &t.activity {
             line.push_str(&format!(": {a}"));
         } else if let Some(s) = &t.summary {
             line.push_str(&format!(": {}", crate::text::clip(s, 120)));

@@ -1,4 +1,4 @@
-//! Live mode's protocol layer: the OpenAI Realtime API (GA) as typed events, the five task tools, and a
+//! Live mode's protocol layer: the OpenAI Realtime API (GA) as typed events, the six task tools, and a
 //! pure session state machine.
 //!
 //! Why it is split this way: the daemon's loop must never block and must be testable without a socket

@@ -1,4 +1,4 @@
-//! The five function tools the live assistant may call (design §4). Names and argument shapes are a
+//! The six function tools the live assistant may call (design §4, plus `answer_permission`). Names and argument shapes are a
 //! contract: the dispatcher in `daemon/`, the tests and the instructions all rely on them.
 //!
 //! Why the descriptions insist on "started": `start_task` and `continue_task` answer at once, long before
@@ -6,6 +6,9 @@
 //! upstream app's "the model answered before the tool ran"). The descriptions therefore say what the answer
 //! means, tell the model to confirm the start in a few words, and that the outcome arrives later as a system
 //! message. `get_task_result` may come back `ambiguous`; the model must then ask, not guess.
+//!
+//! `answer_permission` exists because a task can stop and ask ("t4 wants to run rm -rf build"): the question
+//! arrives as a system message, the model asks the user, and passes on the user's answer, never its own.
 
 use crate::realtime::events::{FunctionTool, ToolKind};
 use serde_json::{Value, json};
@@ -21,12 +24,15 @@ pub const CANCEL_TASK: &str = "cancel_task";
 /// `continue_task {task, instruction}`.
 pub const CONTINUE_TASK: &str = "continue_task";
 
+/// `answer_permission {task, allow, remember?}`.
+pub const ANSWER_PERMISSION: &str = "answer_permission";
+
 /// Every tool name, in the order [`all`] returns them.
-pub const NAMES: [&str; 5] = [START_TASK, LIST_TASKS, GET_TASK_RESULT, CANCEL_TASK, CONTINUE_TASK];
+pub const NAMES: [&str; 6] = [START_TASK, LIST_TASKS, GET_TASK_RESULT, CANCEL_TASK, CONTINUE_TASK, ANSWER_PERMISSION];
 
 const TASK_REF: &str = "Which task: its id (\"t3\") or words from its name (\"the auth refactor\").";
 
-/// The five tool definitions for `session.update`.
+/// The six tool definitions for `session.update`.
 pub fn all() -> Vec<FunctionTool> {
     vec![
         tool(
@@ -98,6 +104,24 @@ pub fn all() -> Vec<FunctionTool> {
                 "additionalProperties": false
             }),
         ),
+        tool(
+            ANSWER_PERMISSION,
+            "Answer a task that is waiting for permission (a system message said what it wants, for              example \"t4 wants to run: rm -rf build\"). Call it only with the user's own answer to that              question: allow true when the user said yes, false when they said no; never decide yourself.              remember true only when the user said to allow that kind of request from now on. Returns              {\"status\":\"answered\",\"message\"}: confirm it in a few words. If the task is not              waiting or the reference is ambiguous, tell the user the message.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "task": {"type": "string", "description": TASK_REF},
+                    "allow": {"type": "boolean", "description": "The user's answer: true for yes, false for no."},
+                    "remember": {
+                        "type": "boolean",
+                        "description": "Optional: also allow the same kind of request for the rest of the task's \
+                                        run (only when the user asked for that)."
+                    }
+                },
+                "required": ["task", "allow"],
+                "additionalProperties": false
+            }),
+        ),
     ]
 }
 
@@ -130,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn five_tools_with_the_contracted_shapes() {
+    fn six_tools_with_the_contracted_shapes() {
         let tools = all();
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, NAMES);
@@ -142,6 +166,9 @@ mod tests {
         assert_eq!(props(by(CANCEL_TASK)), ["task"]);
         assert_eq!(props(by(CONTINUE_TASK)), ["instruction", "task"]);
         assert_eq!(required(by(CONTINUE_TASK)), ["task", "instruction"]);
+        assert_eq!(props(by(ANSWER_PERMISSION)), ["allow", "remember", "task"]);
+        assert_eq!(required(by(ANSWER_PERMISSION)), ["task", "allow"]);
+        assert_eq!(by(ANSWER_PERMISSION).parameters["properties"]["allow"]["type"], "boolean");
         for t in &tools {
             assert_eq!(t.parameters["type"], "object");
             assert_eq!(serde_json::to_value(t).unwrap()["type"], "function");
@@ -154,5 +181,6 @@ mod tests {
         let start = &tools[0].description;
         assert!(start.contains("started") && start.contains("never"));
         assert!(tools[2].description.contains("ambiguous"));
+        assert!(tools[5].description.contains("never decide yourself"));
     }
 }

@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(s["reasoning"], json!({"effort": "low"}));
         assert_eq!(s["parallel_tool_calls"], true);
         assert_eq!(s["truncation"], json!({"type": "retention_ratio", "retention_ratio": 0.8}));
-        assert_eq!(s["tools"].as_array().map(Vec::len), Some(5));
+        assert_eq!(s["tools"].as_array().map(Vec::len), Some(6));
         assert!(s["instructions"].as_str().unwrap().ends_with("t1 auth refactor running"));
         assert!(s.get("model").is_none());
         for beta in [

@@ -616,6 +616,19 @@ impl Session {
         self.step(now, Vec::new())
     }
 
+    /// Queues a task's question ahead of result notifications; spoken when the floor is free.
+    pub fn push_question(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
+        if !self.notes.push_urgent(id, text) {
+            log::debug!("question {id} already queued or delivered");
+        }
+        self.step(now, Vec::new())
+    }
+
+    /// Takes back a notification not yet sent (a question answered elsewhere). One already being said stays.
+    pub fn withdraw_notification(&mut self, id: &str) -> bool {
+        self.notes.withdraw(id)
+    }
+
     /// New task table for the instructions; sent debounced (at most one update per `table_debounce`).
     pub fn set_task_table(&mut self, table: &str, now: Instant) -> Vec<Output> {
         if table != self.task_table {

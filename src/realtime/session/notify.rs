@@ -5,6 +5,10 @@
 //! queue until the server confirms the response that carried it (`response.done`); a close puts the head
 //! back to "not sent" so the next session says it once. Ids already delivered are remembered for a while so
 //! a daemon re-pushing its persisted queue cannot cause a repeat.
+//!
+//! A task's question ("t4 wants to run rm -rf build: allow?") goes ahead of results ([`Notifications::push_urgent`]):
+//! the task is blocked until it is answered, a result is not. A question answered elsewhere (`ptt task allow`)
+//! before it was said is taken back ([`Notifications::withdraw`]).
 
 use super::recent::RecentSet;
 use std::collections::VecDeque;
@@ -20,6 +24,7 @@ struct Entry {
     text: String,
     in_flight: bool,
     failures: u8,
+    urgent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -40,8 +45,37 @@ impl Notifications {
         if self.delivered.contains(id) || self.queue.iter().any(|e| e.id == id) {
             return false;
         }
-        self.queue.push_back(Entry { id: id.to_owned(), text: text.to_owned(), in_flight: false, failures: 0 });
+        self.queue.push_back(Entry {
+            id: id.to_owned(),
+            text: text.to_owned(),
+            in_flight: false,
+            failures: 0,
+            urgent: false,
+        });
         true
+    }
+
+    /// Queues a notification ahead of every ordinary one not yet sent (after earlier urgent ones);
+    /// `false` when the id is queued or was delivered recently.
+    pub fn push_urgent(&mut self, id: &str, text: &str) -> bool {
+        if self.delivered.contains(id) || self.queue.iter().any(|e| e.id == id) {
+            return false;
+        }
+        let at = self.queue.iter().position(|e| !e.in_flight && !e.urgent).unwrap_or(self.queue.len());
+        let entry = Entry { id: id.to_owned(), text: text.to_owned(), in_flight: false, failures: 0, urgent: true };
+        self.queue.insert(at, entry);
+        true
+    }
+
+    /// Takes back a notification not yet sent; `false` when it is in flight (or unknown).
+    pub fn withdraw(&mut self, id: &str) -> bool {
+        match self.queue.iter().position(|e| e.id == id && !e.in_flight) {
+            Some(i) => {
+                self.queue.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether one is being delivered (sent, not yet confirmed).
@@ -119,5 +153,23 @@ mod tests {
         assert_eq!(n.failed("b"), 1);
         n.remove("b");
         assert!(n.pending_ids().is_empty());
+    }
+
+    #[test]
+    fn questions_go_ahead_of_results_but_not_of_what_is_being_said() {
+        let mut n = Notifications::default();
+        n.push("t1", "t1 ended");
+        n.push("t2", "t2 ended");
+        assert_eq!(n.start_next().map(|(id, _)| id).as_deref(), Some("t1"));
+        assert!(n.push_urgent("ask:t3:0", "t3 asks"));
+        assert!(n.push_urgent("ask:t4:0", "t4 asks"));
+        assert!(!n.push_urgent("ask:t3:0", "again"), "no duplicates");
+        assert_eq!(n.pending_ids(), ["t1", "ask:t3:0", "ask:t4:0", "t2"]);
+        assert!(!n.withdraw("t1"), "in flight: it is being said");
+        assert!(n.withdraw("ask:t4:0"), "answered elsewhere before it was said");
+        assert!(!n.withdraw("ask:t4:0"));
+        n.delivered("t1");
+        assert_eq!(n.start_next().map(|(id, _)| id).as_deref(), Some("ask:t3:0"));
+        assert_eq!(n.pending_ids(), ["ask:t3:0", "t2"]);
     }
 }

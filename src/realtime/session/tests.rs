@@ -135,7 +135,7 @@ fn handshake_sends_one_ga_session_update_after_created() {
     let j: Value = serde_json::from_str(&sent[0].to_json()).unwrap();
     assert_eq!(j["type"], "session.update");
     assert_eq!(j["session"]["type"], "realtime");
-    assert_eq!(j["session"]["tools"].as_array().unwrap().len(), 5);
+    assert_eq!(j["session"]["tools"].as_array().unwrap().len(), 6);
     assert!(s.is_ready());
     assert_eq!(s.session_id(), Some("sess_1"));
     assert_eq!(s.expires_at(), Some(t + secs(3600)));
