@@ -75,7 +75,7 @@ fn no_duplicate_creates(fake: &FakeRealtime) {
 }
 
 #[test]
-fn handshake_is_ga_with_a_bearer_key_and_the_five_tools() {
+fn handshake_is_ga_with_a_bearer_key_and_the_six_tools() {
     let fake = FakeRealtime::start();
     let home = live_home(&fake, "");
     let _d = home.start_daemon();
@@ -93,7 +93,10 @@ fn handshake_is_ga_with_a_bearer_key_and_the_five_tools() {
     let mut tools: Vec<&str> =
         update["session"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
     tools.sort();
-    assert_eq!(tools, ["cancel_task", "continue_task", "get_task_result", "list_tasks", "start_task"]);
+    assert_eq!(
+        tools,
+        ["answer_permission", "cancel_task", "continue_task", "get_task_result", "list_tasks", "start_task"]
+    );
     let status = home.json(&["status", "--json"]);
     assert_eq!(status["live"]["session_id"], "sess_1");
     let human = home.run(&["status"]);

@@ -896,7 +896,7 @@ fn a_refused_transcription_model_keeps_the_session_and_transcribes_out_of_band()
     let j: Value = serde_json::from_str(&update[0].to_json()).expect("json");
     assert_eq!(j["type"], "session.update");
     assert!(j["session"]["audio"]["input"].get("transcription").is_none(), "{j}");
-    assert_eq!(j["session"]["tools"].as_array().map(Vec::len), Some(5), "the whole update again");
+    assert_eq!(j["session"]["tools"].as_array().map(Vec::len), Some(6), "the whole update again");
     assert!(out.iter().any(|o| matches!(o, Output::TranscriptionRefused { model, .. } if model == "gpt-transcribe")));
     // A second refusal (of the same update, echoed late) does not loop.
     assert!(sends(&s.on_server_event(refusal(), t)).is_empty());
