@@ -458,3 +458,80 @@ fn text_mode_without_a_key_says_what_is_missing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("OPENAI_API_KEY"), "{}", describe(&out));
     assert_eq!(fake.attempts(), 0);
 }
+
+#[test]
+fn a_2x_response_with_a_preamble_two_calls_and_a_final_message_gets_one_response_create() {
+    let fake = FakeRealtime::start();
+    let home = live_home(&fake, "");
+    let _d = home.start_daemon();
+    let (mut child, lines) = live_text(&home);
+    fake.wait_for(T, "session.update", ty("session.update"));
+    wait_until(T, "live ready", || home.json(&["status", "--json"])["live"]["state"] == "ready");
+    let calls = fake.respond_multi(
+        "Let me look at your tasks and start that.",
+        &[("list_tasks", json!({})), ("start_task", json!({"task": "{}", "name": "docs pass"}))],
+        "Done, both handled.",
+    );
+    // Each call dispatched once and answered with its own output.
+    let (_, listed) = tool_output(&fake, &calls[0]);
+    assert!(listed.get("tasks").is_some() || listed.is_array() || listed.is_object(), "{listed}");
+    let (_, started) = tool_output(&fake, &calls[1]);
+    assert_eq!(started["status"], "started", "{started}");
+    // The preamble is printed once, with its phase, and so is the final message.
+    expect_line(&lines, "assistant (preamble): Let me look at your tasks and start that.");
+    expect_line(&lines, "assistant: Done, both handled.");
+    // Exactly one response.create after that response's done and both outputs.
+    let create = fake.wait_for(T, "response.create after the calls", ty("response.create"));
+    home.sync();
+    fake.barrier(T);
+    for call in &calls {
+        let outputs = fake.count(|r| r.event["item"]["call_id"] == call.as_str());
+        assert_eq!(outputs, 1, "{call} answered once:\n{}", fake.dump());
+    }
+    let done_at = fake
+        .sent()
+        .into_iter()
+        .find(|s| s.ty() == "response.done" && s.event["response"]["output"].as_array().is_some_and(|o| o.len() == 4))
+        .map(|s| s.at)
+        .expect("the multi-item response.done");
+    assert!(create.at >= done_at, "response.create only after response.done");
+    // The auto reply to our create is a normal text response; no second create for the calls (the
+    // started task's end later gets its own notification and create).
+    let first_note = fake.received().into_iter().find(|r| r.event["item"]["role"] == "system").map(|r| r.at);
+    let creates = fake.count(|r| r.ty() == "response.create" && first_note.is_none_or(|n| r.at < n));
+    assert_eq!(creates, 1, "one response.create for the whole response:\n{}", fake.dump());
+    no_duplicate_creates(&fake);
+    assert_schema_clean(&fake);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_gone_model_stops_retrying_and_says_what_to_set() {
+    let fake = FakeRealtime::start();
+    fake.set_gone_models(&["gpt-realtime-mini"]);
+    let home = live_home(&fake, "model = \"gpt-realtime-mini\"\n");
+    let _d = home.start_daemon();
+    assert!(home.run(&["key", "toggle", "live"]).status.success());
+    wait_until(T, "failed state", || home.json(&["status", "--json"])["live"]["state"] == "failed");
+    home.sync();
+    let live = home.json(&["status", "--json"])["live"].clone();
+    let error = live["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("\"gpt-realtime-mini\" is not available")
+            && error.contains("set live.model = \"gpt-realtime-2.1-mini\""),
+        "{live}"
+    );
+    let attempts = fake.attempts();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fake.attempts(), attempts, "no retries after model_not_found");
+    // A 404 on the upgrade says the same.
+    let fake = FakeRealtime::start();
+    fake.reject_next_upgrades(Some(404));
+    let home = live_home(&fake, "");
+    let _d = home.start_daemon();
+    assert!(home.run(&["key", "toggle", "live"]).status.success());
+    wait_until(T, "failed state", || home.json(&["status", "--json"])["live"]["state"] == "failed");
+    let error = home.json(&["status", "--json"])["live"]["error"].as_str().unwrap_or("").to_owned();
+    assert!(error.contains("live.model = \"gpt-realtime-2.1\" is not available") && error.contains("404"), "{error}");
+}

@@ -18,7 +18,7 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
 /// Tests in this binary (pulse_env stops the server it started after the last one).
-const TESTS: usize = 4;
+const TESTS: usize = 5;
 
 fn voice_home(fake: &FakeRealtime, extra: &str) -> TestHome {
     let mut home = TestHome::with_fake(&format!(
@@ -181,5 +181,47 @@ fn a_push_to_talk_turn_sends_what_was_said() {
     assert!((sent_ms - spoken_ms).abs() <= 0.15 * spoken_ms, "sent {sent_ms} ms of speech, spoke {spoken_ms} ms");
     let total_ms = pcm.len() as f32 / 24.0;
     assert!(total_ms >= spoken_ms, "24 kHz: {total_ms} ms of audio for {spoken_ms} ms of speech");
+    assert!(fake.schema_errors().is_empty(), "{:?}", fake.schema_errors());
+}
+
+#[test]
+fn a_refused_transcription_model_keeps_the_session_and_the_users_turns() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let fake = FakeRealtime::start();
+    fake.refuse_transcription("gpt-transcribe");
+    // What the out-of-band transcription "hears": a voice command, so its effect shows the turn arrived.
+    fake.set_transcript_text("Dictate mode.");
+    let home = voice_home(&fake, "turn = \"ptt\"");
+    let _d = home.start_daemon();
+    live_on(&home, &fake);
+    // The refused update, then the whole update again without transcription; the session stays up.
+    let first = fake.wait_for(T, "the first session.update", |r| r.ty() == "session.update");
+    assert_eq!(first.event["session"]["audio"]["input"]["transcription"]["model"], "gpt-transcribe");
+    let again = fake.wait_for_nth(T, "the update again", 1, |r| r.ty() == "session.update");
+    assert!(again.event["session"]["audio"]["input"].get("transcription").is_none(), "{}", again.event);
+    assert_eq!(again.event["session"]["tools"].as_array().map(Vec::len), Some(5));
+    wait_until(T, "the refusal in status", || {
+        home.json(&["status", "--json"])["live"]["transcription"].as_str().is_some_and(|t| t.contains("gpt-transcribe"))
+    });
+    assert_eq!(home.json(&["status", "--json"])["live"]["state"], "ready");
+    // A push-to-talk turn: committed, then transcribed by an out-of-band text response about that item.
+    assert!(home.run(&["key", "press", "ptt"]).status.success());
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(home.run(&["key", "release", "ptt"]).status.success());
+    fake.wait_for(T, "input_audio_buffer.commit", |r| r.ty() == "input_audio_buffer.commit");
+    let committed = fake
+        .sent()
+        .into_iter()
+        .find(|s| s.ty() == "input_audio_buffer.committed")
+        .and_then(|s| s.event["item_id"].as_str().map(str::to_owned))
+        .expect("committed");
+    let oob = fake.wait_for(T, "the out-of-band transcription", |r| {
+        r.ty() == "response.create" && r.event["response"]["conversation"] == "none"
+    });
+    assert_eq!(oob.event["response"]["input"], json!([{"type": "item_reference", "id": committed}]));
+    assert_eq!(oob.event["response"]["output_modalities"], json!(["text"]));
+    // The user's words came back: "dictate mode" ends the live session.
+    wait_until(T, "live off by the heard command", || home.json(&["status", "--json"])["live"]["state"] == "off");
     assert!(fake.schema_errors().is_empty(), "{:?}", fake.schema_errors());
 }

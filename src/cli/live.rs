@@ -93,6 +93,8 @@ fn owned(paths: &Paths) -> i32 {
 pub fn print_event(ev: &Value) {
     let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
     let line = match ev.get("kind").and_then(Value::as_str) {
+        // A 2.x preamble (said before the tool calls of the same response) is marked as such.
+        Some("assistant") if text("phase") == "commentary" => format!("assistant (preamble): {}", text("text")),
         Some("assistant") => format!("assistant: {}", text("text")),
         Some("user") => format!("you (heard): {}", text("text")),
         Some("notification") => text("text").to_string(),

@@ -329,6 +329,12 @@ impl Live {
                 self.last_close = Some(reason.clone());
                 let outs = self.session_mut().map(|s| s.on_closed(now)).unwrap_or_default();
                 if fatal {
+                    // A 404 on the upgrade is the model being gone: say which and what to set.
+                    let reason = if reason.contains("404") || reason.contains("model_not_found") {
+                        crate::models::gone_message("live.model", &self.cfg.model, &reason)
+                    } else {
+                        reason
+                    };
                     self.fail(reason);
                 } else {
                     self.schedule_reconnect(&reason, now);

@@ -166,6 +166,13 @@ pub fn replacement_for(key: &str, model: &str) -> &'static str {
     }
 }
 
+/// The line for a model the API refused: which model, and what to set instead.
+pub fn gone_message(key: &str, model: &str, detail: &str) -> String {
+    let detail = detail.trim();
+    let why = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
+    format!("{key} = \"{model}\" is not available{why}; set {key} = \"{}\" in config.toml", replacement_for(key, model))
+}
+
 /// What [`choose`] says about a configured model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {

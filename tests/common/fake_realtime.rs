@@ -31,6 +31,23 @@
 //! * A frame that is not JSON is recorded as `{"_invalid": text}` and answered with an `error`
 //!   (`invalid_json`); an unknown `type` gets an `error` (`invalid_event`). Both count as schema errors.
 //!
+//! The 2.x additions (docs/openai-2027-models.md):
+//!
+//! * [`respond_multi`](FakeRealtime::respond_multi): one response holding a preamble message with
+//!   `phase: "commentary"`, N function calls and a final message (`phase: "final_answer"`), as
+//!   `gpt-realtime-2` sends them.
+//! * [`refuse_transcription`](FakeRealtime::refuse_transcription): a `session.update` naming that input
+//!   transcription model is refused as a whole with an `error` (`invalid_value`, `param`
+//!   `session.audio.input.transcription.model`, the update's `event_id`) and not applied. Out-of-band
+//!   responses tagged `metadata.ptt = "transcribe"` answer with
+//!   [`set_transcript_text`](FakeRealtime::set_transcript_text).
+//! * [`set_gone_models`](FakeRealtime::set_gone_models): an upgrade for such a `?model=` is accepted,
+//!   then gets `error` `model_not_found` and a close (4000), as a retired model would.
+//! * `GET /v1/models/{id}` on the same port (plain HTTP): `{"id", "object":"model", "shutdown_date"}` from
+//!   [`set_model_shutdown`](FakeRealtime::set_model_shutdown) (`null` when unset), 404 `model_not_found` for
+//!   a gone model. Such requests are not upgrade attempts; [`model_requests`](FakeRealtime::model_requests)
+//!   lists them.
+//!
 //! Every server event carries an `event_id`. Every client event is validated against
 //! `$defs/RealtimeClientEvent` of the GA bundle and against its own `$defs` entry (as in
 //! `src/realtime/schema_tests.rs`); failures are listed by [`schema_errors`](FakeRealtime::schema_errors).
@@ -122,6 +139,12 @@ struct State {
     schema_errors: Vec<String>,
     /// WebSocket pings read, per connection.
     pings: Vec<u64>,
+    refused_transcription: Vec<String>,
+    transcript_text: String,
+    gone_models: Vec<String>,
+    shutdowns: HashMap<String, String>,
+    /// `(path, authorization)` of each `GET /v1/models/...`.
+    model_requests: Vec<(String, String)>,
 }
 
 struct ConnInfo {
@@ -137,6 +160,7 @@ struct ConnInfo {
 enum Cmd {
     Send(Value),
     Calls(Vec<(String, String, String)>),
+    Multi(String, Vec<(String, String, String)>, String),
     Respond,
     FinishHeld,
     Close(u16, String),
@@ -201,6 +225,11 @@ impl FakeRealtime {
                 sent: Vec::new(),
                 schema_errors: Vec::new(),
                 pings: Vec::new(),
+                refused_transcription: Vec::new(),
+                transcript_text: "start a task".to_owned(),
+                gone_models: Vec::new(),
+                shutdowns: HashMap::new(),
+                model_requests: Vec::new(),
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -245,6 +274,31 @@ impl FakeRealtime {
     /// [`finish_held_response`](Self::finish_held_response) (or a `response.cancel`).
     pub fn set_hold_responses(&self, hold: bool) {
         self.shared.lock().hold = hold;
+    }
+
+    /// A `session.update` with this input-transcription model is refused (and not applied).
+    pub fn refuse_transcription(&self, model: &str) {
+        self.shared.lock().refused_transcription.push(model.to_owned());
+    }
+
+    /// What out-of-band transcription responses (`metadata.ptt = "transcribe"`) say.
+    pub fn set_transcript_text(&self, text: &str) {
+        self.shared.lock().transcript_text = text.to_owned();
+    }
+
+    /// Models that are gone: their upgrades get `model_not_found` and a close; `GET /v1/models/{id}` 404s.
+    pub fn set_gone_models(&self, models: &[&str]) {
+        self.shared.lock().gone_models = models.iter().map(|m| (*m).to_owned()).collect();
+    }
+
+    /// `shutdown_date` of `GET /v1/models/{model}` (`YYYY-MM-DD`).
+    pub fn set_model_shutdown(&self, model: &str, date: &str) {
+        self.shared.lock().shutdowns.insert(model.to_owned(), date.to_owned());
+    }
+
+    /// `(path, authorization)` of every `GET /v1/models/...` so far.
+    pub fn model_requests(&self) -> Vec<(String, String)> {
+        self.shared.lock().model_requests.clone()
     }
 
     // ---- observations ----
@@ -435,6 +489,17 @@ impl FakeRealtime {
         ids
     }
 
+    /// One 2.x response: a spoken preamble (`phase: "commentary"`), a function call per entry, then a
+    /// final message (`phase: "final_answer"`), and `response.done` with all of them in `output`.
+    /// Returns the `call_id`s.
+    pub fn respond_multi(&self, preamble: &str, calls: &[(&str, Value)], final_text: &str) -> Vec<String> {
+        let calls: Vec<(String, String, String)> =
+            calls.iter().map(|(name, args)| ((*name).to_owned(), args.to_string(), self.shared.id("call"))).collect();
+        let ids = calls.iter().map(|c| c.2.clone()).collect();
+        self.command(None, Cmd::Multi(preamble.to_owned(), calls, final_text.to_owned()), false);
+        ids
+    }
+
     /// A response the server starts by itself (as after a VAD turn), obeying hold, not the duplicate check.
     pub fn respond_now(&self) {
         self.command(None, Cmd::Respond, false);
@@ -528,8 +593,6 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while !shared.stopped() {
         match listener.accept() {
             Ok((stream, _)) => {
-                shared.lock().attempts += 1;
-                shared.changed.notify_all();
                 let conn_shared = Arc::clone(&shared);
                 let spawned =
                     thread::Builder::new().name("fake-realtime-conn".into()).spawn(move || serve(stream, conn_shared));
@@ -550,6 +613,12 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(POLL));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    if is_models_request(&stream, &shared) {
+        serve_models(stream, &shared);
+        return;
+    }
+    shared.lock().attempts += 1;
+    shared.changed.notify_all();
     let mut request: Option<(Vec<(String, String)>, String)> = None;
     let started = Instant::now();
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -584,6 +653,10 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     let Some((headers, uri)) = request else { return };
+    let gone = {
+        let st = shared.lock();
+        st.gone_models.iter().find(|m| uri.contains(&format!("model={m}"))).cloned()
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let (id, expires_in) = {
         let mut st = shared.lock();
@@ -605,6 +678,13 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
         closing_since: None,
         done: false,
     };
+    if let Some(model) = gone {
+        // What a retired model gets: the session is refused right after the upgrade.
+        let message = format!("The model `{model}` does not exist or you do not have access to it.");
+        conn.emit(error_event("invalid_request_error", Some("model_not_found"), &message, Some("model"), Value::Null));
+        conn.run_command(Cmd::Close(4000, "model_not_found".into()));
+        conn.flush();
+    }
     conn.run();
     conn.shared.retire(id);
     let mut st = conn.shared.lock();
@@ -712,6 +792,7 @@ impl Conn {
                 self.emit(event);
             }
             Cmd::Calls(calls) => self.function_calls(calls),
+            Cmd::Multi(preamble, calls, final_text) => self.multi_item(&preamble, calls, &final_text),
             Cmd::Respond => self.start_response(&Value::Null),
             Cmd::FinishHeld => {
                 let (held, rest): (Vec<Resp>, Vec<Resp>) = self.active.drain(..).partition(|r| r.held);
@@ -807,6 +888,18 @@ impl Conn {
         let ty = event.get("type").and_then(Value::as_str).unwrap_or("");
         match ty {
             "session.update" => {
+                let model = event.pointer("/session/audio/input/transcription/model").and_then(Value::as_str);
+                let refused = model.is_some_and(|m| self.shared.lock().refused_transcription.iter().any(|r| r == m));
+                if refused {
+                    let message = format!(
+                        "Invalid value: '{}'. This model is not supported for input audio transcription in \
+                         realtime sessions.",
+                        model.unwrap_or("")
+                    );
+                    let param = Some("session.audio.input.transcription.model");
+                    self.emit(error_event("invalid_request_error", Some("invalid_value"), &message, param, event_id));
+                    return;
+                }
                 if let Some(update) = event.get("session").filter(|s| s.is_object()) {
                     merge_session(&mut self.session, update);
                 }
@@ -941,9 +1034,10 @@ impl Conn {
 
     /// Starts an assistant text response: held, or sent through to `response.done` at once.
     fn start_response(&mut self, params: &Value) {
+        let transcribing = params.pointer("/metadata/ptt").and_then(Value::as_str) == Some("transcribe");
         let (hold, text) = {
             let st = self.shared.lock();
-            (st.hold, st.reply_text.clone())
+            if transcribing { (false, st.transcript_text.clone()) } else { (st.hold, st.reply_text.clone()) }
         };
         let modalities = params
             .get("output_modalities")
@@ -1048,6 +1142,80 @@ impl Conn {
             output.push(item);
         }
         let response = self.response_object(&r, "completed", Value::Array(output), Value::Null, usage(size));
+        self.emit(json!({ "type": "response.done", "response": response }));
+    }
+
+    /// A 2.x response: preamble message, function calls, final message, one `response.done`.
+    fn multi_item(&mut self, preamble: &str, calls: Vec<(String, String, String)>, final_text: &str) {
+        let modalities = self.session.get("output_modalities").cloned().unwrap_or_else(|| json!(["audio"]));
+        let r = Resp {
+            id: self.shared.id("resp"),
+            default_conv: true,
+            held: false,
+            item_id: String::new(),
+            text: String::new(),
+            modalities,
+            metadata: Value::Null,
+        };
+        let rid = r.id.clone();
+        let response = self.response_object(&r, "in_progress", json!([]), Value::Null, Value::Null);
+        self.emit(json!({ "type": "response.created", "response": response }));
+        self.emit(rate_limits());
+        let mut output = Vec::new();
+        let mut index = 0;
+        let message = |conn: &mut Conn, text: &str, phase: &str, index: usize| {
+            let iid = conn.shared.id("item");
+            let mut item = json!({
+                "id": iid, "object": "realtime.item", "type": "message", "status": "in_progress",
+                "role": "assistant", "phase": phase, "content": [],
+            });
+            let previous = conn.last_item.clone();
+            conn.emit(json!({ "type": "response.output_item.added", "response_id": rid, "output_index": index, "item": item }));
+            conn.emit(json!({ "type": "conversation.item.added", "previous_item_id": previous, "item": item }));
+            let at = json!({ "response_id": rid, "item_id": iid, "output_index": index, "content_index": 0 });
+            for piece in split_in_two(text) {
+                conn.emit(with(&at, json!({ "type": "response.output_text.delta", "delta": piece })));
+            }
+            conn.emit(with(&at, json!({ "type": "response.output_text.done", "text": text })));
+            item["status"] = json!("completed");
+            item["content"] = json!([{ "type": "output_text", "text": text }]);
+            conn.emit(
+                json!({ "type": "response.output_item.done", "response_id": rid, "output_index": index, "item": item }),
+            );
+            conn.emit(json!({ "type": "conversation.item.done", "previous_item_id": previous, "item": item }));
+            conn.last_item = Some(iid);
+            item
+        };
+        output.push(message(self, preamble, "commentary", index));
+        index += 1;
+        for (name, arguments, call_id) in calls {
+            let iid = self.shared.id("item");
+            let mut item = json!({
+                "id": iid, "object": "realtime.item", "type": "function_call", "status": "in_progress",
+                "name": name, "call_id": call_id, "arguments": "",
+            });
+            let previous = self.last_item.clone();
+            self.emit(json!({ "type": "response.output_item.added", "response_id": rid, "output_index": index, "item": item }));
+            self.emit(json!({ "type": "conversation.item.added", "previous_item_id": previous, "item": item }));
+            let at = json!({ "response_id": rid, "item_id": iid, "output_index": index, "call_id": call_id });
+            self.emit(with(&at, json!({ "type": "response.function_call_arguments.delta", "delta": arguments })));
+            self.emit(with(
+                &at,
+                json!({ "type": "response.function_call_arguments.done", "name": name, "arguments": arguments }),
+            ));
+            item["status"] = json!("completed");
+            item["arguments"] = json!(arguments);
+            self.emit(
+                json!({ "type": "response.output_item.done", "response_id": rid, "output_index": index, "item": item }),
+            );
+            self.emit(json!({ "type": "conversation.item.done", "previous_item_id": previous, "item": item }));
+            self.last_item = Some(iid);
+            output.push(item);
+            index += 1;
+        }
+        output.push(message(self, final_text, "final_answer", index));
+        let response =
+            self.response_object(&r, "completed", Value::Array(output), Value::Null, usage(final_text.len()));
         self.emit(json!({ "type": "response.done", "response": response }));
     }
 
@@ -1308,4 +1476,78 @@ fn validator_for_def(bundle: &Value, def: &str) -> jsonschema::Validator {
     assert!(root["$defs"].get(def).is_some(), "fake realtime: no $defs/{def} in the schema bundle");
     root["$ref"] = json!(format!("#/$defs/{def}"));
     jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("fake realtime: schema {def}: {e}"))
+}
+
+/// Whether the connection carries `GET /v1/models/...` (plain HTTP) rather than an upgrade. Peeks at the
+/// first bytes without consuming them.
+fn is_models_request(stream: &TcpStream, shared: &Shared) -> bool {
+    const PREFIX: &[u8] = b"GET /v1/models/";
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    loop {
+        match stream.peek(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) if n >= PREFIX.len() => return buf.starts_with(PREFIX),
+            Ok(n) if !PREFIX.starts_with(&buf[..n]) => return false,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(_) => return false,
+        }
+        if shared.stopped() || started.elapsed() > HANDSHAKE_TIMEOUT {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Answers one `GET /v1/models/{id}` like the real API (Model object, or 404 `model_not_found`).
+fn serve_models(mut stream: TcpStream, shared: &Shared) {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(_) => return,
+        }
+        if head.len() > 64 * 1024 || shared.stopped() || started.elapsed() > HANDSHAKE_TIMEOUT {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let authorization = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("authorization")))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let id = path.trim_start_matches("/v1/models/").split('?').next().unwrap_or("").to_owned();
+    let (status, body) = {
+        let mut st = shared.lock();
+        st.model_requests.push((path.clone(), authorization));
+        shared.changed.notify_all();
+        if st.gone_models.contains(&id) {
+            let message = format!("The model `{id}` does not exist or you do not have access to it.");
+            let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "model_not_found"}});
+            (404, body)
+        } else {
+            let shutdown = st.shutdowns.get(&id).cloned().map_or(Value::Null, Value::String);
+            (
+                200,
+                json!({"id": id, "object": "model", "created": 1_756_339_200, "owned_by": "system", "shutdown_date": shutdown}),
+            )
+        }
+    };
+    let body = body.to_string();
+    let reason = if status == 200 { "OK" } else { "Not Found" };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Both);
 }

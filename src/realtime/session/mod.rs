@@ -63,7 +63,7 @@ const RENEW_RETRY: Duration = Duration::from_secs(30);
 /// hold our own `response.create`s this long (or until that `response.created`) so they do not race it.
 pub const VAD_SETTLE: Duration = Duration::from_millis(1500);
 /// Error codes that stop the session for good (until the user starts it again).
-const FATAL_CODES: [&str; 3] = ["invalid_api_key", "model_not_found", "beta_api_shape_disabled"];
+const FATAL_CODES: [&str; 4] = ["invalid_api_key", "model_not_found", "invalid_model", "beta_api_shape_disabled"];
 
 /// What the daemon must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -483,7 +483,13 @@ impl Session {
                 log::error!("fatal realtime error {c}: {}", e.message);
                 self.drop_connection();
                 self.link = Link::Failed;
-                out.push(Output::Fatal { code, message: e.message });
+                let message = if c == "model_not_found" || c == "invalid_model" {
+                    // Say which model is gone and what to set instead.
+                    crate::models::gone_message("live.model", &self.cfg.model, &e.message)
+                } else {
+                    e.message
+                };
+                out.push(Output::Fatal { code, message });
             }
             _ => {
                 log::warn!("realtime error {} {code}: {} (event {:?})", e.type_, e.message, e.event_id);

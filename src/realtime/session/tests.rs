@@ -487,7 +487,13 @@ fn fatal_errors_stop_the_session() {
         let (mut s, t) = ready();
         s.push_notification("n1", "done", t);
         let out = s.on_server_event(error(code, None), t);
-        assert_eq!(out, [Output::Fatal { code: code.into(), message: format!("msg {code}") }]);
+        let message = match code {
+            "model_not_found" | "invalid_model" => format!(
+                "live.model = \"gpt-realtime-2.1\" is not available (msg {code}); set live.model = \"gpt-realtime-2.1\" in config.toml"
+            ),
+            _ => format!("msg {code}"),
+        };
+        assert_eq!(out, [Output::Fatal { code: code.into(), message }]);
         assert!(s.is_failed() && !s.is_ready());
         assert!(sends(&s.push_notification("n2", "x", t)).is_empty());
         assert!(s.on_server_event(resp_done("r", "completed"), t).is_empty());
@@ -503,6 +509,15 @@ fn fatal_errors_stop_the_session() {
     s.on_connected(t, UNIX0);
     let out = s.on_server_event(error("beta_api_shape_disabled", None), t);
     assert!(matches!(&out[..], [Output::Fatal { .. }]));
+    // An old model that is gone names itself and its replacement.
+    let mut s = Session::new(SessionConfig { model: "gpt-realtime-mini".into(), ..SessionConfig::default() });
+    s.on_connected(t, UNIX0);
+    let out = s.on_server_event(error("model_not_found", None), t);
+    assert!(
+        matches!(&out[..], [Output::Fatal { message, .. }] if message.contains("\"gpt-realtime-mini\" is not available")
+            && message.contains("set live.model = \"gpt-realtime-2.1-mini\"")),
+        "{out:?}"
+    );
 }
 
 // ---- reconnect and renewal ----
