@@ -216,7 +216,9 @@ pub fn run(paths: &Paths) -> i32 {
 }
 
 fn writable(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    // Private, like the daemon makes them: a runtime directory created here with the umask's 0755 would be
+    // refused by the daemon started next (it never changes the mode of a directory it did not create).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
     let probe = dir.join(format!(".ptt-doctor-{}", std::process::id()));
     std::fs::write(&probe, b"ok")?;
     std::fs::remove_file(&probe)

@@ -25,9 +25,21 @@ pub fn require(tool: &str, package: &str) {
     assert!(found, "`{tool}` is missing: these tests need it (apt-get install -y {package}); they never skip");
 }
 
+/// The sound server the audio tests run on: `PTT_SOUND_SERVER` (`pulseaudio`, the default, or `pipewire`; both
+/// speak the PulseAudio protocol, which is what the tests and the daemon's ALSA `default` device use).
+pub fn sound_server() -> String {
+    std::env::var("PTT_SOUND_SERVER").unwrap_or_else(|_| "pulseaudio".into())
+}
+
 /// Runs `scripts/pulse-test-env <verb>` with the given state dir and returns its `export` lines as pairs.
 pub fn pulse_script(verb: &str, dir: &Path) -> Vec<(String, String)> {
-    require("pulseaudio", "pulseaudio");
+    if sound_server() == "pipewire" {
+        require("pipewire", "pipewire");
+        require("wireplumber", "wireplumber");
+        require("pipewire-pulse", "pipewire-pulse");
+    } else {
+        require("pulseaudio", "pulseaudio");
+    }
     require("pactl", "pulseaudio-utils");
     let out = Command::new(root().join("scripts/pulse-test-env"))
         .arg(verb)
