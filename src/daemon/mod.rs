@@ -36,7 +36,7 @@ use crate::realtime::connection::ConnMessage;
 use crate::tasks::permission::Decision;
 use crate::tasks::reaper::TaskEvent;
 use crate::tasks::waiting::PermissionOutcome;
-use crate::tasks::{CancelOutcome, Lookup, Notice, StartRequest, Supervisor};
+use crate::tasks::{CancelOutcome, Notice, StartRequest, Supervisor, TaskView};
 use live::{Live, Purpose};
 use scheduler::{Scheduler, TimerKind};
 
@@ -86,6 +86,8 @@ pub enum Channel {
 /// The one state struct.
 pub struct Daemon {
     paths: Paths,
+    /// The whole configuration; each component also keeps its own section.
+    config: Config,
     supervisor: Supervisor,
     live: Live,
     hotkeys: keys::Hotkeys,
@@ -158,7 +160,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         eprintln!("ptt: cannot start a live session: {e}");
         return Ok(1);
     }
-    let (supervisor, report) = Supervisor::new(config, paths.clone(), task_tx)?;
+    let (supervisor, report) = Supervisor::new(config.tasks.clone(), config.projects.clone(), paths.clone(), task_tx)?;
     if let Some((aside, why)) = &report.registry_moved_aside {
         log::warn!("the task registry was corrupt ({why}); moved it to {} and started empty", aside.display());
     }
@@ -169,14 +171,15 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         log::warn!("killed {} process(es) left behind by a previous daemon", report.swept);
     }
     let signal_rx = spawn_signal_thread()?;
-    let hotkeys = keys::Hotkeys::start(&supervisor.config().keys);
-    let voice = voice::Voice::new(supervisor.config().audio.clone());
-    let dictation = dictation::Dictation::new(supervisor.config().dictate.clone(), &paths);
-    let notifier = if supervisor.config().notify.enabled { crate::notify::Notifier::start() } else { None };
+    let hotkeys = keys::Hotkeys::start(&config.keys);
+    let voice = voice::Voice::new(config.audio.clone());
+    let dictation = dictation::Dictation::new(config.dictate.clone(), &paths);
+    let notifier = if config.notify.enabled { crate::notify::Notifier::start() } else { None };
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     crate::control::server::start(&paths.socket(), control_tx.clone())?;
     let mut daemon = Daemon {
         paths,
+        config,
         supervisor,
         live,
         hotkeys,
@@ -464,7 +467,7 @@ impl Daemon {
         self.play_live_audio(now);
         for said in self.live.take_heard() {
             // "Dictate mode" said in a live conversation ends it, as the voice command does in dictation.
-            let commands = &self.supervisor.config().dictate.commands;
+            let commands = &self.config.dictate.commands;
             if crate::dictate::commands::interpret(&said, commands) == crate::dictate::commands::Meaning::DictateMode {
                 log::info!("live: voice command: dictate mode");
                 self.run_dictation_steps(vec![dictation::Step::LiveOff]);
@@ -532,7 +535,8 @@ impl Daemon {
                     self.live.set_config(c.live.clone());
                     self.voice.set_config(c.audio.clone());
                     self.dictation.set_config(c.dictate.clone());
-                    self.supervisor.set_config(c);
+                    self.supervisor.set_config(c.tasks.clone(), c.projects.clone());
+                    self.config = c;
                 }
                 Err(e) => log::error!("SIGHUP: config not reloaded, keeping the old one: {e}"),
             },
@@ -549,7 +553,7 @@ impl Daemon {
         self.shutting_down = true;
         self.live.stop("the daemon is stopping");
         self.supervisor.begin_shutdown(now);
-        let grace = Duration::from_secs(u64::from(self.supervisor.config().tasks.kill_grace_s));
+        let grace = Duration::from_secs(u64::from(self.config.tasks.kill_grace_s));
         self.scheduler.schedule(TimerKind::ShutdownDeadline, now + grace);
     }
 
@@ -557,32 +561,21 @@ impl Daemon {
         match request {
             Request::Ping => json!({"pong": true, "pid": std::process::id()}),
             Request::Status => self.status(),
-            Request::Tasks { all } => json!({"tasks": self.supervisor.list(all)}),
+            Request::Tasks { all } => {
+                let tasks: Vec<Value> = self.supervisor.list(all).iter().map(TaskView::to_json).collect();
+                json!({ "tasks": tasks })
+            }
             Request::Start { text, name, project, dir } => {
-                let outcome = self.supervisor.start(StartRequest { text, name, project, dir }, now);
-                if let crate::tasks::StartOutcome::Started { task_id, .. } = &outcome {
-                    self.publish(vec![Notice::Started(task_id.clone())]);
-                }
+                let (outcome, notices) = self.supervisor.start(StartRequest { text, name, project, dir }, now);
+                self.publish(notices);
                 to_json(&outcome)
             }
             Request::Continue { reference, text } => {
-                let outcome = self.supervisor.continue_task(&reference, &text, now);
-                if let crate::tasks::StartOutcome::Started { task_id, .. } = &outcome {
-                    self.publish(vec![Notice::Started(task_id.clone())]);
-                }
+                let (outcome, notices) = self.supervisor.continue_task(&reference, &text, now);
+                self.publish(notices);
                 to_json(&outcome)
             }
-            Request::Show { reference } => match self.supervisor.lookup(&reference, |_| true) {
-                Lookup::Found(t) => json!({"status": "found", "task": self.supervisor.view(t)}),
-                Lookup::Ambiguous(candidates) => json!({
-                    "status": "ambiguous",
-                    "message": crate::tasks::ambiguity_message(&reference, &candidates),
-                    "candidates": candidates,
-                }),
-                Lookup::NotFound => {
-                    json!({"status": "not_found", "message": format!("no task matches \"{reference}\"")})
-                }
-            },
+            Request::Show { reference } => to_json(&self.supervisor.show(&reference)),
             Request::Cancel { reference } => {
                 let outcome: CancelOutcome = self.supervisor.cancel(&reference, now);
                 to_json(&outcome)
@@ -858,10 +851,13 @@ impl Daemon {
                 Notice::Activity(id) => ("task_activity", Some(id)),
                 Notice::Stalled(id) => ("task_stalled", Some(id)),
                 Notice::Ended(id) => ("task_ended", Some(id)),
-                Notice::BudgetWarning(_) => ("budget_warning", None),
                 Notice::Waiting(id) => ("task_waiting", Some(id)),
+                Notice::BudgetWarning(message) => {
+                    self.broadcast(json!({"event": "budget_warning", "task": null, "message": message}));
+                    continue;
+                }
             };
-            let task = id.and_then(|id| self.supervisor.registry().get(id)).map(|t| self.supervisor.view(t));
+            let task = id.and_then(|id| self.supervisor.registry().get(id)).map(|t| self.supervisor.view(t).to_json());
             self.broadcast(json!({"event": event, "task": task}));
         }
     }

@@ -13,7 +13,7 @@ use crate::realtime::tools::{ANSWER_PERMISSION, CANCEL_TASK, CONTINUE_TASK, GET_
 use crate::tasks::permission::Decision;
 use crate::tasks::registry::TaskRecord;
 use crate::tasks::waiting::PermissionOutcome;
-use crate::tasks::{Lookup, Notice, StartOutcome, StartRequest, Supervisor, ambiguity_message};
+use crate::tasks::{Notice, ShowOutcome, StartRequest, Supervisor};
 
 /// Runs one tool call; returns the output JSON text and any notices (a task started).
 pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (String, Vec<Notice>) {
@@ -34,10 +34,8 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
                     project: text("project").map(str::to_string),
                     dir: None,
                 };
-                let outcome = sup.start(req, now);
-                if let StartOutcome::Started { task_id, .. } = &outcome {
-                    notices.push(Notice::Started(task_id.clone()));
-                }
+                let (outcome, started) = sup.start(req, now);
+                notices.extend(started);
                 to_json(&outcome)
             }
         },
@@ -47,20 +45,16 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
         }
         GET_TASK_RESULT => match text("task") {
             None => error("get_task_result needs `task`: an id or words of its name"),
-            Some(r) => match sup.lookup(r, |_| true) {
-                Lookup::Found(t) => {
-                    let mut v = brief(sup, t);
+            Some(r) => match sup.show(r) {
+                ShowOutcome::Found { task } => {
+                    let mut v = brief(sup, task.record);
                     if let Some(obj) = v.as_object_mut() {
                         obj.insert("status".into(), json!("found"));
-                        obj.insert("log_path".into(), json!(t.log_path));
+                        obj.insert("log_path".into(), json!(task.record.log_path));
                     }
                     v.to_string()
                 }
-                Lookup::Ambiguous(candidates) => {
-                    json!({"status": "ambiguous", "message": ambiguity_message(r, &candidates), "candidates": candidates})
-                        .to_string()
-                }
-                Lookup::NotFound => json!({"status": "not_found", "message": format!("no task matches \"{r}\"")}).to_string(),
+                other => to_json(&other),
             },
         },
         CANCEL_TASK => match text("task") {
@@ -69,10 +63,8 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
         },
         CONTINUE_TASK => match (text("task"), text("instruction")) {
             (Some(r), Some(instruction)) => {
-                let outcome = sup.continue_task(r, instruction, now);
-                if let StartOutcome::Started { task_id, .. } = &outcome {
-                    notices.push(Notice::Started(task_id.clone()));
-                }
+                let (outcome, started) = sup.continue_task(r, instruction, now);
+                notices.extend(started);
                 to_json(&outcome)
             }
             _ => error("continue_task needs `task` and `instruction`"),
@@ -100,12 +92,12 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
 
 /// What the model needs to talk about a task, without the raw log.
 fn brief(sup: &Supervisor, t: &TaskRecord) -> Value {
-    let v = sup.view(t);
+    let view = sup.view(t);
     let mut out = json!({
         "task_id": t.id,
         "name": t.name,
         "state": t.state,
-        "elapsed_s": v["elapsed_s"],
+        "elapsed_s": view.elapsed_s,
     });
     let obj = out.as_object_mut().expect("object literal");
     if let Some(a) = &t.activity {
@@ -126,8 +118,8 @@ fn brief(sup: &Supervisor, t: &TaskRecord) -> Value {
     if let Some(w) = &t.waiting_for {
         obj.insert("waiting_for".into(), json!(w));
     }
-    if let Some(r) = v.get("rate_limited") {
-        obj.insert("rate_limited".into(), r.clone());
+    if let Some(r) = view.rate_limited {
+        obj.insert("rate_limited".into(), json!(r));
     }
     if let Some(c) = t.changes.as_ref().filter(|c| !c.is_empty()) {
         let mut changed = json!({"files": c.all_paths()});
@@ -149,7 +141,7 @@ pub fn task_table(sup: &Supervisor) -> String {
     let running = tasks.iter().filter(|t| t.state.is_active());
     let recent = tasks.iter().rev().filter(|t| !t.state.is_active()).take(5);
     for t in running.chain(recent) {
-        let elapsed = sup.view(t)["elapsed_s"].as_u64().unwrap_or(0);
+        let elapsed = sup.view(t).elapsed_s;
         let mut line = format!("{} '{}' {} {}", t.id, t.name, t.state.as_str(), crate::text::duration_words(elapsed));
         if let Some(w) = &t.waiting_for {
             line.push_str(&format!(": waiting for permission to {w}"));

@@ -10,18 +10,21 @@
 use std::path::{Path, PathBuf};
 
 use super::Supervisor;
-use super::contract::{RejectReason, StartOutcome, StartRequest};
+use super::contract::{Notice, RejectReason, StartOutcome, StartRequest};
 use super::registry::unix_now;
 use crate::config::Isolation;
 
+/// The share of `tasks.budget_usd` at which starts carry a warning.
+const BUDGET_WARN_AT: f64 = 0.8;
+
 impl Supervisor {
     /// Budget and concurrency: the refusals that do not depend on the request.
-    pub(super) fn admission_check(&mut self) -> Option<StartOutcome> {
-        let budget = self.config.tasks.budget_usd;
+    pub(super) fn admission_check(&self) -> Result<(), StartOutcome> {
+        let budget = self.config.budget_usd;
         if budget > 0.0 {
             let spent = self.spent_today();
             if spent >= budget {
-                return Some(StartOutcome::Rejected {
+                return Err(StartOutcome::Rejected {
                     reason: RejectReason::BudgetExceeded,
                     message: format!(
                         "today's budget of ${budget:.2} is used up (${spent:.2} spent); raise tasks.budget_usd or wait until tomorrow"
@@ -29,7 +32,7 @@ impl Supervisor {
                 });
             }
         }
-        let max = self.config.tasks.max_concurrent as usize;
+        let max = self.config.max_concurrent as usize;
         if self.live.len() >= max {
             let running: Vec<String> = self
                 .registry
@@ -38,7 +41,7 @@ impl Supervisor {
                 .filter(|t| self.live.contains_key(&t.id))
                 .map(|t| format!("{} '{}'", t.id, t.name))
                 .collect();
-            return Some(StartOutcome::Rejected {
+            return Err(StartOutcome::Rejected {
                 reason: RejectReason::LimitReached,
                 message: format!(
                     "{max} tasks are already running ({}); wait for one or cancel one",
@@ -46,11 +49,11 @@ impl Supervisor {
                 ),
             });
         }
-        None
+        Ok(())
     }
 
     pub(super) fn claude_path(&self) -> std::result::Result<PathBuf, String> {
-        let cmd = &self.config.tasks.claude;
+        let cmd = &self.config.claude;
         crate::process::find_executable(cmd, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
             format!(
                 "the Claude Code CLI `{cmd}` was not found{}; install it (npm install -g @anthropic-ai/claude-code) or set tasks.claude",
@@ -62,18 +65,16 @@ impl Supervisor {
     /// The directory asked for: a project, an explicit directory, or none.
     pub(super) fn resolve_dir(&self, req: &StartRequest) -> std::result::Result<Option<PathBuf>, StartOutcome> {
         if let Some(project) = req.project.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            let found =
-                self.config.projects.iter().find(|(name, _)| name.eq_ignore_ascii_case(project)).or_else(|| {
-                    let matches: Vec<_> = self
-                        .config
-                        .projects
-                        .iter()
-                        .filter(|(name, _)| name.to_lowercase().contains(&project.to_lowercase()))
-                        .collect();
-                    (matches.len() == 1).then(|| matches[0])
-                });
+            let found = self.projects.iter().find(|(name, _)| name.eq_ignore_ascii_case(project)).or_else(|| {
+                let matches: Vec<_> = self
+                    .projects
+                    .iter()
+                    .filter(|(name, _)| name.to_lowercase().contains(&project.to_lowercase()))
+                    .collect();
+                (matches.len() == 1).then(|| matches[0])
+            });
             let Some((_, dir)) = found else {
-                let known: Vec<&str> = self.config.projects.keys().map(String::as_str).collect();
+                let known: Vec<&str> = self.projects.keys().map(String::as_str).collect();
                 return Err(StartOutcome::Rejected {
                     reason: RejectReason::UnknownProject,
                     message: if known.is_empty() {
@@ -109,13 +110,7 @@ impl Supervisor {
                 message: format!(
                     "{} is outside the allowed roots ({}); add it to tasks.allowed_roots or [projects]",
                     canonical.display(),
-                    self.config
-                        .tasks
-                        .allowed_roots
-                        .iter()
-                        .map(|r| r.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    self.config.allowed_roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
                 ),
             });
         }
@@ -123,7 +118,7 @@ impl Supervisor {
     }
 
     fn allowed(&self, dir: &Path) -> bool {
-        let roots = self.config.tasks.allowed_roots.iter().chain(self.config.projects.values());
+        let roots = self.config.allowed_roots.iter().chain(self.projects.values());
         roots.filter_map(|r| self.paths.expand_tilde(r).canonicalize().ok()).any(|root| dir.starts_with(&root))
     }
 
@@ -143,7 +138,7 @@ impl Supervisor {
             })?;
             Ok(dir)
         };
-        match (self.config.tasks.isolation, origin) {
+        match (self.config.isolation, origin) {
             (_, None) => Ok((scratch()?, None)),
             (Isolation::None, Some(dir)) => Ok((dir.to_path_buf(), None)),
             (Isolation::Scratch, Some(_)) => Ok((scratch()?, None)),
@@ -165,12 +160,15 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn directory_busy(&self, dir: &Path) -> Option<StartOutcome> {
-        if self.config.tasks.share_dirs {
-            return None;
+    /// One task per directory, unless `tasks.share_dirs`.
+    pub(super) fn directory_busy(&self, dir: &Path) -> Result<(), StartOutcome> {
+        if self.config.share_dirs {
+            return Ok(());
         }
-        let busy = self.registry.tasks.iter().find(|t| self.live.contains_key(&t.id) && t.dir == dir)?;
-        Some(StartOutcome::Rejected {
+        let Some(busy) = self.registry.tasks.iter().find(|t| self.live.contains_key(&t.id) && t.dir == dir) else {
+            return Ok(());
+        };
+        Err(StartOutcome::Rejected {
             reason: RejectReason::DirectoryBusy,
             message: format!(
                 "task {} '{}' is already working in {}; wait for it, cancel it, or use isolation \"worktree\"",
@@ -181,19 +179,28 @@ impl Supervisor {
         })
     }
 
-    pub(super) fn budget_warning(&mut self) -> Option<String> {
-        let budget = self.config.tasks.budget_usd;
-        let spent = self.spent_today();
-        if budget <= 0.0 || spent < 0.8 * budget {
+    /// The warning every start carries while today's spending is at 80 % of
+    /// `tasks.budget_usd` or more (design.md §5: warn at 80 %, refuse at 100 %).
+    pub(super) fn budget_warning(&self) -> Option<String> {
+        let budget = self.config.budget_usd;
+        if budget <= 0.0 {
             return None;
         }
-        let message = format!("${spent:.2} of today's ${budget:.2} budget is spent");
+        let spent = self.spent_today();
+        (spent >= BUDGET_WARN_AT * budget).then(|| format!("${spent:.2} of today's ${budget:.2} budget is spent"))
+    }
+
+    /// [`Notice::BudgetWarning`] (and a log line) the first time in a local day
+    /// that spending reaches 80 % of the budget; `None` after that, and below.
+    pub(super) fn budget_notice(&mut self) -> Option<Notice> {
+        let message = self.budget_warning()?;
         let today = local_day(unix_now());
-        if self.budget_warned_day != Some(today) {
-            self.budget_warned_day = Some(today);
-            log::warn!("{message}");
+        if self.budget_warned_day == Some(today) {
+            return None;
         }
-        Some(message)
+        self.budget_warned_day = Some(today);
+        log::warn!("{message}");
+        Some(Notice::BudgetWarning(message))
     }
 
     /// Sum of the costs of tasks that ended today (local time).

@@ -88,15 +88,57 @@ pub enum Lookup<'a> {
 }
 
 /// Something the daemon may want to tell others (subscribers, the live session).
+///
+/// The supervisor builds every notice itself and hands it back with the answer
+/// or event that caused it, so a caller cannot forget one or send one twice.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     Started(String),
     Activity(String),
     Stalled(String),
     Ended(String),
+    /// Today's spending reached 80 % of `tasks.budget_usd` (once a local day).
     BudgetWarning(String),
     /// The task asks for permission (`waiting_for` says what it wants).
     Waiting(String),
+}
+
+/// A task as clients see it: the record plus its elapsed seconds and, while
+/// the API holds it back, until when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskView<'a> {
+    #[serde(flatten)]
+    pub record: &'a TaskRecord,
+    pub elapsed_s: u64,
+    /// "rate-limited until 14:05" (local time) while an active task waits for its limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<String>,
+}
+
+impl<'a> TaskView<'a> {
+    pub fn of(record: &'a TaskRecord) -> TaskView<'a> {
+        let now = unix_now();
+        let end = record.ended_at.unwrap_or(now);
+        let rate_limited = record
+            .rate_limited_until
+            .filter(|u| *u > now && record.state.is_active())
+            .map(|until| format!("rate-limited until {}", super::admission::local_hhmm(until)));
+        TaskView { record, elapsed_s: end.saturating_sub(record.created_at), rate_limited }
+    }
+
+    /// The view as JSON (an empty object if a path in it is not UTF-8).
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| json!({}))
+    }
+}
+
+/// The answer to "show me task X" (`ptt task show`, the `get_task_result` tool).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ShowOutcome<'a> {
+    Found { task: TaskView<'a> },
+    Ambiguous { candidates: Vec<Candidate>, message: String },
+    NotFound { message: String },
 }
 
 /// What start-up found and did.
@@ -130,35 +172,35 @@ impl Supervisor {
 
     // ----- views --------------------------------------------------------------
 
-    /// A task as clients see it: the record plus elapsed seconds.
-    pub fn view(&self, t: &TaskRecord) -> Value {
-        let mut v = serde_json::to_value(t).unwrap_or_else(|_| json!({}));
-        let end = t.ended_at.unwrap_or_else(unix_now);
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("elapsed_s".into(), json!(end.saturating_sub(t.created_at)));
-            if let Some(until) = t.rate_limited_until.filter(|u| *u > unix_now() && t.state.is_active()) {
-                obj.insert(
-                    "rate_limited".into(),
-                    json!(format!("rate-limited until {}", super::admission::local_hhmm(until))),
-                );
+    /// Any task, by id or words of its name.
+    pub fn show(&self, reference: &str) -> ShowOutcome<'_> {
+        match self.lookup(reference, |_| true) {
+            Lookup::Found(t) => ShowOutcome::Found { task: TaskView::of(t) },
+            Lookup::Ambiguous(candidates) => {
+                ShowOutcome::Ambiguous { message: ambiguity_message(reference, &candidates), candidates }
             }
+            Lookup::NotFound => ShowOutcome::NotFound { message: not_found_message(reference) },
         }
-        v
+    }
+
+    /// A task as clients see it: the record plus elapsed seconds.
+    pub fn view<'a>(&self, t: &'a TaskRecord) -> TaskView<'a> {
+        TaskView::of(t)
     }
 
     /// Tasks of this run and recent ones (a day), or all.
-    pub fn list(&self, all: bool) -> Vec<Value> {
+    pub fn list(&self, all: bool) -> Vec<TaskView<'_>> {
         let since = self.run_started_at.min(unix_now().saturating_sub(24 * 3600));
         self.registry
             .tasks
             .iter()
             .filter(|t| all || t.state.is_active() || t.created_at >= since || t.ended_at.is_some_and(|e| e >= since))
-            .map(|t| self.view(t))
+            .map(TaskView::of)
             .collect()
     }
 
     pub fn status(&self) -> Value {
-        let budget = self.config.tasks.budget_usd;
+        let budget = self.config.budget_usd;
         json!({
             "running": self.live.len(),
             "waiting": self.registry.tasks.iter().filter(|t| t.state == TaskState::Waiting).map(|t| json!({
@@ -170,7 +212,7 @@ impl Supervisor {
                 .filter(|u| *u > unix_now())
                 .max()
                 .map(|u| format!("rate-limited until {}", super::admission::local_hhmm(u))),
-            "max_concurrent": self.config.tasks.max_concurrent,
+            "max_concurrent": self.config.max_concurrent,
             "known": self.registry.tasks.len(),
             "next_id": format!("t{}", self.registry.next_id),
             "spent_today_usd": (self.spent_today() * 10000.0).round() / 10000.0,
@@ -185,4 +227,8 @@ pub fn ambiguity_message(reference: &str, candidates: &[Candidate]) -> String {
     let list: Vec<String> =
         candidates.iter().map(|c| format!("{} '{}' ({})", c.task_id, c.name, c.state.as_str())).collect();
     format!("\"{reference}\" matches several tasks: {}; which one?", list.join(", "))
+}
+
+pub fn not_found_message(reference: &str) -> String {
+    format!("no task matches \"{reference}\"")
 }

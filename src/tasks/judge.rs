@@ -76,6 +76,18 @@ fn usd(x: f64) -> String {
     if ((x * 100.0).round() - x * 100.0).abs() < 1e-9 { format!("${x:.2}") } else { format!("${x}") }
 }
 
+/// Records a task that was active when the daemon stopped (or crashed) as
+/// interrupted, unannounced, ended at `ended_at` (Unix seconds).
+pub(super) fn mark_interrupted(t: &mut TaskRecord, ended_at: u64) {
+    t.state = TaskState::Interrupted;
+    t.announced = false;
+    t.ended_at = Some(ended_at);
+    t.activity = None;
+    t.waiting_for = None;
+    t.reason = Some("the daemon stopped while the task ran".into());
+    t.summary = Some(format!("Task {} was interrupted because the daemon stopped.", t.id));
+}
+
 /// The ear-length summary stored with the task, ending with what it changed.
 pub(super) fn summarize(t: &TaskRecord, result: Option<&str>, last_text: Option<&str>, changes: &Changes) -> String {
     let body = match t.state {

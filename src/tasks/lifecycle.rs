@@ -10,8 +10,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::contract::{CancelOutcome, Lookup, Notice, RejectReason, StartOutcome, StartRequest, ambiguity_message};
-use super::judge::{StopReason, derive_name, judge, state_phrase, summarize};
+use super::contract::{
+    CancelOutcome, Lookup, Notice, RejectReason, StartOutcome, StartRequest, ambiguity_message, not_found_message,
+};
+use super::judge::{StopReason, derive_name, judge, mark_interrupted, state_phrase, summarize};
 use super::reaper::{self, Finished, LogSpec, ReaperMsg, TaskEvent};
 use super::registry::{Durability, TaskRecord, TaskState, unix_now};
 use super::{Live, REGISTRY_TAIL_LINES, SAVE_DEBOUNCE, SAVE_RETRY, Supervisor, spawn, sweep};
@@ -20,129 +22,123 @@ use crate::config::PermissionMode;
 impl Supervisor {
     // ----- starting --------------------------------------------------------
 
-    pub fn start(&mut self, req: StartRequest, now: Instant) -> StartOutcome {
+    /// Starts a task: the answer for the caller, and the notices for everyone
+    /// else (`Started`, and `BudgetWarning` the first time in a day).
+    pub fn start(&mut self, req: StartRequest, now: Instant) -> (StartOutcome, Vec<Notice>) {
+        match self.admit(req) {
+            Ok(launch) => self.launch(launch, now),
+            Err(refused) => (refused, vec![]),
+        }
+    }
+
+    /// Every check a new task must pass, in order; the launch it may make.
+    /// Takes no id: the id is allocated only once the child exists.
+    fn admit(&mut self, req: StartRequest) -> Result<Launch, StartOutcome> {
         let reject = |reason, message: String| StartOutcome::Rejected { reason, message };
         let text = req.text.trim().to_string();
         if self.shutting_down {
-            return reject(RejectReason::ShuttingDown, "the daemon is shutting down".into());
+            return Err(reject(RejectReason::ShuttingDown, "the daemon is shutting down".into()));
         }
         if text.is_empty() {
-            return reject(RejectReason::BadRequest, "the task text is empty".into());
+            return Err(reject(RejectReason::BadRequest, "the task text is empty".into()));
         }
-        if let Some(r) = self.admission_check() {
-            return r;
-        }
-        let claude = match self.claude_path() {
-            Ok(p) => p,
-            Err(message) => return reject(RejectReason::ClaudeNotFound, message),
-        };
-        let origin = match self.resolve_dir(&req) {
-            Ok(d) => d,
-            Err(r) => return r,
-        };
-        let id = self.registry.allocate_id();
-        let (dir, worktree) = match self.isolate(&id, origin.as_deref()) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        if let Some(r) = self.directory_busy(&dir) {
-            return r;
-        }
+        self.admission_check()?;
+        let claude = self.claude_path().map_err(|message| reject(RejectReason::ClaudeNotFound, message))?;
+        let origin = self.resolve_dir(&req)?;
+        let id = self.registry.next_task_id();
+        let (dir, worktree) = self.isolate(&id, origin.as_deref())?;
+        self.directory_busy(&dir)?;
         let name =
             req.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| derive_name(&text));
-        self.launch(
-            Launch {
-                id,
-                name,
-                prompt: text,
-                project: req.project,
-                dir,
-                origin,
-                worktree,
-                resume: None,
-                continues: None,
-                claude,
-            },
-            now,
-        )
+        Ok(Launch {
+            id,
+            name,
+            prompt: text,
+            project: req.project,
+            dir,
+            origin,
+            worktree,
+            resume: None,
+            continues: None,
+            claude,
+        })
     }
 
     /// A follow-up run of an ended task in the same directory, with `--resume`.
-    pub fn continue_task(&mut self, reference: &str, instruction: &str, now: Instant) -> StartOutcome {
+    pub fn continue_task(&mut self, reference: &str, instruction: &str, now: Instant) -> (StartOutcome, Vec<Notice>) {
+        match self.admit_continuation(reference, instruction) {
+            Ok(launch) => self.launch(launch, now),
+            Err(refused) => (refused, vec![]),
+        }
+    }
+
+    fn admit_continuation(&mut self, reference: &str, instruction: &str) -> Result<Launch, StartOutcome> {
         let instruction = instruction.trim();
         if instruction.is_empty() {
-            return StartOutcome::Rejected {
+            return Err(StartOutcome::Rejected {
                 reason: RejectReason::BadRequest,
                 message: "the instruction is empty".into(),
-            };
+            });
         }
         if self.shutting_down {
-            return StartOutcome::Rejected {
+            return Err(StartOutcome::Rejected {
                 reason: RejectReason::ShuttingDown,
                 message: "the daemon is shutting down".into(),
-            };
+            });
         }
         let parent = match self.lookup(reference, |_| true) {
             Lookup::Found(t) => t.clone(),
             Lookup::Ambiguous(candidates) => {
                 let message = ambiguity_message(reference, &candidates);
-                return StartOutcome::Ambiguous { candidates, message };
+                return Err(StartOutcome::Ambiguous { candidates, message });
             }
-            Lookup::NotFound => return StartOutcome::NotFound { message: format!("no task matches \"{reference}\"") },
+            Lookup::NotFound => return Err(StartOutcome::NotFound { message: not_found_message(reference) }),
         };
         if parent.state.is_active() {
-            return StartOutcome::Rejected {
+            return Err(StartOutcome::Rejected {
                 reason: RejectReason::DirectoryBusy,
                 message: format!(
                     "task {} '{}' is still running; wait for it or cancel it first",
                     parent.id, parent.name
                 ),
-            };
+            });
         }
         let Some(session) = parent.session_id.clone() else {
-            return StartOutcome::Rejected {
+            return Err(StartOutcome::Rejected {
                 reason: RejectReason::BadRequest,
                 message: format!("task {} never started a Claude session, so it cannot be continued", parent.id),
-            };
+            });
         };
-        if let Some(r) = self.admission_check() {
-            return r;
-        }
-        let claude = match self.claude_path() {
-            Ok(p) => p,
-            Err(message) => return StartOutcome::Rejected { reason: RejectReason::ClaudeNotFound, message },
-        };
-        if let Some(r) = self.directory_busy(&parent.dir) {
-            return r;
-        }
-        let id = self.registry.allocate_id();
-        let name = format!("{} (continued)", parent.name.trim_end_matches(" (continued)"));
-        self.launch(
-            Launch {
-                id,
-                name,
-                prompt: instruction.to_string(),
-                project: parent.project.clone(),
-                dir: parent.dir.clone(),
-                origin: parent.origin_dir.clone(),
-                worktree: None,
-                resume: Some(session),
-                continues: Some(parent.id.clone()),
-                claude,
-            },
-            now,
-        )
+        self.admission_check()?;
+        let claude = self
+            .claude_path()
+            .map_err(|message| StartOutcome::Rejected { reason: RejectReason::ClaudeNotFound, message })?;
+        self.directory_busy(&parent.dir)?;
+        Ok(Launch {
+            id: self.registry.next_task_id(),
+            name: format!("{} (continued)", parent.name.trim_end_matches(" (continued)")),
+            prompt: instruction.to_string(),
+            project: parent.project,
+            dir: parent.dir,
+            origin: parent.origin_dir,
+            worktree: None,
+            resume: Some(session),
+            continues: Some(parent.id),
+            claude,
+        })
     }
 
-    fn launch(&mut self, l: Launch, now: Instant) -> StartOutcome {
-        if self.config.tasks.permission_mode == PermissionMode::BypassPermissions {
+    /// Spawns the child and records it; the one place a task starts, so the one
+    /// place `Started` is built.
+    fn launch(&mut self, l: Launch, now: Instant) -> (StartOutcome, Vec<Notice>) {
+        if self.config.permission_mode == PermissionMode::BypassPermissions {
             log::warn!("task {}: running with --permission-mode bypassPermissions (tasks.permission_mode)", l.id);
         }
         let uuid = uuid::Uuid::new_v4().to_string();
         // A first run gets its session id from us, so `continue` works even if no init line is read.
         let session_id = l.resume.is_none().then(|| uuid::Uuid::new_v4().to_string());
-        let budget = self.config.tasks.max_task_usd;
-        let prompt = match self.config.tasks.permissions {
+        let budget = self.config.max_task_usd;
+        let prompt = match self.config.permissions {
             crate::config::PermissionPolicy::Ask => self.prompt.clone(),
             crate::config::PermissionPolicy::Deny => None,
         };
@@ -150,13 +146,13 @@ impl Supervisor {
             claude: l.claude,
             prompt: l.prompt.clone(),
             dir: l.dir.clone(),
-            permission_mode: self.config.tasks.permission_mode,
-            max_turns: self.config.tasks.max_turns,
-            model: self.config.tasks.model.clone(),
+            permission_mode: self.config.permission_mode,
+            max_turns: self.config.max_turns,
+            model: self.config.model.clone(),
             resume: l.resume,
             task_uuid: uuid.clone(),
             owner_tag: self.owner_tag.clone(),
-            env_allow: self.config.tasks.env_allow.clone(),
+            env_allow: self.config.env_allow.clone(),
             session_id: session_id.clone(),
             max_budget_usd: (budget > 0.0 && budget.is_finite()).then_some(budget),
             permission_prompt: prompt,
@@ -165,12 +161,13 @@ impl Supervisor {
         let spawned = match spawn::spawn(&spec) {
             Ok(s) => s,
             Err(e) => {
-                return StartOutcome::Rejected {
-                    reason: RejectReason::SpawnFailed,
-                    message: format!("could not start {}: {e}", spec.claude.display()),
-                };
+                let message = format!("could not start {}: {e}", spec.claude.display());
+                return (StartOutcome::Rejected { reason: RejectReason::SpawnFailed, message }, vec![]);
             }
         };
+        // Only now is the id taken: a refused start leaves the counter where it was.
+        let allocated = self.registry.allocate_id();
+        debug_assert_eq!(allocated, l.id, "the id checked at admission is the one allocated");
         let pid = spawned.child.id() as i32;
         let log_path = self.paths.task_log(&l.id);
         let mut record = TaskRecord::new(&l.id, &uuid, &l.name, &l.prompt, l.dir.clone());
@@ -192,7 +189,7 @@ impl Supervisor {
         // rename is enough: the file must outlive a crash of this daemon (the page cache does),
         // and after a power loss there is no child left to find.
         self.save_now(Durability::Atomic);
-        let timeout = minutes(self.config.tasks.timeout_min);
+        let timeout = minutes(self.config.timeout_min);
         self.live.insert(
             l.id.clone(),
             Live {
@@ -204,14 +201,16 @@ impl Supervisor {
                 killed: false,
             },
         );
-        let log = LogSpec { path: log_path, cap_bytes: u64::from(self.config.tasks.log_max_mb) << 20 };
+        let log = LogSpec { path: log_path, cap_bytes: u64::from(self.config.log_max_mb) << 20 };
         if let Err(e) = reaper::start(l.id.clone(), spawned.child, spawned.output, log, changes, self.events.clone()) {
             // Without a reaper nobody would wait for the child: stop it now.
             log::error!("task {}: cannot start its reaper thread: {e}", l.id);
             self.stop(&l.id, StopReason::Cancel, now);
         }
         log::info!("task {} '{}' started in {} (pid {pid})", l.id, l.name, l.dir.display());
-        StartOutcome::Started { task_id: l.id, name: l.name, dir: l.dir, warning: self.budget_warning() }
+        let mut notices = vec![Notice::Started(l.id.clone())];
+        notices.extend(self.budget_notice());
+        (StartOutcome::Started { task_id: l.id, name: l.name, dir: l.dir, warning: self.budget_warning() }, notices)
     }
 
     pub fn cancel(&mut self, reference: &str, now: Instant) -> CancelOutcome {
@@ -227,7 +226,7 @@ impl Supervisor {
                 let message = ambiguity_message(reference, &candidates);
                 return CancelOutcome::Ambiguous { candidates, message };
             }
-            Lookup::NotFound => return CancelOutcome::NotFound { message: format!("no task matches \"{reference}\"") },
+            Lookup::NotFound => return CancelOutcome::NotFound { message: not_found_message(reference) },
         };
         if !self.live.contains_key(&task.id) {
             return CancelOutcome::NotRunning {
@@ -248,7 +247,7 @@ impl Supervisor {
     /// SIGTERM to the task's process group now, SIGKILL to everything that
     /// carries its id after the grace period.
     fn stop(&mut self, id: &str, reason: StopReason, now: Instant) {
-        let grace = Duration::from_secs(u64::from(self.config.tasks.kill_grace_s));
+        let grace = Duration::from_secs(u64::from(self.config.kill_grace_s));
         let Some(live) = self.live.get_mut(id) else { return };
         if live.stop.is_none() || reason == StopReason::Shutdown {
             live.stop = Some(reason);
@@ -337,8 +336,8 @@ impl Supervisor {
         };
         // A request still open (the CLI died while asking) is answered too.
         self.close_permissions(id, "the task ended", "end");
-        let timeout_min = self.config.tasks.timeout_min;
-        let (state, reason) = judge(live.stop, &f, timeout_min, self.config.tasks.max_task_usd);
+        let timeout_min = self.config.timeout_min;
+        let (state, reason) = judge(live.stop, &f, timeout_min, self.config.max_task_usd);
         let Some(t) = self.registry.get_mut(id) else { return vec![] };
         t.waiting_for = None;
         t.rate_limited_until = None;
@@ -381,7 +380,7 @@ impl Supervisor {
         } else {
             log::warn!("{line}")
         }
-        self.registry.prune(self.config.tasks.keep_ended as usize);
+        self.registry.prune(self.config.keep_ended as usize);
         // Results must survive a power loss too: the syncer thread fsyncs right after.
         self.save_now(Durability::Atomic);
         let _ = self.syncer.send(());
@@ -389,7 +388,10 @@ impl Supervisor {
         // moment later and batched with other ends: a /proc scan per task would compete
         // with the loop for the CPU.
         self.kill_everything(id, None, false);
-        vec![Notice::Ended(id.to_string())]
+        let mut notices = vec![Notice::Ended(id.to_string())];
+        // Spending only grows when a task ends: the moment to warn about the budget.
+        notices.extend(self.budget_notice());
+        notices
     }
 
     /// The earliest moment [`Supervisor::on_timer`] has something to do.
@@ -405,7 +407,7 @@ impl Supervisor {
     }
 
     fn stall_after(&self) -> Option<Duration> {
-        minutes(self.config.tasks.stall_min)
+        minutes(self.config.stall_min)
     }
 
     pub fn on_timer(&mut self, now: Instant) -> Vec<Notice> {
@@ -415,7 +417,7 @@ impl Supervisor {
         for id in ids {
             let Some(live) = self.live.get(&id) else { continue };
             if live.stop.is_none() && live.deadline.is_some_and(|d| d <= now) {
-                log::warn!("task {id}: timed out after {} min", self.config.tasks.timeout_min);
+                log::warn!("task {id}: timed out after {} min", self.config.timeout_min);
                 self.stop(&id, StopReason::Timeout, now);
             }
             let Some(live) = self.live.get_mut(&id) else { continue };
@@ -439,7 +441,7 @@ impl Supervisor {
                     && !t.stalled
                 {
                     t.stalled = true;
-                    log::warn!("task {id} '{}' printed nothing for {} min", t.name, self.config.tasks.stall_min);
+                    log::warn!("task {id} '{}' printed nothing for {} min", t.name, self.config.stall_min);
                     notices.push(Notice::Stalled(id.clone()));
                     self.schedule_save(now);
                 }
@@ -503,12 +505,7 @@ impl Supervisor {
             if let Some(t) = self.registry.get_mut(&id) {
                 t.waiting_for = None;
                 uuids.push(t.uuid.clone());
-                t.state = TaskState::Interrupted;
-                t.announced = false;
-                t.ended_at = Some(unix_now());
-                t.activity = None;
-                t.reason = Some("the daemon stopped while the task ran".into());
-                t.summary = Some(format!("Task {} was interrupted because the daemon stopped.", t.id));
+                mark_interrupted(t, unix_now());
             }
         }
         // Also anything a finished task of this run may have left.

@@ -28,25 +28,28 @@ pub mod registry;
 pub mod spawn;
 pub mod stream_json;
 pub mod sweep;
+#[cfg(test)]
+mod tests;
 pub mod waiting;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam_channel::Sender;
 
-use crate::config::Config;
+use crate::config::TasksConfig;
 use crate::paths::Paths;
 pub use admission::local_day;
 pub use contract::{
-    CancelOutcome, Candidate, Lookup, Notice, RejectReason, StartOutcome, StartRequest, StartupReport,
-    ambiguity_message,
+    CancelOutcome, Candidate, Lookup, Notice, RejectReason, ShowOutcome, StartOutcome, StartRequest, StartupReport,
+    TaskView, ambiguity_message,
 };
-use judge::StopReason;
 pub use judge::{SUMMARY_CHARS, derive_name};
+use judge::{StopReason, mark_interrupted};
 use reaper::{ReaperMsg, TaskEvent};
-use registry::{Durability, Registry, TaskState, unix_now};
+use registry::{Durability, Registry, unix_now};
 
 /// Delay before a non-critical registry change (activity, progress) is written.
 const SAVE_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -65,8 +68,12 @@ struct Live {
     killed: bool,
 }
 
+/// The task supervisor: the registry, the live children and their deadlines.
 pub struct Supervisor {
-    config: Config,
+    /// `[tasks]`: all the supervisor reads of the configuration, with `projects`.
+    config: TasksConfig,
+    /// Spoken project name → directory (the config's `[projects]`).
+    projects: BTreeMap<String, PathBuf>,
     paths: Paths,
     registry: Registry,
     live: HashMap<String, Live>,
@@ -91,19 +98,18 @@ pub struct Supervisor {
 impl Supervisor {
     /// Loads the registry, records tasks that were running as interrupted,
     /// and kills processes left behind by a daemon that is gone.
-    pub fn new(config: Config, paths: Paths, events: Sender<TaskEvent>) -> Result<(Supervisor, StartupReport)> {
+    pub fn new(
+        config: TasksConfig,
+        projects: BTreeMap<String, PathBuf>,
+        paths: Paths,
+        events: Sender<TaskEvent>,
+    ) -> Result<(Supervisor, StartupReport)> {
         paths.ensure_state_dirs()?;
         let (mut registry, load) = Registry::load(&paths.registry(), &paths.logs_dir())?;
         let mut report = StartupReport { registry_moved_aside: load.moved_aside, ..Default::default() };
         let now = unix_now();
         for t in registry.tasks.iter_mut().filter(|t| t.state.is_active()) {
-            t.waiting_for = None;
-            t.state = TaskState::Interrupted;
-            t.announced = false;
-            t.ended_at = Some(now);
-            t.reason = Some("the daemon stopped while the task ran".into());
-            t.summary = Some(format!("Task {} was interrupted because the daemon stopped.", t.id));
-            t.activity = None;
+            mark_interrupted(t, now);
             report.interrupted.push(t.id.clone());
         }
         let owner_tag = sweep::owner_tag_of_self();
@@ -116,6 +122,7 @@ impl Supervisor {
         })?;
         let mut sup = Supervisor {
             config,
+            projects,
             paths,
             registry,
             live: HashMap::new(),
@@ -143,13 +150,10 @@ impl Supervisor {
         Ok((sup, report))
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Applies a reloaded config to tasks started from now on.
-    pub fn set_config(&mut self, config: Config) {
+    pub fn set_config(&mut self, config: TasksConfig, projects: BTreeMap<String, PathBuf>) {
         self.config = config;
+        self.projects = projects;
     }
 
     pub fn registry(&self) -> &Registry {

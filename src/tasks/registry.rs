@@ -231,9 +231,14 @@ impl Registry {
         write_atomic(path, &bytes, durability)
     }
 
+    /// The id [`Registry::allocate_id`] hands out next, without taking it.
+    pub fn next_task_id(&self) -> String {
+        format!("t{}", self.next_id.max(1))
+    }
+
     /// Allocates the next id (`t<N>`).
     pub fn allocate_id(&mut self) -> String {
-        let id = format!("t{}", self.next_id.max(1));
+        let id = self.next_task_id();
         self.next_id = self.next_id.max(1) + 1;
         id
     }

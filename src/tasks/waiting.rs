@@ -57,7 +57,7 @@ impl Supervisor {
         };
         let (id, dir) = (t.id.clone(), t.dir.clone());
         let what = ask.describe(&dir);
-        if self.config.tasks.permissions == crate::config::PermissionPolicy::Deny {
+        if self.config.permissions == crate::config::PermissionPolicy::Deny {
             // Only reachable with a prompt tool configured by hand; kept for completeness.
             deny(&reply, "ptt is configured to deny requests (tasks.permissions = \"deny\")");
             return vec![];
@@ -66,7 +66,7 @@ impl Supervisor {
             deny(&reply, "the task is being stopped");
             return vec![];
         }
-        let timeout_min = self.config.tasks.permission_timeout_min;
+        let timeout_min = self.config.permission_timeout_min;
         let deadline =
             (timeout_min > 0.0 && timeout_min.is_finite()).then(|| now + Duration::from_secs_f64(timeout_min * 60.0));
         let asked = self.board.ask(&id, ask, what.clone(), deadline, reply);
@@ -148,7 +148,7 @@ impl Supervisor {
 
     /// Denies the requests whose time is up (called from the timer).
     pub(super) fn expire_permissions(&mut self, now: Instant) -> Vec<Notice> {
-        let minutes = self.config.tasks.permission_timeout_min;
+        let minutes = self.config.permission_timeout_min;
         let message = format!("no answer within {minutes} min, so ptt denied it");
         let answered = self.board.expire(now, &message);
         if answered.is_empty() {
