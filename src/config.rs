@@ -23,6 +23,7 @@ pub struct Config {
     pub audio: AudioSection,
     pub dictate: DictateConfig,
     pub notify: NotifyConfig,
+    pub models: ModelsConfig,
     /// Spoken project name → directory (`~` is expanded).
     pub projects: BTreeMap<String, PathBuf>,
 }
@@ -344,6 +345,44 @@ pub struct DictateConfig {
     pub vocabulary_file: Option<PathBuf>,
     /// Spoken commands: whole utterances, compared after lowercasing and dropping punctuation.
     pub commands: DictateCommands,
+    /// Who transcribes: "auto" (a local model when one is installed or configured, else OpenAI when a key is
+    /// set), "local" (whisper.cpp on this machine) or "openai".
+    pub engine: DictateEngine,
+    /// The local model by name (`ptt model list`), in `$XDG_DATA_HOME/ptt/models`; empty: the one installed last.
+    pub local_model: String,
+    /// Any whisper.cpp ggml file (`~` allowed); wins over `local_model`.
+    pub model_path: Option<PathBuf>,
+    /// Load the local model when the daemon starts, not at the first dictation.
+    pub preload: bool,
+    /// Minutes without a dictation before the local model is unloaded (its memory returned); 0: never.
+    #[serde(deserialize_with = "non_negative")]
+    pub model_idle_min: f64,
+    /// Threads for the local model; 0: the cores that are free when a clip comes.
+    pub threads: usize,
+}
+
+/// `dictate.engine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DictateEngine {
+    #[default]
+    Auto,
+    Local,
+    Openai,
+}
+
+/// `[models]`: where `ptt model download` gets whisper.cpp models.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// `ptt model download NAME` fetches `{base_url}/ggml-NAME.bin`.
+    pub base_url: String,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig { base_url: "https://huggingface.co/ggerganov/whisper.cpp/resolve/main".into() }
+    }
 }
 
 impl Default for DictateConfig {
@@ -363,6 +402,12 @@ impl Default for DictateConfig {
             recent: 3,
             vocabulary_file: None,
             commands: DictateCommands::default(),
+            engine: DictateEngine::Auto,
+            local_model: String::new(),
+            model_path: None,
+            preload: false,
+            model_idle_min: 10.0,
+            threads: 0,
         }
     }
 }
@@ -675,6 +720,21 @@ impl Config {
                 format!("`{}` is not an http:// or https:// URL", self.dictate.api_base),
             ));
         }
+        if !(self.models.base_url.starts_with("https://") || self.models.base_url.starts_with("http://")) {
+            return Err(err(
+                "models.base_url",
+                format!("`{}` is not an http:// or https:// URL", self.models.base_url),
+            ));
+        }
+        let name = self.dictate.local_model.trim();
+        if name.contains('/') || name.starts_with('.') {
+            return Err(err(
+                "dictate.local_model",
+                format!(
+                    "`{name}` is a model name such as \"base.en\" (`ptt model list`); a file goes in dictate.model_path"
+                ),
+            ));
+        }
         if self.dictate.model.trim().is_empty() {
             return Err(err("dictate.model", "must name a transcription model".into()));
         }
@@ -957,6 +1017,20 @@ trailing_space = true
 recent = 3
 # Words the transcriber should know, one per line ("add word X" appends here).
 # vocabulary_file = "~/.local/state/ptt/vocabulary.txt"
+# Who transcribes: "auto" (a local model when one is installed or configured, else OpenAI when a
+# key is set), "local" (whisper.cpp on this machine: no key, no network) or "openai".
+engine = "auto"
+# The local model by name, from `ptt model download NAME` (`ptt model list` shows sizes and
+# speeds); empty: the one downloaded last.
+local_model = ""
+# Or any whisper.cpp ggml file:
+# model_path = "~/models/ggml-base.en.bin"
+# Load the local model when the daemon starts (otherwise at the first dictation, which then
+# takes the load time longer), and unload it after this many idle minutes (0: never).
+preload = false
+model_idle_min = 10.0
+# Threads for the local model; 0: the cores that are free when a clip comes.
+threads = 0
 
 # Voice commands: a whole dictation equal to one of these phrases (case and punctuation
 # ignored) is a command, not text.
@@ -970,6 +1044,10 @@ add_word = ["add word"]
 # only where a session bus exists.
 [notify]
 enabled = true
+
+# Where `ptt model download NAME` gets {base_url}/ggml-NAME.bin (checked against the SHA-1 in ptt).
+[models]
+base_url = "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
 
 # Spoken project names and their directories, used by `--project NAME` and by voice.
 [projects]

@@ -1,7 +1,7 @@
 //! Where ptt keeps its files, following the XDG base-directory spec.
 //!
 //! Every path is derived from the environment at start-up (`XDG_CONFIG_HOME`,
-//! `XDG_STATE_HOME`, `XDG_RUNTIME_DIR`, `HOME`), never hard-coded, so that tests
+//! `XDG_STATE_HOME`, `XDG_DATA_HOME`, `XDG_RUNTIME_DIR`, `HOME`), never hard-coded, so that tests
 //! can run whole daemons side by side in temporary homes and a user can move
 //! things with the usual variables.
 //!
@@ -27,6 +27,8 @@ pub struct Paths {
     pub config_file: PathBuf,
     /// `$XDG_STATE_HOME/ptt`: registry, task logs, scratch directories.
     pub state_dir: PathBuf,
+    /// `$XDG_DATA_HOME/ptt`: downloaded speech models (`models/`).
+    pub data_dir: PathBuf,
     /// `$XDG_RUNTIME_DIR/ptt`: the control socket and the daemon lock (0700).
     pub runtime_dir: PathBuf,
     /// Without `XDG_RUNTIME_DIR`: the private base directory we create and check
@@ -49,6 +51,7 @@ impl Paths {
         let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
         let config_home = absolute("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
         let state_home = absolute("XDG_STATE_HOME").unwrap_or_else(|| home.join(".local/state"));
+        let data_home = absolute("XDG_DATA_HOME").unwrap_or_else(|| home.join(".local/share"));
         let (runtime_base, runtime_fallback) = match absolute("XDG_RUNTIME_DIR") {
             Some(dir) => (dir, None),
             None => {
@@ -67,6 +70,7 @@ impl Paths {
             home,
             config_file: config_home.join("ptt").join("config.toml"),
             state_dir: state_home.join("ptt"),
+            data_dir: data_home.join("ptt"),
             runtime_dir: runtime_base.join("ptt"),
             runtime_fallback,
         })
@@ -89,6 +93,10 @@ impl Paths {
     }
     pub fn worktrees_dir(&self) -> PathBuf {
         self.state_dir.join("worktrees")
+    }
+    /// Where `ptt model download` puts whisper.cpp models.
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
     }
     pub fn task_log(&self, task_id: &str) -> PathBuf {
         self.logs_dir().join(format!("{task_id}.log"))
@@ -285,8 +293,10 @@ mod tests {
             ("XDG_CONFIG_HOME", "/cfg"),
             ("XDG_STATE_HOME", "/st"),
             ("XDG_RUNTIME_DIR", "/run/x"),
+            ("XDG_DATA_HOME", "/data"),
         ]);
         assert_eq!(p.config_file, PathBuf::from("/cfg/ptt/config.toml"));
+        assert_eq!(p.models_dir(), PathBuf::from("/data/ptt/models"));
         assert_eq!(p.state_dir, PathBuf::from("/st/ptt"));
         assert_eq!(p.socket(), PathBuf::from("/run/x/ptt/control.sock"));
     }
@@ -296,6 +306,7 @@ mod tests {
         let p = paths(&[("HOME", "/home/u"), ("XDG_CONFIG_HOME", "relative")]);
         assert_eq!(p.config_file, PathBuf::from("/home/u/.config/ptt/config.toml"));
         assert_eq!(p.registry(), PathBuf::from("/home/u/.local/state/ptt/tasks.json"));
+        assert_eq!(p.models_dir(), PathBuf::from("/home/u/.local/share/ptt/models"));
         assert_eq!(p.expand_tilde(Path::new("~/code")), PathBuf::from("/home/u/code"));
         assert_eq!(p.expand_tilde(Path::new("/abs")), PathBuf::from("/abs"));
     }

@@ -4,7 +4,8 @@
 //!   input, or the release of the push-to-talk key (when X11 or evdev can be
 //!   read), transcribes, and prints the text on stdout: for scripts and SSH
 //!   sessions, with no daemon needed. A clip that cannot be
-//!   transcribed is kept like the daemon's, for `ptt dictate retry`.
+//!   transcribed is kept like the daemon's, for `ptt dictate retry`. With the
+//!   local engine the model loads on a helper thread while the user speaks.
 //! - `ptt dictate retry` asks the daemon to send the kept clips again (their
 //!   text is typed as it comes back); with no daemon running it transcribes
 //!   them here and prints the text, oldest first.
@@ -18,9 +19,11 @@ use crate::config::Config;
 use crate::config::KeySource;
 use crate::control::Request;
 use crate::control::client::{self, ClientError};
+use crate::dictate::engine::{self, Engine};
+use crate::dictate::local;
 use crate::dictate::spool::Spool;
 use crate::dictate::transcribe::{self, Endpoint};
-use crate::dictate::{vocabulary, wav};
+use crate::dictate::{models, vocabulary, wav};
 use crate::hotkey::{Bindings, Chord, Key, KeyState, Source, SourceEvent};
 use crate::paths::Paths;
 
@@ -31,10 +34,6 @@ fn load_config(paths: &Paths) -> Result<Config, i32> {
         eprintln!("ptt: config error: {e}");
         crate::daemon::EXIT_CONFIG
     })
-}
-
-fn endpoint(config: &Config, paths: &Paths) -> Result<Endpoint, String> {
-    Ok(Endpoint::new(&config.dictate, crate::secrets::load_key(&config.live, paths)?))
 }
 
 fn hints(config: &Config, paths: &Paths) -> transcribe::Hints {
@@ -53,14 +52,68 @@ fn transcribe_wav(config: &Config, paths: &Paths, endpoint: &Endpoint, wav: &[u8
     transcribe::transcribe(endpoint, &req).map(|t| t.text).map_err(|f| f.to_string())
 }
 
+/// Who transcribes clips in this process: the API, or the local model (loaded once, on a helper thread so that
+/// it loads while the user speaks).
+enum Here {
+    OpenAi(Endpoint),
+    Local {
+        path: std::path::PathBuf,
+        loading: Option<std::thread::JoinHandle<Result<local::Model, String>>>,
+        model: Option<Result<local::Model, String>>,
+    },
+}
+
+impl Here {
+    fn new(config: &Config, paths: &Paths) -> Result<Here, String> {
+        let key = crate::secrets::load_key(&config.live, paths);
+        match engine::choose(&config.dictate, &models::local_model(&config.dictate, paths), key)? {
+            Engine::OpenAi(key) => Ok(Here::OpenAi(Endpoint::new(&config.dictate, key))),
+            Engine::Local(path) => {
+                let p = path.clone();
+                let loading = std::thread::Builder::new()
+                    .name("model-load".into())
+                    .spawn(move || local::Model::load(&p))
+                    .map_err(|e| format!("cannot start the model-load thread: {e}"))?;
+                Ok(Here::Local { path, loading: Some(loading), model: None })
+            }
+        }
+    }
+
+    fn transcribe(&mut self, config: &Config, paths: &Paths, wav: &[u8]) -> Result<String, String> {
+        match self {
+            Here::OpenAi(endpoint) => transcribe_wav(config, paths, endpoint, wav),
+            Here::Local { path, loading, model } => {
+                if let Some(handle) = loading.take() {
+                    *model = Some(handle.join().unwrap_or_else(|_| Err(format!("loading {} crashed", path.display()))));
+                }
+                let model = match model {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => return Err(e.clone()),
+                    None => return Err(format!("{} was not loaded", path.display())),
+                };
+                let pcm = local::prepare(wav)?;
+                if !local::has_sound(&pcm) {
+                    return Ok(String::new());
+                }
+                let hints = hints(config, paths);
+                let language = local::one_language(&hints.languages);
+                let threads = local::threads(config.dictate.threads);
+                let t = model.transcribe(&pcm, hints.legacy_prompt().as_deref(), language.as_deref(), threads)?;
+                log::debug!("transcribed locally in {} ms (audio_ctx {})", t.took.as_millis(), t.audio_ctx);
+                Ok(t.text)
+            }
+        }
+    }
+}
+
 /// `ptt dictate --once`.
 pub fn once(paths: &Paths) -> i32 {
     let config = match load_config(paths) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let endpoint = match endpoint(&config, paths) {
-        Ok(e) => e,
+    let mut here = match Here::new(&config, paths) {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("ptt: cannot dictate: {e}");
             return super::EXIT_FAILED;
@@ -79,7 +132,7 @@ pub fn once(paths: &Paths) -> i32 {
         return super::EXIT_FAILED;
     }
     let clip = wav::encode(&samples, RATE);
-    match transcribe_wav(&config, paths, &endpoint, &clip) {
+    match here.transcribe(&config, paths, &clip) {
         Ok(text) => {
             println!("{text}");
             0
@@ -223,8 +276,8 @@ fn retry_here(paths: &Paths) -> i32 {
         println!("no kept clips");
         return 0;
     }
-    let endpoint = match endpoint(&config, paths) {
-        Ok(e) => e,
+    let mut here = match Here::new(&config, paths) {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("ptt: cannot transcribe: {e}");
             return super::EXIT_FAILED;
@@ -234,7 +287,7 @@ fn retry_here(paths: &Paths) -> i32 {
     let mut status = 0;
     for k in kept {
         let result = spool.read_failed(&k.id).map_err(|e| e.to_string()).and_then(|w| {
-            transcribe_wav(&config, paths, &endpoint, &w).inspect_err(|e| {
+            here.transcribe(&config, paths, &w).inspect_err(|e| {
                 let _ = spool.fail(&k.id, e, &w);
             })
         });

@@ -169,6 +169,14 @@ pub fn run(paths: &Paths) -> i32 {
     }
 
     dictation_checks(&config, paths, &mut check);
+    for (health, what, detail) in super::model::doctor(&config, paths) {
+        let verdict = match health {
+            super::model::Health::Ok => Verdict::Ok,
+            super::model::Health::Warn => Verdict::Warn,
+            super::model::Health::Fail => Verdict::Fail,
+        };
+        check(verdict, what, detail);
+    }
 
     match client::request(&paths.socket(), &Request::Status) {
         Ok(v) => {

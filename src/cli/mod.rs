@@ -10,6 +10,7 @@ mod dictate;
 mod doctor;
 mod follow;
 mod live;
+mod model;
 mod print;
 
 use std::path::PathBuf;
@@ -97,6 +98,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<DictateCommand>,
     },
+    /// Local speech models (whisper.cpp): list, download, remove, or locate them.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Check that everything ptt needs is in place.
     Doctor,
     /// Print a stream of task events as JSON lines (for status bars).
@@ -195,6 +199,24 @@ struct StartArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// The downloadable models with their sizes, memory and speed; which are installed and which one dictation uses.
+    List,
+    /// Download a model into $XDG_DATA_HOME/ptt/models (resumable; checked against its SHA-1).
+    Download {
+        /// A name from `ptt model list`, such as base.en.
+        name: String,
+        /// The file's SHA-1, for a model the list does not know (or a mirror's own build).
+        #[arg(long, value_name = "HEX")]
+        sha1: Option<String>,
+    },
+    /// Delete an installed model.
+    Remove { name: String },
+    /// Print the models directory, or the file of one model.
+    Path { name: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Print an annotated configuration with every default.
     Default,
@@ -248,6 +270,12 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
         })),
         Command::Task(t) => task_command(t, paths),
         Command::Doctor => Ok(doctor::run(paths)),
+        Command::Model(m) => Ok(match m {
+            ModelCommand::List => model::list(paths),
+            ModelCommand::Download { name, sha1 } => model::download(paths, &name, sha1.as_deref()),
+            ModelCommand::Remove { name } => model::remove(paths, &name),
+            ModelCommand::Path { name } => model::path(paths, name.as_deref()),
+        }),
         Command::Dictate { once: true, .. } => Ok(dictate::once(paths)),
         Command::Dictate { action: Some(DictateCommand::Retry), .. } => Ok(dictate::retry(paths)),
         Command::Dictate { action: Some(DictateCommand::List), .. } => Ok(dictate::list(paths)),

@@ -5,8 +5,9 @@
 //! pre-roll, so the first word is whole) and chunks collect here → key release
 //! → the gate closes and, once the audio captured before the release is in,
 //! `TurnEnd` → a clip shorter than `dictate.min_ms` is dropped with a short
-//! cue; a longer one is written to the spool and queued for the upload
-//! thread → its text comes back → a voice command is carried out, anything
+//! cue; a longer one is written to the spool and queued for the engine
+//! `dictate.engine` picks (`dictate::engine`): the upload thread, or the
+//! `dictate-local` thread with the local whisper.cpp model → its text comes back → a voice command is carried out, anything
 //! else goes to the typing thread → typed, and the clip is deleted.
 //!
 //! Invariant: a clip long enough to send is deleted only after its text came
@@ -25,10 +26,12 @@ use serde_json::{Value, json};
 use crate::audio::cues::Cue;
 use crate::config::DictateConfig;
 use crate::dictate::commands::{Meaning, interpret};
+use crate::dictate::engine::{self, Engine};
+use crate::dictate::local::{LocalJob, LocalMsg, ModelEvent};
 use crate::dictate::spool::Spool;
 use crate::dictate::transcribe::Hints;
 use crate::dictate::worker::{DictationEvent, TypeJob, UploadJob, Workers};
-use crate::dictate::{vocabulary, wav};
+use crate::dictate::{models, vocabulary, wav};
 use crate::paths::Paths;
 
 /// The capture rate (the Realtime API's, which the microphone path produces).
@@ -64,6 +67,8 @@ pub struct Dictation {
     /// Failed clips the disk would not take: kept here for `ptt dictate retry`.
     held: Vec<(String, Arc<Vec<u8>>)>,
     last_error: Option<String>,
+    /// The local model as the `dictate-local` thread last reported it.
+    model: Option<ModelEvent>,
     typed: u64,
     /// Texts handed to the typing thread that it has not reported on yet.
     typing: u64,
@@ -91,7 +96,7 @@ impl Dictation {
                 (None, crossbeam_channel::never())
             }
         };
-        Dictation {
+        let d = Dictation {
             cfg,
             paths: paths.clone(),
             spool,
@@ -102,15 +107,41 @@ impl Dictation {
             recent: VecDeque::new(),
             held: Vec::new(),
             last_error: None,
+            model: None,
             typed: 0,
             typing: 0,
             dropped: 0,
             failed: 0,
-        }
+        };
+        d.preload();
+        d
     }
 
     pub fn set_config(&mut self, cfg: DictateConfig) {
         self.cfg = cfg;
+        self.preload();
+    }
+
+    /// `dictate.preload`: the local model is loaded now, not at the first dictation.
+    fn preload(&self) {
+        if !self.cfg.enabled || !self.cfg.preload || self.cfg.engine == crate::config::DictateEngine::Openai {
+            return;
+        }
+        if let (Some(w), Some(model)) = (&self.workers, models::local_model(&self.cfg, &self.paths).path()) {
+            w.local(LocalMsg::Preload { model: model.to_path_buf(), idle: self.model_idle() });
+        }
+    }
+
+    /// `dictate.model_idle_min` as a duration (`None`: keep the model loaded).
+    fn model_idle(&self) -> Option<std::time::Duration> {
+        Some(self.cfg.model_idle_min)
+            .filter(|m| *m > 0.0)
+            .map(|m| std::time::Duration::from_secs_f64((m * 60.0).min(1e9)))
+    }
+
+    /// The engine for a clip now (`key` is the OpenAI key, or why there is none).
+    fn engine(&self, key: Result<String, String>) -> Result<Engine, String> {
+        engine::choose(&self.cfg, &models::local_model(&self.cfg, &self.paths), key)
     }
 
     pub fn enabled(&self) -> bool {
@@ -153,8 +184,8 @@ impl Dictation {
         }
     }
 
-    /// The clip is complete. `key` is the OpenAI key (or why there is none);
-    /// `mic_problem` why the microphone gave nothing, if known.
+    /// The clip is complete. `key` is the OpenAI key (or why there is none: the
+    /// local engine needs none); `mic_problem` why the microphone gave nothing, if known.
     pub fn turn_end(&mut self, key: Result<String, String>, mic_problem: Option<&str>) -> Vec<Step> {
         let Some(rec) = self.recording.take() else { return vec![] };
         let ms = rec.samples.len() as u64 * 1000 / u64::from(RATE);
@@ -180,16 +211,16 @@ impl Dictation {
             log::warn!("dictation: cannot keep a copy of clip {id} on disk ({e}); sending it from memory");
         }
         log::info!("dictation: clip {id} ({ms} ms) recorded");
-        match key {
-            Ok(key) => {
-                self.send(id, wav, key, rec.released_at);
+        match self.engine(key) {
+            Ok(engine) => {
+                self.send(id, wav, &engine, rec.released_at);
                 vec![]
             }
             Err(why) => self.fail(&id, &why, wav),
         }
     }
 
-    fn send(&mut self, id: String, wav: Arc<Vec<u8>>, key: String, released_at: Option<Instant>) {
+    fn send(&mut self, id: String, wav: Arc<Vec<u8>>, engine: &Engine, released_at: Option<Instant>) {
         let Some(workers) = &self.workers else { return };
         if !self.in_flight.insert(id.clone()) {
             return;
@@ -198,15 +229,28 @@ impl Dictation {
             log::warn!("dictation: cannot read the vocabulary {}: {e}", self.vocabulary_file().display());
             Vec::new()
         });
-        workers.transcribe(UploadJob {
-            id,
-            wav,
-            endpoint: crate::dictate::transcribe::Endpoint::new(&self.cfg, key),
-            // A retired model is replaced after its shutdown date (the daemon warned at start).
-            model: crate::models::choose("dictate.model", &self.cfg.model, crate::models::Date::today()).model,
-            hints: Hints { words, recent: self.recent.iter().cloned().collect(), languages: self.cfg.languages() },
-            released_at,
-        });
+        let hints = Hints { words, recent: self.recent.iter().cloned().collect(), languages: self.cfg.languages() };
+        match engine {
+            Engine::Local(model) => workers.local(LocalMsg::Transcribe(LocalJob {
+                id,
+                wav,
+                model: model.clone(),
+                prompt: hints.legacy_prompt(),
+                language: crate::dictate::local::one_language(&hints.languages),
+                released_at,
+                idle: self.model_idle(),
+                threads: self.cfg.threads,
+            })),
+            Engine::OpenAi(key) => workers.transcribe(UploadJob {
+                id,
+                wav,
+                endpoint: crate::dictate::transcribe::Endpoint::new(&self.cfg, key.clone()),
+                // A retired model is replaced after its shutdown date (the daemon warned at start).
+                model: crate::models::choose("dictate.model", &self.cfg.model, crate::models::Date::today()).model,
+                hints,
+                released_at,
+            }),
+        }
     }
 
     /// A final failure: the clip is kept (disk, else memory) and the user hears it.
@@ -262,6 +306,10 @@ impl Dictation {
                     "release_to_typed_ms": ms,
                     "waited_for_modifiers_ms": waited_for_modifiers.as_millis() as u64,
                 }))]
+            }
+            DictationEvent::Model(ev) => {
+                self.model = Some(ev);
+                vec![]
             }
             DictationEvent::TypeFailed { id, error, text } => {
                 self.typing = self.typing.saturating_sub(1);
@@ -362,8 +410,8 @@ impl Dictation {
 
     /// `ptt dictate retry`: every kept clip goes to the upload thread again, oldest first.
     pub fn retry(&mut self, key: Result<String, String>) -> Value {
-        let key = match key {
-            Ok(k) => k,
+        let engine = match self.engine(key) {
+            Ok(e) => e,
             Err(e) => return json!({"status": "error", "message": e}),
         };
         let kept = match self.spool.failed() {
@@ -376,14 +424,14 @@ impl Dictation {
             match self.spool.read_failed(&k.id) {
                 Ok(wav) => {
                     sent.push(k.id.clone());
-                    self.send(k.id, Arc::new(wav), key.clone(), None);
+                    self.send(k.id, Arc::new(wav), &engine, None);
                 }
                 Err(e) => log::warn!("dictation: cannot read kept clip {}: {e}", k.id),
             }
         }
         for (id, wav) in std::mem::take(&mut self.held) {
             sent.push(id.clone());
-            self.send(id, wav, key.clone(), None);
+            self.send(id, wav, &engine, None);
         }
         if sent.is_empty() {
             return json!({"status": "ok", "retried": [], "message": "no kept clips"});
@@ -406,6 +454,15 @@ impl Dictation {
             "failed": self.failed,
             "typer": self.cfg.typer,
             "last_error": self.last_error,
+            "engine": self.cfg.engine,
+            "local_model": models::local_model(&self.cfg, &self.paths).path(),
+            "model": match &self.model {
+                Some(ModelEvent::Loaded { path, bytes, load_ms }) =>
+                    json!({"state": "loaded", "path": path, "bytes": bytes, "load_ms": load_ms}),
+                Some(ModelEvent::Unloaded { path }) => json!({"state": "unloaded", "path": path}),
+                Some(ModelEvent::LoadFailed { path, error }) => json!({"state": "failed", "path": path, "error": error}),
+                None => json!({"state": "not loaded"}),
+            },
         })
     }
 }

@@ -4,6 +4,9 @@
 //! The parts, each with one job:
 //! - [`wav`]: the clip as a WAV file.
 //! - [`transcribe`]: the upload (multipart over ureq) and its retry policy.
+//! - [`local`]: whisper.cpp on this machine, and the `dictate-local` thread that owns the model.
+//! - [`models`]: the downloadable models, `ptt model download`, and which model is in use.
+//! - [`engine`]: which of the two transcribes a clip (`dictate.engine`).
 //! - [`spool`]: clips on disk until they are typed, kept after a failure.
 //! - [`vocabulary`]: the words file and the prompt built from it.
 //! - [`commands`]: voice commands ("live mode", "add word X", "new line").
@@ -16,7 +19,10 @@
 //! daemon use these parts directly (`cli::dictate`).
 
 pub mod commands;
+pub mod engine;
 pub mod legacy;
+pub mod local;
+pub mod models;
 pub mod spool;
 pub mod transcribe;
 pub mod typer;

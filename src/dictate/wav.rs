@@ -39,6 +39,36 @@ pub fn duration_ms(wav: &[u8]) -> Option<u64> {
     Some(u64::from(data_len) / 2 * 1000 / u64::from(rate))
 }
 
+/// The samples and rate of a mono 16-bit PCM WAV (ours, or any with a `data` chunk after `fmt `).
+pub fn decode(wav: &[u8]) -> Result<(Vec<i16>, u32), String> {
+    if wav.len() < 12 || &wav[0..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
+        return Err("not a WAV file".into());
+    }
+    let mut at = 12;
+    let mut format: Option<(u16, u16, u32, u16)> = None;
+    while at + 8 <= wav.len() {
+        let id = &wav[at..at + 4];
+        let len = u32::from_le_bytes([wav[at + 4], wav[at + 5], wav[at + 6], wav[at + 7]]) as usize;
+        let body = &wav[at + 8..(at + 8).saturating_add(len).min(wav.len())];
+        if id == b"fmt " && body.len() >= 16 {
+            let u16_at = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
+            let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+            format = Some((u16_at(0), u16_at(2), rate, u16_at(14)));
+        } else if id == b"data" {
+            let Some((kind, channels, rate, bits)) = format else { return Err("the WAV has no format chunk".into()) };
+            if (kind, channels, bits) != (1, 1, 16) || rate == 0 {
+                return Err(format!(
+                    "the WAV is not mono 16-bit PCM (format {kind}, {channels} channels, {bits} bits)"
+                ));
+            }
+            let samples = body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+            return Ok((samples, rate));
+        }
+        at = at.saturating_add(8).saturating_add(len + (len & 1));
+    }
+    Err("the WAV has no data chunk".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +89,17 @@ mod tests {
         assert_eq!(i16::from_le_bytes([wav[44 + 2 * 100], wav[45 + 2 * 100]]), 700);
         assert_eq!(duration_ms(&wav), Some(100));
         assert_eq!(duration_ms(b"not a wav file at all, definitely not one ok"), None);
+        assert_eq!(decode(&wav), Ok((samples, 24_000)));
+    }
+
+    #[test]
+    fn bad_wavs_are_refused_not_misread() {
+        assert!(decode(b"RIFF").is_err());
+        assert!(decode(b"not a wav file at all, definitely not one ok").is_err());
+        let mut stereo = encode(&[1, 2, 3, 4], 16_000);
+        stereo[22] = 2;
+        assert!(decode(&stereo).unwrap_err().contains("2 channels"));
+        let truncated = &encode(&[5; 100], 16_000)[..44 + 11];
+        assert_eq!(decode(truncated).map(|(s, _)| s.len()), Ok(5), "a cut clip gives what it has");
     }
 }

@@ -1,6 +1,7 @@
-//! The two dictation threads: `dictate-upload` (transcription, with its
-//! retries and their sleeps) and `dictate-type` (waiting for modifier keys,
-//! then running the typing command).
+//! The dictation threads: `dictate-upload` (transcription by the API, with its
+//! retries and their sleeps), `dictate-local` (transcription by whisper.cpp,
+//! `local.rs`) and `dictate-type` (waiting for modifier keys, then running the
+//! typing command).
 //!
 //! Each is a queue served in order, so dictations are typed in the order they
 //! were spoken even when one needs a retry. Neither touches daemon state:
@@ -43,10 +44,29 @@ pub struct TypeJob {
 /// What the threads report.
 #[derive(Debug)]
 pub enum DictationEvent {
-    Transcribed { id: String, text: String, released_at: Option<Instant> },
-    Failed { id: String, failure: Failure, wav: Arc<Vec<u8>> },
-    Typed { id: String, backend: String, waited_for_modifiers: Duration, released_at: Option<Instant> },
-    TypeFailed { id: String, error: String, text: String },
+    Transcribed {
+        id: String,
+        text: String,
+        released_at: Option<Instant>,
+    },
+    Failed {
+        id: String,
+        failure: Failure,
+        wav: Arc<Vec<u8>>,
+    },
+    Typed {
+        id: String,
+        backend: String,
+        waited_for_modifiers: Duration,
+        released_at: Option<Instant>,
+    },
+    TypeFailed {
+        id: String,
+        error: String,
+        text: String,
+    },
+    /// The local model was loaded, unloaded, or could not be loaded (`dictate-local`).
+    Model(super::local::ModelEvent),
 }
 
 /// How long typing waits for the user to let go of Ctrl/Shift/Alt before typing anyway.
@@ -56,6 +76,8 @@ const TYPE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Workers {
     upload: Sender<UploadJob>,
+    /// The `dictate-local` thread (whisper.cpp), which owns the local model.
+    local: Sender<super::local::LocalMsg>,
     typing: Sender<TypeJob>,
     /// The loop selects on this.
     pub rx: Receiver<DictationEvent>,
@@ -66,6 +88,7 @@ impl Workers {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (upload, upload_rx) = crossbeam_channel::unbounded::<UploadJob>();
         let (typing, typing_rx) = crossbeam_channel::unbounded::<TypeJob>();
+        let local = super::local::spawn(tx.clone())?;
         let to_loop = tx.clone();
         std::thread::Builder::new().name("dictate-upload".into()).spawn(move || {
             for job in upload_rx {
@@ -86,11 +109,16 @@ impl Workers {
                 }
             }
         })?;
-        Ok(Workers { upload, typing, rx })
+        Ok(Workers { upload, local, typing, rx })
     }
 
     pub fn transcribe(&self, job: UploadJob) {
         let _ = self.upload.send(job);
+    }
+
+    /// A clip (or a preload) for the local model.
+    pub fn local(&self, msg: super::local::LocalMsg) {
+        let _ = self.local.send(msg);
     }
 
     pub fn type_text(&self, job: TypeJob) {

@@ -6,6 +6,7 @@
 pub mod anthropic_stub;
 pub mod fake_realtime;
 pub mod http;
+pub mod model;
 pub mod pulse;
 pub mod sway;
 pub mod transcribe_stub;

@@ -1,0 +1,480 @@
+//! Local dictation: whisper.cpp (through `whisper-rs`) on this machine, with no key and no network.
+//!
+//! Why it is shaped like this:
+//! - **One thread owns the model** (`dictate-local`, [`spawn`]): a loaded model is 100-2000 MB and loading it
+//!   takes a noticeable fraction of a second, so it is loaded once, at the first dictation (or when the daemon
+//!   starts, with `dictate.preload`), kept while dictations come, and dropped after `dictate.model_idle_min`
+//!   without one. The thread waits on its queue with that idle deadline (its own timer, never the loop's);
+//!   clips are served in order, like the upload thread's. It reports facts to the loop as
+//!   [`DictationEvent`]s and touches no daemon state.
+//! - **A clip-sized audio context** ([`audio_ctx`]): whisper.cpp normally encodes a 30 s window whatever the
+//!   clip's length; telling it how long the clip is (50 encoder frames per second, plus a margin) makes a 2 s
+//!   dictation several times faster. Too small a context gives garbage, hence the margin; clips of nearly 30 s
+//!   or more use the full window.
+//! - **Audio as whisper wants it** ([`prepare`]): the spooled WAV (24 kHz PCM16) is resampled to 16 kHz f32 with
+//!   the same band-limited resampler as the microphone path, and padded with silence to at least 1 s (shorter
+//!   input is refused by whisper.cpp).
+//! - **The vocabulary and recent dictations as the initial prompt**, as with the cloud, and
+//!   `dictate.language` (an English-only model is always asked for English; a multilingual one detects the
+//!   language when none is set). Threads: the available cores.
+//! - **A broken model is a clear error at load** ([`Model::load`]): the file is checked to start like a ggml
+//!   model, and whisper.cpp's own complaint (for example "not all tensors loaded" for a truncated file) is put
+//!   in the message. The clip is then kept in `failed/` like any failed transcription, and the model is loaded
+//!   again at the next attempt, so a fixed file works with `ptt dictate retry` without a restart.
+//! - **whisper.cpp's log** goes to ours: errors and warnings only (its info lines describe every tensor).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+use super::transcribe::Failure;
+use super::worker::DictationEvent;
+
+/// whisper.cpp's sample rate.
+pub const RATE: u32 = 16_000;
+/// Shorter input is padded with silence (whisper.cpp refuses very short input).
+const MIN_SAMPLES: usize = RATE as usize;
+
+/// The encoder context for `samples` of 16 kHz audio: 50 frames a second, a margin of 64 frames (1.3 s),
+/// rounded up to a multiple of 8; 0 (the model's full 30 s window) for clips of 28 s or more.
+pub fn audio_ctx(samples: usize) -> i32 {
+    let frames = (samples as u64 * 50).div_ceil(u64::from(RATE));
+    if frames >= 28 * 50 {
+        return 0;
+    }
+    ((frames + 64).div_ceil(8) * 8).min(1500) as i32
+}
+
+/// A spooled clip as whisper.cpp wants it: 16 kHz mono f32, at least one second long.
+pub fn prepare(wav: &[u8]) -> Result<Vec<f32>, String> {
+    let (samples, rate) = super::wav::decode(wav).map_err(|e| format!("the clip cannot be read: {e}"))?;
+    let floats: Vec<f32> = samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
+    let mut out = Vec::with_capacity(floats.len() * RATE as usize / rate as usize + RATE as usize);
+    let mut resampler = crate::audio::resample::MonoResampler::new(rate, RATE).map_err(|e| e.to_string())?;
+    resampler.process(&floats, &mut out);
+    resampler.finish(&mut out);
+    if out.len() < MIN_SAMPLES {
+        out.resize(MIN_SAMPLES, 0.0);
+    }
+    Ok(out)
+}
+
+/// The threads whisper.cpp uses: `dictate.threads` when set, else the cores that are free now (the available
+/// cores less the 1-minute load, at least one). ggml's worker threads spin at their barriers, so one more thread
+/// than there are free cores is much slower, not a little faster: measured 1.3 s with one thread against 16 s with
+/// two on 2 cores busy with other work, for the same clip.
+pub fn threads(configured: usize) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if configured > 0 {
+        return configured;
+    }
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .unwrap_or(0.0);
+    free_cores(cores, load)
+}
+
+/// The cores left by a load average (at least one).
+pub fn free_cores(cores: usize, load: f64) -> usize {
+    let busy = if load.is_finite() && load > 0.0 { load.round() as usize } else { 0 };
+    cores.saturating_sub(busy).clamp(1, cores.max(1))
+}
+
+/// The language to ask whisper for: the one of `dictate.language`, or none (detect) when it lists none or
+/// several.
+pub fn one_language(languages: &[String]) -> Option<String> {
+    match languages {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// The loudest 20 ms of a clip at or below this RMS (-54 dBFS, under any microphone's noise floor with speech
+/// in it) is silence: whisper would invent a word ("you") for it, so it is not transcribed.
+const SILENCE_RMS: f32 = 0.002;
+
+/// True when the clip has something louder than silence in it.
+pub fn has_sound(pcm: &[f32]) -> bool {
+    pcm.chunks(RATE as usize / 50).any(|frame| crate::audio::analysis::rms(frame) > SILENCE_RMS)
+}
+
+/// whisper.cpp's recent error lines (its load errors explain what is wrong with a file).
+static ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static LOG_HOOK: Once = Once::new();
+
+unsafe extern "C" fn whisper_log(level: std::ffi::c_uint, text: *const std::ffi::c_char, _: *mut std::ffi::c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: whisper.cpp passes a NUL-terminated string that lives for the call.
+    let text = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy();
+    let text = text.trim_end();
+    match whisper_rs::GGMLLogLevel::from(level) {
+        whisper_rs::GGMLLogLevel::Error => {
+            log::debug!("whisper.cpp: {text}");
+            if let Ok(mut errors) = ERRORS.lock() {
+                if errors.len() >= 8 {
+                    errors.remove(0);
+                }
+                errors.push(text.to_string());
+            }
+        }
+        whisper_rs::GGMLLogLevel::Warn => log::warn!("whisper.cpp: {text}"),
+        _ => {}
+    }
+}
+
+fn install_log_hook() {
+    LOG_HOOK.call_once(|| {
+        // SAFETY: the callback neither panics nor unwinds; it lives for the whole program.
+        unsafe { whisper_rs::set_log_callback(Some(whisper_log), std::ptr::null_mut()) };
+    });
+}
+
+/// A loaded model.
+pub struct Model {
+    ctx: WhisperContext,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// The file's modification time at load: a replaced file is loaded again.
+    modified: Option<SystemTime>,
+    pub load_time: Duration,
+    pub multilingual: bool,
+}
+
+/// One transcription's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    pub text: String,
+    pub took: Duration,
+    pub audio_ctx: i32,
+    /// whisper's probability that the clip holds no speech (the highest of its segments).
+    pub no_speech: f32,
+}
+
+fn stamp(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+    std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()))
+}
+
+impl Model {
+    /// Loads a ggml model; a missing, foreign, damaged or truncated file is a clear error.
+    pub fn load(path: &Path) -> Result<Model, String> {
+        install_log_hook();
+        let started = Instant::now();
+        let shown = path.display();
+        if let Err(e) = std::fs::metadata(path)
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            return Err(format!("the model {shown} does not exist: {}", super::engine::GET_A_MODEL));
+        }
+        let info = super::models::check_file(path)?;
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let utf8 = path.to_str().ok_or_else(|| format!("the model path {shown} is not UTF-8"))?;
+        if let Ok(mut e) = ERRORS.lock() {
+            e.clear();
+        }
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu(false);
+        let ctx = WhisperContext::new_with_params(utf8, params).map_err(|e| {
+            let said = ERRORS.lock().map(|e| e.join("; ")).unwrap_or_default();
+            let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+            format!(
+                "whisper.cpp cannot load {shown} ({e}){said}; the file is damaged or truncated ({}): \
+                 download it again with `ptt model download NAME`",
+                super::models::human_bytes(info.bytes)
+            )
+        })?;
+        let multilingual = ctx.is_multilingual();
+        Ok(Model {
+            ctx,
+            path: path.to_path_buf(),
+            bytes: info.bytes,
+            modified,
+            load_time: started.elapsed(),
+            multilingual,
+        })
+    }
+
+    /// True when `path` is this model's file as it was loaded.
+    fn is(&self, path: &Path) -> bool {
+        self.path == path && stamp(path) == Some((self.bytes, self.modified))
+    }
+
+    /// Transcribes 16 kHz mono audio (from [`prepare`]).
+    pub fn transcribe(
+        &self,
+        pcm: &[f32],
+        prompt: Option<&str>,
+        language: Option<&str>,
+        threads: usize,
+    ) -> Result<Transcript, String> {
+        let started = Instant::now();
+        let mut state =
+            self.ctx.create_state().map_err(|e| format!("whisper.cpp cannot start a transcription: {e}"))?;
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(threads.max(1) as i32);
+        let ctx = audio_ctx(pcm.len());
+        params.set_audio_ctx(ctx);
+        // A dictation is one utterance: one segment, no timestamps, no carried context beyond our prompt.
+        params.set_single_segment(ctx != 0);
+        params.set_no_timestamps(true);
+        params.set_no_context(true);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        let language = if self.multilingual { language.unwrap_or("auto") } else { "en" };
+        params.set_language(Some(language));
+        if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
+            params.set_initial_prompt(p);
+        }
+        state.full(params, pcm).map_err(|e| format!("whisper.cpp failed to transcribe: {e}"))?;
+        let mut text = String::new();
+        let mut no_speech: f32 = 0.0;
+        for segment in state.as_iter() {
+            no_speech = no_speech.max(segment.no_speech_probability());
+            text.push_str(&segment.to_str_lossy().map_err(|e| format!("whisper.cpp gave no text: {e}"))?);
+        }
+        Ok(Transcript { text: text.trim().to_string(), took: started.elapsed(), audio_ctx: ctx, no_speech })
+    }
+}
+
+/// A clip for the local model.
+#[derive(Debug, Clone)]
+pub struct LocalJob {
+    pub id: String,
+    pub wav: Arc<Vec<u8>>,
+    pub model: PathBuf,
+    pub prompt: Option<String>,
+    pub language: Option<String>,
+    /// When the key was released (for the release → typed figure).
+    pub released_at: Option<Instant>,
+    /// Unload the model after this long without a clip (`None`: keep it).
+    pub idle: Option<Duration>,
+    /// `dictate.threads` (0: the free cores).
+    pub threads: usize,
+}
+
+/// What the `dictate-local` thread is asked to do.
+#[derive(Debug, Clone)]
+pub enum LocalMsg {
+    Transcribe(LocalJob),
+    /// Load now (`dictate.preload`), so the first dictation does not wait for it.
+    Preload {
+        model: PathBuf,
+        idle: Option<Duration>,
+    },
+}
+
+/// What happened to the model (for `ptt status`, the journal, and tests that wait for facts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelEvent {
+    Loaded { path: PathBuf, bytes: u64, load_ms: u64 },
+    Unloaded { path: PathBuf },
+    LoadFailed { path: PathBuf, error: String },
+}
+
+/// Starts the `dictate-local` thread; its reports go to `to_loop`.
+pub fn spawn(to_loop: Sender<DictationEvent>) -> std::io::Result<Sender<LocalMsg>> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new().name("dictate-local".into()).spawn(move || run(&rx, &to_loop))?;
+    Ok(tx)
+}
+
+fn run(rx: &Receiver<LocalMsg>, to_loop: &Sender<DictationEvent>) {
+    let mut model: Option<Model> = None;
+    let mut idle: Option<Duration> = None;
+    let mut last_used = Instant::now();
+    loop {
+        let msg = match (&model, idle) {
+            (Some(_), Some(idle)) => match rx.recv_deadline(last_used + idle) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(m) = model.take() {
+                        log::info!(
+                            "dictation: local model unloaded after {:.0} idle minute(s)",
+                            idle.as_secs_f64() / 60.0
+                        );
+                        let _ = to_loop.send(DictationEvent::Model(ModelEvent::Unloaded { path: m.path.clone() }));
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+            _ => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            },
+        };
+        let event = match msg {
+            LocalMsg::Preload { model: path, idle: i } => {
+                idle = i;
+                let _ = ensure_loaded(&mut model, &path, to_loop);
+                None
+            }
+            LocalMsg::Transcribe(job) => {
+                idle = job.idle;
+                Some(transcribe_job(&mut model, job, to_loop))
+            }
+        };
+        last_used = Instant::now();
+        if let Some(e) = event
+            && to_loop.send(e).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The model at `path`, loading it (again) when needed; load reports go to the loop.
+fn ensure_loaded<'m>(
+    model: &'m mut Option<Model>,
+    path: &Path,
+    to_loop: &Sender<DictationEvent>,
+) -> Result<&'m Model, String> {
+    if !model.as_ref().is_some_and(|m| m.is(path)) {
+        // Drop the old one first: two models need not fit in memory at once.
+        *model = None;
+        match Model::load(path) {
+            Ok(m) => {
+                log::info!(
+                    "dictation: local model {} ({}) loaded in {} ms",
+                    path.display(),
+                    super::models::human_bytes(m.bytes),
+                    m.load_time.as_millis()
+                );
+                let _ = to_loop.send(DictationEvent::Model(ModelEvent::Loaded {
+                    path: path.to_path_buf(),
+                    bytes: m.bytes,
+                    load_ms: m.load_time.as_millis() as u64,
+                }));
+                *model = Some(m);
+            }
+            Err(error) => {
+                log::error!("dictation: {error}");
+                let _ = to_loop.send(DictationEvent::Model(ModelEvent::LoadFailed {
+                    path: path.to_path_buf(),
+                    error: error.clone(),
+                }));
+                return Err(error);
+            }
+        }
+    }
+    model.as_ref().ok_or_else(|| "no model".to_string())
+}
+
+fn transcribe_job(model: &mut Option<Model>, job: LocalJob, to_loop: &Sender<DictationEvent>) -> DictationEvent {
+    let failed = |message: String| DictationEvent::Failed {
+        id: job.id.clone(),
+        failure: Failure { message, status: None, attempts: 1 },
+        wav: job.wav.clone(),
+    };
+    let pcm = match prepare(&job.wav) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let m = match ensure_loaded(model, &job.model, to_loop) {
+        Ok(m) => m,
+        Err(e) => return failed(e),
+    };
+    if !has_sound(&pcm) {
+        log::info!("dictation: {}: the clip is silent; nothing to transcribe", job.id);
+        return DictationEvent::Transcribed { id: job.id, text: String::new(), released_at: job.released_at };
+    }
+    log::debug!("dictation: {}: local transcription, prompt {:?}", job.id, job.prompt.as_deref().unwrap_or(""));
+    match m.transcribe(&pcm, job.prompt.as_deref(), job.language.as_deref(), threads(job.threads)) {
+        Ok(t) => {
+            log::info!(
+                "dictation: {} transcribed locally in {} ms ({:.1} s of audio, audio_ctx {}, {} threads)",
+                job.id,
+                t.took.as_millis(),
+                pcm.len() as f64 / f64::from(RATE),
+                t.audio_ctx,
+                threads(job.threads)
+            );
+            DictationEvent::Transcribed { id: job.id, text: t.text, released_at: job.released_at }
+        }
+        Err(e) => failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audio_context_follows_the_clip_with_a_margin() {
+        // 2 s → 100 frames + 64 margin = 164 → 168 (a multiple of 8).
+        assert_eq!(audio_ctx(2 * 16_000), 168);
+        // 1 sample still gets the margin.
+        assert_eq!(audio_ctx(1), 72);
+        // A 7 s clip needs 350 frames: 256 gave garbage in measurements; this gives 416.
+        assert_eq!(audio_ctx(7 * 16_000), 416);
+        for secs in 1..28 {
+            let ctx = audio_ctx(secs * 16_000);
+            assert!(ctx as usize >= secs * 50 + 64 && ctx % 8 == 0 && ctx <= 1500, "{secs} s → {ctx}");
+        }
+        assert_eq!(audio_ctx(28 * 16_000), 0, "long clips use the full window");
+        assert_eq!(audio_ctx(120 * 16_000), 0);
+    }
+
+    #[test]
+    fn a_clip_becomes_16_khz_and_at_least_a_second() {
+        // 2 s of a 440 Hz tone at 24 kHz → 2 s at 16 kHz, same loudness.
+        let tone: Vec<i16> = (0..48_000)
+            .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin() * 8000.0) as i16)
+            .collect();
+        let pcm = prepare(&crate::dictate::wav::encode(&tone, 24_000)).expect("prepare");
+        assert!((pcm.len() as i64 - 32_000).abs() <= 16, "{}", pcm.len());
+        let rms = (pcm[1000..31_000].iter().map(|s| s * s).sum::<f32>() / 30_000.0).sqrt();
+        assert!((rms - 8000.0 / 32768.0 / 2f32.sqrt()).abs() < 0.01, "rms {rms}");
+        // 0.3 s is padded to 1 s.
+        let short = prepare(&crate::dictate::wav::encode(&tone[..7200], 24_000)).expect("prepare");
+        assert_eq!(short.len(), 16_000);
+        assert!(prepare(b"garbage").unwrap_err().contains("cannot be read"));
+    }
+
+    #[test]
+    fn threads_follow_the_free_cores_and_silence_is_recognised() {
+        assert_eq!(free_cores(2, 0.0), 2);
+        assert_eq!(free_cores(2, 0.7), 1);
+        assert_eq!(free_cores(2, 14.0), 1, "never fewer than one");
+        assert_eq!(free_cores(8, 2.2), 6);
+        assert_eq!(free_cores(4, f64::NAN), 4);
+        assert_eq!(threads(3), 3, "dictate.threads wins");
+        assert!(!has_sound(&[0.0; 16_000]));
+        assert!(!has_sound(&vec![0.001; 16_000]), "a quiet hiss is not speech");
+        let mut blip = vec![0.0; 16_000];
+        blip[8000..8320].fill(0.05);
+        assert!(has_sound(&blip), "20 ms of sound is enough");
+    }
+
+    #[test]
+    fn foreign_and_missing_files_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = Model::load(&dir.path().join("ggml-none.bin")).err().expect("missing");
+        assert!(missing.contains("does not exist") && missing.contains("ptt model download"), "{missing}");
+        let html = dir.path().join("ggml-html.bin");
+        std::fs::write(&html, b"<!doctype html><p>Not found</p>").expect("write");
+        let e = Model::load(&html).err().expect("html");
+        assert!(e.contains("is not a whisper.cpp model"), "{e}");
+        let empty = dir.path().join("ggml-empty.bin");
+        std::fs::write(&empty, b"").expect("write");
+        assert!(Model::load(&empty).err().expect("empty").contains("is truncated"));
+        // The right magic and a header that would make whisper.cpp allocate without bound: refused before it.
+        let mut bad = b"lmgg".to_vec();
+        for v in [51864i32, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 1, 2_000_000_000, 2_000_000_000] {
+            bad.extend_from_slice(&v.to_le_bytes());
+        }
+        let stub = dir.path().join("ggml-stub.bin");
+        std::fs::write(&stub, &bad).expect("write");
+        let e = Model::load(&stub).err().expect("stub");
+        assert!(e.contains("is damaged: mel filters"), "{e}");
+    }
+}

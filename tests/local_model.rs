@@ -1,0 +1,45 @@
+//! The local engine with a real Whisper model (tiny.en from PyPI, converted by `scripts/setup --test`): speech
+//! in, keywords out with a clip-sized context; damaged files refused with a clear error before whisper.cpp
+//! reads them. No microphone, no daemon: the engine alone (the daemon and `ptt dictate` are in
+//! `local_dictation.rs`).
+
+mod common;
+
+use common::model::{keywords_heard, speech_wav, tiny_en};
+use ptt::dictate::local::{self, Model};
+
+const SENTENCE: &str = "please send the quarterly report before friday afternoon";
+const KEYWORDS: &[&str] = &["please", "send", "quarterly", "report", "friday", "afternoon"];
+
+#[test]
+fn speech_becomes_text_with_a_clip_sized_context() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
+    assert!(!model.multilingual, "tiny.en is English-only");
+    let wav = speech_wav(dir.path(), SENTENCE);
+    let pcm = local::prepare(&wav).expect("prepare");
+    assert!(local::has_sound(&pcm));
+    let t = model.transcribe(&pcm, None, None, local::threads(0)).expect("transcribe");
+    eprintln!("heard {:?} in {} ms (audio_ctx {})", t.text, t.took.as_millis(), t.audio_ctx);
+    assert!(keywords_heard(&t.text, KEYWORDS) >= 4, "most keywords heard: {:?}", t.text);
+    let seconds = pcm.len() as i32 / 16_000;
+    assert!(t.audio_ctx >= seconds * 50 && t.audio_ctx < 1500, "a clip-sized context: {} for {seconds} s", t.audio_ctx);
+}
+
+#[test]
+fn a_truncated_or_damaged_model_is_a_clear_error_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = std::fs::read(tiny_en()).expect("read the model");
+
+    let cut = dir.path().join("ggml-cut.bin");
+    std::fs::write(&cut, &good[..good.len() * 3 / 5]).expect("write");
+    let e = Model::load(&cut).err().expect("a truncated model is refused");
+    assert!(e.contains("is truncated") && e.contains("download it again"), "{e}");
+
+    let mut bad = good;
+    bad[4..48].fill(0xff);
+    let damaged = dir.path().join("ggml-damaged.bin");
+    std::fs::write(&damaged, &bad).expect("write");
+    let e = Model::load(&damaged).err().expect("a damaged header is refused");
+    assert!(e.contains("is damaged"), "{e}");
+}
