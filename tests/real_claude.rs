@@ -339,3 +339,53 @@ fn real_cli_first_run_has_the_session_id_ptt_gave_it() {
     let t = home.wait_ended(&id, T);
     assert_eq!(t["session_id"].as_str().map(str::to_owned), early, "the CLI used it: {t:#}");
 }
+
+#[test]
+fn real_cli_question_is_spoken_when_the_floor_is_free_and_answer_permission_allows_it() {
+    use common::fake_realtime::{FakeRealtime, Received};
+    let stub = AnthropicStub::start();
+    let fake = FakeRealtime::start();
+    let live = format!("\n[live]\nurl = \"{}\"\nping_interval_s = 0.5\npong_timeout_s = 2.0\n", fake.url);
+    let mut home = real_home_with(Some(&stub), &live);
+    home.env.push(("OPENAI_API_KEY".into(), "sk-test-live-key-0123456789".into()));
+    let _d = home.start_daemon();
+    let out = home.run(&["key", "toggle", "live"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    wait_until(T, "live ready", || home.json(&["status", "--json"])["live"]["state"] == "ready");
+    // The floor is taken: the assistant is busy answering something.
+    fake.set_hold_responses(true);
+    fake.respond_now();
+    let dir = home.work("p");
+    let id = start(&home, ASKING, "asker", &dir);
+    home.wait_waiting(&id, T);
+    let is_question = |r: &Received| {
+        r.ty() == "conversation.item.create"
+            && r.event["item"]["role"] == "system"
+            && r.event["item"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&format!("[task {id} 'asker' is waiting for permission")))
+    };
+    home.sync();
+    fake.barrier(T);
+    assert_eq!(fake.count(is_question), 0, "asked over an active response:\n{}", fake.dump());
+    fake.set_hold_responses(false);
+    fake.finish_held_response();
+    let question = fake.wait_for(T, "the question", is_question);
+    let text = question.event["item"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("it wants to run: python3 -c") && text.contains("answer_permission"), "{text}");
+    fake.wait_for(T, "a response.create to ask it", |r| r.ty() == "response.create" && r.at >= question.at);
+    assert!(!dir.join("made.txt").exists());
+    // The user said yes; the model passes it on.
+    let call = fake.call_tool("answer_permission", serde_json::json!({"task": id, "allow": true}));
+    let output = fake.wait_for(T, "answer_permission's output", |r| {
+        r.ty() == "conversation.item.create" && r.event["item"]["call_id"] == call.as_str()
+    });
+    let answer: Value = serde_json::from_str(output.event["item"]["output"].as_str().unwrap_or("")).expect("JSON");
+    assert_eq!(answer["status"], "answered", "{answer}");
+    let t = home.wait_ended(&id, T);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(std::fs::read_to_string(dir.join("made.txt")).expect("the command ran"), "x");
+    assert_eq!(requests(&t).pop().map(|(_, a, by)| (a, by)), Some(("allowed".into(), "voice".into())));
+    assert_eq!(fake.count(is_question), 1, "asked once");
+    assert!(fake.schema_errors().is_empty(), "{:#?}", fake.schema_errors());
+}

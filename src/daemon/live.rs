@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{Value, json};
 
+use super::notifications::{QUESTION_PREFIX, describe_question};
 use crate::config::{LiveConfig, LiveTurn};
 use crate::paths::Paths;
 use crate::realtime::connection::{ConnEvent, ConnId, ConnMessage, ConnectSpec, Connection};
@@ -203,6 +204,10 @@ impl Live {
         for t in sup.unannounced(MAX_PENDING, MAX_AGE_S) {
             outs.extend(session.push_notification(&t.id, &describe_end(t), now));
         }
+        // Tasks waiting for an answer are asked first (a new session, or one after a restart).
+        for (id, text) in sup.registry().tasks.iter().filter_map(describe_question) {
+            outs.extend(session.push_question(&id, &text, now));
+        }
         self.session = Some(session);
         self.purpose = Some(purpose);
         self.voice = voice;
@@ -376,6 +381,30 @@ impl Live {
         self.apply(outs, sup, now)
     }
 
+    /// A task's permission requests changed (one asked, one answered): a question no longer current and not
+    /// yet said is taken back, and the current one (if it waits) goes ahead of result notifications, spoken
+    /// when the floor is free. No session is opened just for a question: a desktop notification covers that.
+    /// Questions are keyed by request, so each is asked once and a later one of the same task anew.
+    pub fn on_task_question(&mut self, task: &TaskRecord, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+        let current = describe_question(task);
+        let Some(session) = self.session.as_mut() else { return vec![] };
+        let prefix = format!("{QUESTION_PREFIX}{}:", task.id);
+        let stale = session
+            .pending_notifications()
+            .into_iter()
+            .filter(|id| id.starts_with(&prefix) && current.as_ref().is_none_or(|(cur, _)| cur != id));
+        for id in stale.collect::<Vec<_>>() {
+            session.withdraw_notification(&id);
+        }
+        let Some((id, text)) = current else { return vec![] };
+        if session.pending_notifications().contains(&id) {
+            return vec![];
+        }
+        let outs = session.push_question(&id, &text, now);
+        self.broadcast(json!({"kind": "notification", "task_id": task.id, "text": text}));
+        self.apply(outs, sup, now)
+    }
+
     /// Tasks changed: refresh the table in the instructions (the machine debounces).
     pub fn on_tasks_changed(&mut self, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
         let table = tools::task_table(sup);
@@ -520,6 +549,7 @@ impl Live {
                     self.broadcast(json!({"kind": "tool", "name": name, "result": serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null)}));
                 }
                 Output::NotificationDelivered { id } => {
+                    // A question marks nothing: its task is not announced by it (ids differ anyway).
                     sup.mark_announced(&id, now);
                     log::debug!("live: the end of task {id} was announced");
                 }

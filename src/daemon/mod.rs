@@ -821,6 +821,7 @@ impl Daemon {
                         } else {
                             Cue::TaskFailed
                         });
+                        n.extend(self.live.on_task_question(&task, &mut self.supervisor, now));
                         n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
                         n
                     }
@@ -830,7 +831,16 @@ impl Daemon {
                     self.voice.cue(Cue::TaskStarted);
                     self.live.on_tasks_changed(&mut self.supervisor, now)
                 }
-                Notice::Activity(_) | Notice::Stalled(_) => self.live.on_tasks_changed(&mut self.supervisor, now),
+                Notice::Activity(id) => {
+                    // An answer (from the shell, the timeout) comes as activity: the question may be stale.
+                    let mut n = match self.supervisor.registry().get(id).cloned() {
+                        Some(task) => self.live.on_task_question(&task, &mut self.supervisor, now),
+                        None => vec![],
+                    };
+                    n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
+                    n
+                }
+                Notice::Stalled(_) => self.live.on_tasks_changed(&mut self.supervisor, now),
                 Notice::BudgetWarning(_) => vec![],
                 Notice::Waiting(id) => match self.supervisor.registry().get(id).cloned() {
                     Some(task) => {
@@ -840,7 +850,9 @@ impl Daemon {
                         {
                             notifier.send(notifications::waiting_note(&task));
                         }
-                        self.live.on_tasks_changed(&mut self.supervisor, now)
+                        let mut n = self.live.on_task_question(&task, &mut self.supervisor, now);
+                        n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
+                        n
                     }
                     None => vec![],
                 },
