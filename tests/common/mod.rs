@@ -7,6 +7,7 @@ pub mod anthropic_stub;
 pub mod fake_realtime;
 pub mod http;
 pub mod model;
+pub mod model_server;
 pub mod pulse;
 pub mod sway;
 pub mod transcribe_stub;

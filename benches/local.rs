@@ -1,0 +1,197 @@
+//! Benchmark of local dictation with the real Whisper tiny.en model (`scripts/setup --test` puts it in
+//! `.tools/models/`): no key, no network.
+//!
+//! Run with `scripts/bench` or `cargo bench --bench local -- [--quick]`. Reports:
+//! - **model load**: `Model::load` of tiny.en (structure check + whisper.cpp), n = 5 (2 quick);
+//! - **transcription** of a 2 s espeak-ng sentence, clip-sized audio context, on the free cores, n = 10 (3);
+//! - **key release → text typed** through the daemon: Xvfb + xdotool for the key and the typing, espeak-ng played
+//!   into the PulseAudio virtual microphone while the key is held, an xterm receiving the text; `t0` just before
+//!   `xdotool keyup 105`, `t1` when `dictation_typed` arrives on a subscribed control connection, n = 10 (3);
+//!   the first dictation (which opens the microphone and loads the model) is reported on its own;
+//! - **RSS** of the daemon before the first dictation, with the model loaded, and after `dictate.model_idle_min`
+//!   unloaded it;
+//! - **binary size**: the bench's `ptt` binary, stripped.
+//!
+//! Targets (issue 13): release → typed ≤ 400 ms for a ~2 s utterance on 2 cores; RSS loaded ≤ 150 MB; stripped
+//! binary ≤ 12 MB.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::TestHome;
+use common::model::{speech_wav, tiny_en};
+use common::pulse::pulse_env;
+use common::xterm::Xterm;
+use common::xvfb::{Xvfb, xdotool};
+use ptt::dictate::local::{self, Model};
+
+const T: Duration = Duration::from_secs(60);
+const SENTENCE: &str = "send the report on friday";
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn rss_mb(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .expect("VmRSS");
+    kb / 1024.0
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n_load, n_run) = if quick { (2, 3) } else { (5, 10) };
+    println!("ptt {} local dictation benchmark ({})", env!("CARGO_PKG_VERSION"), if quick { "quick" } else { "full" });
+    let model_path = tiny_en();
+    let scratch = tempfile::tempdir().expect("tempdir");
+
+    // The engine alone.
+    let mut loads = Vec::new();
+    let mut model = None;
+    for _ in 0..n_load {
+        drop(model.take());
+        let m = Model::load(&model_path).expect("load");
+        loads.push(m.load_time.as_secs_f64() * 1000.0);
+        model = Some(m);
+    }
+    let model = model.expect("a model");
+    let loads = sorted(loads);
+    let wav = speech_wav(scratch.path(), SENTENCE);
+    let pcm = local::prepare(&wav).expect("prepare");
+    let threads = local::threads(0);
+    let mut runs = Vec::new();
+    let mut heard = String::new();
+    let mut ctx = 0;
+    for _ in 0..n_run {
+        let t = model.transcribe(&pcm, None, None, threads).expect("transcribe");
+        runs.push(t.took.as_secs_f64() * 1000.0);
+        (heard, ctx) = (t.text, t.audio_ctx);
+    }
+    drop(model);
+    let runs = sorted(runs);
+    let secs = pcm.len() as f64 / 16_000.0;
+    println!(
+        "model load (tiny.en, {:.1} MiB), n={n_load}: p50 {:.0} ms, max {:.0} ms",
+        74.1,
+        percentile(&loads, 0.5),
+        loads[loads.len() - 1]
+    );
+    println!(
+        "transcription of {secs:.1} s of speech (audio_ctx {ctx}, {threads} threads), n={n_run}: p50 {:.0} ms, p90 {:.0} ms; heard {heard:?}",
+        percentile(&runs, 0.5),
+        percentile(&runs, 0.9)
+    );
+
+    // Through the daemon.
+    let _pulse = pulse_env(1);
+    let xvfb = Xvfb::start();
+    let mut home = TestHome::empty();
+    let models = home.home().join(".local/share/ptt/models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    std::fs::copy(&model_path, models.join("ggml-tiny.en.bin")).expect("install the model");
+    home.write_config("[dictate]\napi_base = \"http://127.0.0.1:9/v1\"\nmodel_idle_min = 0.1\n[audio]\ncues = false\n");
+    home.env.push(("PTT_LOG".into(), "info".into()));
+    home.env.push(("PULSE_SERVER".into(), std::env::var("PULSE_SERVER").expect("PULSE_SERVER from pulse_env")));
+    home.env.push(("DISPLAY".into(), xvfb.display.clone()));
+    let speech = home.scratch("sentence.wav");
+    std::fs::write(&speech, &wav).expect("speech file");
+    let term = Xterm::start(&xvfb.display);
+    let d = home.start_daemon();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = rss_mb(d.pid());
+
+    let (tx, rx) = crossbeam_channel::unbounded::<(Instant, serde_json::Value)>();
+    let mut sub = UnixStream::connect(home.runtime_dir().join("control.sock")).expect("socket");
+    writeln!(sub, "{{\"cmd\":\"subscribe\"}}").expect("subscribe");
+    std::thread::spawn(move || {
+        for line in BufReader::new(sub).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["event"] == "dictation_typed"
+            {
+                let _ = tx.send((Instant::now(), v));
+            }
+        }
+    });
+    let status = |home: &TestHome| home.json(&["status", "--json"]);
+    let (mut total, mut internal, mut first) = (Vec::new(), Vec::new(), 0.0);
+    let mut rss_loaded: f64 = 0.0;
+    for i in 0..=n_run {
+        xdotool(&xvfb.display, &["keydown", "105"]);
+        common::wait_until(T, "the microphone open", || status(&home)["audio"]["input"]["ok"].is_string());
+        let played = std::process::Command::new("paplay").args(["-d", "micfeed"]).arg(&speech).status();
+        assert!(played.is_ok_and(|s| s.success()), "paplay");
+        let t0 = Instant::now();
+        xdotool(&xvfb.display, &["keyup", "105"]);
+        let (t1, ev) = rx.recv_timeout(T).expect("dictation_typed event");
+        let ms = t1.duration_since(t0).as_secs_f64() * 1000.0;
+        if i == 0 {
+            first = ms;
+        } else {
+            total.push(ms);
+            internal.push(ev["release_to_typed_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+        rss_loaded = rss_loaded.max(rss_mb(d.pid()));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let typed = term.received();
+    common::wait_until(T, "the model unloaded", || status(&home)["dictation"]["model"]["state"] == "unloaded");
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_after = rss_mb(d.pid());
+    let (total, internal) = (sorted(total), sorted(internal));
+    let (p50, p90, max) = (percentile(&total, 0.5), percentile(&total, 0.9), total[total.len() - 1]);
+    println!("typed: {:?}", typed.trim());
+    println!("key release -> text typed, local tiny.en, n={n_run}: p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms");
+    println!(
+        "  daemon's own release -> typed: p50 {:.0} ms; first dictation (opens the microphone, loads the model): {first:.0} ms",
+        percentile(&internal, 0.5)
+    );
+    println!(
+        "daemon RSS: {rss_before:.1} MB before the first dictation, {rss_loaded:.1} MB with the model loaded, {rss_after:.1} MB after it was unloaded"
+    );
+
+    // The binary.
+    let bin = std::path::Path::new(common::PTT);
+    let stripped = scratch.path().join("ptt-stripped");
+    std::fs::copy(bin, &stripped).expect("copy the binary");
+    let ok = std::process::Command::new("strip").arg(&stripped).status();
+    assert!(ok.is_ok_and(|s| s.success()), "strip");
+    let size = std::fs::metadata(&stripped).expect("size").len() as f64 / 1e6;
+    println!(
+        "binary: {} ({:.1} MB), stripped {size:.1} MB",
+        bin.display(),
+        std::fs::metadata(bin).expect("size").len() as f64 / 1e6
+    );
+
+    println!();
+    println!("| local dictation benchmark | result | target | ok |");
+    println!("|---|---|---|---|");
+    println!("| model load, tiny.en (n={n_load}) | p50 {:.0} ms | reported | – |", percentile(&loads, 0.5));
+    println!(
+        "| transcription of {secs:.1} s of speech, {threads} threads (n={n_run}) | p50 {:.0} ms, p90 {:.0} ms | reported | – |",
+        percentile(&runs, 0.5),
+        percentile(&runs, 0.9)
+    );
+    println!(
+        "| key release -> text typed, tiny.en, ~2 s utterance (n={n_run}) | p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms | <= 400 ms | {} |",
+        if p90 <= 400.0 { "yes" } else { "NO" }
+    );
+    println!(
+        "| daemon RSS, model loaded / unloaded (before: {rss_before:.1} MB) | {rss_loaded:.1} MB / {rss_after:.1} MB | <= 150 MB loaded | {} |",
+        if rss_loaded <= 150.0 { "yes" } else { "NO" }
+    );
+    println!("| stripped release binary | {size:.1} MB | <= 12 MB | {} |", if size <= 12.0 { "yes" } else { "NO" });
+}
