@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::pulse::require;
+use common::pulse::{pulse_env, require, serial};
+use common::transcribe_stub::{Reply, TranscribeStub};
 use common::{TestHome, wait_until};
 use serde_json::{Value, json};
 
@@ -119,6 +120,37 @@ fn finished_failed_and_cancelled_tasks_raise_notifications_on_the_session_bus() 
     assert_eq!(c["urgency"], 0, "low for a cancellation: {c}");
     let all = bus.calls().iter().map(Value::to_string).collect::<String>();
     assert!(!all.contains("sk-test-notify-key"));
+}
+
+#[test]
+fn a_failed_dictation_says_its_clip_is_kept() {
+    let _serial = serial();
+    let _done = pulse_env(1);
+    let stub = TranscribeStub::start();
+    stub.set_default(Reply::error(401, "Incorrect API key provided: sk-test*****tion."));
+    let mut home = TestHome::with_fake(&format!(
+        "[dictate]\napi_base = \"{}\"\nretries = 0\ntyper = \"stdout\"\n[audio]\ncues = false\n",
+        stub.base
+    ));
+    let bus = Bus::start(home.dir.path());
+    home.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));
+    home.env.push(("OPENAI_API_KEY".into(), "sk-test-dictation".into()));
+    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
+    home.env.push(("PULSE_SERVER".into(), server));
+    let _d = home.start_daemon();
+    let out = home.run(&["key", "press", "ptt"]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    std::thread::sleep(Duration::from_millis(600));
+    let out = home.run(&["key", "release", "ptt"]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    wait_until(T, "the dictation failure notification", || !bus.calls().is_empty());
+    let c = &bus.calls()[0];
+    assert_eq!(c["summary"], "ptt: dictation not transcribed");
+    assert_eq!(c["urgency"], 2, "critical: {c}");
+    let body = c["body"].as_str().unwrap_or("");
+    assert!(body.contains("401") && body.contains("ptt dictate retry"), "{c}");
+    assert!(!c.to_string().contains("sk-test-dictation"), "{c}");
+    wait_until(T, "the clip kept", || home.json(&["status", "--json"])["dictation"]["kept_clips"] == 1);
 }
 
 #[test]
