@@ -181,6 +181,26 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
     }
 
+    /// Waits on `changed` until `step` gives `Ok` (it may change the state on the way); after `timeout`,
+    /// panics with `step`'s last `Err` and everything received.
+    fn wait<T>(&self, timeout: Duration, mut step: impl FnMut(&mut State) -> Result<T, String>) -> T {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            let why = match step(&mut st) {
+                Ok(value) => return value,
+                Err(why) => why,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                let dump = dump(self, &st);
+                drop(st);
+                panic!("fake realtime: {why} (waited {timeout:?})\n{dump}");
+            }
+            st = self.changed.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
     fn pinged(&self, conn: usize) {
         let mut st = self.lock();
         if st.pings.len() <= conn {
@@ -384,44 +404,26 @@ impl FakeRealtime {
 
     /// Like [`wait_for`](Self::wait_for), for the `n`-th match (0-based: `n = 1` is the second).
     pub fn wait_for_nth(&self, timeout: Duration, what: &str, n: usize, pred: impl Fn(&Received) -> bool) -> Received {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.shared.lock();
         let (mut next, mut seen) = (0, 0);
-        loop {
+        self.shared.wait(timeout, |st| {
             while next < st.received.len() {
                 if pred(&st.received[next]) {
                     if seen == n {
-                        return st.received[next].clone();
+                        return Ok(st.received[next].clone());
                     }
                     seen += 1;
                 }
                 next += 1;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                let dump = dump(&self.shared, &st);
-                drop(st);
-                panic!(
-                    "fake realtime: timed out after {timeout:?} waiting for {what} (match #{n}, saw {seen})\n{dump}"
-                );
-            }
-            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
-        }
+            Err(format!("timed out waiting for {what} (match #{n}, saw {seen})"))
+        })
     }
 
     /// Waits until at least `n` upgrades were accepted.
     pub fn wait_connections(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.shared.lock();
-        while st.conns.len() < n {
-            let now = Instant::now();
-            if now >= deadline {
-                let dump = dump(&self.shared, &st);
-                drop(st);
-                panic!("fake realtime: timed out after {timeout:?} waiting for {n} connections\n{dump}");
-            }
-            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
-        }
+        self.shared.wait(timeout, |st| {
+            if st.conns.len() >= n { Ok(()) } else { Err(format!("timed out waiting for {n} connections")) }
+        })
     }
 
     /// Returns once every frame the client queued before this call, on any connection open now, has been
@@ -432,25 +434,16 @@ impl FakeRealtime {
     /// every frame queued before it. Needs a short `live.ping_interval_s` (the tests use 0.5 s). Call it after
     /// `TestHome::sync`, which says the daemon has queued whatever it was going to send.
     pub fn barrier(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.shared.lock();
         let pings = |st: &State, c: usize| st.pings.get(c).copied().unwrap_or(0);
-        let open: Vec<(usize, u64)> =
-            (0..st.conns.len()).filter(|&c| st.conns[c].live).map(|c| (c, pings(&st, c))).collect();
-        loop {
+        let open: Vec<(usize, u64)> = {
+            let st = self.shared.lock();
+            (0..st.conns.len()).filter(|&c| st.conns[c].live).map(|c| (c, pings(&st, c))).collect()
+        };
+        self.shared.wait(timeout, |st| {
             let waiting: Vec<usize> =
-                open.iter().filter(|&&(c, at)| !st.conns[c].ended && pings(&st, c) < at + 2).map(|&(c, _)| c).collect();
-            if waiting.is_empty() {
-                return;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let dump = dump(&self.shared, &st);
-                drop(st);
-                panic!("fake realtime: no two pings on connection(s) {waiting:?} within {timeout:?}\n{dump}");
-            }
-            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
-        }
+                open.iter().filter(|&&(c, at)| !st.conns[c].ended && pings(st, c) < at + 2).map(|&(c, _)| c).collect();
+            if waiting.is_empty() { Ok(()) } else { Err(format!("no two pings on connection(s) {waiting:?}")) }
+        })
     }
 
     /// Everything received so far, for assertion messages.
@@ -549,30 +542,23 @@ impl FakeRealtime {
     }
 
     fn command(&self, conn: Option<usize>, cmd: Cmd, retire: bool) {
-        let deadline = Instant::now() + TARGET_WAIT;
-        let mut st = self.shared.lock();
-        loop {
+        let mut cmd = Some(cmd);
+        self.shared.wait(TARGET_WAIT, |st| {
             let target = match conn {
                 Some(i) => (i < st.conns.len()).then_some(i),
                 None => st.conns.iter().rposition(|c| c.live),
             };
-            if let Some(i) = target {
-                if retire {
-                    st.conns[i].live = false;
-                    self.shared.changed.notify_all();
-                }
-                // A connection whose thread ended drops the command, like a dead socket would.
+            let Some(i) = target else { return Err(format!("no live connection (wanted {conn:?})")) };
+            if retire {
+                st.conns[i].live = false;
+                self.shared.changed.notify_all();
+            }
+            // A connection whose thread ended drops the command, like a dead socket would.
+            if let Some(cmd) = cmd.take() {
                 let _ = st.conns[i].tx.send(cmd);
-                return;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                let dump = dump(&self.shared, &st);
-                drop(st);
-                panic!("fake realtime: no live connection (wanted {conn:?}) after {TARGET_WAIT:?}\n{dump}");
-            }
-            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
-        }
+            Ok(())
+        })
     }
 }
 
