@@ -23,6 +23,9 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        // A name or a child's output with a newline or an escape sequence must not forge a log line
+        // or drive the terminal: one record is one line of printable text.
+        let message = one_line(&record.args().to_string());
         let line = if self.journal {
             let prio = match record.level() {
                 Level::Error => 3,
@@ -30,14 +33,33 @@ impl Log for StderrLogger {
                 Level::Info => 6,
                 Level::Debug | Level::Trace => 7,
             };
-            format!("<{prio}>{}\n", record.args())
+            format!("<{prio}>{message}\n")
         } else {
-            format!("ptt: {}: {}\n", record.level().as_str().to_lowercase(), record.args())
+            format!("ptt: {}: {message}\n", record.level().as_str().to_lowercase())
         };
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`): the same rule as
+/// `text::escape_controls`, repeated here because the logger is a leaf that
+/// every module, `text` included, may use.
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Parses a level name; unknown names fall back to `info`.
@@ -80,5 +102,13 @@ mod tests {
         assert_eq!(parse_level("WARN"), LevelFilter::Warn);
         assert_eq!(parse_level("other=trace,ptt=error"), LevelFilter::Error);
         assert_eq!(parse_level("nonsense"), LevelFilter::Info);
+    }
+
+    #[test]
+    fn one_record_is_one_line() {
+        assert_eq!(
+            one_line("task t1 'a\nptt: info: task t9 forged' \x1b[2J"),
+            "task t1 'a\\nptt: info: task t9 forged' \\u{1b}[2J"
+        );
     }
 }

@@ -17,24 +17,39 @@ use regex::Regex;
 
 static SECRET_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     let rules: &[(&str, &str)] = &[
-        // PEM private keys, whole block.
-        (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|\z)", "[redacted private key]"),
-        // Vendor key shapes.
+        // PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, PGP ... BLOCK), whole block, even cut short.
+        (
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\z)",
+            "[redacted private key]",
+        ),
+        // Vendor key shapes: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Stripe, GitLab, npm, GitHub,
+        // Slack, AWS access key ids, Google, JWTs.
         (r"\bsk-[A-Za-z0-9_\-]{16,}", "[redacted]"),
+        (r"\b[srp]k_(live|test)_[A-Za-z0-9]{10,}", "[redacted]"),
+        (r"\bglpat-[A-Za-z0-9_\-]{16,}", "[redacted]"),
+        (r"\bnpm_[A-Za-z0-9]{30,}", "[redacted]"),
         (r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}", "[redacted]"),
         (r"\bgithub_pat_[A-Za-z0-9_]{20,}", "[redacted]"),
-        (r"\bxox[abprs]-[A-Za-z0-9\-]{10,}", "[redacted]"),
-        (r"\bAKIA[0-9A-Z]{16}\b", "[redacted]"),
+        (r"\bxox[abposr]-[A-Za-z0-9\-]{10,}", "[redacted]"),
+        (r"\bxapp-[0-9]-[A-Za-z0-9\-]{10,}", "[redacted]"),
+        (r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+", "[redacted]"),
+        (r"\b(AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b", "[redacted]"),
         (r"\bAIza[0-9A-Za-z_\-]{30,}", "[redacted]"),
         (r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{5,}", "[redacted]"),
         // Authorization headers.
         (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9_\-\.=+/]{12,}", "$1 [redacted]"),
         // user:password@ in URLs.
         (r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]+):[^\s@/]+@", "$1:[redacted]@"),
-        // password = value, API_KEY: value, "secret": "value".
+        // password = value, PASSWORD: 'value', "password": "with spaces", API_KEY=value: a quoted value
+        // is redacted whole, spaces included.
         (
-            r#"(?i)\b([A-Z0-9_]*(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[A-Z0-9_]*)("?\s*[:=]\s*"?)[^\s"',;]+"#,
+            r#"(?i)\b([A-Z0-9_\-]*(password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[A-Z0-9_\-]*)(\\?["']?\s*[:=]\s*)(\\"[^"\n]*?\\"|"[^"\n]*"|'[^'\n]*'|[^\s"',;\\]+)"#,
             "$1$3[redacted]",
+        ),
+        // "the secret is X", "secret key X", "password hunter2": a key word, a few words, then a token.
+        (
+            r"(?i)\b(password|passwd|passphrase|secret(?:[ _-]?access)?(?:[ _-]?key)?)((?:\s+(?:is|was|of|for|key|:|=|-))*\s+)([A-Za-z0-9/+=_\-.!@#$%^&*]{8,})",
+            "$1$2[redacted]",
         ),
     ];
     rules
@@ -49,6 +64,18 @@ static SECRET_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| 
         .collect()
 });
 
+/// A bare 40-character AWS secret access key: base64 characters, mixed case and
+/// not plain hex (a git commit id is 40 hex digits, and is no secret).
+static AWS_SECRET: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(^|[^A-Za-z0-9/+=])([A-Za-z0-9/+]{40})($|[^A-Za-z0-9/+=])").ok());
+
+fn looks_like_aws_secret(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_uppercase())
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && s.bytes().any(|b| b.is_ascii_digit() || b == b'/' || b == b'+')
+        && !s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Replaces anything that looks like a secret.
 pub fn redact(text: &str) -> String {
     let mut out = text.to_string();
@@ -56,6 +83,15 @@ pub fn redact(text: &str) -> String {
         if re.is_match(&out) {
             out = re.replace_all(&out, *replacement).into_owned();
         }
+    }
+    if let Some(re) = AWS_SECRET.as_ref()
+        && re.is_match(&out)
+    {
+        out = re
+            .replace_all(&out, |c: &regex::Captures| {
+                if looks_like_aws_secret(&c[2]) { format!("{}[redacted]{}", &c[1], &c[3]) } else { c[0].to_string() }
+            })
+            .into_owned();
     }
     out
 }
@@ -117,6 +153,41 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// Is `c` a character a terminal would act on rather than print (C0/C1 controls,
+/// DEL, and the bidirectional overrides that reorder what is shown)?
+fn is_terminal_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every control character escaped (`\n`, `\t`, `\u{1b}`), so that text
+/// from a task, a child or a client can be printed to a terminal or a log line
+/// without moving the cursor, clearing the screen or forging a line.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_terminal_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_terminal_control(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `s` folded onto one line of printable text: runs of whitespace and control
+/// characters become one space (for names, which show in tables and log lines).
+pub fn single_line(s: &str) -> String {
+    s.split(|c: char| c.is_whitespace() || is_terminal_control(c))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Lowercase words of `text`, joined by single spaces; punctuation dropped
 /// (apostrophes and hyphens inside words are kept).
 pub fn normalise(text: &str) -> String {
@@ -150,27 +221,71 @@ mod tests {
         assert_eq!(duration_words(3720), "1 hour 2 minutes");
     }
 
+    /// Every shape issue 10 lists: (input, the secret that must be gone).
+    const SECRET_SHAPES: &[(&str, &str)] = &[
+        ("key is sk-proj-abcdefghijklmnopqrstuvwxyz123", "abcdefghijklmnopqrstuvwxyz123"),
+        ("OPENAI sk-abcdefghijklmnopqrstuvwx", "abcdefghijklmnopqrstuvwx"),
+        ("ANTHROPIC_KEY sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv-wxyz", "AbCdEfGhIjKlMnOpQrStUv"),
+        ("export OPENAI_API_KEY=abcd1234efgh", "abcd1234efgh"),
+        ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz", "11ABCDEFG0123456789"),
+        ("curl https://bob:hunter2@example.com/x", "hunter2"),
+        ("password: hunter2", "hunter2"),
+        ("PASSWORD: 'correcthorse'", "correcthorse"),
+        ("PASSWORD='correct horse battery'", "correct horse"),
+        (r#"{"password": "with space secret"}"#, "space secret"),
+        (r#"{"db_password":"s3cr3t value"}"#, "s3cr3t"),
+        ("the password is hunter2-and-more", "hunter2-and-more"),
+        ("Authorization: Bearer abcdefghijklmnop1234", "abcdefghijklmnop1234"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----", "MIIEowIBAAKCAQEA"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n-----END OPENSSH PRIVATE KEY-----",
+            "b3BlbnNzaC1rZXktdjEA",
+        ),
+        ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBGXYZ\n-----END PGP PRIVATE KEY BLOCK-----", "lQOYBGXYZ"),
+        ("cut short: -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB", "MHcCAQEEIB"),
+        ("aws AKIAABCDEFGHIJKLMNOP", "AKIAABCDEFGHIJKLMNOP"),
+        ("session ASIAABCDEFGHIJKLMNOP", "ASIAABCDEFGHIJKLMNOP"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+        ("the secret is wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY ok", "wJalrXUtnFEMI"),
+        ("bare wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY in text", "wJalrXUtnFEMI"),
+        ("gitlab glpat-AbCdEfGhIjKlMnOpQrSt", "AbCdEfGhIjKlMnOpQrSt"),
+        ("stripe sk_live_51AbCdEfGhIjKlMnOp", "51AbCdEfGhIjKlMnOp"),
+        ("stripe rk_live_51AbCdEfGhIjKlMnOp", "51AbCdEfGhIjKlMnOp"),
+        ("stripe pk_live_51AbCdEfGhIjKlMnOp", "51AbCdEfGhIjKlMnOp"),
+        ("npm npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+        ("slack xoxb-1234567890-abcdefghij", "1234567890-abcdefghij"),
+        ("slack xapp-1-A0123456789-abcdef", "A0123456789-abcdef"),
+        ("hook https://hooks.slack.com/services/T000/B000/XXXXXXXX", "T000/B000/XXXXXXXX"),
+        ("google AIzaSyAbCdEfGhIjKlMnOpQrStUvWxYz0123456", "SyAbCdEfGhIjKlMnOpQrStUvWxYz0123456"),
+        (
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "dozjgNryP4J3jVmNHl0w5N",
+        ),
+        ("{\"api_key\": \"zzzzzzzz\"}", "zzzzzzzz"),
+        ("postgres://app:pa55word@db:5432/x", "pa55word"),
+        (r#"{\"password\": \"with space secret\"}"#, "space secret"),
+    ];
+
     #[test]
-    fn redacts_common_secrets() {
-        let cases = [
-            "key is sk-proj-abcdefghijklmnopqrstuvwxyz123",
-            "export OPENAI_API_KEY=abcd1234efgh",
-            "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-            "curl https://bob:hunter2@example.com/x",
-            "password: hunter2",
-            "Authorization: Bearer abcdefghijklmnop1234",
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
-            "aws AKIAABCDEFGHIJKLMNOP",
-            "{\"api_key\": \"zzzzzzzz\"}",
-        ];
-        for case in cases {
+    fn redacts_every_secret_shape() {
+        for (case, secret) in SECRET_SHAPES {
             let r = redact(case);
-            assert!(r.contains("[redacted"), "not redacted: {case} -> {r}");
-            for secret in ["abcdefghijklmnopqrstuvwxyz123", "abcd1234efgh", "hunter2", "MIIEow", "zzzzzzzz"] {
-                assert!(!r.contains(secret), "{secret} leaked in {r}");
-            }
+            assert!(r.contains("[redacted"), "not redacted: {case:?} -> {r:?}");
+            assert!(!r.contains(secret), "{secret:?} leaked: {case:?} -> {r:?}");
         }
-        assert_eq!(redact("nothing secret here: tokens are fun"), "nothing secret here: tokens are fun");
+    }
+
+    #[test]
+    fn leaves_ordinary_text_alone() {
+        for text in [
+            "nothing secret here: tokens are fun",
+            "commit 3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39 fixed the bug",
+            "src/tasks/lifecycle.rs: 42 tests passed in 1.3 s",
+            "The password field is now validated.",
+        ] {
+            assert_eq!(redact(text), text);
+        }
     }
 
     #[test]
@@ -204,5 +319,16 @@ mod tests {
         assert_eq!(normalise("Don't stop — ok?"), "don't stop ok");
         assert_eq!(normalise("...!"), "");
         assert_eq!(normalise("Ünïcode Wörds"), "ünïcode wörds");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_names_folded() {
+        assert_eq!(escape_controls("plain text"), "plain text");
+        assert_eq!(escape_controls("a\x1b[2Jb\x07"), "a\\u{1b}[2Jb\\u{7}");
+        assert_eq!(escape_controls("row\nforged\r\t"), "row\\nforged\\r\\t");
+        assert_eq!(escape_controls("\u{9b}31m \u{202e}cba"), "\\u{9b}31m \\u{202e}cba");
+        assert_eq!(escape_controls("émoji ✓"), "émoji ✓");
+        assert_eq!(single_line("fix\nt9  running   forged\x1b[31m\x07"), "fix t9 running forged [31m");
+        assert_eq!(single_line("  \n\t "), "");
     }
 }

@@ -304,6 +304,7 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
             }))
         }
         Command::Watch => match client::subscribe(&paths.socket(), |event| {
+            quiet_broken_pipe();
             println!("{event}");
             true
         }) {
@@ -416,6 +417,7 @@ fn answered(v: &Value) -> i32 {
 }
 
 fn config_command(command: ConfigCommand, paths: &Paths) -> i32 {
+    quiet_broken_pipe();
     match command {
         ConfigCommand::Default => {
             print!("{DEFAULT_CONFIG_TOML}");
@@ -447,7 +449,10 @@ fn config_command(command: ConfigCommand, paths: &Paths) -> i32 {
 /// messages and exit statuses.
 fn with_daemon(paths: &Paths, req: &Request, on_reply: impl FnOnce(&Value) -> i32) -> i32 {
     match client::request(&paths.socket(), req) {
-        Ok(v) => on_reply(&v),
+        Ok(v) => {
+            quiet_broken_pipe();
+            on_reply(&v)
+        }
         Err(e) => client_error(&e),
     }
 }
@@ -465,7 +470,7 @@ fn outcome_failure(v: &Value, json: bool) -> i32 {
     let status = v.get("status").and_then(Value::as_str).unwrap_or("error");
     if !json {
         let message = v.get("message").and_then(Value::as_str).unwrap_or("unexpected reply");
-        eprintln!("ptt: {message}");
+        eprintln!("ptt: {}", crate::text::escape_controls(message));
         if status == "ambiguous" {
             eprintln!("candidates:");
             for c in v.get("candidates").and_then(Value::as_array).into_iter().flatten() {
@@ -480,8 +485,19 @@ fn outcome_failure(v: &Value, json: bool) -> i32 {
     }
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
+/// A field of a reply, control characters escaped for the terminal.
+fn s<'a>(v: &'a Value, key: &str) -> std::borrow::Cow<'a, str> {
+    crate::text::escape_controls(v.get(key).and_then(Value::as_str).unwrap_or(""))
+}
+
+/// Once the daemon has answered, a reader that goes away (`ptt tasks --json | head`) ends
+/// us quietly: the default SIGPIPE action (exit status 141, as for `cat`), not a panic in
+/// `println!`. Only after the socket work, whose own EPIPE must stay an error we report.
+fn quiet_broken_pipe() {
+    // SAFETY: resetting a signal's disposition to the default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn absolute(p: PathBuf) -> std::io::Result<PathBuf> {

@@ -1,6 +1,19 @@
 //! Human-readable output of the client commands.
+//!
+//! Names, task text, summaries and a child's output come from other programs
+//! and other people: every line printed here goes through
+//! [`text::escape_controls`](crate::text::escape_controls), so an escape
+//! sequence cannot clear the screen or recolour the terminal and a newline
+//! cannot forge a table row. (`--json` output is JSON, which escapes them.)
 
 use serde_json::Value;
+
+/// `println!` with control characters escaped.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        println!("{}", crate::text::escape_controls(&format!($($arg)*)))
+    };
+}
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
@@ -26,28 +39,26 @@ fn cost(v: &Value) -> String {
 pub fn status(v: &Value) {
     let d = &v["daemon"];
     let t = &v["tasks"];
-    println!(
-        "ptt {} running (pid {}, up {})",
-        s(d, "version"),
-        d["pid"],
-        duration(d["uptime_s"].as_u64().unwrap_or(0))
-    );
-    println!(
+    out!("ptt {} running (pid {}, up {})", s(d, "version"), d["pid"], duration(d["uptime_s"].as_u64().unwrap_or(0)));
+    out!(
         "tasks: {} running (max {}), {} remembered, next id {}",
         t["running"],
         t["max_concurrent"],
         t["known"],
         s(t, "next_id")
     );
+    if let Some(e) = t.get("registry_error").and_then(Value::as_str) {
+        out!("tasks.json CANNOT BE WRITTEN, new tasks are refused: {e}");
+    }
     let budget = t["budget_usd"].as_f64().unwrap_or(0.0);
     let spent = t["spent_today_usd"].as_f64().unwrap_or(0.0);
     if budget > 0.0 {
-        println!("spent today: ${spent:.2} of ${budget:.2}");
+        out!("spent today: ${spent:.2} of ${budget:.2}");
     } else {
-        println!("spent today: ${spent:.2} (no daily limit)");
+        out!("spent today: ${spent:.2} (no daily limit)");
     }
     for w in t.get("waiting").and_then(Value::as_array).into_iter().flatten() {
-        println!(
+        out!(
             "waiting: {} '{}' wants to {} (ptt task allow|deny {})",
             s(w, "task_id"),
             s(w, "name"),
@@ -56,11 +67,11 @@ pub fn status(v: &Value) {
         );
     }
     if let Some(r) = t.get("rate_limited").and_then(Value::as_str) {
-        println!("claude: {r}");
+        out!("claude: {r}");
     }
     match t["claude"].get("path").and_then(Value::as_str) {
-        Some(p) => println!("claude: {p}"),
-        None => println!("claude: NOT FOUND: {}", s(&t["claude"], "error")),
+        Some(p) => out!("claude: {p}"),
+        None => out!("claude: NOT FOUND: {}", s(&t["claude"], "error")),
     }
     let live = &v["live"];
     let mut line = format!("live: {}", s(live, "state"));
@@ -72,9 +83,9 @@ pub fn status(v: &Value) {
     if let Some(n) = live.get("pending_notifications").and_then(Value::as_u64).filter(|n| *n > 0) {
         line.push_str(&format!(", {n} task result(s) not yet announced"));
     }
-    println!("{line}");
+    out!("{line}");
     if let Some(line) = voice_line(&v["audio"]) {
-        println!("{line}");
+        out!("{line}");
     }
     let dict = &v["dictation"];
     if dict["enabled"] == true {
@@ -85,11 +96,11 @@ pub fn status(v: &Value) {
         if let Some(e) = dict.get("last_error").and_then(Value::as_str) {
             line.push_str(&format!("; last error: {e}"));
         }
-        println!("{line}");
+        out!("{line}");
     } else if dict.is_object() {
-        println!("dictation: off (dictate.enabled = false)");
+        out!("dictation: off (dictate.enabled = false)");
     }
-    println!("config: {}", s(d, "config"));
+    out!("config: {}", s(d, "config"));
 }
 
 /// Whether voice (the microphone and the speaker) works, and why not: `None` when the daemon reported no audio.
@@ -119,10 +130,10 @@ fn voice_line(audio: &Value) -> Option<String> {
 pub fn task_table(v: &Value) {
     let tasks = v.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default();
     if tasks.is_empty() {
-        println!("no tasks (start one with `ptt task start \"...\"`)");
+        out!("no tasks (start one with `ptt task start \"...\"`)");
         return;
     }
-    println!("{:<5} {:<11} {:<28} {:>7} {:>7}  ACTIVITY / SUMMARY", "ID", "STATE", "NAME", "TIME", "COST");
+    out!("{:<5} {:<11} {:<28} {:>7} {:>7}  ACTIVITY / SUMMARY", "ID", "STATE", "NAME", "TIME", "COST");
     for t in &tasks {
         let mut state = s(t, "state").to_string();
         if t["stalled"].as_bool() == Some(true) {
@@ -134,7 +145,7 @@ pub fn task_table(v: &Value) {
             "running" => t.get("rate_limited").and_then(Value::as_str).unwrap_or_else(|| s(t, "activity")),
             _ => s(t, "summary"),
         };
-        println!(
+        out!(
             "{:<5} {:<11} {:<28} {:>7} {:>7}  {}",
             s(t, "id"),
             state,
@@ -147,50 +158,50 @@ pub fn task_table(v: &Value) {
 }
 
 pub fn task_details(t: &Value) {
-    println!(
+    out!(
         "{} '{}': {}{}",
         s(t, "id"),
         s(t, "name"),
         s(t, "state"),
         if t["stalled"].as_bool() == Some(true) { " (stalled)" } else { "" }
     );
-    println!("  task:     {}", s(t, "prompt"));
-    println!("  dir:      {}", s(t, "dir"));
+    out!("  task:     {}", s(t, "prompt"));
+    out!("  dir:      {}", s(t, "dir"));
     if let Some(b) = t.get("branch").and_then(Value::as_str) {
-        println!("  branch:   {b}");
+        out!("  branch:   {b}");
     }
-    println!("  time:     {}", duration(t["elapsed_s"].as_u64().unwrap_or(0)));
-    println!("  cost:     {}", cost(t));
+    out!("  time:     {}", duration(t["elapsed_s"].as_u64().unwrap_or(0)));
+    out!("  cost:     {}", cost(t));
     if let Some(n) = t.get("num_turns").and_then(Value::as_u64) {
-        println!("  turns:    {n}");
+        out!("  turns:    {n}");
     }
     if let Some(w) = t.get("waiting_for").and_then(Value::as_str) {
-        println!("  waiting:  wants to {w} (ptt task allow|deny {})", s(t, "id"));
+        out!("  waiting:  wants to {w} (ptt task allow|deny {})", s(t, "id"));
     }
     if let Some(a) = t.get("activity").and_then(Value::as_str) {
-        println!("  activity: {a}");
+        out!("  activity: {a}");
     }
     if let Some(r) = t.get("rate_limited").and_then(Value::as_str) {
-        println!("  limits:   {r}");
+        out!("  limits:   {r}");
     }
     if let Some(r) = t.get("reason").and_then(Value::as_str) {
-        println!("  reason:   {r}");
+        out!("  reason:   {r}");
     }
     if let Some(sm) = t.get("summary").and_then(Value::as_str) {
-        println!("  summary:  {sm}");
+        out!("  summary:  {sm}");
     }
     let changes = &t["changes"];
     let files = changes.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
     if !files.is_empty() {
         let names: Vec<&str> = files.iter().filter_map(Value::as_str).collect();
-        println!("  wrote:    {}", names.join(", "));
+        out!("  wrote:    {}", names.join(", "));
     }
     if let Some(diff) = changes.get("diff") {
-        println!("  diff:     {} (since {})", s(diff, "summary"), &s(diff, "base")[..s(diff, "base").len().min(12)]);
+        out!("  diff:     {} (since {})", s(diff, "summary"), &s(diff, "base")[..s(diff, "base").len().min(12)]);
         for f in diff.get("files").and_then(Value::as_array).into_iter().flatten() {
             let count = |k: &str| f.get(k).and_then(Value::as_u64).map(|n| n.to_string()).unwrap_or_else(|| "-".into());
             let new = if f["untracked"] == true { " (new)" } else { "" };
-            println!(
+            out!(
                 "    {:>5} {:>5}  {}{new}",
                 format!("+{}", count("added")),
                 format!("-{}", count("removed")),
@@ -200,24 +211,24 @@ pub fn task_details(t: &Value) {
     }
     let asks = t.get("permissions").and_then(Value::as_array).cloned().unwrap_or_default();
     if !asks.is_empty() {
-        println!("  permission requests:");
+        out!("  permission requests:");
         for a in &asks {
             let answer = match a.get("answer").and_then(Value::as_str) {
                 Some(ans) => format!("{ans} (by {})", s(a, "by")),
                 None => "waiting".into(),
             };
-            println!("    {}: {answer}", s(a, "what"));
+            out!("    {}: {answer}", s(a, "what"));
         }
     }
     if let Some(sess) = t.get("session_id").and_then(Value::as_str) {
-        println!("  session:  {sess}");
+        out!("  session:  {sess}");
     }
-    println!("  log:      {}", s(t, "log_path"));
+    out!("  log:      {}", s(t, "log_path"));
     let tail = t.get("tail").and_then(Value::as_array).cloned().unwrap_or_default();
     if !tail.is_empty() {
-        println!("  last output:");
+        out!("  last output:");
         for line in tail.iter().rev().take(10).rev() {
-            println!("    {}", line.as_str().unwrap_or(""));
+            out!("    {}", line.as_str().unwrap_or(""));
         }
     }
 }

@@ -1,4 +1,13 @@
 //! The listener thread and one small thread per connection.
+//!
+//! Clients are bounded: at most [`MAX_CONNECTIONS`] are served at once (the
+//! listener waits for a free slot before it accepts, so the rest queue in the
+//! socket's backlog instead of using descriptors); a connection must send its
+//! first request within [`FIRST_LINE_TIMEOUT`] and may then idle for
+//! [`IDLE_TIMEOUT`]; a `watch` subscriber that stops reading is dropped after
+//! [`SLOW_READER_TIMEOUT`] (and by the loop when its queue of 256 small events
+//! is full). When `accept` fails for lack of descriptors, the listener backs off
+//! and logs it once, not every 100 ms.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -15,6 +24,46 @@ use super::protocol::{Incoming, Request, error_reply};
 const MAX_REQUEST: u64 = 1 << 20;
 /// How long a connection waits for the loop's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client sends its request right after connecting; an idle socket is let go.
+const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Between requests on a connection that already made one.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A subscriber that does not take an event for this long is dropped.
+const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections being served, and a condition to wait for a free slot.
+#[derive(Default)]
+struct Slots {
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn take(&self) {
+        let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *used >= MAX_CONNECTIONS {
+            used = self.freed.wait(used).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *used += 1;
+    }
+
+    fn give_back(&self) {
+        let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *used = used.saturating_sub(1);
+        self.freed.notify_one();
+    }
+}
+
+/// Gives the slot back when a connection thread ends, however it ends.
+struct SlotGuard(std::sync::Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
+}
 
 /// Binds the socket (0600) and starts the listener thread.
 pub fn start(path: &Path, to_loop: Sender<Incoming>) -> Result<()> {
@@ -26,22 +75,42 @@ pub fn start(path: &Path, to_loop: Sender<Incoming>) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot chmod 0600 {}", path.display()))?;
     let uid = nix::unistd::geteuid().as_raw();
+    let slots = std::sync::Arc::new(Slots::default());
     std::thread::Builder::new().name("control".into()).spawn(move || {
-        for conn in listener.incoming() {
-            match conn {
-                Ok(stream) => {
+        let mut backoff: Option<Duration> = None;
+        let mut warned_at: Option<std::time::Instant> = None;
+        loop {
+            slots.take();
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if backoff.take().is_some() {
+                        log::debug!("control: accepting connections again");
+                    }
                     let tx = to_loop.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("control-conn".into())
-                        .stack_size(256 * 1024)
-                        .spawn(move || serve(stream, uid, tx));
+                    let guard = SlotGuard(slots.clone());
+                    let spawned = std::thread::Builder::new().name("control-conn".into()).stack_size(256 * 1024).spawn(
+                        move || {
+                            let _slot = guard;
+                            serve(stream, uid, tx)
+                        },
+                    );
                     if let Err(e) = spawned {
                         log::error!("control: cannot start a connection thread: {e}");
                     }
                 }
                 Err(e) => {
-                    log::warn!("control: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
+                    slots.give_back();
+                    // Out of descriptors (EMFILE/ENFILE) or memory: wait for connections to end, doubling
+                    // the pause up to 2 s; say so once (again only after a quiet minute), not at every retry.
+                    let pause = backoff.map_or(Duration::from_millis(50), |b| (b * 2).min(Duration::from_secs(2)));
+                    if warned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        log::warn!("control: accept failed: {e}; backing off until connections end (logged once)");
+                        warned_at = Some(std::time::Instant::now());
+                    } else {
+                        log::debug!("control: accept failed: {e}");
+                    }
+                    backoff = Some(pause);
+                    std::thread::sleep(pause);
                 }
             }
         }
@@ -59,7 +128,8 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
         Err(e) => {
-            log::warn!("control: {e}");
+            // Out of descriptors: the client sees the connection close; the listener backs off.
+            log::debug!("control: {e}");
             return;
         }
     };
@@ -76,13 +146,22 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             return;
         }
     }
+    // A silent client is let go (its slot and descriptors are for those that talk).
+    let _ = stream.set_read_timeout(Some(FIRST_LINE_TIMEOUT));
+    let idle = stream.try_clone().ok();
     let mut reader = BufReader::new(stream);
+    let mut first = true;
     loop {
         let mut line = Vec::new();
         match (&mut reader).take(MAX_REQUEST).read_until(b'\n', &mut line) {
             Ok(0) => return,
             Ok(_) => {}
             Err(_) => return,
+        }
+        if std::mem::take(&mut first)
+            && let Some(s) = &idle
+        {
+            let _ = s.set_read_timeout(Some(IDLE_TIMEOUT));
         }
         if line.last() != Some(&b'\n') && line.len() as u64 >= MAX_REQUEST {
             let _ = write_line(&mut writer, &error_reply("request too long"));
@@ -105,6 +184,10 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             return;
         }
         if request == Request::LiveAttach {
+            // A text conversation may stay quiet for as long as the user likes.
+            if let Some(s) = &idle {
+                let _ = s.set_read_timeout(None);
+            }
             live_client(writer, reader, &to_loop);
             return;
         }
@@ -128,6 +211,9 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
 }
 
 fn stream_events(writer: &mut UnixStream, to_loop: &Sender<Incoming>) {
+    // A subscriber that stops reading is dropped once the socket's buffer is full for this long;
+    // the loop drops it too when its queue (256 small events, see `Supervisor::brief`) is full.
+    let _ = writer.set_write_timeout(Some(SLOW_READER_TIMEOUT));
     let (tx, rx) = crossbeam_channel::bounded(256);
     if to_loop.send(Incoming::Subscribe { events: tx }).is_err() {
         return;

@@ -858,6 +858,13 @@ impl Daemon {
                 },
             };
             queue.extend(more);
+            if matches!(notice, Notice::Ended(_)) && self.supervisor.running_count() == 0 {
+                // Idle again: hand what big prompts and outputs used back to the system.
+                // SAFETY: malloc_trim only releases free heap pages.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }
             let (event, id) = match &notice {
                 Notice::Started(id) => ("task_started", Some(id)),
                 Notice::Activity(id) => ("task_activity", Some(id)),
@@ -869,7 +876,8 @@ impl Daemon {
                     continue;
                 }
             };
-            let task = id.and_then(|id| self.supervisor.registry().get(id)).map(|t| self.supervisor.view(t).to_json());
+            // Subscribers get what a status bar needs, never the prompt (see `tasks::contract::brief`).
+            let task = id.and_then(|id| self.supervisor.registry().get(id)).map(crate::tasks::contract::brief);
             self.broadcast(json!({"event": event, "task": task}));
         }
     }

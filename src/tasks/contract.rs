@@ -38,6 +38,11 @@ pub enum RejectReason {
     SpawnFailed,
     BadRequest,
     ShuttingDown,
+    /// The registry cannot be written (a full or read-only disk): a task nobody could find after a
+    /// restart is not started.
+    StateUnwritable,
+    /// Every id has been handed out (the counter would wrap): ids are never reused.
+    IdsExhausted,
 }
 
 /// A task named in an ambiguous answer.
@@ -105,14 +110,70 @@ pub enum Notice {
 
 /// A task as clients see it: the record plus its elapsed seconds and, while
 /// the API holds it back, until when.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Everything that leaves the daemon this way (`task show`, `tasks`, the Realtime tools) is
+/// redacted when serialized, every string of it: the registry and the log keep the task's text
+/// verbatim (both private to the user), what is shown does not.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskView<'a> {
-    #[serde(flatten)]
     pub record: &'a TaskRecord,
     pub elapsed_s: u64,
     /// "rate-limited until 14:05" (local time) while an active task waits for its limit.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limited: Option<String>,
+}
+
+impl Serialize for TaskView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Raw<'b> {
+            #[serde(flatten)]
+            record: &'b TaskRecord,
+            elapsed_s: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rate_limited: &'b Option<String>,
+        }
+        let raw = Raw { record: self.record, elapsed_s: self.elapsed_s, rate_limited: &self.rate_limited };
+        let mut v = serde_json::to_value(raw).map_err(serde::ser::Error::custom)?;
+        redact_strings(&mut v);
+        v.serialize(serializer)
+    }
+}
+
+/// What a status bar needs about a task, for `watch` subscribers: never the prompt, the tail
+/// or the paths, so an event is small (under 1 KiB: name, activity and summary are clipped)
+/// whatever the task's text, and a subscriber's queue of 256 is its byte budget. Redacted.
+pub fn brief(t: &TaskRecord) -> Value {
+    let end = t.ended_at.unwrap_or_else(unix_now);
+    let mut v = json!({
+        "id": t.id,
+        "name": crate::text::clip(&t.name, 80),
+        "state": t.state,
+        "stalled": t.stalled,
+        "activity": t.activity.as_deref().map(|a| crate::text::clip(a, 120)),
+        "waiting_for": t.waiting_for.as_deref().map(|a| crate::text::clip(a, 120)),
+        "cost_usd": t.cost_usd,
+        "elapsed_s": end.saturating_sub(t.created_at),
+        "output_bytes": t.output_bytes,
+        // The ear-length summary (a few sentences, redacted when stored).
+        "summary": t.summary.as_deref().map(|s| crate::text::clip(s, 400)),
+    });
+    redact_strings(&mut v);
+    v
+}
+
+/// Redacts every string inside `v`, in place.
+fn redact_strings(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            let clean = crate::text::redact(s);
+            if clean != *s {
+                *s = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        Value::Object(map) => map.values_mut().for_each(redact_strings),
+        _ => {}
+    }
 }
 
 impl<'a> TaskView<'a> {
@@ -219,6 +280,7 @@ impl Supervisor {
             "budget_usd": budget,
             "claude": match self.claude_path() { Ok(p) => json!({"path": p}), Err(e) => json!({"error": e}) },
             "shutting_down": self.shutting_down,
+            "registry_error": self.registry_error,
         })
     }
 }

@@ -45,11 +45,16 @@ impl Supervisor {
         self.admission_check()?;
         let claude = self.claude_path().map_err(|message| reject(RejectReason::ClaudeNotFound, message))?;
         let origin = self.resolve_dir(&req)?;
+        self.ids_left()?;
         let id = self.registry.next_task_id();
         let (dir, worktree) = self.isolate(&id, origin.as_deref())?;
         self.directory_busy(&dir)?;
-        let name =
-            req.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| derive_name(&text));
+        // A name is one line of printable text: a newline would forge a table row or a log line.
+        let name = req
+            .name
+            .map(|n| crate::text::single_line(&n))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| crate::text::single_line(&derive_name(&text)));
         Ok(Launch {
             id,
             name,
@@ -114,6 +119,7 @@ impl Supervisor {
             .claude_path()
             .map_err(|message| StartOutcome::Rejected { reason: RejectReason::ClaudeNotFound, message })?;
         self.directory_busy(&parent.dir)?;
+        self.ids_left()?;
         Ok(Launch {
             id: self.registry.next_task_id(),
             name: format!("{} (continued)", parent.name.trim_end_matches(" (continued)")),
@@ -166,8 +172,9 @@ impl Supervisor {
             }
         };
         // Only now is the id taken: a refused start leaves the counter where it was.
+        let counter_before = self.registry.next_id;
         let allocated = self.registry.allocate_id();
-        debug_assert_eq!(allocated, l.id, "the id checked at admission is the one allocated");
+        debug_assert_eq!(allocated.as_deref(), Some(l.id.as_str()), "the id checked at admission is the one allocated");
         let pid = spawned.child.id() as i32;
         let log_path = self.paths.task_log(&l.id);
         let mut record = TaskRecord::new(&l.id, &uuid, &l.name, &l.prompt, l.dir.clone());
@@ -187,8 +194,26 @@ impl Supervisor {
         self.registry.tasks.push(record);
         // Invariant: the child is in the registry file before anyone hears "started". An atomic
         // rename is enough: the file must outlive a crash of this daemon (the page cache does),
-        // and after a power loss there is no child left to find.
-        self.save_now(Durability::Atomic);
+        // and after a power loss there is no child left to find. If the file cannot be written,
+        // the task does not start: a child no restart could find is killed, nobody hears of it,
+        // and the counter goes back (the id was never handed out).
+        if let Err(e) = self.save_now(Durability::Atomic) {
+            self.registry.tasks.pop();
+            self.registry.next_id = counter_before;
+            signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            let mut child = spawned.child;
+            // Reaped off the loop (a SIGKILLed child exits at once, but `wait` is still a wait).
+            let _ = std::thread::Builder::new().name("task-unstarted".into()).stack_size(64 * 1024).spawn(move || {
+                let _ = child.wait();
+            });
+            log::error!("task {} '{}' not started: the task registry cannot be written: {e}", l.id, l.name);
+            let message = format!(
+                "not started: the task registry cannot be written ({e}); a task nobody could find after a restart \
+                 is not run. Free some space or fix {}",
+                self.paths.state_dir.display()
+            );
+            return (StartOutcome::Rejected { reason: RejectReason::StateUnwritable, message }, vec![]);
+        }
         let timeout = minutes(self.config.timeout_min);
         self.live.insert(
             l.id.clone(),
@@ -382,7 +407,7 @@ impl Supervisor {
         }
         self.registry.prune(self.config.keep_ended as usize);
         // Results must survive a power loss too: the syncer thread fsyncs right after.
-        self.save_now(Durability::Atomic);
+        let _ = self.save_now(Durability::Atomic);
         let _ = self.syncer.send(());
         // Whatever the task left behind (a Bash command in its own session) goes too, a
         // moment later and batched with other ends: a /proc scan per task would compete
@@ -450,7 +475,7 @@ impl Supervisor {
         notices.extend(self.expire_permissions(now));
         if self.save_at.is_some_and(|s| s <= now) {
             self.save_at = None;
-            self.save_now(Durability::Atomic);
+            let _ = self.save_now(Durability::Atomic);
         }
         notices
     }
@@ -461,22 +486,43 @@ impl Supervisor {
         }
     }
 
+    /// Refuses a start once every id has been handed out (the counter never wraps).
+    fn ids_left(&self) -> Result<(), StartOutcome> {
+        if self.registry.ids_left() {
+            return Ok(());
+        }
+        Err(StartOutcome::Rejected {
+            reason: RejectReason::IdsExhausted,
+            message: "every task id has been handed out (the counter never wraps); move tasks.json and the logs \
+                      aside to start again from t1"
+                .into(),
+        })
+    }
+
     /// Writes the registry. On failure (a full disk) the state stays in memory
-    /// and the write is retried in a few seconds and on every change.
-    pub(super) fn save_now(&mut self, durability: Durability) {
+    /// and the write is retried in a few seconds and on every change; the
+    /// error is returned (a start is refused on it) and shown by `ptt status`.
+    pub(super) fn save_now(&mut self, durability: Durability) -> Result<(), String> {
         match self.registry.save(&self.paths.registry(), durability) {
             Ok(()) => {
                 if self.save_failed {
                     log::info!("the task registry is written again");
                 }
                 self.save_failed = false;
+                self.registry_error = None;
+                Ok(())
             }
             Err(e) => {
+                let why = format!("{e:#}");
                 if !self.save_failed {
-                    log::error!("cannot write the task registry (kept in memory, retrying): {e:#}");
+                    log::error!(
+                        "cannot write the task registry (kept in memory, retrying; new tasks are refused): {why}"
+                    );
                 }
                 self.save_failed = true;
+                self.registry_error = Some(why.clone());
                 self.save_at = Some(Instant::now() + SAVE_RETRY);
+                Err(why)
             }
         }
     }
@@ -514,7 +560,12 @@ impl Supervisor {
         if killed > 0 {
             log::info!("shutdown: killed {killed} leftover task process(es)");
         }
-        self.save_now(Durability::Synced);
+        if let Err(e) = self.save_now(Durability::Synced) {
+            log::error!(
+                "shutdown: the task registry could not be written ({e}); what changed since the last good write \
+                 (ended tasks, results) is lost"
+            );
+        }
     }
 
     // ----- announcements --------------------------------------------------------

@@ -83,6 +83,8 @@ pub struct Supervisor {
     run_started_at: u64,
     save_at: Option<Instant>,
     save_failed: bool,
+    /// Why the registry cannot be written, while it cannot (shown by `ptt status`).
+    registry_error: Option<String>,
     /// Asks the syncer thread to fsync the registry (results must survive a power loss).
     syncer: Sender<()>,
     /// Asks the sweeper thread to kill processes carrying a task's id.
@@ -132,6 +134,7 @@ impl Supervisor {
             run_started_at: now,
             save_at: None,
             save_failed: false,
+            registry_error: None,
             syncer,
             sweeper,
             shutting_down: false,
@@ -146,7 +149,7 @@ impl Supervisor {
                 None
             }
         };
-        sup.save_now(Durability::Synced);
+        let _ = sup.save_now(Durability::Synced);
         Ok((sup, report))
     }
 

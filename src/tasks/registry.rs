@@ -209,7 +209,7 @@ impl Registry {
         match serde_json::from_slice::<RegistryFile>(&bytes) {
             Ok(file) => {
                 let max_seen = file.tasks.iter().filter_map(|t| numeric_id(&t.id)).max().unwrap_or(0);
-                let next_id = file.next_id.max(max_seen + 1).max(next_id_from_logs(logs_dir));
+                let next_id = file.next_id.max(max_seen.saturating_add(1)).max(next_id_from_logs(logs_dir));
                 Ok((Registry { next_id, tasks: file.tasks }, report))
             }
             Err(e) => {
@@ -236,11 +236,17 @@ impl Registry {
         format!("t{}", self.next_id.max(1))
     }
 
-    /// Allocates the next id (`t<N>`).
-    pub fn allocate_id(&mut self) -> String {
-        let id = self.next_task_id();
-        self.next_id = self.next_id.max(1) + 1;
-        id
+    /// Is there an id left to hand out? The counter never wraps (an id is never
+    /// handed out twice), so at its end starts are refused.
+    pub fn ids_left(&self) -> bool {
+        self.next_id.max(1).checked_add(1).is_some()
+    }
+
+    /// Allocates the next id (`t<N>`); `None` once the counter is exhausted.
+    pub fn allocate_id(&mut self) -> Option<String> {
+        let n = self.next_id.max(1);
+        self.next_id = n.checked_add(1)?;
+        Some(format!("t{n}"))
     }
 
     pub fn get(&self, id: &str) -> Option<&TaskRecord> {
@@ -288,7 +294,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
         std::process::id()
     ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut f = create_exclusive(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         if durability == Durability::Synced {
             f.sync_data().with_context(|| format!("cannot fsync {}", tmp.display()))?;
@@ -305,6 +311,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates `tmp` afresh (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600): a leftover of a
+/// crash, or a symlink someone planted, is removed (the link itself, never its
+/// target) and never written through.
+fn create_exclusive(tmp: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(tmp)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(tmp)?;
+            open()
+        }
+        other => other,
+    }
 }
 
 /// Flushes `path` and its directory to the disk (what [`Durability::Synced`]
@@ -350,7 +378,7 @@ fn next_id_from_logs(logs_dir: &Path) -> u64 {
         })
         .max()
         .unwrap_or(0);
-    max + 1
+    max.saturating_add(1)
 }
 
 pub fn unix_now() -> u64 {
@@ -381,10 +409,10 @@ mod tests {
     fn save_and_load_keep_tasks_and_counter() {
         let d = tempdir("roundtrip");
         let mut r = Registry { next_id: 1, tasks: vec![] };
-        let id = r.allocate_id();
+        let id = r.allocate_id().expect("id");
         assert_eq!(id, "t1");
         r.tasks.push(sample(&id, "auth refactor", TaskState::Succeeded));
-        assert_eq!(r.allocate_id(), "t2");
+        assert_eq!(r.allocate_id().as_deref(), Some("t2"));
         r.save(&d.join("tasks.json"), Durability::Synced).expect("save");
         let (loaded, report) = Registry::load(&d.join("tasks.json"), &d.join("logs")).expect("load");
         assert!(report.moved_aside.is_none());
@@ -416,5 +444,41 @@ mod tests {
         r.prune(1);
         let ids: Vec<_> = r.tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["t2", "t4"]);
+    }
+
+    #[test]
+    fn the_counter_never_wraps() {
+        let mut r = Registry { next_id: u64::MAX - 1, tasks: vec![] };
+        assert!(r.ids_left());
+        assert_eq!(r.allocate_id().as_deref(), Some("t18446744073709551614"));
+        assert!(!r.ids_left());
+        assert_eq!(r.allocate_id(), None, "exhausted, not t1 again");
+        assert_eq!(r.allocate_id(), None);
+        // A registry or a log naming the last id loads without overflow, and hands out nothing after it.
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(d.path().join("logs")).expect("mkdir");
+        std::fs::write(d.path().join("logs/t18446744073709551615.log"), b"x").expect("write");
+        let (mut r, _) = Registry::load(&d.path().join("tasks.json"), &d.path().join("logs")).expect("load");
+        assert_eq!(r.allocate_id(), None);
+        std::fs::write(d.path().join("tasks.json"), br#"{"version":1,"next_id":18446744073709551615,"tasks":[]}"#)
+            .expect("write");
+        let (mut r, _) = Registry::load(&d.path().join("tasks.json"), &d.path().join("nologs")).expect("load");
+        assert_eq!(r.allocate_id(), None);
+    }
+
+    #[test]
+    fn the_temp_file_never_follows_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let path = d.path().join("tasks.json");
+        let tmp = d.path().join(format!(".tasks.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).expect("symlink");
+        write_atomic(&path, b"{}", Durability::Atomic).expect("write");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"precious", "written through the link");
+        assert_eq!(std::fs::read(&path).expect("registry"), b"{}");
+        assert!(!tmp.exists(), "no temp file left");
+        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
     }
 }
