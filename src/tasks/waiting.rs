@@ -91,7 +91,7 @@ impl Supervisor {
             Asked::Waiting => {
                 log::info!("task {id} waits for permission: {what}");
                 self.refresh_waiting(&id);
-                self.save_now(super::registry::Durability::Atomic);
+                let _ = self.save_now(super::registry::Durability::Atomic);
                 vec![Notice::Waiting(id)]
             }
         }
@@ -130,7 +130,7 @@ impl Supervisor {
             };
         };
         self.record_answers(&answered, by);
-        self.save_now(super::registry::Durability::Atomic);
+        let _ = self.save_now(super::registry::Durability::Atomic);
         let _ = now;
         let verb = match &decision {
             Decision::Allow { remember: true } => "allowed, and will allow the same kind without asking,",
@@ -155,7 +155,7 @@ impl Supervisor {
             return vec![];
         }
         self.record_answers(&answered, "timeout");
-        self.save_now(super::registry::Durability::Atomic);
+        let _ = self.save_now(super::registry::Durability::Atomic);
         let mut ids: Vec<String> = answered.into_iter().map(|a| a.task).collect();
         ids.dedup();
         ids.into_iter().map(Notice::Activity).collect()
