@@ -52,6 +52,9 @@ pub enum StreamFact {
     ApiRetry(String),
     /// `rate_limit_event`: `rejected` means requests are refused until
     /// `resets_at` (unix seconds); `allowed_warning` means close to the limit.
+    /// The CLI emits it for subscription logins (the unified limits); with an
+    /// API key it printed none, even when the API stub sent the
+    /// `anthropic-ratelimit-unified-*` headers, so only the parsing is tested.
     RateLimit { status: String, resets_at: Option<u64>, kind: Option<String> },
     /// The final `result` line.
     Result(ResultInfo),
