@@ -110,16 +110,24 @@ fn d_no_sound_server_is_a_clear_status_and_the_next_use_reopens() {
     }
     assert!(opened.contains(&Direction::Input) && opened.contains(&Direction::Output), "reopened only {opened:?}");
 
-    // The server vanishes under open streams: both are reported lost (not a hang, not a panic).
+    // The server vanishes under open streams: both are reported lost (not a hang, not a panic), within 6 s
+    // of the kill. The stop runs beside the wait: it returns only once every process of the server has
+    // exited, which on PipeWire takes seconds after the streams already broke.
     std::thread::sleep(Duration::from_millis(300));
     let killed = Instant::now();
-    pulse_script("stop", &dir);
+    let stopper = {
+        let dir = dir.clone();
+        std::thread::spawn(move || pulse_script("stop", &dir))
+    };
     let mut lost = Vec::new();
     while lost.len() < 2 && killed.elapsed() < Duration::from_secs(6) {
         if let Ok(AudioEvent::Lost { direction, reason }) = events.recv_timeout(Duration::from_millis(100)) {
             eprintln!("lost {direction} after {:.0} ms: {reason}", killed.elapsed().as_secs_f64() * 1000.0);
             lost.push(direction);
         }
+    }
+    if let Err(e) = stopper.join() {
+        std::panic::resume_unwind(e);
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(lost.contains(&Direction::Input) && lost.contains(&Direction::Output), "lost only {lost:?}");
