@@ -43,3 +43,16 @@ fn a_truncated_or_damaged_model_is_a_clear_error_at_load() {
     let e = Model::load(&damaged).err().expect("a damaged header is refused");
     assert!(e.contains("is damaged"), "{e}");
 }
+
+#[test]
+fn recent_dictations_in_the_prompt_do_not_make_the_model_repeat_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
+    let pcm = local::prepare(&speech_wav(dir.path(), "send the report on friday")).expect("prepare");
+    // The daemon's prompt after two dictations: the vocabulary, then the recent text.
+    let prompt = Some("Kubernetes, PostgreSQL. Send the reports on Friday. Send the reports on Friday.".to_string());
+    let t = model.transcribe(&pcm, prompt.as_deref(), None, local::threads(0)).expect("transcribe");
+    eprintln!("heard {:?} in {} ms", t.text, t.took.as_millis());
+    assert_eq!(keywords_heard(&t.text, &["send", "friday"]), 2, "{:?}", t.text);
+    assert_eq!(t.text.to_lowercase().matches("friday").count(), 1, "said once, heard once: {:?}", t.text);
+}

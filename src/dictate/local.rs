@@ -14,9 +14,10 @@
 //! - **Audio as whisper wants it** ([`prepare`]): the spooled WAV (24 kHz PCM16) is resampled to 16 kHz f32 with
 //!   the same band-limited resampler as the microphone path, and padded with silence to at least 1 s (shorter
 //!   input is refused by whisper.cpp).
-//! - **The vocabulary and recent dictations as the initial prompt**, as with the cloud, and
-//!   `dictate.language` (an English-only model is always asked for English; a multilingual one detects the
-//!   language when none is set). Threads: the available cores.
+//! - **The vocabulary and recent dictations as the initial prompt**, as with the cloud, `dictate.language` (an English-only model is always asked for
+//!   English; a multilingual one detects the language when none or several are set), at most 8 tokens per second
+//!   of audio and no temperature fallback, so a clip that makes the model loop costs one bounded decode.
+//!   Threads: the cores that are free.
 //! - **A broken model is a clear error at load** ([`Model::load`]): the file is checked to start like a ggml
 //!   model, and whisper.cpp's own complaint (for example "not all tensors loaded" for a truncated file) is put
 //!   in the message. The clip is then kept in `failed/` like any failed transcription, and the model is loaded
@@ -38,14 +39,24 @@ pub const RATE: u32 = 16_000;
 /// Shorter input is padded with silence (whisper.cpp refuses very short input).
 const MIN_SAMPLES: usize = RATE as usize;
 
-/// The encoder context for `samples` of 16 kHz audio: 50 frames a second, a margin of 64 frames (1.3 s),
-/// rounded up to a multiple of 8; 0 (the model's full 30 s window) for clips of 28 s or more.
+/// The smallest context used: shorter ones made tiny.en loop on short clips with a prompt ("Send the reports
+/// on Friday." five times for a 1.8 s clip with a 160-frame context); voxtype found the same and uses 384.
+const MIN_AUDIO_CTX: u64 = 384;
+
+/// The encoder context for `samples` of 16 kHz audio: 50 frames a second, a margin of 64 frames (1.3 s), at
+/// least [`MIN_AUDIO_CTX`], rounded up to a multiple of 8; 0 (the model's full 30 s window) for clips of 28 s or
+/// more.
 pub fn audio_ctx(samples: usize) -> i32 {
     let frames = (samples as u64 * 50).div_ceil(u64::from(RATE));
     if frames >= 28 * 50 {
         return 0;
     }
-    ((frames + 64).div_ceil(8) * 8).min(1500) as i32
+    ((frames + 64).max(MIN_AUDIO_CTX).div_ceil(8) * 8).min(1500) as i32
+}
+
+/// The most tokens a clip of `samples` at 16 kHz may produce: 8 a second (speech gives 3-5) plus 16.
+pub fn max_tokens(samples: usize) -> i32 {
+    ((samples as u64 * 8).div_ceil(u64::from(RATE)) + 16).min(224) as i32
 }
 
 /// A spooled clip as whisper.cpp wants it: 16 kHz mono f32, at least one second long.
@@ -222,6 +233,10 @@ impl Model {
         // A dictation is one utterance: one segment, no timestamps, no carried context beyond our prompt.
         params.set_single_segment(ctx != 0);
         params.set_no_timestamps(true);
+        // At most ~8 tokens per second of audio (speech is 3-5), and no temperature fallback (up to 5 more
+        // decodes of a looping transcript): a bad clip costs one bounded decode, never tens of seconds.
+        params.set_max_tokens(max_tokens(pcm.len()));
+        params.set_temperature_inc(0.0);
         params.set_no_context(true);
         params.set_suppress_blank(true);
         params.set_suppress_nst(true);
@@ -410,12 +425,12 @@ mod tests {
 
     #[test]
     fn the_audio_context_follows_the_clip_with_a_margin() {
-        // 2 s → 100 frames + 64 margin = 164 → 168 (a multiple of 8).
-        assert_eq!(audio_ctx(2 * 16_000), 168);
-        // 1 sample still gets the margin.
-        assert_eq!(audio_ctx(1), 72);
+        // Short clips get the minimum (smaller contexts made the model loop).
+        assert_eq!(audio_ctx(2 * 16_000), 384);
+        assert_eq!(audio_ctx(1), 384);
         // A 7 s clip needs 350 frames: 256 gave garbage in measurements; this gives 416.
         assert_eq!(audio_ctx(7 * 16_000), 416);
+        assert_eq!(audio_ctx(20 * 16_000), 1064);
         for secs in 1..28 {
             let ctx = audio_ctx(secs * 16_000);
             assert!(ctx as usize >= secs * 50 + 64 && ctx % 8 == 0 && ctx <= 1500, "{secs} s → {ctx}");
@@ -438,6 +453,13 @@ mod tests {
         let short = prepare(&crate::dictate::wav::encode(&tone[..7200], 24_000)).expect("prepare");
         assert_eq!(short.len(), 16_000);
         assert!(prepare(b"garbage").unwrap_err().contains("cannot be read"));
+    }
+
+    #[test]
+    fn tokens_are_bounded_by_the_clip() {
+        assert_eq!(max_tokens(2 * 16_000), 32);
+        assert_eq!(max_tokens(0), 16);
+        assert_eq!(max_tokens(600 * 16_000), 224, "whisper's own limit for one window");
     }
 
     #[test]
