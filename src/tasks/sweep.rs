@@ -170,6 +170,22 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// Waits (up to 10 s) until the scan sees at least `n` processes tagged with each of `uuids`, and returns
+    /// the counts. `spawn` returns once the child's exec cannot fail, but `/proc/PID/environ` shows the new
+    /// environment only after the kernel has laid out the new program's memory: a scan right after `spawn`
+    /// can miss the tag on a loaded machine.
+    fn wait_tagged(uid: u32, uuids: &[&str], n: usize) -> Vec<usize> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let found = scan(uid);
+            let counts: Vec<usize> = uuids.iter().map(|u| found.iter().filter(|p| p.task_uuid == *u).count()).collect();
+            if counts.iter().all(|&c| c >= n) || std::time::Instant::now() >= deadline {
+                return counts;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn own_start_ticks_and_owner_liveness() {
         let tag = owner_tag_of_self();
@@ -192,14 +208,7 @@ mod tests {
             .spawn()
             .expect("spawn");
         let uid = nix::unistd::geteuid().as_raw();
-        let mut seen = 0;
-        for _ in 0..100 {
-            seen = scan(uid).iter().filter(|p| p.task_uuid == uuid).count();
-            if seen >= 3 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let seen = wait_tagged(uid, &[&uuid], 3)[0];
         assert!(seen >= 3, "sh, sleep and the setsid sleep: saw {seen}");
         let killed = kill_tasks(uid, std::slice::from_ref(&uuid));
         assert!(killed >= 3, "killed {killed}");
@@ -222,6 +231,8 @@ mod tests {
             .spawn()
             .expect("spawn");
         let uid = nix::unistd::geteuid().as_raw();
+        // Both children carry their tags before the sweep looks (see `wait_tagged`).
+        assert_eq!(wait_tagged(uid, &[&uuid, &dead_uuid], 1), [1, 1], "the tagged children were never seen");
         // Only look at our two test processes: other tests may run tagged processes too.
         let victims = sweep_orphans(uid, None);
         assert!(victims.iter().any(|v| v.task_uuid == dead_uuid), "orphan killed: {victims:?}");
