@@ -535,3 +535,101 @@ fn a_gone_model_stops_retrying_and_says_what_to_set() {
     let error = home.json(&["status", "--json"])["live"]["error"].as_str().unwrap_or("").to_owned();
     assert!(error.contains("live.model = \"gpt-realtime-2.1\" is not available") && error.contains("404"), "{error}");
 }
+
+/// A home with yesterday's models whose lifecycle check goes to `fake` (live and dictation APIs).
+fn old_models_home(fake: &FakeRealtime) -> TestHome {
+    let base = fake.url.replace("ws://", "http://").replace("/realtime", "");
+    let mut home = live_home(
+        fake,
+        &format!(
+            "model = \"gpt-realtime\"\ntranscription_model = \"gpt-4o-mini-transcribe\"\n\
+             [dictate]\napi_base = \"{base}\"\nmodel = \"whisper-1\"\n"
+        ),
+    );
+    home.env.retain(|(k, _)| k != "PTT_MODEL_CHECK");
+    home
+}
+
+#[test]
+fn yesterdays_config_is_warned_at_start_in_status_and_doctor_with_what_the_api_says() {
+    let fake = FakeRealtime::start();
+    let today = ptt::models::Date::today();
+    let soon = ptt::models::Date::from_days(today.days() + 10).to_string();
+    fake.set_model_shutdown("gpt-realtime", &soon);
+    fake.set_gone_models(&["gpt-4o-mini-transcribe"]);
+    let home = old_models_home(&fake);
+    let d = home.start_daemon();
+    wait_until(T, "the model check", || home.json(&["status", "--json"])["models"]["checked_on"].is_string());
+    let models = home.json(&["status", "--json"])["models"].clone();
+    let warnings: Vec<String> =
+        models["warnings"].as_array().into_iter().flatten().filter_map(|w| w.as_str().map(str::to_owned)).collect();
+    let all = warnings.join("\n");
+    if today < ptt::models::Date::new(2027, 1, 20) {
+        assert!(
+            all.contains(
+                "live.model = \"gpt-realtime\" shuts down on 2027-01-20; set live.model = \"gpt-realtime-2.1\""
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "dictate.model = \"whisper-1\" shuts down on 2027-02-26; set dictate.model = \"gpt-transcribe\""
+            ),
+            "{all}"
+        );
+        assert!(all.contains(&format!("shuts down on {soon} (in 10 days)")), "the API's shutdown_date: {all}");
+    }
+    let errors = models["errors"].to_string();
+    assert!(
+        errors.contains("gpt-4o-mini-transcribe")
+            && errors.contains("model_not_found")
+            && errors.contains("gpt-transcribe"),
+        "{errors}"
+    );
+    // Every configured model was asked for, with the key.
+    let asked: Vec<String> = fake
+        .model_requests()
+        .into_iter()
+        .map(|(p, a)| {
+            assert_eq!(a, format!("Bearer {KEY}"));
+            p
+        })
+        .collect();
+    for m in ["gpt-realtime", "gpt-4o-mini-transcribe", "whisper-1"] {
+        assert!(asked.contains(&format!("/v1/models/{m}")), "{asked:?}");
+    }
+    // The journal said it at start; `ptt status` and `ptt doctor` say it too.
+    let log = d.log_text();
+    assert!(log.contains("shuts down on 2027-01-20") || today >= ptt::models::Date::new(2027, 1, 20), "{log}");
+    assert!(log.contains("is not available from the API"), "{log}");
+    let human = String::from_utf8_lossy(&home.run(&["status"]).stdout).to_string();
+    assert!(human.contains("models: warning: live.model = \"gpt-realtime\""), "{human}");
+    assert!(human.contains("models: ERROR: live.transcription_model = \"gpt-4o-mini-transcribe\""), "{human}");
+    let doctor = home.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("[warn] model: live.model = \"gpt-realtime\""), "{text}");
+    assert!(text.contains("[FAIL] live.transcription_model at the API"), "{text}");
+    assert!(!text.contains(KEY) && !human.contains(KEY) && !log.contains(KEY), "the key never shows");
+    assert_eq!(doctor.status.code(), Some(1));
+}
+
+#[test]
+fn after_the_shutdown_date_the_replacement_is_used_and_said() {
+    let fake = FakeRealtime::start();
+    let mut home = old_models_home(&fake);
+    home.env.push(("PTT_TODAY".into(), "2027-02-01".into()));
+    let _d = home.start_daemon();
+    live_on(&home, &fake);
+    assert!(fake.uri(0).ends_with("?model=gpt-realtime-2.1"), "{}", fake.uri(0));
+    let update = fake.wait_for(T, "session.update", ty("session.update")).event;
+    assert_eq!(update["session"]["reasoning"]["effort"], "low", "the 2.1 model gets its reasoning effort");
+    let status = home.json(&["status", "--json"]);
+    let warnings = status["models"]["warnings"].to_string();
+    assert!(warnings.contains("was shut down on 2027-01-20; using \\\"gpt-realtime-2.1\\\" instead"), "{warnings}");
+    assert!(
+        !warnings.contains("dictate.model = \\\"whisper-1\\\" was shut down"),
+        "whisper-1 lasts until 2027-02-26: {warnings}"
+    );
+    assert_eq!(status["models"]["used"][0]["model"], "gpt-realtime-2.1");
+    assert_schema_clean(&fake);
+}

@@ -78,6 +78,41 @@ fn dictation_checks(config: &Config, paths: &Paths, check: &mut impl FnMut(Verdi
 }
 
 /// A backend as the user configures it, with the tools it runs.
+/// The configured models: retired ones (date and replacement), then what the API says about each
+/// (`GET {api_base}/models/{model}`: a shutdown date within 30 days, or gone).
+fn model_checks(config: &Config, paths: &Paths, check: &mut impl FnMut(Verdict, &str, String)) {
+    use crate::models::check::{Outcome, check_all};
+    let today = crate::models::Date::today();
+    let (used, choices) = crate::daemon::lifecycle::effective(config, today);
+    for c in &choices {
+        match c.warning() {
+            Some(w) => check(Verdict::Warn, "model", w),
+            None => check(Verdict::Ok, "model", format!("{} = \"{}\"", c.key, c.model)),
+        }
+    }
+    if std::env::var("PTT_MODEL_CHECK").is_ok_and(|v| v == "off") {
+        return;
+    }
+    let Ok(key) = crate::secrets::load_key(&config.live, paths) else { return };
+    for r in check_all(&crate::daemon::lifecycle::targets(&used), &key, today) {
+        let what = format!("{} at the API", r.key);
+        match (&r.outcome, r.problem()) {
+            (_, Some(p)) if r.is_error() => check(Verdict::Fail, &what, p),
+            (_, Some(p)) => check(Verdict::Warn, &what, p),
+            (Outcome::Current { shutdown: Some(d) }, None) => {
+                check(Verdict::Ok, &what, format!("\"{}\" is served (shutdown announced for {d})", r.model))
+            }
+            (Outcome::Current { shutdown: None }, None) => {
+                check(Verdict::Ok, &what, format!("\"{}\" is served, no shutdown announced", r.model))
+            }
+            (Outcome::Unknown { reason }, None) => {
+                check(Verdict::Warn, &what, format!("could not check \"{}\": {reason}", r.model))
+            }
+            (_, None) => {}
+        }
+    }
+}
+
 fn backend_name(b: &crate::dictate::typer::Backend) -> String {
     use crate::dictate::typer::{Backend, Clipboard, Paste, PasteKeys};
     match b {
@@ -177,6 +212,7 @@ pub fn run(paths: &Paths) -> i32 {
         };
         check(verdict, what, detail);
     }
+    model_checks(&config, paths, &mut check);
 
     match client::request(&paths.socket(), &Request::Status) {
         Ok(v) => {

@@ -84,6 +84,15 @@ pub fn status(v: &Value) {
         line.push_str(&format!(", {n} task result(s) not yet announced"));
     }
     out!("{line}");
+    if let Some(t) = live.get("transcription").and_then(Value::as_str) {
+        out!("live transcription: {t}");
+    }
+    for w in v["models"]["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        out!("models: warning: {w}");
+    }
+    for e in v["models"]["errors"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        out!("models: ERROR: {e}");
+    }
     if let Some(line) = voice_line(&v["audio"]) {
         out!("{line}");
     }

@@ -12,6 +12,7 @@
 
 pub mod dictation;
 pub mod keys;
+pub mod lifecycle;
 pub mod live;
 pub mod lock;
 pub mod notifications;
@@ -59,6 +60,8 @@ pub enum Event {
     VoiceProbe(Result<(), String>),
     /// From the dictation threads (transcribed, typed, failed).
     Dictation(crate::dictate::worker::DictationEvent),
+    /// The model lifecycle check's reports.
+    Models(Vec<crate::models::check::Report>),
     /// From the microphone: a 20 ms chunk, or the end of a push-to-talk turn
     /// (boxed: a chunk is 960 bytes, the other events are small).
     Mic(Box<crate::audio::capture::Captured>),
@@ -95,6 +98,8 @@ pub struct Daemon {
     dictation: dictation::Dictation,
     /// Desktop notifications (`None`: off, or no session bus).
     notifier: Option<crate::notify::Notifier>,
+    /// Which models are used, retired-model warnings, the daily model check.
+    lifecycle: lifecycle::Lifecycle,
     /// While a key machine's binding event is handled: when its key physically went up.
     key_went_up: Option<Instant>,
     /// Live mode was turned on; the session starts when the audio probe answers.
@@ -153,6 +158,10 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         log::warn!("tasks.permission_mode = \"bypassPermissions\": Claude tasks will run tools WITHOUT asking");
     }
     let (task_tx, task_rx) = crossbeam_channel::unbounded();
+    // Retired models: warned until their shutdown date, replaced from then on (docs/openai-2027-models.md).
+    let today = crate::models::Date::today();
+    let lifecycle = lifecycle::Lifecycle::new(&config, today, Instant::now());
+    let (config, _) = lifecycle::effective(&config, today);
     let live = Live::new(config.live.clone(), &paths);
     if local.is_some()
         && let Err(e) = live.api_key()
@@ -186,6 +195,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         voice,
         dictation,
         notifier,
+        lifecycle,
         key_went_up: None,
         live_starting: false,
         scheduler: Scheduler::default(),
@@ -311,6 +321,7 @@ impl Daemon {
             self.supervisor.next_deadline(),
             self.live.next_deadline(),
             self.hotkeys.next_deadline(),
+            self.lifecycle.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -335,6 +346,8 @@ impl Daemon {
                 msg.map(|m| Event::Mic(Box::new(m))).unwrap_or(Event::Gone(Channel::Mic))
             }
             recv(self.dictation.rx) -> msg => msg.map(Event::Dictation).unwrap_or(Event::Gone(Channel::Dictation)),
+            // The lifecycle keeps a sender itself: this channel never disconnects.
+            recv(self.lifecycle.rx) -> msg => msg.map(Event::Models).unwrap_or(Event::Timer),
             recv(self.signal_rx) -> msg => msg.map(Event::Signal).unwrap_or(Event::Gone(Channel::Signals)),
             default(timeout) => Event::Timer,
         }
@@ -419,6 +432,7 @@ impl Daemon {
                 self.run_dictation_steps(steps);
             }
             Event::Signal(sig) => self.handle_signal(sig, now),
+            Event::Models(reports) => self.lifecycle.on_reports(reports, crate::models::Date::today()),
             Event::Timer => {}
             Event::Gone(channel) => {
                 log::debug!("the {channel:?} channel has no producer any more");
@@ -435,6 +449,16 @@ impl Daemon {
                     Channel::Signals => self.signal_rx = never(),
                 }
             }
+        }
+        if self.lifecycle.next_deadline().is_some_and(|t| t <= now) {
+            let today = crate::models::Date::today();
+            if let Some(c) = self.lifecycle.refresh(today) {
+                self.live.set_config(c.live.clone());
+                self.dictation.set_config(c.dictate.clone());
+                self.supervisor.set_config(c);
+            }
+            let key = crate::secrets::load_key(&self.supervisor.config().live, &self.paths);
+            self.lifecycle.poll(now, today, key);
         }
         // Timers are checked after every event: cheap, and nothing is late
         // because a busy channel kept the select from timing out.
@@ -532,6 +556,9 @@ impl Daemon {
                 Ok(c) => {
                     log::info!("SIGHUP: reloaded {}", self.paths.config_file.display());
                     c.warnings(&self.paths.config_file).iter().for_each(|w| log::warn!("{w}"));
+                    let today = crate::models::Date::today();
+                    self.lifecycle.set_config(&c, today, now);
+                    let (c, _) = lifecycle::effective(&c, today);
                     self.live.set_config(c.live.clone());
                     self.voice.set_config(c.audio.clone());
                     self.dictation.set_config(c.dictate.clone());
@@ -799,6 +826,7 @@ impl Daemon {
             "hotkeys": self.hotkeys.status(),
             "audio": self.voice.status(),
             "dictation": self.dictation.status(),
+            "models": self.lifecycle.status(),
         })
     }
 

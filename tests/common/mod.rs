@@ -53,7 +53,9 @@ impl TestHome {
         }
         std::fs::set_permissions(dir.path().join("run"), std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .expect("chmod");
-        TestHome { dir, env: Vec::new() }
+        // The daemon's model lifecycle check would reach api.openai.com from homes that do not point
+        // `live.url` at a fake; tests that check it remove this.
+        TestHome { dir, env: vec![("PTT_MODEL_CHECK".into(), "off".into())] }
     }
 
     pub fn home(&self) -> PathBuf {

@@ -171,6 +171,11 @@ struct State {
     script: VecDeque<Reply>,
     default: Reply,
     uploads: Vec<Upload>,
+    /// `GET /v1/models/{id}`: `(id, authorization)` in order (not uploads).
+    model_requests: Vec<(String, String)>,
+    /// `shutdown_date` per model id; ids in `gone_models` answer 404 `model_not_found`.
+    shutdowns: BTreeMap<String, String>,
+    gone_models: Vec<String>,
 }
 
 impl StopFlag for Shared {
@@ -195,6 +200,9 @@ impl TranscribeStub {
                 script: VecDeque::new(),
                 default: Reply::text(DEFAULT_TEXT),
                 uploads: Vec::new(),
+                model_requests: Vec::new(),
+                shutdowns: BTreeMap::new(),
+                gone_models: Vec::new(),
             }),
             changed: Condvar::new(),
         });
@@ -213,7 +221,22 @@ impl TranscribeStub {
         self.shared.lock().default = r;
     }
 
-    /// Every request received so far, in arrival order.
+    /// `shutdown_date` of `GET /v1/models/{model}` (the model lifecycle check).
+    pub fn set_model_shutdown(&self, model: &str, date: &str) {
+        self.shared.lock().shutdowns.insert(model.to_owned(), date.to_owned());
+    }
+
+    /// Models whose `GET /v1/models/{id}` answers 404 `model_not_found`.
+    pub fn set_gone_models(&self, models: &[&str]) {
+        self.shared.lock().gone_models = models.iter().map(|m| (*m).to_owned()).collect();
+    }
+
+    /// `(model id, authorization)` of every `GET /v1/models/{id}` so far (they are not uploads).
+    pub fn model_requests(&self) -> Vec<(String, String)> {
+        self.shared.lock().model_requests.clone()
+    }
+
+    /// Every upload received so far, in arrival order.
     pub fn uploads(&self) -> Vec<Upload> {
         self.shared.lock().uploads.clone()
     }
@@ -265,6 +288,32 @@ fn serve_connection(stream: TcpStream, number: u64, shared: Arc<Shared>) {
     let Some((mut reader, mut writer)) = connection(stream, &shared, POLL) else { return };
     // Ends at a clean end of the connection, or when the stub stopped.
     while let Some(request) = read_request(&mut reader, &mut writer) {
+        if request.method == "GET"
+            && let Some(id) = request.path().strip_prefix("/v1/models/")
+        {
+            // The model lifecycle check, answered like the real API; not an upload.
+            let reply = {
+                let mut st = shared.lock();
+                let auth = request.header("authorization").unwrap_or("").to_owned();
+                st.model_requests.push((id.to_owned(), auth));
+                if st.gone_models.iter().any(|m| m == id) {
+                    let body = serde_json::json!({"error": {"message": format!("The model `{id}` does not exist"),
+                        "type": "invalid_request_error", "param": null, "code": "model_not_found"}});
+                    Reply { status: 404, body: body.to_string(), retry_after: None, delay: Duration::ZERO }
+                } else {
+                    let date = st.shutdowns.get(id).cloned();
+                    let body = serde_json::json!({"id": id, "object": "model", "created": 1, "owned_by": "system",
+                        "shutdown_date": date});
+                    Reply { status: 200, body: body.to_string(), retry_after: None, delay: Duration::ZERO }
+                }
+            };
+            shared.changed.notify_all();
+            let keep_alive = request.keep_alive && !request.fatal;
+            if write_reply(&mut writer, &reply, keep_alive).is_err() || !keep_alive {
+                break;
+            }
+            continue;
+        }
         let upload = inspect(&request, number);
         let reply = if upload.problems.is_empty() {
             let mut state = shared.lock();
