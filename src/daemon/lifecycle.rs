@@ -53,7 +53,10 @@ pub fn targets(cfg: &Config) -> Vec<Target> {
     };
     add("live.model", &cfg.live.model, &live_base);
     add("live.transcription_model", &cfg.live.transcription_model, &live_base);
-    add("dictate.model", &cfg.dictate.model, cfg.dictate.api_base.trim_end_matches('/'));
+    // Dictation on the local whisper.cpp engine never calls the API's model.
+    if cfg.dictate.engine != crate::config::DictateEngine::Local {
+        add("dictate.model", &cfg.dictate.model, cfg.dictate.api_base.trim_end_matches('/'));
+    }
     out
 }
 

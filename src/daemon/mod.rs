@@ -455,9 +455,9 @@ impl Daemon {
             if let Some(c) = self.lifecycle.refresh(today) {
                 self.live.set_config(c.live.clone());
                 self.dictation.set_config(c.dictate.clone());
-                self.supervisor.set_config(c);
+                self.config = c;
             }
-            let key = crate::secrets::load_key(&self.supervisor.config().live, &self.paths);
+            let key = crate::secrets::load_key(&self.config.live, &self.paths);
             self.lifecycle.poll(now, today, key);
         }
         // Timers are checked after every event: cheap, and nothing is late
