@@ -67,7 +67,7 @@ pub fn list(paths: &Paths) -> i32 {
         );
     }
     println!();
-    println!("* transcription time on 2 cores without a GPU (tiny.en measured; the others scaled by model size).");
+    println!("* transcription time on 2 idle cores without a GPU (tiny.en measured; the others estimated from size).");
     println!("  `.en` models are English-only (and better at it); `-q5_*` are quantized: smaller, nearly as accurate.");
     println!("models directory: {}", dir.display());
     match &in_use {

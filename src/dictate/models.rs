@@ -35,8 +35,8 @@ pub struct Entry {
     pub mib: u32,
     /// Memory while loaded, MB (whisper.cpp's figures; quantized models need less).
     pub ram_mb: u32,
-    /// Seconds to transcribe a 2 s utterance on 2 cores with a clip-sized context (tiny.en measured,
-    /// the others scaled by their encoder cost).
+    /// Seconds to transcribe a 2 s utterance on 2 idle cores with a clip-sized context (tiny.en: whisper.cpp
+    /// measured 0.24 s for 1.7 s of speech; the others estimated from their size).
     pub secs_2s_clip: f32,
 }
 
