@@ -154,6 +154,21 @@ fn a_failed_dictation_says_its_clip_is_kept() {
 }
 
 #[test]
+fn spending_80_percent_of_the_budget_raises_one_notification() {
+    let mut home = TestHome::with_fake("budget_usd = 1.0");
+    let bus = Bus::start(home.dir.path());
+    home.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));
+    let _d = home.start_daemon();
+    let id = home.start_task(&json!({"result": {"total_cost_usd": 0.85}}), "costly", &home.work("a"));
+    home.wait_ended(&id, T);
+    wait_until(T, "the task's and the budget's notifications", || bus.calls().len() == 2);
+    let c = &bus.calls()[1];
+    assert_eq!(c["summary"], "ptt: most of today's task budget is spent", "{c}");
+    assert!(c["body"].as_str().unwrap_or("").starts_with("$0.85 of today's $1.00 budget is spent"), "{c}");
+    assert_eq!(c["urgency"], 1, "{c}");
+}
+
+#[test]
 fn notify_enabled_false_sends_nothing() {
     let mut home = TestHome::with_fake("\n[notify]\nenabled = false\n");
     let bus = Bus::start(home.dir.path());

@@ -173,6 +173,30 @@ fn daily_budget_refuses_once_spent() {
 }
 
 #[test]
+fn spending_80_percent_of_the_budget_is_announced_once() {
+    let home = TestHome::with_fake("budget_usd = 1.0");
+    let _d = home.start_daemon();
+    let events = home.subscribe();
+    let id = home.start_task(&json!({"result": {"total_cost_usd": 0.85}}), "costly", &home.work("a"));
+    assert_eq!(home.wait_ended(&id, T)["state"], "succeeded");
+    let warning = events.wait_for(T, "budget_warning", |v| v["event"] == "budget_warning");
+    assert_eq!(warning["message"], "$0.85 of today's $1.00 budget is spent", "{warning}");
+    // Every start says so; the event comes once a day.
+    let out = home.run(&["task", "start", "{}", "--dir", home.work("b").to_str().expect("utf8"), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "started", "{v}");
+    assert_eq!(v["warning"], "$0.85 of today's $1.00 budget is spent", "{v}");
+    let second = v["task_id"].as_str().expect("task_id").to_string();
+    events.wait_for(T, "the second task's end", |e| e["event"] == "task_ended" && e["task"]["id"] == second);
+    // A warning for the second end would follow its task_ended; events arrive in order, so once a third
+    // task's start is seen, everything the second end caused has been seen too.
+    let third = home.start_task(&json!({}), "third", &home.work("c"));
+    events.wait_for(T, "the third task's start", |e| e["event"] == "task_started" && e["task"]["id"] == third);
+    let seen = events.seen();
+    assert_eq!(seen.iter().filter(|e| e["event"] == "budget_warning").count(), 1, "{seen:#?}");
+}
+
+#[test]
 fn child_environment_and_command_line() {
     let home = TestHome {
         env: vec![

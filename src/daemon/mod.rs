@@ -869,7 +869,12 @@ impl Daemon {
                     n
                 }
                 Notice::Stalled(_) => self.live.on_tasks_changed(&mut self.supervisor, now),
-                Notice::BudgetWarning(_) => vec![],
+                Notice::BudgetWarning(message) => {
+                    if let Some(notifier) = &self.notifier {
+                        notifier.send(notifications::budget_note(message));
+                    }
+                    vec![]
+                }
                 Notice::Waiting(id) => match self.supervisor.registry().get(id).cloned() {
                     Some(task) => {
                         self.voice.cue(Cue::Question);

@@ -99,6 +99,16 @@ pub fn waiting_note(t: &TaskRecord) -> crate::notify::Note {
     }
 }
 
+/// The desktop notification for the budget warning (once a local day, at 80 % of `tasks.budget_usd`).
+pub fn budget_note(message: &str) -> crate::notify::Note {
+    crate::notify::Note {
+        key: "budget".into(),
+        summary: "ptt: most of today's task budget is spent".into(),
+        body: format!("{message}; new tasks are refused at 100 % (tasks.budget_usd)"),
+        urgency: crate::notify::Urgency::Normal,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

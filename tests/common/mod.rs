@@ -315,6 +315,11 @@ pub struct Events {
 }
 
 impl Events {
+    /// Every event received so far by [`Events::wait_for`] calls, in order.
+    pub fn seen(&self) -> Vec<Value> {
+        self.seen.borrow().clone()
+    }
+
     /// The first event (from the start of the subscription) that `pred` accepts; panics after `timeout`,
     /// listing the events seen.
     pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
