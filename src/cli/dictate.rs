@@ -243,16 +243,16 @@ fn release_listener(config: &Config) -> crossbeam_channel::Receiver<SourceEvent>
 /// `ptt dictate retry`.
 pub fn retry(paths: &Paths) -> i32 {
     match client::request(&paths.socket(), &Request::DictateRetry) {
-        Ok(v) => {
-            let message = v.get("message").and_then(|m| m.as_str()).unwrap_or("");
-            if v.get("status").and_then(|s| s.as_str()) == Some("ok") {
-                println!("{message}");
+        Ok(v) => match crate::control::reply::parse::<crate::control::reply::Retried>(&v) {
+            Ok(done) => {
+                println!("{}", done.message);
                 0
-            } else {
-                eprintln!("ptt: {message}");
+            }
+            Err(f) => {
+                eprintln!("ptt: {}", f.message);
                 super::EXIT_FAILED
             }
-        }
+        },
         Err(ClientError::NotRunning(_)) => retry_here(paths),
         Err(e) => super::client_error(&e),
     }

@@ -3,8 +3,6 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::config::Config;
 use crate::control::{Request, client};
 use crate::paths::Paths;
@@ -215,32 +213,38 @@ pub fn run(paths: &Paths) -> i32 {
     model_checks(&config, paths, &mut check);
 
     match client::request(&paths.socket(), &Request::Status) {
-        Ok(v) => {
-            check(
-                Verdict::Ok,
-                "daemon",
-                format!("running (pid {}, {} task(s) running)", v["daemon"]["pid"], v["tasks"]["running"]),
-            );
-            for line in v["hotkeys"]["report"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                println!("       {line}");
-            }
-            if let Some(stopped) = v["hotkeys"]["stopped"].as_str() {
-                check(Verdict::Warn, "hotkeys", stopped.to_string());
-            }
-            let live = &v["live"];
-            match live["state"].as_str() {
-                Some("failed") => check(
-                    Verdict::Fail,
-                    "live",
-                    format!("stopped: {} (fix it, then `ptt key toggle live`)", live["error"].as_str().unwrap_or("?")),
-                ),
-                Some(state) => {
-                    let last = live["last_close"].as_str().map(|c| format!("; last close: {c}")).unwrap_or_default();
-                    check(Verdict::Ok, "live", format!("{state}{last}"))
+        Ok(v) => match crate::control::reply::parse::<crate::control::reply::StatusReply>(&v) {
+            Ok(status) => {
+                check(
+                    Verdict::Ok,
+                    "daemon",
+                    format!("running (pid {}, {} task(s) running)", status.daemon.pid, status.tasks.running),
+                );
+                for line in &status.hotkeys.report {
+                    println!("       {line}");
                 }
-                None => {}
+                if let Some(stopped) = status.hotkeys.stopped {
+                    check(Verdict::Warn, "hotkeys", stopped);
+                }
+                let live = &status.live;
+                match live.state.as_deref() {
+                    Some("failed") => check(
+                        Verdict::Fail,
+                        "live",
+                        format!(
+                            "stopped: {} (fix it, then `ptt key toggle live`)",
+                            live.error.as_deref().unwrap_or("?")
+                        ),
+                    ),
+                    Some(state) => {
+                        let last = live.last_close.as_ref().map(|c| format!("; last close: {c}")).unwrap_or_default();
+                        check(Verdict::Ok, "live", format!("{state}{last}"))
+                    }
+                    None => {}
+                }
             }
-        }
+            Err(f) => check(Verdict::Fail, "daemon", f.message),
+        },
         Err(client::ClientError::NotRunning(_)) => {
             check(
                 Verdict::Warn,

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use serde_json::Value;
 
 use crate::control::client::{self, ClientError};
+use crate::control::reply::Failure;
 use crate::paths::Paths;
 
 /// Runs the text conversation; returns the exit status.
@@ -57,7 +58,7 @@ fn attached(stream: std::os::unix::net::UnixStream) -> i32 {
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
         let Ok(ev) = serde_json::from_str::<Value>(&line) else { continue };
-        if ev.get("error").is_some() || ev["kind"] == "error" {
+        if Failure::of(&ev).is_some() || ev["kind"] == "error" {
             status = super::EXIT_FAILED;
         }
         print_event(&ev);
@@ -111,9 +112,9 @@ pub fn print_event(ev: &Value) {
             eprintln!("ptt: live: {}", text("message"));
             return;
         }
-        _ => match ev.get("error").and_then(Value::as_str) {
-            Some(e) => {
-                eprintln!("ptt: {e}");
+        _ => match Failure::of(ev) {
+            Some(f) => {
+                eprintln!("ptt: {}", f.message);
                 return;
             }
             None => return,

@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::config::{Config, DEFAULT_CONFIG_TOML};
 use crate::control::Request;
 use crate::control::client::{self, ClientError};
+use crate::control::reply;
 use crate::paths::Paths;
 
 pub const EXIT_FAILED: i32 = 1;
@@ -254,11 +255,19 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
         Command::Status { follow: true, format, .. } => Ok(follow::run(&paths.socket(), format)),
         Command::Status { json, .. } => Ok(with_daemon(paths, &Request::Status, |v| {
             if json {
-                print::json(v)
-            } else {
-                print::status(v)
+                print::json(v);
+                return 0;
             }
-            0
+            match reply::parse::<reply::StatusReply>(v) {
+                Ok(status) => {
+                    print::status(&status);
+                    0
+                }
+                Err(f) => {
+                    eprintln!("ptt: {}", f.message);
+                    EXIT_FAILED
+                }
+            }
         })),
         Command::Tasks { json, all } => Ok(with_daemon(paths, &Request::Tasks { all }, |v| {
             if json {
@@ -290,16 +299,18 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
                 KeyArg::Release => crate::control::protocol::KeyAction::Release,
                 KeyArg::Toggle => crate::control::protocol::KeyAction::Toggle,
             };
-            Ok(with_daemon(paths, &Request::Key { action, binding }, |v| {
-                match v.get("status").and_then(Value::as_str) {
-                    Some("ok") => {
-                        println!("live: {}", s(v, "live"));
-                        0
-                    }
-                    _ => {
-                        eprintln!("ptt: {}", s(v, "message"));
-                        EXIT_FAILED
-                    }
+            let Some(binding) = crate::hotkey::Binding::from_name(&binding) else {
+                eprintln!("ptt: unknown binding `{binding}` (known: ptt, live, interrupt)");
+                return Ok(EXIT_FAILED);
+            };
+            Ok(with_daemon(paths, &Request::Key { action, binding }, |v| match reply::parse::<reply::KeyReply>(v) {
+                Ok(answer) => {
+                    println!("live: {}", answer.live.name());
+                    0
+                }
+                Err(f) => {
+                    eprintln!("ptt: {}", f.message);
+                    EXIT_FAILED
                 }
             }))
         }

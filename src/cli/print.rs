@@ -8,6 +8,8 @@
 
 use serde_json::Value;
 
+use crate::control::reply::{AudioStatus, Device, StatusReply};
+
 /// `println!` with control characters escaped.
 macro_rules! out {
     ($($arg:tt)*) => {
@@ -36,104 +38,88 @@ fn cost(v: &Value) -> String {
     v.get("cost_usd").and_then(Value::as_f64).map(|c| format!("${c:.2}")).unwrap_or_else(|| "-".into())
 }
 
-pub fn status(v: &Value) {
-    let d = &v["daemon"];
-    let t = &v["tasks"];
-    out!("ptt {} running (pid {}, up {})", s(d, "version"), d["pid"], duration(d["uptime_s"].as_u64().unwrap_or(0)));
-    out!(
-        "tasks: {} running (max {}), {} remembered, next id {}",
-        t["running"],
-        t["max_concurrent"],
-        t["known"],
-        s(t, "next_id")
-    );
-    if let Some(e) = t.get("registry_error").and_then(Value::as_str) {
+pub fn status(v: &StatusReply) {
+    let (d, t) = (&v.daemon, &v.tasks);
+    out!("ptt {} running (pid {}, up {})", d.version, d.pid, duration(d.uptime_s));
+    out!("tasks: {} running (max {}), {} remembered, next id {}", t.running, t.max_concurrent, t.known, t.next_id);
+    if let Some(e) = &t.registry_error {
         out!("tasks.json CANNOT BE WRITTEN, new tasks are refused: {e}");
     }
-    let budget = t["budget_usd"].as_f64().unwrap_or(0.0);
-    let spent = t["spent_today_usd"].as_f64().unwrap_or(0.0);
+    let (budget, spent) = (t.budget_usd, t.spent_today_usd);
     if budget > 0.0 {
         out!("spent today: ${spent:.2} of ${budget:.2}");
     } else {
         out!("spent today: ${spent:.2} (no daily limit)");
     }
-    for w in t.get("waiting").and_then(Value::as_array).into_iter().flatten() {
-        out!(
-            "waiting: {} '{}' wants to {} (ptt task allow|deny {})",
-            s(w, "task_id"),
-            s(w, "name"),
-            s(w, "waiting_for"),
-            s(w, "task_id")
-        );
+    for w in &t.waiting {
+        out!("waiting: {} '{}' wants to {} (ptt task allow|deny {})", w.task_id, w.name, w.waiting_for, w.task_id);
     }
-    if let Some(r) = t.get("rate_limited").and_then(Value::as_str) {
+    if let Some(r) = &t.rate_limited {
         out!("claude: {r}");
     }
-    match t["claude"].get("path").and_then(Value::as_str) {
+    match &t.claude.path {
         Some(p) => out!("claude: {p}"),
-        None => out!("claude: NOT FOUND: {}", s(&t["claude"], "error")),
+        None => out!("claude: NOT FOUND: {}", t.claude.error.as_deref().unwrap_or("")),
     }
-    let live = &v["live"];
-    let mut line = format!("live: {}", s(live, "state"));
-    if let Some(e) = live.get("error").and_then(Value::as_str) {
+    let live = &v.live;
+    let mut line = format!("live: {}", live.state.as_deref().unwrap_or(""));
+    if let Some(e) = &live.error {
         line.push_str(&format!(" ({e})"));
-    } else if let Some(k) = live.get("key").and_then(Value::as_str).filter(|k| *k != "present") {
+    } else if let Some(k) = live.key.as_deref().filter(|k| *k != "present") {
         line.push_str(&format!(" ({k})"));
     }
-    if let Some(n) = live.get("pending_notifications").and_then(Value::as_u64).filter(|n| *n > 0) {
-        line.push_str(&format!(", {n} task result(s) not yet announced"));
+    if live.pending_notifications > 0 {
+        line.push_str(&format!(", {} task result(s) not yet announced", live.pending_notifications));
     }
     out!("{line}");
-    if let Some(t) = live.get("transcription").and_then(Value::as_str) {
+    if let Some(t) = &live.transcription {
         out!("live transcription: {t}");
     }
-    for w in v["models"]["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for w in &v.models.warnings {
         out!("models: warning: {w}");
     }
-    for e in v["models"]["errors"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for e in &v.models.errors {
         out!("models: ERROR: {e}");
     }
-    if let Some(line) = voice_line(&v["audio"]) {
-        out!("{line}");
+    if let Some(audio) = &v.audio {
+        out!("{}", voice_line(audio));
     }
-    let dict = &v["dictation"];
-    if dict["enabled"] == true {
-        let mut line = format!("dictation: on (typer {}), {} typed", s(dict, "typer"), dict["typed"]);
-        if let Some(n) = dict["kept_clips"].as_u64().filter(|n| *n > 0) {
-            line.push_str(&format!(", {n} clip(s) kept after failures (`ptt dictate retry`)"));
+    match &v.dictation {
+        Some(dict) if dict.enabled => {
+            let mut line = format!("dictation: on (typer {}), {} typed", dict.typer, dict.typed);
+            if dict.kept_clips > 0 {
+                line.push_str(&format!(", {} clip(s) kept after failures (`ptt dictate retry`)", dict.kept_clips));
+            }
+            if let Some(e) = &dict.last_error {
+                line.push_str(&format!("; last error: {e}"));
+            }
+            out!("{line}");
         }
-        if let Some(e) = dict.get("last_error").and_then(Value::as_str) {
-            line.push_str(&format!("; last error: {e}"));
-        }
-        out!("{line}");
-    } else if dict.is_object() {
-        out!("dictation: off (dictate.enabled = false)");
+        Some(_) => out!("dictation: off (dictate.enabled = false)"),
+        None => {}
     }
-    out!("config: {}", s(d, "config"));
+    out!("config: {}", d.config.display());
 }
 
-/// Whether voice (the microphone and the speaker) works, and why not: `None` when the daemon reported no audio.
-fn voice_line(audio: &Value) -> Option<String> {
-    let side = |what: &str, v: &Value| -> Result<String, String> {
-        match (v.get("ok").and_then(Value::as_str), v.get("error").and_then(Value::as_str)) {
+/// Whether voice (the microphone and the speaker) works, and why not.
+fn voice_line(audio: &AudioStatus) -> String {
+    let side = |what: &str, d: &Device| -> Result<String, String> {
+        match (d.ok.as_deref(), d.error.as_deref()) {
             (Some(ok), _) => Ok(format!("{what} {ok}")),
             (None, Some("not opened yet")) => Err(format!("{what} not opened yet (opens on first use)")),
             (None, Some(e)) => Err(format!("{what}: {e}")),
             (None, None) => Err(format!("{what}: unknown")),
         }
     };
-    if !audio.is_object() {
-        return None;
-    }
-    let mic = side("microphone", &audio["input"]);
-    let speaker = side("speaker", &audio["output"]);
-    Some(match (mic, speaker) {
+    let mic = side("microphone", &audio.input);
+    let speaker = side("speaker", &audio.output);
+    match (mic, speaker) {
         (Ok(m), Ok(s)) => format!("voice: on ({m}; {s})"),
         (Err(m), Err(s)) if m.contains("not opened yet") && s.contains("not opened yet") => {
             "voice: not used yet (the microphone and speaker open on first use)".to_string()
         }
         (m, s) => format!("voice: off: {}", [m, s].map(|r| r.unwrap_or_else(|e| e)).join("; ")),
-    })
+    }
 }
 
 pub fn task_table(v: &Value) {

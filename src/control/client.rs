@@ -103,11 +103,12 @@ fn request_within(socket: &Path, req: &Request, timeout: Option<Duration>) -> Re
         return Err(ClientError::Other("the daemon closed the connection without a reply".into()));
     }
     let v: Value = serde_json::from_str(&reply).map_err(|e| ClientError::Other(format!("garbled reply: {e}")))?;
-    if let Some(err) = v.get("error").and_then(Value::as_str) {
+    if let Some(failure) = super::reply::Failure::of(&v) {
+        let err = failure.message;
         return Err(if err.starts_with("permission denied") {
-            ClientError::Forbidden(err.to_string())
+            ClientError::Forbidden(err)
         } else {
-            ClientError::Other(err.to_string())
+            ClientError::Other(err)
         });
     }
     Ok(v)

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod protocol;
+pub mod reply;
 pub mod server;
 
 pub use protocol::{Incoming, Request};

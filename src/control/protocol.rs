@@ -1,16 +1,19 @@
 //! Requests and replies on the control socket.
 //!
 //! A request is one JSON object on one line, tagged by `cmd`; the reply is one
-//! JSON object on one line. Replies are plain `serde_json::Value`s built by the
-//! daemon from the same typed outcomes the Realtime tools return, so the two
-//! front ends cannot drift apart. A reply with an `error` key is a failure of
-//! the request itself (bad JSON, refused peer, daemon busy).
+//! JSON object on one line, typed per request in [`super::reply`] (the task
+//! requests answer with the same typed outcomes the Realtime tools return, so
+//! the two front ends cannot drift apart). Every failure has one shape,
+//! [`Failure`]: `{"status":"error","message":...}`.
 
 use std::path::PathBuf;
 
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::reply::Failure;
+use crate::hotkey::Binding;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -52,7 +55,7 @@ pub enum Request {
     /// A hotkey action from a compositor binding: `ptt key toggle live`.
     Key {
         action: KeyAction,
-        binding: String,
+        binding: Binding,
     },
     /// From `ptt mcp-permission`: task `task` (its uuid) asks whether it may
     /// make a tool call; `arguments` as the CLI sent them (`tool_name`,
@@ -115,9 +118,9 @@ pub enum Incoming {
     },
 }
 
-/// A failure reply.
+/// A failure reply, as it goes on the wire.
 pub fn error_reply(message: impl Into<String>) -> Value {
-    serde_json::json!({ "error": message.into() })
+    super::reply::to_value(&Failure::new(message))
 }
 
 #[cfg(test)]
@@ -134,5 +137,11 @@ mod tests {
         assert_eq!(serde_json::from_str::<Request>(r#"{"cmd":"sync"}"#).expect("parse"), Request::Sync);
         let s = serde_json::to_string(&Request::Cancel { reference: "t1".into() }).expect("ser");
         assert_eq!(s, r#"{"cmd":"cancel","reference":"t1"}"#);
+        let r: Request = serde_json::from_str(r#"{"cmd":"key","action":"toggle","binding":"live"}"#).expect("parse");
+        assert_eq!(r, Request::Key { action: KeyAction::Toggle, binding: Binding::Live });
+        let e =
+            serde_json::from_str::<Request>(r#"{"cmd":"key","action":"press","binding":"shift"}"#).expect_err("bad");
+        assert!(e.to_string().contains("unknown variant `shift`"), "{e}");
+        assert_eq!(error_reply("busy"), serde_json::json!({"status": "error", "message": "busy"}));
     }
 }

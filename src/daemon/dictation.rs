@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::audio::cues::Cue;
 use crate::config::DictateConfig;
+use crate::control::reply::{OkTag, Retried};
 use crate::dictate::commands::{Meaning, interpret};
 use crate::dictate::engine::{self, Engine};
 use crate::dictate::local::{LocalJob, LocalMsg, ModelEvent};
@@ -409,15 +410,9 @@ impl Dictation {
     }
 
     /// `ptt dictate retry`: every kept clip goes to the upload thread again, oldest first.
-    pub fn retry(&mut self, key: Result<String, String>) -> Value {
-        let engine = match self.engine(key) {
-            Ok(e) => e,
-            Err(e) => return json!({"status": "error", "message": e}),
-        };
-        let kept = match self.spool.failed() {
-            Ok(k) => k,
-            Err(e) => return json!({"status": "error", "message": format!("cannot list the kept clips: {e}")}),
-        };
+    pub fn retry(&mut self, key: Result<String, String>) -> Result<Retried, String> {
+        let engine = self.engine(key)?;
+        let kept = self.spool.failed().map_err(|e| format!("cannot list the kept clips: {e}"))?;
         let mut sent = Vec::new();
         let kept: Vec<_> = kept.into_iter().filter(|k| !self.in_flight.contains(&k.id)).collect();
         for k in kept {
@@ -434,10 +429,11 @@ impl Dictation {
             self.send(id, wav, &engine, None);
         }
         if sent.is_empty() {
-            return json!({"status": "ok", "retried": [], "message": "no kept clips"});
+            return Ok(Retried { status: OkTag::Ok, retried: sent, message: "no kept clips".into() });
         }
         log::info!("dictation: retrying {} kept clip(s)", sent.len());
-        json!({"status": "ok", "retried": sent, "message": format!("sent {} clip(s) again; their text is typed as it comes back", sent.len())})
+        let message = format!("sent {} clip(s) again; their text is typed as it comes back", sent.len());
+        Ok(Retried { status: OkTag::Ok, retried: sent, message })
     }
 
     pub fn status(&self) -> Value {

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use crate::audio::cues::Cue;
 use crate::config::Config;
 use crate::control::protocol::{KeyAction, error_reply};
+use crate::control::reply;
 use crate::control::{Incoming, Request};
 use crate::hotkey::{Action, Binding, BindingEvent, SourceEvent};
 use crate::paths::Paths;
@@ -586,11 +587,11 @@ impl Daemon {
 
     fn handle_request(&mut self, request: Request, now: Instant) -> Value {
         match request {
-            Request::Ping => json!({"pong": true, "pid": std::process::id()}),
+            Request::Ping => reply::to_value(&reply::Pong { pong: true, pid: std::process::id() }),
             Request::Status => self.status(),
             Request::Tasks { all } => {
                 let tasks: Vec<Value> = self.supervisor.list(all).iter().map(TaskView::to_json).collect();
-                json!({ "tasks": tasks })
+                reply::to_value(&reply::TaskList { tasks })
             }
             Request::Start { text, name, project, dir } => {
                 let (outcome, notices) = self.supervisor.start(StartRequest { text, name, project, dir }, now);
@@ -609,11 +610,17 @@ impl Daemon {
             }
             Request::Shutdown => {
                 self.begin_shutdown(now, "shutdown requested");
-                json!({"status": "stopping"})
+                reply::to_value(&reply::Stopping::new())
             }
-            Request::Key { action, binding } => self.key(action, &binding, now),
-            Request::DictateRetry => self.dictation.retry(self.live.api_key()),
-            Request::Sync => json!({"synced": true}),
+            Request::Key { action, binding } => match self.key(action, binding, now) {
+                Ok(answer) => reply::to_value(&answer),
+                Err(e) => error_reply(e),
+            },
+            Request::DictateRetry => match self.dictation.retry(self.live.api_key()) {
+                Ok(retried) => reply::to_value(&retried),
+                Err(e) => error_reply(e),
+            },
+            Request::Sync => reply::to_value(&reply::Synced { synced: true }),
             Request::Allow { reference, remember } => {
                 let outcome = self.supervisor.answer_permission(&reference, Decision::Allow { remember }, "shell", now);
                 self.after_answer(&outcome);
@@ -638,16 +645,7 @@ impl Daemon {
 
     /// A hotkey action from the control socket (a compositor binding): the
     /// same path as a key from a listener thread.
-    fn key(&mut self, action: KeyAction, binding: &str, now: Instant) -> Value {
-        let binding = match binding {
-            "ptt" => Binding::Ptt,
-            "live" => Binding::Live,
-            "interrupt" => Binding::Interrupt,
-            other => {
-                let message = format!("unknown binding `{other}` (known: ptt, live, interrupt)");
-                return json!({"status": "error", "message": message});
-            }
-        };
+    fn key(&mut self, action: KeyAction, binding: Binding, now: Instant) -> Result<reply::KeyReply, String> {
         let action = match (binding, action) {
             // A compositor can only send press/release; for the live toggle either means "toggle".
             (Binding::Live, KeyAction::Release) => None,
@@ -655,15 +653,12 @@ impl Daemon {
             (_, KeyAction::Press | KeyAction::Toggle) => Some(Action::Press),
             (_, KeyAction::Release) => Some(Action::Release),
         };
-        let mut answer = json!({"status": "ok"});
-        if let Some(action) = action {
-            answer = self.on_binding(BindingEvent::new(binding, action), now);
-        }
-        if let Some(obj) = answer.as_object_mut() {
-            let on = self.live.is_on() || self.live_starting;
-            obj.insert("live".into(), json!(if on { "on" } else { "off" }));
-        }
-        answer
+        let message = match action {
+            Some(action) => self.on_binding(BindingEvent::new(binding, action), now)?,
+            None => None,
+        };
+        let live = reply::OnOff::from_bool(self.live.is_on() || self.live_starting);
+        Ok(reply::KeyReply { status: reply::OkTag::Ok, message: message.map(str::to_string), live })
     }
 
     /// Live mode was turned on and the audio probe answered: start the session,
@@ -695,7 +690,7 @@ impl Daemon {
     }
 
     /// Turns live mode on (the session starts when the audio probe answers) or off.
-    fn toggle_live(&mut self) -> Value {
+    fn toggle_live(&mut self) -> Result<(), String> {
         if self.dictation.is_recording() {
             // The live chord took over the push-to-talk key: that clip is not a dictation.
             self.dictation.cancel();
@@ -710,13 +705,13 @@ impl Daemon {
             self.live_starting = false;
         } else if let Err(e) = self.live.api_key() {
             log::warn!("live mode: {e}");
-            return json!({"status": "error", "message": e});
+            return Err(e);
         } else {
             // The session starts when the audio probe answers (off the loop).
             self.live_starting = true;
             self.voice.request_voice();
         }
-        json!({"status": "ok"})
+        Ok(())
     }
 
     /// Carries out what dictation asked for.
@@ -726,12 +721,13 @@ impl Daemon {
                 dictation::Step::Cue(c) => self.voice.cue(c),
                 dictation::Step::LiveOn => {
                     if !self.live.is_on() && !self.live_starting {
-                        self.toggle_live();
+                        // A failure is logged; the key's caller has no reply to carry it.
+                        let _ = self.toggle_live();
                     }
                 }
                 dictation::Step::LiveOff => {
                     if self.live.is_on() || self.live_starting {
-                        self.toggle_live();
+                        let _ = self.toggle_live();
                     } else {
                         log::info!("dictation: already in dictate mode");
                     }
@@ -749,15 +745,16 @@ impl Daemon {
     /// A binding event from the key machine (not the socket): its releases carry when the key went up.
     fn on_key_binding(&mut self, ev: BindingEvent, now: Instant) {
         self.key_went_up = self.hotkeys.machine.last_key_up();
-        self.on_binding(ev, now);
+        // A failure was logged and cued; a key from a listener has nobody to answer.
+        let _ = self.on_binding(ev, now);
         self.key_went_up = None;
     }
 
-    /// What a binding does. Returns a reply for `ptt key …`.
-    fn on_binding(&mut self, ev: BindingEvent, now: Instant) -> Value {
+    /// What a binding does: a note for `ptt key …` to print, or why it failed.
+    fn on_binding(&mut self, ev: BindingEvent, now: Instant) -> Result<Option<&'static str>, String> {
         log::debug!("binding {:?} {:?} ({:?})", ev.binding, ev.action, ev.cause);
         match (ev.binding, ev.action) {
-            (Binding::Live, Action::Toggle) => self.toggle_live(),
+            (Binding::Live, Action::Toggle) => self.toggle_live().map(|()| None),
             (Binding::Ptt, Action::Press | Action::Release) => {
                 let pressed = ev.action == Action::Press;
                 if pressed && self.voice.playing {
@@ -770,34 +767,34 @@ impl Daemon {
                 if !self.live.is_on() && !self.live_starting && self.dictation.enabled() {
                     // A key release is reported a debounce after the key went up; the clip ends when it did.
                     let went_up = self.key_went_up.filter(|_| ev.cause == crate::hotkey::Cause::Key);
-                    return self.dictate_key(pressed, went_up.unwrap_or(now));
+                    return self.dictate_key(pressed, went_up.unwrap_or(now)).map(|()| None);
                 }
                 if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
                     // (When the live chord takes over from ptt, the same chord turns live mode off and
                     // closes the microphone, so that short "turn" is never committed.)
                     self.voice.set_gate(pressed, true);
                 }
-                json!({"status": "ok"})
+                Ok(None)
             }
             (Binding::Interrupt, Action::Press) => {
                 if self.voice.playing {
                     self.barge_in(now);
-                    json!({"status": "ok", "message": "stopped the assistant"})
+                    Ok(Some("stopped the assistant"))
                 } else {
-                    json!({"status": "ok", "message": "nothing is playing"})
+                    Ok(Some("nothing is playing"))
                 }
             }
-            _ => json!({"status": "ok"}),
+            _ => Ok(None),
         }
     }
 
     /// The push-to-talk key outside a live session: record while it is held.
-    fn dictate_key(&mut self, pressed: bool, at: Instant) -> Value {
+    fn dictate_key(&mut self, pressed: bool, at: Instant) -> Result<(), String> {
         if pressed {
             if let Err(e) = self.voice.open_mic() {
                 log::warn!("dictation: {e}");
                 self.voice.cue(Cue::DictationFailed);
-                return json!({"status": "error", "message": e});
+                return Err(e);
             }
             self.dictation.press();
             self.voice.set_gate(true, true);
@@ -808,19 +805,19 @@ impl Daemon {
             self.voice.set_gate_at(false, true, at);
             self.broadcast(json!({"event": "dictation_released"}));
         }
-        json!({"status": "ok"})
+        Ok(())
     }
 
     fn status(&self) -> Value {
         json!({
-            "daemon": {
-                "pid": std::process::id(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_s": self.started.elapsed().as_secs(),
-                "config": self.paths.config_file,
-                "state_dir": self.paths.state_dir,
-                "socket": self.paths.socket(),
-            },
+            "daemon": reply::to_value(&reply::DaemonInfo {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                uptime_s: self.started.elapsed().as_secs(),
+                config: self.paths.config_file.clone(),
+                state_dir: self.paths.state_dir.clone(),
+                socket: self.paths.socket(),
+            }),
             "tasks": self.supervisor.status(),
             "live": self.live.status(&self.supervisor, Instant::now()),
             "hotkeys": self.hotkeys.status(),

@@ -181,8 +181,9 @@ impl fmt::Display for Key {
     }
 }
 
-/// The three things a key can do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The three things a key can do (named as in `ptt key toggle live`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Binding {
     /// `keys.ptt`: hold to dictate (or to speak in a `live.turn = "ptt"` session).
     Ptt,

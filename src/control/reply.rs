@@ -1,0 +1,332 @@
+//! Replies on the control socket: one type per request.
+//!
+//! The daemon serializes these and the CLI deserializes them, so the two ends
+//! agree by construction instead of by string keys. A failure of any request
+//! has ONE shape, [`Failure`] (`{"status":"error","message":...}`); the task
+//! requests answer with the outcomes of `tasks::contract` (their own `status`
+//! tags, never `error`). Field names are the documented JSON (`ptt status
+//! --json`, the tests): renaming one is a wire change.
+//!
+//! The status parts the CLI reads are typed here with the fields it reads;
+//! deserializing ignores the others, and `--json` prints the reply as received.
+
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `status` tag of a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorTag {
+    Error,
+}
+
+/// The `status` tag of a success that carries no outcome of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OkTag {
+    Ok,
+}
+
+/// The `status` tag of the shutdown reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoppingTag {
+    Stopping,
+}
+
+/// A request that failed: bad JSON, a refused peer, a busy daemon, or the
+/// request's own failure (`ptt key` without a key, `ptt dictate retry` ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub status: ErrorTag,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure { status: ErrorTag::Error, message: message.into() }
+    }
+
+    /// The failure a reply carries, if it is one.
+    pub fn of(reply: &Value) -> Option<Failure> {
+        if reply.get("status").and_then(Value::as_str) != Some("error") {
+            return None;
+        }
+        serde_json::from_value(reply.clone()).ok().or_else(|| Some(Failure::new("failed (no message)")))
+    }
+}
+
+/// `ping`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    pub pong: bool,
+    pub pid: u32,
+}
+
+/// `sync`: sent only once everything received before it was handled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Synced {
+    pub synced: bool,
+}
+
+/// `tasks`: each task as the tasks' JSON contract shows it (`TaskView::to_json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskList {
+    pub tasks: Vec<Value>,
+}
+
+/// `shutdown`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stopping {
+    pub status: StoppingTag,
+}
+
+impl Stopping {
+    pub fn new() -> Stopping {
+        Stopping { status: StoppingTag::Stopping }
+    }
+}
+
+impl Default for Stopping {
+    fn default() -> Self {
+        Stopping::new()
+    }
+}
+
+/// Whether live mode is on (or starting) after a `key` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn from_bool(on: bool) -> OnOff {
+        if on { OnOff::On } else { OnOff::Off }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnOff::On => "on",
+            OnOff::Off => "off",
+        }
+    }
+}
+
+/// `key`: what the binding did, and whether live mode is now on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyReply {
+    pub status: OkTag,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub live: OnOff,
+}
+
+/// `dictate_retry`: the ids of the clips sent again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retried {
+    pub status: OkTag,
+    pub retried: Vec<String>,
+    pub message: String,
+}
+
+/// `status`: the parts the CLI reads, typed; each ignores the fields it does not name.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusReply {
+    pub daemon: DaemonInfo,
+    pub tasks: TasksStatus,
+    pub live: LiveStatus,
+    pub hotkeys: HotkeysStatus,
+    pub audio: Option<AudioStatus>,
+    pub dictation: Option<DictationStatus>,
+    pub models: ModelsStatus,
+}
+
+/// The model lifecycle check's problems.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelsStatus {
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    pub uptime_s: u64,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TasksStatus {
+    pub running: u64,
+    pub max_concurrent: u64,
+    pub known: u64,
+    pub next_id: String,
+    /// Why `tasks.json` cannot be written (new tasks are refused meanwhile).
+    pub registry_error: Option<String>,
+    pub budget_usd: f64,
+    pub spent_today_usd: f64,
+    pub waiting: Vec<WaitingTask>,
+    pub rate_limited: Option<String>,
+    pub claude: ClaudeFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WaitingTask {
+    pub task_id: String,
+    pub name: String,
+    pub waiting_for: String,
+}
+
+/// Where `claude` was found, or why not.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClaudeFound {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveStatus {
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub last_close: Option<String>,
+    /// `present`, or why the key is missing.
+    pub key: Option<String>,
+    pub pending_notifications: u64,
+    /// A note on the live transcription model (a fallback, say).
+    pub transcription: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HotkeysStatus {
+    pub report: Vec<String>,
+    pub stopped: Option<String>,
+}
+
+/// One audio device: opened (`ok`: its description) or why not (`error`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Device {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AudioStatus {
+    pub input: Device,
+    pub output: Device,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DictationStatus {
+    pub enabled: bool,
+    pub recording: bool,
+    pub in_flight: u64,
+    pub kept_clips: u64,
+    pub typed: u64,
+    pub typer: String,
+    pub last_error: Option<String>,
+}
+
+/// A reply as the daemon sends it.
+pub fn to_value<T: Serialize>(reply: &T) -> Value {
+    serde_json::to_value(reply)
+        .unwrap_or_else(|e| to_value(&Failure::new(format!("internal: cannot serialize the reply: {e}"))))
+}
+
+/// Reads a reply as `T`: its failure if it is one, `Err` too if it does not have `T`'s shape.
+pub fn parse<T: DeserializeOwned>(reply: &Value) -> Result<T, Failure> {
+    if let Some(f) = Failure::of(reply) {
+        return Err(f);
+    }
+    serde_json::from_value(reply.clone()).map_err(|e| Failure::new(format!("garbled reply from the daemon: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(reply: T, wire: Value) {
+        assert_eq!(to_value(&reply), wire, "serialized");
+        assert_eq!(parse::<T>(&wire).expect("parse"), reply, "deserialized");
+    }
+
+    #[test]
+    fn each_reply_round_trips_as_the_documented_json() {
+        round_trip(Pong { pong: true, pid: 42 }, json!({"pong": true, "pid": 42}));
+        round_trip(Synced { synced: true }, json!({"synced": true}));
+        round_trip(TaskList { tasks: vec![json!({"id": "t1"})] }, json!({"tasks": [{"id": "t1"}]}));
+        round_trip(Stopping::new(), json!({"status": "stopping"}));
+        round_trip(
+            KeyReply { status: OkTag::Ok, message: None, live: OnOff::Off },
+            json!({"status": "ok", "live": "off"}),
+        );
+        round_trip(
+            KeyReply { status: OkTag::Ok, message: Some("nothing is playing".into()), live: OnOff::On },
+            json!({"status": "ok", "message": "nothing is playing", "live": "on"}),
+        );
+        round_trip(
+            Retried { status: OkTag::Ok, retried: vec!["c1".into()], message: "sent 1".into() },
+            json!({"status": "ok", "retried": ["c1"], "message": "sent 1"}),
+        );
+        round_trip(Failure::new("no key"), json!({"status": "error", "message": "no key"}));
+    }
+
+    #[test]
+    fn a_failure_is_read_as_a_failure_whatever_was_asked() {
+        let wire = json!({"status": "error", "message": "the daemon is stopping"});
+        assert_eq!(parse::<KeyReply>(&wire), Err(Failure::new("the daemon is stopping")));
+        assert_eq!(parse::<StatusReply>(&wire), Err(Failure::new("the daemon is stopping")));
+        // A reply of another shape is an error, not a default.
+        assert!(parse::<KeyReply>(&json!({"pong": true})).is_err());
+        assert_eq!(Failure::of(&json!({"status": "ok"})), None);
+    }
+
+    #[test]
+    fn the_status_reply_reads_the_fields_the_cli_prints_and_ignores_the_rest() {
+        let wire = json!({
+            "daemon": {"pid": 7, "version": "0.1.0", "uptime_s": 65, "config": "/c", "state_dir": "/s", "socket": "/r"},
+            "tasks": {"running": 1, "max_concurrent": 3, "known": 4, "next_id": "t5", "budget_usd": 5.0,
+                      "spent_today_usd": 0.25, "waiting": [{"task_id": "t2", "name": "n", "waiting_for": "run: ls"}],
+                      "claude": {"path": "/bin/claude"}, "unread": 1},
+            "live": {"state": "off", "error": null, "key": "present", "pending_notifications": 2, "connects": 0},
+            "hotkeys": {"source": "evdev", "report": ["ok"], "stopped": null, "held": []},
+            "audio": {"input": {"ok": "mic"}, "output": {"error": "not opened yet"}, "playing": false},
+            "dictation": {"enabled": true, "recording": false, "in_flight": 0, "kept_clips": 1, "typed": 3,
+                          "typer": "wtype", "last_error": null},
+        });
+        let s: StatusReply = parse(&wire).expect("parse");
+        assert_eq!((s.daemon.pid, s.daemon.uptime_s, s.daemon.config.clone()), (7, 65, PathBuf::from("/c")));
+        assert_eq!(s.tasks.waiting[0].waiting_for, "run: ls");
+        assert_eq!(s.tasks.claude.path.as_deref(), Some("/bin/claude"));
+        assert_eq!((s.live.state.as_deref(), s.live.pending_notifications), (Some("off"), 2));
+        assert_eq!(s.hotkeys.report, ["ok"]);
+        let audio = s.audio.clone().expect("audio");
+        assert_eq!((audio.input.ok.as_deref(), audio.output.error.as_deref()), (Some("mic"), Some("not opened yet")));
+        assert_eq!(s.dictation.as_ref().map(|d| (d.kept_clips, d.typer.as_str())), Some((1, "wtype")));
+        // Typed back and read again, it is the same.
+        assert_eq!(parse::<StatusReply>(&to_value(&s)).expect("again"), s);
+    }
+}
