@@ -291,7 +291,8 @@ mod tests {
             Retried { status: OkTag::Ok, retried: vec!["c1".into()], message: "sent 1".into() },
             json!({"status": "ok", "retried": ["c1"], "message": "sent 1"}),
         );
-        round_trip(Failure::new("no key"), json!({"status": "error", "message": "no key"}));
+        let wire = json!({"status": "error", "message": "no key"});
+        assert_eq!((to_value(&Failure::new("no key")), Failure::of(&wire)), (wire, Some(Failure::new("no key"))));
     }
 
     #[test]
