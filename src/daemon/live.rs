@@ -1,12 +1,18 @@
 //! The live session as the daemon runs it: the pure [`Session`] machine, the
-//! connection threads, reconnection, renewal, notifications and front ends.
+//! connection threads, reconnection, renewal and notifications.
 //!
 //! Everything here runs on the main loop. The machine decides *what* to send;
-//! this module does the rest: it opens [`Connection`]s (ids tell a stale
-//! connection's events from the current one's), turns the machine's
-//! [`Output`]s into actions (frames on the socket, tool calls on the
-//! supervisor, lines for attached `ptt live --text` clients), and keeps the
-//! reconnect backoff (0.5 s doubling to 30 s, jittered) as a deadline.
+//! this module opens [`Connection`]s (ids tell a stale connection's events
+//! from the current one's), puts the machine's frames on the socket, and keeps
+//! the reconnect backoff (0.5 s doubling to 30 s, jittered) as a deadline.
+//! Everything else the machine asks for (run a tool, mark a task announced,
+//! play or stop audio, show a line to text clients, a voice command heard) is
+//! returned as [`LiveStep`]s for the daemon to carry out, as
+//! `daemon::dictation` returns its steps: `Live` never holds the supervisor,
+//! the audio devices or a client's channel. A tool's result comes back through
+//! [`Live::on_tool_result`]; what the session needs to know about tasks comes
+//! in as data (a [`Briefing`], a task table, an ended task's record). So the
+//! glue is unit-tested below with neither sockets nor processes.
 //!
 //! Notifications come from the registry (a task ends unannounced, in the same
 //! write as its outcome) and a task is marked announced only when the machine
@@ -25,10 +31,9 @@ use crate::realtime::connection::{ConnEvent, ConnId, ConnMessage, ConnectSpec, C
 use crate::realtime::events::ServerEvent;
 use crate::realtime::session::{Output, Session, SessionConfig, Turn};
 use crate::tasks::registry::{TaskRecord, unix_now};
-use crate::tasks::{Notice, Supervisor};
 
-use super::notifications::{MAX_AGE_S, MAX_PENDING, describe_end};
-use super::tools;
+use super::notifications::describe_end;
+use super::tools::ToolResult;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -44,20 +49,56 @@ pub enum Purpose {
     Announce,
 }
 
-/// Sound the daemon must play or stop (carried out by `daemon::voice`).
-#[derive(Debug)]
-pub enum AudioAction {
-    Play { item_id: String, pcm: Vec<i16> },
-    Stop,
-}
-
 /// A line for attached text clients.
 pub type FrontEvent = Value;
 
-struct Front {
-    id: u64,
-    tx: Sender<FrontEvent>,
+/// A tool call the model made: run it, then hand the result to [`Live::on_tool_result`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub call_id: String,
+    pub name: String,
+    /// The model's JSON text.
+    pub arguments: String,
 }
+
+/// What the live session asks the daemon to do, in order.
+#[derive(Debug, PartialEq)]
+pub enum LiveStep {
+    /// Run this tool now and hand its result to [`Live::on_tool_result`].
+    RunTool(ToolCall),
+    /// The session spoke this task's end (or gave up on it): mark the task announced.
+    MarkAnnounced(String),
+    /// Queue the assistant's audio (voice sessions); report a start with [`Live::set_audio_playing`].
+    Play { item_id: String, pcm: Vec<i16> },
+    /// Stop playback now (barge-in), then report what was heard with [`Live::barge_in`].
+    StopPlayback,
+    /// The user said this in a voice session (for voice commands such as "dictate mode").
+    Heard(String),
+    /// Show this line to attached text clients; when the last one is gone, call
+    /// [`Live::text_clients_gone`].
+    Show(FrontEvent),
+}
+
+/// A task's end for the session to announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct News {
+    pub task_id: String,
+    pub text: String,
+}
+
+/// What a session is told about tasks when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Briefing {
+    /// The task table for the instructions.
+    pub table: String,
+    /// Every task whose end was not announced yet.
+    pub news: Vec<News>,
+    /// The questions of tasks waiting for an answer (`task_id` is the request's id), asked first.
+    pub questions: Vec<News>,
+}
+
+/// Opens a connection (threads and socket; a thread-less stand-in in tests).
+pub(crate) type Opener = Box<dyn FnMut(ConnId, ConnectSpec, Sender<ConnMessage>) -> std::io::Result<Connection>>;
 
 /// Jittered exponential backoff.
 #[derive(Debug)]
@@ -87,6 +128,7 @@ pub struct Live {
     conn_tx: Sender<ConnMessage>,
     /// The loop selects on this.
     pub conn_rx: Receiver<ConnMessage>,
+    open: Opener,
     session: Option<Session>,
     purpose: Option<Purpose>,
     conn: Option<Connection>,
@@ -99,25 +141,27 @@ pub struct Live {
     last_close: Option<String>,
     connects: u64,
     bad_frames: u64,
-    fronts: Vec<Front>,
-    next_front_id: u64,
     /// The session speaks and listens (otherwise it is a text conversation).
     voice: bool,
-    audio: Vec<AudioAction>,
-    /// What the user said in a voice session (checked for "dictate mode").
-    heard: Vec<String>,
     /// Set when the server refused the input-transcription model (shown in status).
     transcription_note: Option<String>,
+    /// Steps of the entry point being run; every entry point returns (and empties) it.
+    steps: Vec<LiveStep>,
 }
 
 impl Live {
     pub fn new(cfg: LiveConfig, paths: &Paths) -> Live {
+        Live::with_opener(cfg, paths, Box::new(Connection::open))
+    }
+
+    pub(crate) fn with_opener(cfg: LiveConfig, paths: &Paths, open: Opener) -> Live {
         let (conn_tx, conn_rx) = crossbeam_channel::unbounded();
         Live {
             cfg,
             paths: paths.clone(),
             conn_tx,
             conn_rx,
+            open,
             session: None,
             purpose: None,
             conn: None,
@@ -130,12 +174,9 @@ impl Live {
             last_close: None,
             connects: 0,
             bad_frames: 0,
-            fronts: Vec::new(),
-            next_front_id: 1,
             voice: false,
-            audio: Vec::new(),
-            heard: Vec::new(),
             transcription_note: None,
+            steps: Vec::new(),
         }
     }
 
@@ -152,15 +193,30 @@ impl Live {
         crate::secrets::load_key(&self.cfg, &self.paths)
     }
 
+    fn show(&mut self, line: FrontEvent) {
+        self.steps.push(LiveStep::Show(line));
+    }
+
+    fn take_steps(&mut self) -> Vec<LiveStep> {
+        std::mem::take(&mut self.steps)
+    }
+
+    /// Feeds the machine's outputs and returns the steps they lead to.
+    fn run(&mut self, outs: Vec<Output>, now: Instant) -> Vec<LiveStep> {
+        self.apply(outs, now);
+        self.take_steps()
+    }
+
     /// Opens a session (or upgrades the purpose of the open one). A voice session
     /// (`voice`: the audio devices opened) speaks and listens; otherwise it is text.
+    /// `briefing` is asked only when a session is really opened.
     pub fn start(
         &mut self,
         purpose: Purpose,
         voice: bool,
-        sup: &mut Supervisor,
+        briefing: impl FnOnce() -> Briefing,
         now: Instant,
-    ) -> Result<Vec<Notice>, String> {
+    ) -> Result<Vec<LiveStep>, String> {
         if self.session.is_some() {
             // A conversation outranks a text client, which outranks an announcement.
             let rank = |p: Purpose| match p {
@@ -171,7 +227,7 @@ impl Live {
             if self.purpose.is_none_or(|cur| rank(purpose) > rank(cur)) {
                 self.purpose = Some(purpose);
             }
-            return Ok(vec![]);
+            return Ok(self.take_steps());
         }
         self.api_key()?;
         let instructions = match &self.cfg.instructions_file {
@@ -199,14 +255,15 @@ impl Live {
             transcription_model: Some(self.cfg.transcription_model.clone()).filter(|m| !m.is_empty()),
             ..SessionConfig::default()
         };
+        let briefing = briefing();
         let mut session = Session::new(session_cfg);
-        let mut outs = session.set_task_table(&tools::task_table(sup), now);
-        for t in sup.unannounced(MAX_PENDING, MAX_AGE_S) {
-            outs.extend(session.push_notification(&t.id, &describe_end(t), now));
+        let mut outs = session.set_task_table(&briefing.table, now);
+        for n in &briefing.news {
+            outs.extend(session.push_notification(&n.task_id, &n.text, now));
         }
         // Tasks waiting for an answer are asked first (a new session, or one after a restart).
-        for (id, text) in sup.registry().tasks.iter().filter_map(describe_question) {
-            outs.extend(session.push_question(&id, &text, now));
+        for q in &briefing.questions {
+            outs.extend(session.push_question(&q.task_id, &q.text, now));
         }
         self.session = Some(session);
         self.purpose = Some(purpose);
@@ -217,11 +274,16 @@ impl Live {
         self.was_ready = false;
         log::info!("live: starting a session ({purpose:?}) with {}", self.cfg.endpoint());
         self.connect(now);
-        Ok(self.apply(outs, sup, now))
+        Ok(self.run(outs, now))
     }
 
     /// Closes the session; pending notifications stay on disk for the next one.
-    pub fn stop(&mut self, why: &str) {
+    pub fn stop(&mut self, why: &str) -> Vec<LiveStep> {
+        self.close_session(why);
+        self.take_steps()
+    }
+
+    fn close_session(&mut self, why: &str) {
         if self.session.is_none() {
             return;
         }
@@ -233,10 +295,23 @@ impl Live {
         self.purpose = None;
         self.reconnect_at = None;
         if self.voice {
-            self.audio.push(AudioAction::Stop);
+            self.steps.push(LiveStep::StopPlayback);
         }
         self.voice = false;
-        self.broadcast(json!({"kind": "status", "state": "off", "message": why}));
+        self.show(json!({"kind": "status", "state": "off", "message": why}));
+    }
+
+    /// The last text client left: a session opened for text clients ends with it.
+    pub fn text_clients_gone(&mut self) -> Vec<LiveStep> {
+        if self.purpose == Some(Purpose::TextClient) {
+            self.close_session("the last text client left");
+        }
+        self.take_steps()
+    }
+
+    /// The first line a text client gets when it attaches.
+    pub fn attached_line(&self) -> FrontEvent {
+        json!({"kind": "status", "state": self.state_name(), "message": "attached"})
     }
 
     fn connect(&mut self, now: Instant) {
@@ -262,8 +337,7 @@ impl Live {
             ping_every: Duration::from_secs_f64(self.cfg.ping_interval_s),
             pong_timeout: Duration::from_secs_f64(self.cfg.pong_timeout_s),
         };
-        Connection::open(id, spec, self.conn_tx.clone())
-            .map_err(|e| format!("cannot start the connection threads: {e}"))
+        (self.open)(id, spec, self.conn_tx.clone()).map_err(|e| format!("cannot start the connection threads: {e}"))
     }
 
     fn schedule_reconnect(&mut self, reason: &str, now: Instant) {
@@ -273,7 +347,7 @@ impl Live {
         let delay = self.backoff.next_delay();
         self.reconnect_at = Some(now + delay);
         log::warn!("live: {reason}; reconnecting in {:.1} s", delay.as_secs_f64());
-        self.broadcast(json!({"kind": "status", "state": "reconnecting", "message": format!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64())}));
+        self.show(json!({"kind": "status", "state": "reconnecting", "message": format!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64())}));
     }
 
     fn fail(&mut self, message: String) {
@@ -283,11 +357,11 @@ impl Live {
             c.close();
         }
         self.reconnect_at = None;
-        self.broadcast(json!({"kind": "error", "message": message}));
+        self.show(json!({"kind": "error", "message": message}));
     }
 
     /// An event from a connection thread.
-    pub fn on_conn(&mut self, (id, ev): ConnMessage, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn on_conn(&mut self, (id, ev): ConnMessage, now: Instant) -> Vec<LiveStep> {
         let is_current = self.conn.as_ref().is_some_and(|c| c.id == id);
         let is_renewing = self.renewing.as_ref().is_some_and(|c| c.id == id);
         if self.session.is_none() || !(is_current || is_renewing) {
@@ -314,11 +388,11 @@ impl Live {
                 // Frames arrive only after Opened, when the connection is already current.
                 ConnEvent::Frame(_) => vec![],
             };
-            return self.apply(outs, sup, now);
+            return self.run(outs, now);
         }
         let outs = match ev {
             ConnEvent::Opened => {
-                self.broadcast(json!({"kind": "status", "state": "connected"}));
+                self.show(json!({"kind": "status", "state": "connected"}));
                 self.session_mut().map(|s| s.on_connected(now, unix)).unwrap_or_default()
             }
             ConnEvent::Frame(text) => match ServerEvent::parse(&text) {
@@ -356,36 +430,42 @@ impl Live {
                 outs
             }
         };
-        self.apply(outs, sup, now)
+        self.run(outs, now)
     }
 
     fn session_mut(&mut self) -> Option<&mut Session> {
         self.session.as_mut()
     }
 
-    /// A task ended: persist its notification and hand it to the session (or
-    /// open one to announce it).
-    pub fn on_task_ended(&mut self, task: &TaskRecord, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    /// A task ended (unannounced, on disk): hand its notification to the
+    /// session, or open one to announce it (`briefing` is then asked for).
+    pub fn on_task_ended(
+        &mut self,
+        task: &TaskRecord,
+        briefing: impl FnOnce() -> Briefing,
+        now: Instant,
+    ) -> Vec<LiveStep> {
         let text = describe_end(task);
-        self.broadcast(json!({"kind": "notification", "task_id": task.id, "text": text}));
+        self.show(json!({"kind": "notification", "task_id": task.id, "text": text}));
         if self.session.is_none() {
             if self.cfg.announce_when_idle && self.fatal.is_none() {
-                match self.start(Purpose::Announce, false, sup, now) {
-                    Ok(n) => return n,
+                // (The steps of `start` include the line above.)
+                match self.start(Purpose::Announce, false, briefing, now) {
+                    Ok(steps) => return steps,
                     Err(e) => log::warn!("live: cannot open a session to announce {}: {e}", task.id),
                 }
             }
-            return vec![];
+            return self.take_steps();
         }
         let outs = self.session_mut().map(|s| s.push_notification(&task.id, &text, now)).unwrap_or_default();
-        self.apply(outs, sup, now)
+        self.run(outs, now)
     }
 
     /// A task's permission requests changed (one asked, one answered): a question no longer current and not
     /// yet said is taken back, and the current one (if it waits) goes ahead of result notifications, spoken
     /// when the floor is free. No session is opened just for a question: a desktop notification covers that.
     /// Questions are keyed by request, so each is asked once and a later one of the same task anew.
-    pub fn on_task_question(&mut self, task: &TaskRecord, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn on_task_question(&mut self, task: &TaskRecord, now: Instant) -> Vec<LiveStep> {
         let current = describe_question(task);
         let Some(session) = self.session.as_mut() else { return vec![] };
         let prefix = format!("{QUESTION_PREFIX}{}:", task.id);
@@ -401,21 +481,31 @@ impl Live {
             return vec![];
         }
         let outs = session.push_question(&id, &text, now);
-        self.broadcast(json!({"kind": "notification", "task_id": task.id, "text": text}));
-        self.apply(outs, sup, now)
+        self.show(json!({"kind": "notification", "task_id": task.id, "text": text}));
+        self.run(outs, now)
     }
 
     /// Tasks changed: refresh the table in the instructions (the machine debounces).
-    pub fn on_tasks_changed(&mut self, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
-        let table = tools::task_table(sup);
-        let outs = self.session_mut().map(|s| s.set_task_table(&table, now)).unwrap_or_default();
-        self.apply(outs, sup, now)
+    pub fn on_tasks_changed(&mut self, table: &str, now: Instant) -> Vec<LiveStep> {
+        let outs = self.session_mut().map(|s| s.set_task_table(table, now)).unwrap_or_default();
+        self.run(outs, now)
+    }
+
+    /// A tool's answer (for a [`LiveStep::RunTool`]): it goes on the wire at
+    /// once, and to text clients.
+    pub fn on_tool_result(&mut self, call: &ToolCall, result: &ToolResult, now: Instant) -> Vec<LiveStep> {
+        let value = serde_json::to_value(result)
+            .unwrap_or_else(|e| json!({"status": "error", "message": format!("internal: {e}")}));
+        let outs = self.session_mut().map(|s| s.on_tool_result(&call.call_id, &value.to_string(), now));
+        self.apply(outs.unwrap_or_default(), now);
+        self.show(json!({"kind": "tool", "name": call.name, "result": value}));
+        self.take_steps()
     }
 
     /// The push-to-talk key went down or up (the floor waits while it is held).
-    pub fn set_key_held(&mut self, held: bool, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn set_key_held(&mut self, held: bool, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.set_key_held(held, now)).unwrap_or_default();
-        self.apply(outs, sup, now)
+        self.run(outs, now)
     }
 
     /// Whether the open session speaks and listens.
@@ -431,16 +521,6 @@ impl Live {
         self.cfg.full_duplex
     }
 
-    /// Sound to play or stop, in order (the daemon drains this after each event).
-    /// The user's transcribed turns since the last call (voice sessions only).
-    pub fn take_heard(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.heard)
-    }
-
-    pub fn take_audio(&mut self) -> Vec<AudioAction> {
-        std::mem::take(&mut self.audio)
-    }
-
     /// 20 ms of microphone audio for the input buffer.
     pub fn append_audio(&mut self, pcm: &[i16]) {
         if let (Some(s), Some(c)) = (self.session.as_ref(), self.conn.as_ref())
@@ -451,69 +531,27 @@ impl Live {
     }
 
     /// End of a push-to-talk turn: commit what was said and ask for an answer.
-    pub fn commit_user_audio(&mut self, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn commit_user_audio(&mut self, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.commit_user_audio(now)).unwrap_or_default();
-        self.apply(outs, sup, now)
+        self.run(outs, now)
     }
 
     /// Playback was stopped after `played_ms` of the current item (barge-in).
-    pub fn barge_in(&mut self, heard: Option<(String, u64)>, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn barge_in(&mut self, heard: Option<(String, u64)>, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.barge_in(heard, now)).unwrap_or_default();
-        self.apply(outs, sup, now)
+        self.run(outs, now)
     }
 
     /// The assistant's audio started or stopped playing (the floor waits while it plays).
-    pub fn set_audio_playing(&mut self, playing: bool, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn set_audio_playing(&mut self, playing: bool, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.set_audio_playing(playing, now)).unwrap_or_default();
-        self.apply(outs, sup, now)
+        self.run(outs, now)
     }
 
     /// A line typed by a text client.
-    pub fn user_text(&mut self, text: &str, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn user_text(&mut self, text: &str, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.send_user_text(text, now)).unwrap_or_default();
-        self.apply(outs, sup, now)
-    }
-
-    /// A text client attaches: it gets every front event; a session is opened
-    /// for it when none is.
-    pub fn attach(
-        &mut self,
-        tx: Sender<FrontEvent>,
-        sup: &mut Supervisor,
-        now: Instant,
-    ) -> Result<(u64, Vec<Notice>), String> {
-        let notices = self.start(Purpose::TextClient, false, sup, now)?;
-        let id = self.next_front_id;
-        self.next_front_id += 1;
-        let _ = tx.try_send(json!({"kind": "status", "state": self.state_name(), "message": "attached"}));
-        self.fronts.push(Front { id, tx });
-        Ok((id, notices))
-    }
-
-    /// A text client went away; a session opened for text clients ends with the last one.
-    pub fn detach(&mut self, id: u64) {
-        self.fronts.retain(|f| f.id != id);
-        if self.fronts.is_empty() && self.purpose == Some(Purpose::TextClient) {
-            self.stop("the last text client left");
-        }
-    }
-
-    /// Sends a line to every text client. A client that is gone is dropped (and
-    /// a session opened for text clients ends with the last one); a client that
-    /// is merely slow misses this line rather than stalling the loop.
-    fn broadcast(&mut self, ev: FrontEvent) {
-        let before = self.fronts.len();
-        self.fronts.retain(|f| match f.tx.try_send(ev.clone()) {
-            Ok(()) => true,
-            Err(crossbeam_channel::TrySendError::Full(_)) => {
-                log::debug!("live: text client {} is slow; it misses a line", f.id);
-                true
-            }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
-        });
-        if before > 0 && self.fronts.is_empty() && self.purpose == Some(Purpose::TextClient) {
-            self.stop("the last text client left");
-        }
+        self.run(outs, now)
     }
 
     /// The earliest moment [`Live::poll`] has work.
@@ -521,17 +559,17 @@ impl Live {
         [self.reconnect_at, self.session.as_ref().and_then(Session::next_deadline)].into_iter().flatten().min()
     }
 
-    pub fn poll(&mut self, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
+    pub fn poll(&mut self, now: Instant) -> Vec<LiveStep> {
         if self.reconnect_at.is_some_and(|t| t <= now) {
             self.connect(now);
         }
         let outs = self.session_mut().map(|s| s.poll(now)).unwrap_or_default();
-        self.apply(outs, sup, now)
+        self.run(outs, now)
     }
 
-    /// Carries out the machine's outputs (tool results feed back into it).
-    fn apply(&mut self, outs: Vec<Output>, sup: &mut Supervisor, now: Instant) -> Vec<Notice> {
-        let mut notices = Vec::new();
+    /// Carries out the machine's outputs: frames go on the socket, the rest
+    /// becomes steps (connection changes fed back into the machine at once).
+    fn apply(&mut self, outs: Vec<Output>, now: Instant) {
         let mut work: std::collections::VecDeque<Output> = outs.into();
         while let Some(out) = work.pop_front() {
             match out {
@@ -541,26 +579,21 @@ impl Live {
                 },
                 Output::DispatchTool { call_id, name, arguments } => {
                     log::info!("live: tool {name}");
-                    let (answer, n) = tools::run(&name, &arguments, sup, now);
-                    notices.extend(n);
-                    if let Some(s) = self.session.as_mut() {
-                        work.extend(s.on_tool_result(&call_id, &answer, now));
-                    }
-                    self.broadcast(json!({"kind": "tool", "name": name, "result": serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null)}));
+                    self.steps.push(LiveStep::RunTool(ToolCall { call_id, name, arguments }));
                 }
                 Output::NotificationDelivered { id } => {
                     // A question marks nothing: its task is not announced by it (ids differ anyway).
-                    sup.mark_announced(&id, now);
                     log::debug!("live: the end of task {id} was announced");
+                    self.steps.push(LiveStep::MarkAnnounced(id));
                 }
                 Output::NotificationDropped { id, reason } => {
-                    sup.mark_announced(&id, now);
                     log::warn!("live: gave up announcing task {id}: {reason}");
+                    self.steps.push(LiveStep::MarkAnnounced(id));
                 }
                 Output::AssistantDelta { .. } => {}
                 Output::AssistantText { text, phase, .. } => {
                     log::debug!("live: assistant said {} chars ({phase:?})", text.len());
-                    self.broadcast(json!({"kind": "assistant", "text": text, "phase": phase}));
+                    self.show(json!({"kind": "assistant", "text": text, "phase": phase}));
                 }
                 Output::TranscriptionRefused { model, message } => {
                     let note = format!(
@@ -568,22 +601,22 @@ impl Live {
                          transcribed out of band instead"
                     );
                     self.transcription_note = Some(note.clone());
-                    self.broadcast(json!({"kind": "status", "state": self.state_name(), "message": note}));
+                    self.show(json!({"kind": "status", "state": self.state_name(), "message": note}));
                 }
                 Output::UserTranscript { text, .. } => {
                     if self.voice {
-                        self.heard.push(text.clone());
+                        self.steps.push(LiveStep::Heard(text.clone()));
                     }
-                    self.broadcast(json!({"kind": "user", "text": text}))
+                    self.show(json!({"kind": "user", "text": text}))
                 }
                 Output::Audio { item_id, pcm } => {
                     if self.voice {
-                        self.audio.push(AudioAction::Play { item_id, pcm });
+                        self.steps.push(LiveStep::Play { item_id, pcm });
                     }
                 }
                 Output::StopPlayback => {
                     if self.voice {
-                        self.audio.push(AudioAction::Stop);
+                        self.steps.push(LiveStep::StopPlayback);
                     }
                 }
                 Output::Renew => {
@@ -626,10 +659,9 @@ impl Live {
                 && !s.response_active()
                 && !s.response_pending()
             {
-                self.stop("announcements delivered");
+                self.close_session("announcements delivered");
             }
         }
-        notices
     }
 
     fn state_name(&self) -> &'static str {
@@ -642,7 +674,8 @@ impl Live {
         }
     }
 
-    pub fn status(&self, sup: &Supervisor, now: Instant) -> Value {
+    /// For `ptt status`: `pending_notifications` and `text_clients` are the daemon's to count.
+    pub fn status(&self, pending_notifications: usize, text_clients: usize, now: Instant) -> Value {
         let s = self.session.as_ref();
         json!({
             "state": self.state_name(),
@@ -651,10 +684,10 @@ impl Live {
             "last_close": self.last_close,
             "session_id": s.and_then(|s| s.session_id()),
             "expires_in_s": s.and_then(|s| s.expires_at()).map(|t| t.saturating_duration_since(now).as_secs()),
-            "pending_notifications": sup.unannounced(MAX_PENDING, MAX_AGE_S).len(),
+            "pending_notifications": pending_notifications,
             "connects": self.connects,
             "bad_frames": self.bad_frames,
-            "text_clients": self.fronts.len(),
+            "text_clients": text_clients,
             "model": self.cfg.model,
             "transcription": self.transcription_note,
             "key": match self.api_key() { Ok(_) => Value::from("present"), Err(e) => Value::from(e) },
@@ -665,6 +698,269 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtime::connection::Outbound;
+    use crate::tasks::registry::{TaskState, sample};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A `Live` whose connections have no threads and no socket: what it sends on
+    /// connection `n` arrives on `wires[n - 1]`.
+    struct Harness {
+        live: Live,
+        wires: Rc<RefCell<Vec<Receiver<Outbound>>>>,
+        t: Instant,
+        _home: tempfile::TempDir,
+    }
+
+    fn harness(cfg: LiveConfig) -> Harness {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().expect("tempdir");
+        let key = home.path().join("key");
+        std::fs::write(&key, "sk-test\n").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let paths = Paths::from_vars(|k| (k == "HOME").then(|| home.path().as_os_str().to_owned())).expect("paths");
+        let wires = Rc::new(RefCell::new(Vec::new()));
+        let w = wires.clone();
+        let open: Opener = Box::new(move |id, _spec, _events| {
+            let (conn, rx) = Connection::detached(id)?;
+            w.borrow_mut().push(rx);
+            Ok(conn)
+        });
+        let live = Live::with_opener(LiveConfig { key_file: Some(key), ..cfg }, &paths, open);
+        Harness { live, wires, t: Instant::now(), _home: home }
+    }
+
+    impl Harness {
+        /// The frames sent on connection `n` since the last look, as JSON.
+        fn sent(&self, n: usize) -> Vec<Value> {
+            let wires = self.wires.borrow();
+            wires[n - 1]
+                .try_iter()
+                .filter_map(|o| match o {
+                    Outbound::Text(t) => Some(serde_json::from_str(&t).expect("a frame is JSON")),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn connections(&self) -> usize {
+            self.wires.borrow().len()
+        }
+
+        fn frame(&mut self, conn: ConnId, v: Value) -> Vec<LiveStep> {
+            self.live.on_conn((conn, ConnEvent::Frame(v.to_string())), self.t)
+        }
+
+        /// Starts a session and brings connection `conn` to ready (its `session.update` read).
+        fn ready(&mut self, purpose: Purpose, voice: bool, briefing: Briefing) -> Vec<Value> {
+            self.live.start(purpose, voice, || briefing, self.t).expect("starts");
+            let conn = self.connections() as ConnId;
+            self.live.on_conn((conn, ConnEvent::Opened), self.t);
+            let created = json!({"type": "session.created", "event_id": "e", "session": {"type": "realtime",
+                "object": "realtime.session", "id": "sess_1", "expires_at": unix_now() + 3600}});
+            self.frame(conn, created);
+            let sent = self.sent(conn as usize);
+            assert_eq!(sent.first().map(|f| f["type"].clone()), Some(json!("session.update")), "{sent:?}");
+            sent
+        }
+    }
+
+    fn types(frames: &[Value]) -> Vec<&str> {
+        frames.iter().map(|f| f["type"].as_str().unwrap_or("?")).collect()
+    }
+
+    fn response(id: &str, status: &str) -> [Value; 2] {
+        [
+            json!({"type": "response.created", "response": {"id": id, "status": "in_progress", "output": []}}),
+            json!({"type": "response.done", "response": {"id": id, "status": status, "output": []}}),
+        ]
+    }
+
+    fn shown(steps: &[LiveStep]) -> Vec<&Value> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                LiveStep::Show(v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ended(id: &str) -> TaskRecord {
+        let mut t = sample(id, "auth refactor", TaskState::Succeeded);
+        t.created_at = 1000;
+        t.ended_at = Some(1060);
+        t.summary = Some("All tests pass.".into());
+        t
+    }
+
+    #[test]
+    fn a_tool_call_becomes_a_step_and_its_result_one_output_and_one_create() {
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, false, Briefing::default());
+        let [created, done] = response("r1", "completed");
+        assert!(h.frame(1, created).is_empty());
+        let args = json!({"type": "response.function_call_arguments.done", "response_id": "r1", "item_id": "i1",
+            "output_index": 0, "call_id": "c1", "name": "list_tasks", "arguments": "{}"});
+        let steps = h.frame(1, args);
+        let call = ToolCall { call_id: "c1".into(), name: "list_tasks".into(), arguments: "{}".into() };
+        assert_eq!(steps, [LiveStep::RunTool(call.clone())]);
+        assert!(h.sent(1).is_empty(), "nothing is answered before the tool ran");
+        assert!(h.frame(1, done).is_empty());
+        assert!(h.sent(1).is_empty(), "no response.create while a call is unanswered");
+
+        let result = ToolResult::List(super::super::tools::TaskList { status: "ok", running: 0, tasks: vec![] });
+        let steps = h.live.on_tool_result(&call, &result, h.t);
+        let sent = h.sent(1);
+        assert_eq!(types(&sent), ["conversation.item.create", "response.create"]);
+        assert_eq!(sent[0]["item"]["type"], "function_call_output");
+        assert_eq!(sent[0]["item"]["call_id"], "c1");
+        let output: Value = serde_json::from_str(sent[0]["item"]["output"].as_str().unwrap_or("")).expect("JSON");
+        assert_eq!(output, json!({"status": "ok", "running": 0, "tasks": []}));
+        assert_eq!(shown(&steps), [&json!({"kind": "tool", "name": "list_tasks", "result": output})]);
+
+        // A second answer to the same call goes nowhere.
+        h.live.on_tool_result(&call, &result, h.t);
+        assert!(h.sent(1).is_empty());
+    }
+
+    #[test]
+    fn a_notification_waits_for_the_floor_and_is_marked_announced_when_spoken() {
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, false, Briefing::default());
+        assert!(h.live.set_key_held(true, h.t).is_empty());
+        let steps = h.live.on_task_ended(&ended("t7"), || panic!("a session is open"), h.t);
+        assert_eq!(shown(&steps)[0]["kind"], "notification");
+        assert!(h.sent(1).is_empty(), "the key is held: the floor is the user's");
+
+        h.live.set_key_held(false, h.t);
+        let sent = h.sent(1);
+        assert_eq!(types(&sent), ["conversation.item.create", "response.create"]);
+        assert_eq!(sent[0]["item"]["role"], "system");
+        let text = sent[0]["item"]["content"][0]["text"].as_str().unwrap_or("");
+        assert!(text.starts_with("[task t7 'auth refactor' finished"), "{text}");
+
+        let [created, done] = response("r1", "completed");
+        assert!(h.frame(1, created).is_empty(), "not announced before the response is done");
+        assert!(h.frame(1, done).contains(&LiveStep::MarkAnnounced("t7".into())));
+    }
+
+    #[test]
+    fn a_new_session_is_told_the_table_every_unannounced_end_and_asks_questions_first() {
+        let mut h = harness(LiveConfig::default());
+        let news = vec![News { task_id: "t3".into(), text: "[task t3 'x' failed after 1 second: no]".into() }];
+        let questions = vec![News { task_id: "ask:t4:0".into(), text: "[task t4 wants to run: ls]".into() }];
+        let briefing = Briefing { table: "t3 'x' failed 1 second".into(), news, questions };
+        let sent = h.ready(Purpose::Conversation, false, briefing);
+        assert_eq!(types(&sent), ["session.update", "conversation.item.create", "response.create"]);
+        let instructions = sent[0]["session"]["instructions"].as_str().unwrap_or("");
+        assert!(instructions.contains("t3 'x' failed 1 second"), "{instructions}");
+        assert_eq!(sent[1]["item"]["content"][0]["text"], "[task t4 wants to run: ls]", "the question goes first");
+        let [created, done] = response("r1", "completed");
+        h.frame(1, created);
+        let steps = h.frame(1, done);
+        assert!(steps.contains(&LiveStep::MarkAnnounced("ask:t4:0".into())), "{steps:?}");
+        let sent = h.sent(1);
+        assert_eq!(types(&sent), ["conversation.item.create", "response.create"]);
+        assert_eq!(sent[0]["item"]["content"][0]["text"], "[task t3 'x' failed after 1 second: no]");
+    }
+
+    #[test]
+    fn a_question_waits_for_the_floor_and_is_taken_back_once_answered_elsewhere() {
+        use crate::tasks::permission::PermissionEntry;
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, false, Briefing::default());
+        let mut task = sample("t4", "website", TaskState::Waiting);
+        task.permissions =
+            vec![PermissionEntry { asked_at: 0, what: "run: ls".into(), answered_at: None, answer: None, by: None }];
+        task.waiting_for = Some("run: ls".into());
+        h.live.set_key_held(true, h.t);
+        let steps = h.live.on_task_question(&task, h.t);
+        assert_eq!(shown(&steps)[0]["kind"], "notification");
+        assert!(h.live.on_task_question(&task, h.t).is_empty(), "asked once");
+        // Answered from the shell before the floor was free: nothing is said.
+        task.waiting_for = None;
+        task.permissions[0].answer = Some("allowed".into());
+        task.state = TaskState::Running;
+        h.live.on_task_question(&task, h.t);
+        h.live.set_key_held(false, h.t);
+        assert!(h.sent(1).is_empty(), "the stale question was taken back");
+    }
+
+    #[test]
+    fn a_close_sets_the_reconnect_deadline_and_a_fatal_close_stops_retrying() {
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, false, Briefing::default());
+        let t = h.t;
+        let steps = h.live.on_conn((1, ConnEvent::Closed { reason: "reset by peer".into(), fatal: false }), t);
+        assert_eq!(shown(&steps)[0]["state"], "reconnecting");
+        let at = h.live.next_deadline().expect("a reconnect deadline");
+        assert!(at >= t + BACKOFF_FIRST.mul_f64(0.75) && at <= t + BACKOFF_FIRST, "{:?}", at - t);
+        h.live.poll(at - Duration::from_millis(1));
+        assert_eq!(h.connections(), 1, "not before the deadline");
+        h.live.poll(at);
+        assert_eq!(h.connections(), 2, "reconnected at the deadline");
+        assert!(h.frame(1, json!({"type": "response.created"})).is_empty(), "the old connection is ignored");
+
+        let steps = h.live.on_conn((2, ConnEvent::Closed { reason: "HTTP 401".into(), fatal: true }), t);
+        assert_eq!(shown(&steps), [&json!({"kind": "error", "message": "HTTP 401"})]);
+        assert_eq!(h.live.next_deadline(), None, "no retry after a fatal error");
+        assert_eq!(h.live.status(0, 0, t)["state"], "failed");
+        h.live.poll(t + BACKOFF_MAX * 2);
+        assert_eq!(h.connections(), 2);
+    }
+
+    #[test]
+    fn a_voice_session_asks_to_play_stop_and_hear() {
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, true, Briefing::default());
+        let [created, _] = response("r1", "completed");
+        h.frame(1, created);
+        let audio = json!({"type": "response.output_audio.delta", "response_id": "r1", "item_id": "a1",
+            "delta": "AQD+/w=="});
+        assert_eq!(h.frame(1, audio), [LiveStep::Play { item_id: "a1".into(), pcm: vec![1, -2] }]);
+        let heard = json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1",
+            "content_index": 0, "transcript": "dictate mode"});
+        let steps = h.frame(1, heard);
+        assert!(steps.contains(&LiveStep::Heard("dictate mode".into())), "{steps:?}");
+        let steps = h.live.stop("live mode turned off");
+        assert_eq!(steps[0], LiveStep::StopPlayback);
+        assert_eq!(shown(&steps), [&json!({"kind": "status", "state": "off", "message": "live mode turned off"})]);
+        assert!(!h.live.is_on());
+        assert!(h.live.stop("again").is_empty());
+    }
+
+    #[test]
+    fn an_announcement_session_opens_for_an_end_and_closes_once_it_is_spoken() {
+        let mut h = harness(LiveConfig { announce_when_idle: true, ..LiveConfig::default() });
+        let task = ended("t9");
+        let news = vec![News { task_id: "t9".into(), text: describe_end(&task) }];
+        let steps = h.live.on_task_ended(&task, || Briefing { news, ..Briefing::default() }, h.t);
+        assert_eq!(shown(&steps)[0]["kind"], "notification");
+        assert!(h.live.is_on() && h.connections() == 1);
+        h.live.on_conn((1, ConnEvent::Opened), h.t);
+        let created = json!({"type": "session.created", "session": {"id": "s", "expires_at": unix_now() + 3600}});
+        h.frame(1, created);
+        assert_eq!(types(&h.sent(1)), ["session.update", "conversation.item.create", "response.create"]);
+        let [created, done] = response("r1", "completed");
+        h.frame(1, created);
+        let steps = h.frame(1, done);
+        assert_eq!(steps[0], LiveStep::MarkAnnounced("t9".into()));
+        assert_eq!(shown(&steps), [&json!({"kind": "status", "state": "off", "message": "announcements delivered"})]);
+        assert!(!h.live.is_on());
+    }
+
+    #[test]
+    fn a_session_for_text_clients_ends_with_the_last_one() {
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, false, Briefing::default());
+        assert!(h.live.text_clients_gone().is_empty(), "a conversation outlives its text clients");
+        h.live.stop("off");
+        h.ready(Purpose::TextClient, false, Briefing::default());
+        assert_eq!(h.live.attached_line()["state"], "ready");
+        assert_eq!(shown(&h.live.text_clients_gone())[0]["message"], "the last text client left");
+        assert!(!h.live.is_on());
+    }
 
     #[test]
     fn backoff_doubles_to_thirty_seconds_with_jitter() {

@@ -11,6 +11,7 @@
 //! `READY=1`.
 
 pub mod dictation;
+pub mod fronts;
 pub mod keys;
 pub mod lifecycle;
 pub mod live;
@@ -39,7 +40,7 @@ use crate::tasks::permission::Decision;
 use crate::tasks::reaper::TaskEvent;
 use crate::tasks::waiting::PermissionOutcome;
 use crate::tasks::{CancelOutcome, Notice, StartRequest, Supervisor, TaskView};
-use live::{Live, Purpose};
+use live::{Live, LiveStep, Purpose};
 use scheduler::{Scheduler, TimerKind};
 
 /// Exit status for a configuration error (sysexits' EX_CONFIG); the systemd
@@ -94,6 +95,10 @@ pub struct Daemon {
     config: Config,
     supervisor: Supervisor,
     live: Live,
+    /// Attached text clients (`ptt live --text`).
+    fronts: fronts::Fronts,
+    /// What the user said in a voice session since the last event (checked for voice commands).
+    heard: Vec<String>,
     hotkeys: keys::Hotkeys,
     voice: voice::Voice,
     dictation: dictation::Dictation,
@@ -192,6 +197,8 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         config,
         supervisor,
         live,
+        fronts: fronts::Fronts::default(),
+        heard: Vec::new(),
         hotkeys,
         voice,
         dictation,
@@ -221,8 +228,8 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     systemd::notify("READY=1");
     if let Some(local) = local {
         let now = Instant::now();
-        match daemon.live.attach(local.output, &mut daemon.supervisor, now) {
-            Ok((_, notices)) => daemon.publish(notices),
+        match daemon.attach_text_client(local.output, now) {
+            Ok(_) => {}
             Err(e) => {
                 eprintln!("ptt: cannot start a live session: {e}");
                 return Ok(1);
@@ -354,75 +361,22 @@ impl Daemon {
         }
     }
 
+    /// One event: dispatch it, then [`Daemon::after_event`].
     fn handle_event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::Control(Incoming::Request { request: Request::PermissionAsk { task, arguments }, reply }) => {
-                // Answered later (by the user, the timeout or the task's end); the connection waits.
-                let notices = self.supervisor.permission_ask(&task, &arguments, reply, now);
-                self.publish(notices);
-            }
-            Event::Control(Incoming::Request { request, reply }) => {
-                let answer = self.handle_request(request, now);
-                let _ = reply.send(answer);
-            }
-            Event::Control(Incoming::Subscribe { events }) => self.subscribers.push(events),
-            Event::Control(Incoming::LiveAttach { events, reply }) => {
-                if self.shutting_down {
-                    let _ = reply.send(Err("the daemon is shutting down".into()));
-                } else {
-                    match self.live.attach(events, &mut self.supervisor, now) {
-                        Ok((id, notices)) => {
-                            let _ = reply.send(Ok(id));
-                            self.publish(notices);
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
-                }
-            }
-            Event::Control(Incoming::LiveInput { text }) => {
-                let notices = self.live.user_text(&text, &mut self.supervisor, now);
-                self.publish(notices);
-            }
-            Event::Control(Incoming::LiveDetach { id }) => self.live.detach(id),
+            Event::Control(incoming) => self.on_control(incoming, now),
             Event::Task(ev) => {
                 let notices = self.supervisor.on_event(ev, now);
-                self.publish(notices);
+                self.publish(notices, now);
             }
             Event::Live(msg) => {
-                let notices = self.live.on_conn(msg, &mut self.supervisor, now);
-                self.publish(notices);
+                let steps = self.live.on_conn(msg, now);
+                self.run_live_steps(steps, now);
             }
-            Event::Audio(crate::audio::AudioEvent::PlaybackIdle) => {
-                if self.voice.playing {
-                    self.voice.playing = false;
-                    let notices = self.live.set_audio_playing(false, &mut self.supervisor, now);
-                    self.publish(notices);
-                    self.set_mic_gate();
-                }
-            }
-            Event::Audio(ev) => self.voice.on_event(ev),
+            Event::Audio(ev) => self.on_audio(ev, now),
             Event::VoiceProbe(answer) => self.on_voice_probe(answer, now),
-            Event::Mic(captured) => match *captured {
-                crate::audio::capture::Captured::Chunk(pcm) => {
-                    if self.dictation.is_recording() {
-                        self.dictation.chunk(&pcm);
-                    } else if self.live.is_voice() {
-                        self.live.append_audio(&pcm);
-                    }
-                }
-                crate::audio::capture::Captured::TurnEnd => {
-                    if self.dictation.is_recording() {
-                        let steps = self.dictation.turn_end(self.live.api_key(), self.voice.input_problem());
-                        self.run_dictation_steps(steps);
-                    } else if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
-                        let notices = self.live.commit_user_audio(&mut self.supervisor, now);
-                        self.publish(notices);
-                    }
-                }
-            },
+            Event::Mic(captured) => self.on_mic(*captured, now),
             Event::Hotkey(ev) => {
                 for b in self.hotkeys.on_source(ev) {
                     self.on_key_binding(b, now);
@@ -435,22 +389,14 @@ impl Daemon {
             Event::Signal(sig) => self.handle_signal(sig, now),
             Event::Models(reports) => self.lifecycle.on_reports(reports, crate::models::Date::today()),
             Event::Timer => {}
-            Event::Gone(channel) => {
-                log::debug!("the {channel:?} channel has no producer any more");
-                use crossbeam_channel::never;
-                match channel {
-                    Channel::Control => self.control_rx = never(),
-                    Channel::Tasks => self.task_rx = never(),
-                    Channel::Live => self.live.conn_rx = never(),
-                    Channel::Hotkeys => self.hotkeys.rx = never(),
-                    Channel::Audio => self.voice.rx = never(),
-                    Channel::Mic => self.voice.mic_rx = never(),
-                    Channel::Probe => self.voice.probe_rx = never(),
-                    Channel::Dictation => self.dictation.rx = never(),
-                    Channel::Signals => self.signal_rx = never(),
-                }
-            }
+            Event::Gone(channel) => self.retire(channel),
         }
+        self.after_event(now);
+    }
+
+    /// After every event: due timers (cheap to check, and nothing is late because a
+    /// busy channel kept the select from timing out), then voice commands heard.
+    fn after_event(&mut self, now: Instant) {
         if self.lifecycle.next_deadline().is_some_and(|t| t <= now) {
             let today = crate::models::Date::today();
             if let Some(c) = self.lifecycle.refresh(today) {
@@ -461,8 +407,6 @@ impl Daemon {
             let key = crate::secrets::load_key(&self.config.live, &self.paths);
             self.lifecycle.poll(now, today, key);
         }
-        // Timers are checked after every event: cheap, and nothing is late
-        // because a busy channel kept the select from timing out.
         for due in self.scheduler.take_due(now) {
             match due {
                 TimerKind::Watchdog => {
@@ -478,7 +422,7 @@ impl Daemon {
         }
         if self.supervisor.next_deadline().is_some_and(|d| d <= now) {
             let notices = self.supervisor.on_timer(now);
-            self.publish(notices);
+            self.publish(notices, now);
         }
         if self.hotkeys.next_deadline().is_some_and(|d| d <= now) {
             for b in self.hotkeys.machine.poll(now) {
@@ -486,11 +430,10 @@ impl Daemon {
             }
         }
         if self.live.next_deadline().is_some_and(|d| d <= now) {
-            let notices = self.live.poll(&mut self.supervisor, now);
-            self.publish(notices);
+            let steps = self.live.poll(now);
+            self.run_live_steps(steps, now);
         }
-        self.play_live_audio(now);
-        for said in self.live.take_heard() {
+        for said in std::mem::take(&mut self.heard) {
             // "Dictate mode" said in a live conversation ends it, as the voice command does in dictation.
             let commands = &self.config.dictate.commands;
             if crate::dictate::commands::interpret(&said, commands) == crate::dictate::commands::Meaning::DictateMode {
@@ -500,23 +443,123 @@ impl Daemon {
         }
     }
 
-    /// Carries out what the live session asked to play or stop.
-    fn play_live_audio(&mut self, now: Instant) {
-        loop {
-            let actions = self.live.take_audio();
-            if actions.is_empty() {
-                return;
+    /// A channel whose producers are all gone is replaced by one that never fires.
+    fn retire(&mut self, channel: Channel) {
+        log::debug!("the {channel:?} channel has no producer any more");
+        use crossbeam_channel::never;
+        match channel {
+            Channel::Control => self.control_rx = never(),
+            Channel::Tasks => self.task_rx = never(),
+            Channel::Live => self.live.conn_rx = never(),
+            Channel::Hotkeys => self.hotkeys.rx = never(),
+            Channel::Audio => self.voice.rx = never(),
+            Channel::Mic => self.voice.mic_rx = never(),
+            Channel::Probe => self.voice.probe_rx = never(),
+            Channel::Dictation => self.dictation.rx = never(),
+            Channel::Signals => self.signal_rx = never(),
+        }
+    }
+
+    fn on_control(&mut self, incoming: Incoming, now: Instant) {
+        match incoming {
+            Incoming::Request { request: Request::PermissionAsk { task, arguments }, reply } => {
+                // Answered later (by the user, the timeout or the task's end); the connection waits.
+                let notices = self.supervisor.permission_ask(&task, &arguments, reply, now);
+                self.publish(notices, now);
             }
-            for action in actions {
-                match action {
-                    live::AudioAction::Play { item_id, pcm } => {
-                        if self.voice.play(&item_id, &pcm) {
-                            let notices = self.live.set_audio_playing(true, &mut self.supervisor, now);
-                            self.publish(notices);
-                            self.set_mic_gate();
-                        }
+            Incoming::Request { request, reply } => {
+                let answer = self.handle_request(request, now);
+                let _ = reply.send(answer);
+            }
+            Incoming::Subscribe { events } => self.subscribers.push(events),
+            Incoming::LiveAttach { events, reply } => {
+                let _ = reply.send(self.attach_text_client(events, now));
+            }
+            Incoming::LiveInput { text } => {
+                let steps = self.live.user_text(&text, now);
+                self.run_live_steps(steps, now);
+            }
+            Incoming::LiveDetach { id } => {
+                if self.fronts.remove(id) {
+                    let steps = self.live.text_clients_gone();
+                    self.run_live_steps(steps, now);
+                }
+            }
+        }
+    }
+
+    /// A text client attaches: it gets every line the session shows; a session is
+    /// opened for it when none is.
+    fn attach_text_client(&mut self, events: Sender<Value>, now: Instant) -> Result<u64, String> {
+        if self.shutting_down {
+            return Err("the daemon is shutting down".into());
+        }
+        let sup = &self.supervisor;
+        let steps = self.live.start(Purpose::TextClient, false, || tools::briefing(sup), now)?;
+        self.run_live_steps(steps, now);
+        Ok(self.fronts.add(events, self.live.attached_line()))
+    }
+
+    fn on_audio(&mut self, ev: crate::audio::AudioEvent, now: Instant) {
+        match ev {
+            crate::audio::AudioEvent::PlaybackIdle => {
+                if self.voice.playing {
+                    self.voice.playing = false;
+                    let steps = self.live.set_audio_playing(false, now);
+                    self.run_live_steps(steps, now);
+                    self.set_mic_gate();
+                }
+            }
+            ev => self.voice.on_event(ev),
+        }
+    }
+
+    fn on_mic(&mut self, captured: crate::audio::capture::Captured, now: Instant) {
+        match captured {
+            crate::audio::capture::Captured::Chunk(pcm) => {
+                if self.dictation.is_recording() {
+                    self.dictation.chunk(&pcm);
+                } else if self.live.is_voice() {
+                    self.live.append_audio(&pcm);
+                }
+            }
+            crate::audio::capture::Captured::TurnEnd => {
+                if self.dictation.is_recording() {
+                    let steps = self.dictation.turn_end(self.live.api_key(), self.voice.input_problem());
+                    self.run_dictation_steps(steps);
+                } else if self.live.is_voice() && self.live.turn() == crate::config::LiveTurn::Ptt {
+                    let steps = self.live.commit_user_audio(now);
+                    self.run_live_steps(steps, now);
+                }
+            }
+        }
+    }
+
+    /// Carries out what the live session asked for, in order, feeding results
+    /// back into it (their steps join the queue).
+    fn run_live_steps(&mut self, steps: Vec<LiveStep>, now: Instant) {
+        let mut work: std::collections::VecDeque<LiveStep> = steps.into();
+        while let Some(step) = work.pop_front() {
+            match step {
+                LiveStep::RunTool(call) => {
+                    let (result, notices) = tools::run(&call.name, &call.arguments, &mut self.supervisor, now);
+                    // The answer goes on the wire first; a started task's cue and table after.
+                    work.extend(self.live.on_tool_result(&call, &result, now));
+                    self.publish(notices, now);
+                }
+                LiveStep::MarkAnnounced(id) => self.supervisor.mark_announced(&id, now),
+                LiveStep::Play { item_id, pcm } => {
+                    if self.voice.play(&item_id, &pcm) {
+                        work.extend(self.live.set_audio_playing(true, now));
+                        self.set_mic_gate();
                     }
-                    live::AudioAction::Stop => self.barge_in(now),
+                }
+                LiveStep::StopPlayback => self.barge_in(now),
+                LiveStep::Heard(text) => self.heard.push(text),
+                LiveStep::Show(line) => {
+                    if self.fronts.show(line) {
+                        work.extend(self.live.text_clients_gone());
+                    }
                 }
             }
         }
@@ -531,9 +574,9 @@ impl Daemon {
                 Some((item, ms)) => log::info!("barge-in: playback stopped after {ms} ms of item {item}"),
                 None => log::info!("barge-in: playback stopped"),
             }
-            let mut notices = self.live.barge_in(played, &mut self.supervisor, now);
-            notices.extend(self.live.set_audio_playing(false, &mut self.supervisor, now));
-            self.publish(notices);
+            let mut steps = self.live.barge_in(played, now);
+            steps.extend(self.live.set_audio_playing(false, now));
+            self.run_live_steps(steps, now);
         }
         self.set_mic_gate();
     }
@@ -579,7 +622,8 @@ impl Daemon {
         log::info!("{why}: stopping {} running task(s)", self.supervisor.running_count());
         systemd::notify("STOPPING=1");
         self.shutting_down = true;
-        self.live.stop("the daemon is stopping");
+        let steps = self.live.stop("the daemon is stopping");
+        self.run_live_steps(steps, now);
         self.supervisor.begin_shutdown(now);
         let grace = Duration::from_secs(u64::from(self.config.tasks.kill_grace_s));
         self.scheduler.schedule(TimerKind::ShutdownDeadline, now + grace);
@@ -595,12 +639,12 @@ impl Daemon {
             }
             Request::Start { text, name, project, dir } => {
                 let (outcome, notices) = self.supervisor.start(StartRequest { text, name, project, dir }, now);
-                self.publish(notices);
+                self.publish(notices, now);
                 to_json(&outcome)
             }
             Request::Continue { reference, text } => {
                 let (outcome, notices) = self.supervisor.continue_task(&reference, &text, now);
-                self.publish(notices);
+                self.publish(notices, now);
                 to_json(&outcome)
             }
             Request::Show { reference } => to_json(&self.supervisor.show(&reference)),
@@ -623,7 +667,7 @@ impl Daemon {
             Request::Sync => reply::to_value(&reply::Synced { synced: true }),
             Request::Allow { reference, remember } => {
                 let outcome = self.supervisor.answer_permission(&reference, Decision::Allow { remember }, "shell", now);
-                self.after_answer(&outcome);
+                self.after_answer(&outcome, now);
                 to_json(&outcome)
             }
             Request::Deny { reference, reason } => {
@@ -633,7 +677,7 @@ impl Daemon {
                     .map(|r| format!("The user denied this: {r}"))
                     .unwrap_or_else(|| "The user denied this.".into());
                 let outcome = self.supervisor.answer_permission(&reference, Decision::Deny { message }, "shell", now);
-                self.after_answer(&outcome);
+                self.after_answer(&outcome, now);
                 to_json(&outcome)
             }
             Request::PermissionAsk { .. } => error_reply("internal: a permission request reached the wrong handler"),
@@ -676,11 +720,12 @@ impl Daemon {
             self.voice.stop_voice();
             return;
         }
-        match self.live.start(Purpose::Conversation, voice, &mut self.supervisor, now) {
-            Ok(notices) => {
+        let sup = &self.supervisor;
+        match self.live.start(Purpose::Conversation, voice, || tools::briefing(sup), now) {
+            Ok(steps) => {
                 self.voice.cue(Cue::LiveOn);
                 self.set_mic_gate();
-                self.publish(notices);
+                self.run_live_steps(steps, now);
             }
             Err(e) => {
                 self.voice.stop_voice();
@@ -697,7 +742,8 @@ impl Daemon {
             self.voice.set_gate(false, false);
         }
         if self.live.is_on() {
-            self.live.stop("live mode turned off");
+            let steps = self.live.stop("live mode turned off");
+            self.run_live_steps(steps, Instant::now());
             self.voice.stop_voice();
             self.voice.cue(Cue::LiveOff);
         } else if self.live_starting {
@@ -762,8 +808,8 @@ impl Daemon {
                     self.barge_in(now);
                 }
                 // While the key is held the floor is the user's: no notification is spoken.
-                let notices = self.live.set_key_held(pressed, &mut self.supervisor, now);
-                self.publish(notices);
+                let steps = self.live.set_key_held(pressed, now);
+                self.run_live_steps(steps, now);
                 if !self.live.is_on() && !self.live_starting && self.dictation.enabled() {
                     // A key release is reported a debounce after the key went up; the clip ends when it did.
                     let went_up = self.key_went_up.filter(|_| ev.cause == crate::hotkey::Cause::Key);
@@ -819,7 +865,11 @@ impl Daemon {
                 socket: self.paths.socket(),
             }),
             "tasks": self.supervisor.status(),
-            "live": self.live.status(&self.supervisor, Instant::now()),
+            "live": self.live.status(
+                self.supervisor.unannounced(notifications::MAX_PENDING, notifications::MAX_AGE_S).len(),
+                self.fronts.len(),
+                Instant::now(),
+            ),
             "hotkeys": self.hotkeys.status(),
             "audio": self.voice.status(),
             "dictation": self.dictation.status(),
@@ -829,65 +879,57 @@ impl Daemon {
 
     /// Routes supervisor notices: to the live session (task table, notifications)
     /// and to subscribers.
-    fn publish(&mut self, notices: Vec<Notice>) {
-        let mut queue: std::collections::VecDeque<Notice> = notices.into();
-        let now = Instant::now();
-        while let Some(notice) = queue.pop_front() {
-            let more = match &notice {
-                Notice::Ended(id) => match self.supervisor.registry().get(id).cloned() {
-                    Some(task) => {
+    fn publish(&mut self, notices: Vec<Notice>, now: Instant) {
+        for notice in notices {
+            match &notice {
+                Notice::Ended(id) => {
+                    if let Some(task) = self.supervisor.registry().get(id).cloned() {
                         // The notification first (it may go on the wire now), the cue after.
                         if let Some(notifier) = &self.notifier {
                             notifier.send(notifications::desktop_note(&task));
                         }
-                        let mut n = self.live.on_task_ended(&task, &mut self.supervisor, now);
+                        let sup = &self.supervisor;
+                        let steps = self.live.on_task_ended(&task, || tools::briefing(sup), now);
+                        self.run_live_steps(steps, now);
                         self.voice.cue(if task.state == crate::tasks::registry::TaskState::Succeeded {
                             Cue::TaskSucceeded
                         } else {
                             Cue::TaskFailed
                         });
-                        n.extend(self.live.on_task_question(&task, &mut self.supervisor, now));
-                        n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
-                        n
+                        self.task_question(&task, now);
+                        self.tasks_changed(now);
                     }
-                    None => vec![],
-                },
+                }
                 Notice::Started(_) => {
                     self.voice.cue(Cue::TaskStarted);
-                    self.live.on_tasks_changed(&mut self.supervisor, now)
+                    self.tasks_changed(now);
                 }
                 Notice::Activity(id) => {
                     // An answer (from the shell, the timeout) comes as activity: the question may be stale.
-                    let mut n = match self.supervisor.registry().get(id).cloned() {
-                        Some(task) => self.live.on_task_question(&task, &mut self.supervisor, now),
-                        None => vec![],
-                    };
-                    n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
-                    n
+                    if let Some(task) = self.supervisor.registry().get(id).cloned() {
+                        self.task_question(&task, now);
+                    }
+                    self.tasks_changed(now);
                 }
-                Notice::Stalled(_) => self.live.on_tasks_changed(&mut self.supervisor, now),
+                Notice::Stalled(_) => self.tasks_changed(now),
                 Notice::BudgetWarning(message) => {
                     if let Some(notifier) = &self.notifier {
                         notifier.send(notifications::budget_note(message));
                     }
-                    vec![]
                 }
-                Notice::Waiting(id) => match self.supervisor.registry().get(id).cloned() {
-                    Some(task) => {
+                Notice::Waiting(id) => {
+                    if let Some(task) = self.supervisor.registry().get(id).cloned() {
                         self.voice.cue(Cue::Question);
                         if !self.live.is_on()
                             && let Some(notifier) = &self.notifier
                         {
                             notifier.send(notifications::waiting_note(&task));
                         }
-                        let mut n = self.live.on_task_question(&task, &mut self.supervisor, now);
-                        n.extend(self.live.on_tasks_changed(&mut self.supervisor, now));
-                        n
+                        self.task_question(&task, now);
+                        self.tasks_changed(now);
                     }
-                    None => vec![],
-                },
-            };
-            queue.extend(more);
+                }
+            }
             if matches!(notice, Notice::Ended(_)) && self.supervisor.running_count() == 0 {
                 // Idle again: hand what big prompts and outputs used back to the system.
                 // SAFETY: malloc_trim only releases free heap pages.
@@ -913,9 +955,24 @@ impl Daemon {
     }
 
     /// After an answer: subscribers and the live session see the task run again.
-    fn after_answer(&mut self, outcome: &PermissionOutcome) {
+    fn after_answer(&mut self, outcome: &PermissionOutcome, now: Instant) {
         if let PermissionOutcome::Answered { task_id, .. } = outcome {
-            self.publish(vec![Notice::Activity(task_id.clone())]);
+            self.publish(vec![Notice::Activity(task_id.clone())], now);
+        }
+    }
+
+    /// A task's permission requests changed: the session asks the current question, or takes a stale one back.
+    fn task_question(&mut self, task: &crate::tasks::registry::TaskRecord, now: Instant) {
+        let steps = self.live.on_task_question(task, now);
+        self.run_live_steps(steps, now);
+    }
+
+    /// The task table changed: an open session refreshes its instructions.
+    fn tasks_changed(&mut self, now: Instant) {
+        if self.live.is_on() {
+            let table = tools::task_table(&self.supervisor);
+            let steps = self.live.on_tasks_changed(&table, now);
+            self.run_live_steps(steps, now);
         }
     }
 
@@ -930,4 +987,177 @@ impl Daemon {
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or_else(|e| error_reply(format!("internal: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's glue without threads of our own making, in the spirit of
+    //! alacritty's `ActionContext`: a `Daemon` is put together by hand (no
+    //! socket, no signals, keys from the socket only, no cues), its live
+    //! connections are thread-less, and events go through `handle_event` as the
+    //! loop would hand them over.
+
+    use super::*;
+    use crate::realtime::connection::{ConnEvent, Connection, Outbound};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    struct Harness {
+        daemon: Daemon,
+        wires: Rc<RefCell<Vec<Receiver<Outbound>>>>,
+        _home: tempfile::TempDir,
+    }
+
+    fn harness() -> Harness {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().expect("tempdir");
+        let key = home.path().join("key");
+        std::fs::write(&key, "sk-test\n").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let paths = Paths::from_vars(|k| (k == "HOME").then(|| home.path().as_os_str().to_owned())).expect("paths");
+        let mut config = Config::default();
+        config.keys.source = crate::config::KeySource::Socket;
+        config.audio.cues = false;
+        config.live.key_file = Some(key);
+        let wires = Rc::new(RefCell::new(Vec::new()));
+        let w = wires.clone();
+        let open: live::Opener = Box::new(move |id, _spec, _events| {
+            let (conn, rx) = Connection::detached(id)?;
+            w.borrow_mut().push(rx);
+            Ok(conn)
+        });
+        let live = Live::with_opener(config.live.clone(), &paths, open);
+        let (task_tx, task_rx) = crossbeam_channel::unbounded();
+        let (supervisor, _) =
+            Supervisor::new(config.tasks.clone(), config.projects.clone(), paths.clone(), task_tx).expect("supervisor");
+        // The model check is not for these tests: its first run is skipped (no key), the next is a day away.
+        let today = crate::models::Date::today();
+        let mut lifecycle = lifecycle::Lifecycle::new(&config, today, Instant::now());
+        lifecycle.poll(Instant::now(), today, Err("not in unit tests".into()));
+        let daemon = Daemon {
+            lifecycle,
+            hotkeys: keys::Hotkeys::start(&config.keys),
+            voice: voice::Voice::new(config.audio.clone()),
+            dictation: dictation::Dictation::new(config.dictate.clone(), &paths),
+            paths,
+            config,
+            supervisor,
+            live,
+            fronts: fronts::Fronts::default(),
+            heard: Vec::new(),
+            key_went_up: None,
+            live_starting: false,
+            scheduler: Scheduler::default(),
+            subscribers: Vec::new(),
+            syncs: Vec::new(),
+            notifier: None,
+            started: Instant::now(),
+            shutting_down: false,
+            watchdog: None,
+            control_rx: crossbeam_channel::never(),
+            task_rx,
+            signal_rx: crossbeam_channel::never(),
+        };
+        Harness { daemon, wires, _home: home }
+    }
+
+    impl Harness {
+        fn frame(&mut self, conn: u64, v: Value) {
+            self.daemon.handle_event(Event::Live((conn, ConnEvent::Frame(v.to_string()))));
+        }
+
+        /// Frames sent on connection `n` since the last look.
+        fn sent(&self, n: usize) -> Vec<Value> {
+            self.wires.borrow()[n - 1]
+                .try_iter()
+                .filter_map(|o| match o {
+                    Outbound::Text(t) => Some(serde_json::from_str(&t).expect("a frame is JSON")),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// Brings connection `n` to ready.
+        fn ready(&mut self, n: u64) {
+            self.daemon.handle_event(Event::Live((n, ConnEvent::Opened)));
+            let expires = crate::tasks::registry::unix_now() + 3600;
+            self.frame(n, json!({"type": "session.created", "session": {"id": "s1", "expires_at": expires}}));
+            assert_eq!(self.sent(n as usize)[0]["type"], "session.update");
+        }
+
+        fn attach(&mut self) -> (u64, Receiver<Value>) {
+            let (events, lines) = crossbeam_channel::bounded(64);
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            self.daemon.handle_event(Event::Control(Incoming::LiveAttach { events, reply }));
+            let id = answer.try_recv().expect("answered at once").expect("attached");
+            (id, lines)
+        }
+    }
+
+    #[test]
+    fn a_tool_call_runs_on_the_supervisor_and_its_answer_goes_back_on_the_wire() {
+        let mut h = harness();
+        let (_, lines) = h.attach();
+        h.ready(1);
+        h.frame(1, json!({"type": "response.created", "response": {"id": "r1", "status": "in_progress"}}));
+        h.frame(
+            1,
+            json!({"type": "response.function_call_arguments.done", "response_id": "r1", "item_id": "i1",
+                "output_index": 0, "call_id": "c1", "name": "get_task_result", "arguments": "{\"task\": \"t41\"}"}),
+        );
+        let sent = h.sent(1);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0]["item"]["type"], "function_call_output");
+        assert_eq!(sent[0]["item"]["call_id"], "c1");
+        let output: Value = serde_json::from_str(sent[0]["item"]["output"].as_str().unwrap_or("")).expect("JSON");
+        assert_eq!(output, json!({"status": "not_found", "message": "no task matches \"t41\""}));
+        let lines: Vec<Value> = lines.try_iter().collect();
+        assert!(lines.contains(&json!({"kind": "tool", "name": "get_task_result", "result": output})), "{lines:?}");
+        // The response ends: the answered call gets one response.create.
+        h.frame(1, json!({"type": "response.done", "response": {"id": "r1", "status": "completed", "output": []}}));
+        let sent = h.sent(1);
+        assert_eq!(sent.iter().filter(|f| f["type"] == "response.create").count(), 1, "{sent:?}");
+    }
+
+    #[test]
+    fn a_text_session_ends_when_its_last_client_leaves_or_is_gone() {
+        let mut h = harness();
+        let (id, lines) = h.attach();
+        assert_eq!(lines.try_recv().expect("the attached line")["message"], "attached");
+        assert!(h.daemon.live.is_on());
+        h.daemon.handle_event(Event::Control(Incoming::LiveDetach { id }));
+        assert!(!h.daemon.live.is_on(), "detached: the session ends");
+
+        let (_, lines) = h.attach();
+        assert!(h.daemon.live.is_on());
+        drop(lines);
+        // The next line the session shows finds nobody: the session ends.
+        h.daemon.handle_event(Event::Live((2, ConnEvent::Opened)));
+        assert!(!h.daemon.live.is_on(), "a vanished client ends the session too");
+    }
+
+    #[test]
+    fn dictate_mode_said_in_a_voice_session_turns_live_mode_off_after_the_event() {
+        let mut h = harness();
+        let now = Instant::now();
+        let steps = h.daemon.live.start(Purpose::Conversation, true, Default::default, now).expect("starts");
+        h.daemon.run_live_steps(steps, now);
+        h.ready(1);
+        assert!(h.daemon.live.is_voice());
+        h.frame(
+            1,
+            json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1",
+                "content_index": 0, "transcript": "Dictate mode."}),
+        );
+        assert!(!h.daemon.live.is_on(), "the voice command ended live mode");
+        assert!(h.daemon.heard.is_empty());
+    }
+
+    #[test]
+    fn a_ping_is_answered_through_handle_event() {
+        let mut h = harness();
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        h.daemon.handle_event(Event::Control(Incoming::Request { request: Request::Ping, reply }));
+        assert_eq!(answer.try_recv().expect("answered")["pong"], true);
+    }
 }

@@ -4,29 +4,159 @@
 //! CLI command (`StartOutcome`, `CancelOutcome`, …), so the model and the shell
 //! see one contract. Nothing here waits for Claude: `start_task` answers
 //! `started` as soon as the child is spawned and on disk.
+//!
+//! The daemon runs a tool when the live session asks for it (a
+//! `LiveStep::RunTool`) and hands the typed [`ToolResult`] back to the session,
+//! which serializes it once for the wire and once for attached text clients.
+//! The session is given what it needs about tasks as data ([`briefing`],
+//! [`task_table`]); it never holds the supervisor.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
+use super::live::{Briefing, News};
+use super::notifications::{MAX_AGE_S, MAX_PENDING, describe_end, describe_question};
 use crate::realtime::tools::{ANSWER_PERMISSION, CANCEL_TASK, CONTINUE_TASK, GET_TASK_RESULT, LIST_TASKS, START_TASK};
 use crate::tasks::permission::Decision;
-use crate::tasks::registry::TaskRecord;
+use crate::tasks::registry::TaskState;
 use crate::tasks::waiting::PermissionOutcome;
-use crate::tasks::{Notice, ShowOutcome, StartRequest, Supervisor};
+use crate::tasks::{CancelOutcome, Candidate, Notice, ShowOutcome, StartOutcome, StartRequest, Supervisor, TaskView};
 
-/// Runs one tool call; returns the output JSON text and any notices (a task started).
-pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (String, Vec<Notice>) {
+/// A tool's answer, as the model (and text clients) get it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ToolResult {
+    /// `start_task`, `continue_task`.
+    Start(StartOutcome),
+    /// `cancel_task`.
+    Cancel(CancelOutcome),
+    /// `list_tasks`.
+    List(TaskList),
+    /// `get_task_result`.
+    Task(TaskAnswer),
+    /// `answer_permission`.
+    Permission(PermissionOutcome),
+    /// Bad arguments or an unknown tool.
+    Error(ToolError),
+}
+
+impl ToolResult {
+    fn error(message: impl Into<String>) -> ToolResult {
+        ToolResult::Error(ToolError { status: "error", message: message.into() })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolError {
+    /// Always `"error"`.
+    pub status: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskList {
+    /// Always `"ok"`.
+    pub status: &'static str,
+    pub running: usize,
+    /// The 15 most recent tasks, newest first.
+    pub tasks: Vec<TaskBrief>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TaskAnswer {
+    Found {
+        #[serde(flatten)]
+        task: Box<TaskBrief>,
+        log_path: PathBuf,
+    },
+    Ambiguous {
+        message: String,
+        candidates: Vec<Candidate>,
+    },
+    NotFound {
+        message: String,
+    },
+}
+
+/// What the model needs to talk about a task, without the raw log.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskBrief {
+    pub task_id: String,
+    pub name: String,
+    pub state: TaskState,
+    pub elapsed_s: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// What it asks permission for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// "rate-limited until 14:05", while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Changed>,
+}
+
+/// What a task changed: the files, and the diff's summary line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    pub files: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl TaskBrief {
+    fn of(view: &TaskView) -> TaskBrief {
+        let t = view.record;
+        TaskBrief {
+            task_id: t.id.clone(),
+            name: t.name.clone(),
+            state: t.state,
+            elapsed_s: view.elapsed_s,
+            activity: t.activity.clone(),
+            stalled: t.stalled,
+            cost_usd: t.cost_usd.map(|c| (c * 100.0).round() / 100.0),
+            summary: t.summary.clone(),
+            project: t.project.clone(),
+            waiting_for: t.waiting_for.clone(),
+            rate_limited: view.rate_limited.clone(),
+            changed: t
+                .changes
+                .as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| Changed { files: c.all_paths(), diff: c.diff.as_ref().map(|d| d.summary.clone()) }),
+        }
+    }
+}
+
+/// Runs one tool call; returns its answer and any notices (a task started).
+pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (ToolResult, Vec<Notice>) {
     let args: Value = match serde_json::from_str(arguments) {
         Ok(v @ Value::Object(_)) => v,
-        Ok(Value::Null) | Err(_) if arguments.trim().is_empty() => json!({}),
-        _ => return (error(&format!("the arguments of {name} are not a JSON object")), vec![]),
+        Ok(Value::Null) | Err(_) if arguments.trim().is_empty() => Value::Object(Default::default()),
+        _ => return (ToolResult::error(format!("the arguments of {name} are not a JSON object")), vec![]),
     };
     let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     let mut notices = Vec::new();
+    let mut started = |(outcome, started): (StartOutcome, Vec<Notice>)| {
+        notices.extend(started);
+        ToolResult::Start(outcome)
+    };
     let answer = match name {
         START_TASK => match text("task") {
-            None => error("start_task needs `task`: what Claude should do"),
+            None => ToolResult::error("start_task needs `task`: what Claude should do"),
             Some(task) => {
                 let req = StartRequest {
                     text: task.to_string(),
@@ -34,40 +164,31 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
                     project: text("project").map(str::to_string),
                     dir: None,
                 };
-                let (outcome, started) = sup.start(req, now);
-                notices.extend(started);
-                to_json(&outcome)
+                started(sup.start(req, now))
             }
         },
-        LIST_TASKS => {
-            let tasks: Vec<Value> = sup.registry().tasks.iter().rev().take(15).map(|t| brief(sup, t)).collect();
-            json!({"status": "ok", "running": sup.running_count(), "tasks": tasks}).to_string()
-        }
+        LIST_TASKS => ToolResult::List(TaskList {
+            status: "ok",
+            running: sup.running_count(),
+            tasks: sup.registry().tasks.iter().rev().take(15).map(|t| TaskBrief::of(&sup.view(t))).collect(),
+        }),
         GET_TASK_RESULT => match text("task") {
-            None => error("get_task_result needs `task`: an id or words of its name"),
-            Some(r) => match sup.show(r) {
+            None => ToolResult::error("get_task_result needs `task`: an id or words of its name"),
+            Some(r) => ToolResult::Task(match sup.show(r) {
                 ShowOutcome::Found { task } => {
-                    let mut v = brief(sup, task.record);
-                    if let Some(obj) = v.as_object_mut() {
-                        obj.insert("status".into(), json!("found"));
-                        obj.insert("log_path".into(), json!(task.record.log_path));
-                    }
-                    v.to_string()
+                    TaskAnswer::Found { task: Box::new(TaskBrief::of(&task)), log_path: task.record.log_path.clone() }
                 }
-                other => to_json(&other),
-            },
+                ShowOutcome::Ambiguous { candidates, message } => TaskAnswer::Ambiguous { message, candidates },
+                ShowOutcome::NotFound { message } => TaskAnswer::NotFound { message },
+            }),
         },
         CANCEL_TASK => match text("task") {
-            None => error("cancel_task needs `task`"),
-            Some(r) => to_json(&sup.cancel(r, now)),
+            None => ToolResult::error("cancel_task needs `task`"),
+            Some(r) => ToolResult::Cancel(sup.cancel(r, now)),
         },
         CONTINUE_TASK => match (text("task"), text("instruction")) {
-            (Some(r), Some(instruction)) => {
-                let (outcome, started) = sup.continue_task(r, instruction, now);
-                notices.extend(started);
-                to_json(&outcome)
-            }
-            _ => error("continue_task needs `task` and `instruction`"),
+            (Some(r), Some(instruction)) => started(sup.continue_task(r, instruction, now)),
+            _ => ToolResult::error("continue_task needs `task` and `instruction`"),
         },
         ANSWER_PERMISSION => match (text("task"), args.get("allow").and_then(Value::as_bool)) {
             (Some(r), Some(allow)) => {
@@ -81,54 +202,13 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
                 if let PermissionOutcome::Answered { task_id, .. } = &outcome {
                     notices.push(Notice::Activity(task_id.clone()));
                 }
-                to_json(&outcome)
+                ToolResult::Permission(outcome)
             }
-            _ => error("answer_permission needs `task` and `allow` (true or false)"),
+            _ => ToolResult::error("answer_permission needs `task` and `allow` (true or false)"),
         },
-        other => error(&format!("there is no tool named {other}")),
+        other => ToolResult::error(format!("there is no tool named {other}")),
     };
     (answer, notices)
-}
-
-/// What the model needs to talk about a task, without the raw log.
-fn brief(sup: &Supervisor, t: &TaskRecord) -> Value {
-    let view = sup.view(t);
-    let mut out = json!({
-        "task_id": t.id,
-        "name": t.name,
-        "state": t.state,
-        "elapsed_s": view.elapsed_s,
-    });
-    let obj = out.as_object_mut().expect("object literal");
-    if let Some(a) = &t.activity {
-        obj.insert("activity".into(), json!(a));
-    }
-    if t.stalled {
-        obj.insert("stalled".into(), json!(true));
-    }
-    if let Some(c) = t.cost_usd {
-        obj.insert("cost_usd".into(), json!((c * 100.0).round() / 100.0));
-    }
-    if let Some(s) = &t.summary {
-        obj.insert("summary".into(), json!(s));
-    }
-    if let Some(p) = &t.project {
-        obj.insert("project".into(), json!(p));
-    }
-    if let Some(w) = &t.waiting_for {
-        obj.insert("waiting_for".into(), json!(w));
-    }
-    if let Some(r) = view.rate_limited {
-        obj.insert("rate_limited".into(), json!(r));
-    }
-    if let Some(c) = t.changes.as_ref().filter(|c| !c.is_empty()) {
-        let mut changed = json!({"files": c.all_paths()});
-        if let Some(d) = &c.diff {
-            changed["diff"] = json!(d.summary);
-        }
-        obj.insert("changed".into(), changed);
-    }
-    out
 }
 
 /// The compact task table appended to the session's instructions.
@@ -141,8 +221,13 @@ pub fn task_table(sup: &Supervisor) -> String {
     let running = tasks.iter().filter(|t| t.state.is_active());
     let recent = tasks.iter().rev().filter(|t| !t.state.is_active()).take(5);
     for t in running.chain(recent) {
-        let elapsed = sup.view(t).elapsed_s;
-        let mut line = format!("{} '{}' {} {}", t.id, t.name, t.state.as_str(), crate::text::duration_words(elapsed));
+        let mut line = format!(
+            "{} '{}' {} {}",
+            t.id,
+            t.name,
+            t.state.as_str(),
+            crate::text::duration_words(sup.view(t).elapsed_s)
+        );
         if let Some(w) = &t.waiting_for {
             line.push_str(&format!(": waiting for permission to {w}"));
         } else if let Some(a) = &t.activity {
@@ -155,10 +240,52 @@ pub fn task_table(sup: &Supervisor) -> String {
     lines.join("\n")
 }
 
-fn error(message: &str) -> String {
-    json!({"status": "error", "message": message}).to_string()
+/// What a session starting now is told: the task table and every task whose end
+/// was not announced yet.
+pub fn briefing(sup: &Supervisor) -> Briefing {
+    Briefing {
+        table: task_table(sup),
+        news: sup
+            .unannounced(MAX_PENDING, MAX_AGE_S)
+            .into_iter()
+            .map(|t| News { task_id: t.id.clone(), text: describe_end(t) })
+            .collect(),
+        questions: sup
+            .registry()
+            .tasks
+            .iter()
+            .filter_map(describe_question)
+            .map(|(task_id, text)| News { task_id, text })
+            .collect(),
+    }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|e| error(&format!("internal: {e}")))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::registry::sample;
+
+    #[test]
+    fn answers_serialize_to_the_control_contract() {
+        let mut t = sample("t3", "auth", TaskState::Succeeded);
+        t.created_at = 100;
+        t.ended_at = Some(160);
+        t.cost_usd = Some(0.314);
+        t.summary = Some("done".into());
+        let found = ToolResult::Task(TaskAnswer::Found {
+            task: Box::new(TaskBrief::of(&TaskView::of(&t))),
+            log_path: "/l/t3.log".into(),
+        });
+        let v = serde_json::to_value(&found).expect("serializes");
+        assert_eq!(v["status"], "found");
+        assert_eq!(v["task_id"], "t3");
+        assert_eq!(v["elapsed_s"], 60);
+        assert_eq!(v["cost_usd"], 0.31);
+        assert_eq!(v["log_path"], "/l/t3.log");
+        assert!(v.get("stalled").is_none() && v.get("activity").is_none(), "{v}");
+        let v = serde_json::to_value(ToolResult::error("nope")).expect("serializes");
+        assert_eq!(v, serde_json::json!({"status": "error", "message": "nope"}));
+        let none = ToolResult::Task(TaskAnswer::NotFound { message: "no".into() });
+        assert_eq!(serde_json::to_value(none).expect("serializes")["status"], "not_found");
+    }
 }

@@ -71,7 +71,9 @@ impl std::fmt::Debug for ConnectSpec {
     }
 }
 
-enum Outbound {
+/// What the loop (and the keepalive thread) queue for the I/O thread.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outbound {
     Text(String),
     Ping,
     Close,
@@ -128,6 +130,31 @@ impl Connection {
     /// Sends a close frame and ends the threads.
     pub fn close(&self) {
         self.push(Outbound::Close);
+    }
+
+    /// A connection with no threads and no socket: what the loop queues
+    /// arrives on the returned receiver. For unit tests of the glue.
+    #[cfg(test)]
+    pub(crate) fn detached(id: ConnId) -> std::io::Result<(Connection, Receiver<Outbound>)> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (wake_r, wake_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+        for fd in [&wake_r, &wake_w] {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+                .map_err(std::io::Error::from)?;
+        }
+        // The read end is never read: the write end (non-blocking) just fills up. Keeping it
+        // open (leaked, a test's lifetime) spares the writer an EPIPE.
+        std::mem::forget(wake_r);
+        Ok((
+            Connection {
+                id,
+                tx,
+                urgent: crossbeam_channel::bounded(1).0,
+                wake: Arc::new(wake_w),
+                closed: Arc::new(AtomicBool::new(false)),
+            },
+            rx,
+        ))
     }
 
     pub fn is_closed(&self) -> bool {
