@@ -210,15 +210,17 @@ fn a_refused_transcription_model_keeps_the_session_and_the_users_turns() {
     std::thread::sleep(Duration::from_millis(400));
     assert!(home.run(&["key", "release", "ptt"]).status.success());
     fake.wait_for(T, "input_audio_buffer.commit", |r| r.ty() == "input_audio_buffer.commit");
+    // The daemon asks for the out-of-band transcription only after the server's `committed` reached it,
+    // so once that request arrived, the fake's record of what it sent holds the committed item.
+    let oob = fake.wait_for(T, "the out-of-band transcription", |r| {
+        r.ty() == "response.create" && r.event["response"]["conversation"] == "none"
+    });
     let committed = fake
         .sent()
         .into_iter()
         .find(|s| s.ty() == "input_audio_buffer.committed")
         .and_then(|s| s.event["item_id"].as_str().map(str::to_owned))
         .expect("committed");
-    let oob = fake.wait_for(T, "the out-of-band transcription", |r| {
-        r.ty() == "response.create" && r.event["response"]["conversation"] == "none"
-    });
     assert_eq!(oob.event["response"]["input"], json!([{"type": "item_reference", "id": committed}]));
     assert_eq!(oob.event["response"]["output_modalities"], json!(["text"]));
     // The user's words came back: "dictate mode" ends the live session.
