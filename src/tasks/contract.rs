@@ -213,6 +213,15 @@ pub struct StartupReport {
 impl Supervisor {
     // ----- looking up and stopping ------------------------------------------
 
+    /// Resolves a reference among the tasks `preferred` accepts first (a cancel prefers running tasks, an
+    /// answer waiting ones), then among all tasks.
+    pub fn lookup_preferring(&self, reference: &str, preferred: impl Fn(&TaskRecord) -> bool) -> Lookup<'_> {
+        match self.lookup(reference, preferred) {
+            Lookup::NotFound => self.lookup(reference, |_| true),
+            other => other,
+        }
+    }
+
     /// Resolves a reference among the tasks `eligible` accepts (ids always resolve).
     pub fn lookup(&self, reference: &str, eligible: impl Fn(&TaskRecord) -> bool) -> Lookup<'_> {
         let tasks = &self.registry.tasks;

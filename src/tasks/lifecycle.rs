@@ -240,12 +240,7 @@ impl Supervisor {
 
     pub fn cancel(&mut self, reference: &str, now: Instant) -> CancelOutcome {
         // Cancelling only makes sense for running tasks; prefer them when matching names.
-        let running_only = self.lookup(reference, |t| t.state.is_active());
-        let found = match running_only {
-            Lookup::NotFound => self.lookup(reference, |_| true),
-            other => other,
-        };
-        let task = match found {
+        let task = match self.lookup_preferring(reference, |t| t.state.is_active()) {
             Lookup::Found(t) => t.clone(),
             Lookup::Ambiguous(candidates) => {
                 let message = ambiguity_message(reference, &candidates);

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Supervisor;
-use super::contract::{Candidate, Lookup, Notice, ambiguity_message};
+use super::contract::{Candidate, Lookup, Notice, ambiguity_message, not_found_message};
 use super::permission::{Answered, Ask, Asked, Decision, PermissionEntry};
 use super::registry::{TaskState, unix_now};
 
@@ -105,20 +105,13 @@ impl Supervisor {
         by: &str,
         now: Instant,
     ) -> PermissionOutcome {
-        let waiting = self.lookup(reference, |t| t.state == TaskState::Waiting);
-        let found = match waiting {
-            Lookup::NotFound => self.lookup(reference, |_| true),
-            other => other,
-        };
-        let task = match found {
+        let task = match self.lookup_preferring(reference, |t| t.state == TaskState::Waiting) {
             Lookup::Found(t) => t.clone(),
             Lookup::Ambiguous(candidates) => {
                 let message = ambiguity_message(reference, &candidates);
                 return PermissionOutcome::Ambiguous { candidates, message };
             }
-            Lookup::NotFound => {
-                return PermissionOutcome::NotFound { message: format!("no task matches \"{reference}\"") };
-            }
+            Lookup::NotFound => return PermissionOutcome::NotFound { message: not_found_message(reference) },
         };
         let answered = self.board.answer(&task.id, decision.clone());
         let Some(first) = answered.first().cloned() else {
