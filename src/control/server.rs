@@ -1,8 +1,11 @@
 //! The listener thread and one small thread per connection.
 //!
-//! Clients are bounded: at most [`MAX_CONNECTIONS`] are served at once (the
-//! listener waits for a free slot before it accepts, so the rest queue in the
-//! socket's backlog instead of using descriptors); a connection must send its
+//! Clients are bounded: at most [`MAX_CONNECTIONS`] are served at once, fewer
+//! when the descriptor limit is low (see [`connection_cap`]); the listener waits
+//! for a free slot before it accepts, so the rest queue in the socket's backlog
+//! instead of using descriptors. A connection costs exactly one descriptor (its
+//! reader, writer and forwarder share it), so a slot once taken cannot fail for
+//! lack of descriptors half way through a request. A connection must send its
 //! first request within [`FIRST_LINE_TIMEOUT`] and may then idle for
 //! [`IDLE_TIMEOUT`]; a `watch` subscriber that stops reading is dropped after
 //! [`SLOW_READER_TIMEOUT`] (and by the loop when its queue of 256 small events
@@ -33,17 +36,28 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// A subscriber that does not take an event for this long is dropped.
 const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many connections to serve at once with `soft_limit` descriptors: a quarter of
+/// them (the daemon needs the rest for task logs, pipes, the registry and audio), at
+/// least 4, at most [`MAX_CONNECTIONS`].
+pub(crate) fn connection_cap(soft_limit: u64) -> usize {
+    usize::try_from(soft_limit / 4).unwrap_or(MAX_CONNECTIONS).clamp(4, MAX_CONNECTIONS)
+}
+
 /// Connections being served, and a condition to wait for a free slot.
-#[derive(Default)]
 struct Slots {
+    cap: usize,
     used: std::sync::Mutex<usize>,
     freed: std::sync::Condvar,
 }
 
 impl Slots {
+    fn new(cap: usize) -> Self {
+        Self { cap, used: std::sync::Mutex::new(0), freed: std::sync::Condvar::new() }
+    }
+
     fn take(&self) {
         let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *used >= MAX_CONNECTIONS {
+        while *used >= self.cap {
             used = self.freed.wait(used).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         *used += 1;
@@ -75,7 +89,11 @@ pub fn start(path: &Path, to_loop: Sender<Incoming>) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot chmod 0600 {}", path.display()))?;
     let uid = nix::unistd::geteuid().as_raw();
-    let slots = std::sync::Arc::new(Slots::default());
+    let soft =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let cap = connection_cap(soft);
+    log::debug!("control: serving up to {cap} connections at once ({soft} descriptors)");
+    let slots = std::sync::Arc::new(Slots::new(cap));
     std::thread::Builder::new().name("control".into()).spawn(move || {
         let mut backoff: Option<Duration> = None;
         let mut warned_at: Option<std::time::Instant> = None;
@@ -125,20 +143,15 @@ pub fn peer_allowed(peer_uid: u32, our_uid: u32) -> bool {
 
 fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
     let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(e) => {
-            // Out of descriptors: the client sees the connection close; the listener backs off.
-            log::debug!("control: {e}");
-            return;
-        }
-    };
+    // One descriptor per connection: the reader and the writer (and a live client's forwarder)
+    // share the stream instead of `try_clone`, which could fail for lack of descriptors.
+    let stream = std::sync::Arc::new(stream);
+    let writer = &*stream;
     match peer {
         Ok(cred) if peer_allowed(cred.uid(), uid) => {}
         Ok(cred) => {
             log::warn!("control: refused a connection from uid {} (pid {})", cred.uid(), cred.pid());
-            let _ =
-                write_line(&mut writer, &error_reply(format!("permission denied: this daemon belongs to uid {uid}")));
+            let _ = write_line(writer, &error_reply(format!("permission denied: this daemon belongs to uid {uid}")));
             return;
         }
         Err(e) => {
@@ -148,8 +161,7 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
     }
     // A silent client is let go (its slot and descriptors are for those that talk).
     let _ = stream.set_read_timeout(Some(FIRST_LINE_TIMEOUT));
-    let idle = stream.try_clone().ok();
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(&*stream);
     let mut first = true;
     loop {
         let mut line = Vec::new();
@@ -158,13 +170,11 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             Ok(_) => {}
             Err(_) => return,
         }
-        if std::mem::take(&mut first)
-            && let Some(s) = &idle
-        {
-            let _ = s.set_read_timeout(Some(IDLE_TIMEOUT));
+        if std::mem::take(&mut first) {
+            let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
         }
         if line.last() != Some(&b'\n') && line.len() as u64 >= MAX_REQUEST {
-            let _ = write_line(&mut writer, &error_reply("request too long"));
+            let _ = write_line(writer, &error_reply("request too long"));
             return;
         }
         if line.trim_ascii().is_empty() {
@@ -173,22 +183,22 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
         let request: Request = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => {
-                if write_line(&mut writer, &error_reply(format!("bad request: {e}"))).is_err() {
+                if write_line(writer, &error_reply(format!("bad request: {e}"))).is_err() {
                     return;
                 }
                 continue;
             }
         };
         if request == Request::Subscribe {
-            stream_events(&mut writer, &to_loop);
+            stream_events(writer, &to_loop);
             return;
         }
         if request == Request::LiveAttach {
             // A text conversation may stay quiet for as long as the user likes.
-            if let Some(s) = &idle {
-                let _ = s.set_read_timeout(None);
-            }
-            live_client(writer, reader, &to_loop);
+            let _ = stream.set_read_timeout(None);
+            let leftover = reader.buffer().to_vec();
+            drop(reader);
+            live_client(stream, leftover, &to_loop);
             return;
         }
         // A permission request waits for a person; the daemon answers it in the end whatever happens
@@ -196,7 +206,7 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
         let waits = matches!(request, Request::PermissionAsk { .. });
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         if to_loop.send(Incoming::Request { request, reply: reply_tx }).is_err() {
-            let _ = write_line(&mut writer, &error_reply("the daemon is stopping"));
+            let _ = write_line(writer, &error_reply("the daemon is stopping"));
             return;
         }
         let reply = if waits {
@@ -204,13 +214,13 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
         } else {
             reply_rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| error_reply("the daemon did not answer in time"))
         };
-        if write_line(&mut writer, &reply).is_err() {
+        if write_line(writer, &reply).is_err() {
             return;
         }
     }
 }
 
-fn stream_events(writer: &mut UnixStream, to_loop: &Sender<Incoming>) {
+fn stream_events(writer: &UnixStream, to_loop: &Sender<Incoming>) {
     // A subscriber that stops reading is dropped once the socket's buffer is full for this long;
     // the loop drops it too when its queue (256 small events, see `Supervisor::brief`) is full.
     let _ = writer.set_write_timeout(Some(SLOW_READER_TIMEOUT));
@@ -228,7 +238,8 @@ fn stream_events(writer: &mut UnixStream, to_loop: &Sender<Incoming>) {
 
 /// An attached `ptt live --text`: a forwarder thread writes the session's
 /// lines, this thread reads `say` lines until the client hangs up.
-fn live_client(mut writer: UnixStream, mut reader: BufReader<UnixStream>, to_loop: &Sender<Incoming>) {
+fn live_client(stream: std::sync::Arc<UnixStream>, leftover: Vec<u8>, to_loop: &Sender<Incoming>) {
+    let writer = &*stream;
     let (tx, rx) = crossbeam_channel::bounded(1024);
     let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
     if to_loop.send(Incoming::LiveAttach { events: tx, reply: reply_tx }).is_err() {
@@ -237,17 +248,18 @@ fn live_client(mut writer: UnixStream, mut reader: BufReader<UnixStream>, to_loo
     let id = match reply_rx.recv_timeout(REPLY_TIMEOUT) {
         Ok(Ok(id)) => id,
         Ok(Err(message)) => {
-            let _ = write_line(&mut writer, &serde_json::json!({"kind": "error", "message": message}));
+            let _ = write_line(writer, &serde_json::json!({"kind": "error", "message": message}));
             return;
         }
         Err(_) => {
-            let _ = write_line(&mut writer, &error_reply("the daemon did not answer in time"));
+            let _ = write_line(writer, &error_reply("the daemon did not answer in time"));
             return;
         }
     };
+    let out = stream.clone();
     let forwarder = std::thread::Builder::new().name("control-live".into()).spawn(move || {
         for ev in rx {
-            if write_line(&mut writer, &ev).is_err() {
+            if write_line(&out, &ev).is_err() {
                 return;
             }
         }
@@ -256,6 +268,8 @@ fn live_client(mut writer: UnixStream, mut reader: BufReader<UnixStream>, to_loo
         let _ = to_loop.send(Incoming::LiveDetach { id });
         return;
     }
+    // Lines the client sent right behind `live_attach` were already buffered by the first reader.
+    let mut reader = BufReader::new(std::io::Cursor::new(leftover).chain(&*stream));
     loop {
         let mut line = Vec::new();
         match (&mut reader).take(MAX_REQUEST).read_until(b'\n', &mut line) {
@@ -275,7 +289,7 @@ fn live_client(mut writer: UnixStream, mut reader: BufReader<UnixStream>, to_loo
     let _ = to_loop.send(Incoming::LiveDetach { id });
 }
 
-fn write_line(w: &mut UnixStream, v: &Value) -> std::io::Result<()> {
+fn write_line(mut w: &UnixStream, v: &Value) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
     bytes.push(b'\n');
     w.write_all(&bytes)?;
@@ -285,6 +299,14 @@ fn write_line(w: &mut UnixStream, v: &Value) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_for_the_daemon() {
+        assert_eq!(connection_cap(1024), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(64), 16, "a quarter of a low limit");
+        assert_eq!(connection_cap(8), 4, "but never fewer than 4");
+        assert_eq!(connection_cap(u64::MAX), MAX_CONNECTIONS);
+    }
 
     #[test]
     fn only_the_same_uid_is_allowed() {
