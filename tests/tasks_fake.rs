@@ -76,9 +76,10 @@ fn exit_without_a_result_is_a_failure_naming_the_last_words() {
     assert!(reason.contains("status 2") && reason.contains("the frobnicator broke"), "{reason}");
 }
 
+/// A 5 s timeout: long enough for a loaded machine to start the fake and let it write its environment.
 #[test]
 fn timeout_stops_even_a_child_that_ignores_sigterm() {
-    let home = TestHome::with_fake("timeout_min = 0.02");
+    let home = TestHome::with_fake("timeout_min = 0.08");
     let _d = home.start_daemon();
     let env_file = home.scratch("env.json");
     let script = json!({"hang": true, "ignore_term": true, "grandchild": 300, "env_file": env_file});

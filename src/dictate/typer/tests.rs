@@ -701,25 +701,30 @@ fn x11_wait_for_modifiers_up() {
     let display = x.display.as_str();
 
     let idle = wait_for_modifiers_up(Some(display), Duration::from_secs(5)).expect("display opens");
-    assert!(idle < Duration::from_millis(50), "nothing held, yet waited {idle:?}");
+    assert!(idle < Duration::from_secs(2), "nothing held, yet waited {idle:?} (of at most 5 s)");
 
     helper(&session, &["xdotool", "keydown", "50"], None); // keycode 50 = Shift_L
+    // The releaser notes that it is about to release before it does: a wait that returns while
+    // Shift is still held finds the note missing, however slow the machine is.
+    let releasing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let releaser = {
         let session = session.clone();
+        let releasing = releasing.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
+            releasing.store(true, std::sync::atomic::Ordering::SeqCst);
             helper(&session, &["xdotool", "keyup", "50"], None);
         })
     };
-    let waited = wait_for_modifiers_up(Some(display), Duration::from_secs(5)).expect("display opens");
+    let waited = wait_for_modifiers_up(Some(display), Duration::from_secs(30)).expect("display opens");
+    assert!(releasing.load(std::sync::atomic::Ordering::SeqCst), "returned after {waited:?} while Shift was held");
     releaser.join().expect("releaser thread");
-    assert!(waited >= Duration::from_millis(250), "returned after {waited:?} while Shift was held");
-    assert!(waited < Duration::from_secs(3), "kept waiting after the release: {waited:?}");
+    assert!(waited < Duration::from_secs(30), "kept waiting after the release until max_wait: {waited:?}");
 
     // Gives up after max_wait when the key stays down.
     helper(&session, &["xdotool", "keydown", "37"], None); // Control_L
     let waited = wait_for_modifiers_up(Some(display), Duration::from_millis(100)).expect("display opens");
-    assert!(waited >= Duration::from_millis(100) && waited < Duration::from_secs(1), "{waited:?}");
+    assert!(waited >= Duration::from_millis(100), "gave up before max_wait: {waited:?}");
     helper(&session, &["xdotool", "keyup", "37"], None);
 
     assert!(wait_for_modifiers_up(Some(":987"), Duration::from_secs(1)).is_err(), "no server on :987");
