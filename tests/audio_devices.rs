@@ -31,6 +31,15 @@ fn wait_for(events: &Receiver<AudioEvent>, what: &str, pred: impl Fn(&AudioEvent
     panic!("no {what} event within 5 s");
 }
 
+/// The tone's frequency as the median of 20 ms windows' zero-crossing estimates: a recorder that
+/// drops or pads a few periods on a loaded sound server spoils a window or two, not the answer.
+fn steady_hz(samples: &[f32], rate: u32) -> f32 {
+    let mut per_window: Vec<f32> =
+        samples.chunks(rate as usize / 50).map(|w| zero_crossing_hz(w, rate)).filter(|hz| *hz > 0.0).collect();
+    per_window.sort_by(f32::total_cmp);
+    per_window.get(per_window.len() / 2).copied().unwrap_or(0.0)
+}
+
 fn tone_1k(ms: usize) -> Vec<i16> {
     (0..ms * 24).map(|i| f32_to_i16(0.5 * (TAU * 1000.0 * i as f32 / 24_000.0).sin())).collect()
 }
@@ -105,8 +114,9 @@ fn a_speech_into_the_mic_comes_out_as_24k_chunks() {
     assert!(level > 0.01, "captured audio is silent (rms {level})");
     // 24 kHz: the gate was open for gate_secs of wall clock and that much audio came out.
     assert!((captured_secs - gate_secs).abs() / gate_secs < 0.15, "{captured_secs} s captured over {gate_secs} s");
-    // The whole clip arrived, at the right speed.
-    assert!((captured_secs - clip_secs).abs() / clip_secs < 0.15, "captured {captured_secs} s, clip {clip_secs} s");
+    // The whole clip arrived (the gate stayed open until paplay had played it; a loaded sound server
+    // may take longer than the clip to play it, so only a lower bound), at the right speed (the speech span).
+    assert!(captured_secs >= clip_secs * 0.85, "captured {captured_secs} s, clip {clip_secs} s");
     assert!(
         (speech_captured - speech_clip).abs() / speech_clip < 0.15,
         "speech {speech_captured} s vs {speech_clip} s"
@@ -142,10 +152,17 @@ fn b_a_pushed_tone_is_heard_at_1khz_for_500ms() {
 
     let (a, b) =
         active_span(&recording.samples, 48_000, 0.05).unwrap_or_else(|| panic!("nothing heard on the monitor"));
-    let heard_ms = (b - a) as f64 / 48.0;
-    let hz = zero_crossing_hz(&recording.samples[a + 2400..b - 2400], 48_000);
-    eprintln!("playback: heard {heard_ms:.1} ms at {hz:.1} Hz; played counter {played} ms; stats {stats:?}");
-    assert!((hz - 1000.0).abs() < 10.0, "heard {hz} Hz");
+    let span_ms = (b - a) as f64 / 48.0;
+    // The time the tone sounded: its loud 5 ms windows, so that a gap a loaded sound server puts in the
+    // middle (seen on PipeWire at load 10: a 500 ms tone spread over 585-675 ms) does not count as tone.
+    let heard_ms = recording.samples[a..b].chunks(240).filter(|w| rms(w) > 0.05).count() as f64 * 5.0;
+    let hz = steady_hz(&recording.samples[a + 2400..b - 2400], 48_000);
+    eprintln!(
+        "playback: heard {heard_ms:.1} ms (over {span_ms:.1} ms) at {hz:.1} Hz; played counter {played} ms; \
+         stats {stats:?}"
+    );
+    // 3 %: a wrong sample rate anywhere (24 vs 48 kHz, 44.1 vs 48 kHz: 8.8 %) is far outside it.
+    assert!((hz - 1000.0).abs() < 30.0, "heard {hz} Hz");
     assert!((heard_ms - 500.0).abs() <= 30.0, "heard {heard_ms} ms");
     assert_eq!(played, 500);
     assert!(!speaker.is_playing());
@@ -180,7 +197,7 @@ fn c_flush_stops_the_tone_within_100ms_and_the_counter_agrees() {
 
     let (a, b) =
         active_span(&recording.samples, 48_000, 0.05).unwrap_or_else(|| panic!("nothing heard on the monitor"));
-    let heard_ms = (b - a) as f64 / 48.0;
+    let heard_ms = recording.samples[a..b].chunks(240).filter(|w| rms(w) > 0.05).count() as f64 * 5.0;
     let end = recording.time_of(b - 1).unwrap_or_else(|| panic!("no timestamp for the tone's end"));
     let stop_ms = end.saturating_duration_since(flushed_at).as_secs_f64() * 1000.0;
     let overshoot = if end < flushed_at { -(flushed_at.duration_since(end).as_secs_f64() * 1000.0) } else { stop_ms };
@@ -225,13 +242,19 @@ fn e_key_press_sends_the_preroll_at_once_and_release_ends_the_turn() {
     std::thread::sleep(Duration::from_millis(500)); // the pre-roll fills
     let pressed = Instant::now();
     mic.set_gate(true, true);
-    let first = mic.receiver().recv_timeout(Duration::from_secs(2));
-    let first_ms = pressed.elapsed().as_secs_f64() * 1000.0;
-    assert!(matches!(first, Ok(Captured::Chunk(_))), "{first:?}");
+    // The pre-roll (300 ms of audio, 15 chunks) comes at once: that much audio arriving in less wall time
+    // than it lasts can only come from the buffer, however slow the machine.
+    let preroll_chunks = 15;
+    for n in 0..preroll_chunks {
+        let got = mic.receiver().recv_timeout(Duration::from_secs(2));
+        assert!(matches!(got, Ok(Captured::Chunk(_))), "chunk {n}: {got:?}");
+    }
+    let preroll_ms = pressed.elapsed().as_secs_f64() * 1000.0;
     std::thread::sleep(Duration::from_millis(400));
     let released = Instant::now();
     mic.set_gate(false, true);
-    let mut chunks = 1;
+    let held_ms = (released - pressed).as_secs_f64() * 1000.0;
+    let mut chunks = preroll_chunks;
     let end_ms = loop {
         match mic.receiver().recv_timeout(Duration::from_secs(2)) {
             Ok(Captured::Chunk(_)) => chunks += 1,
@@ -240,9 +263,12 @@ fn e_key_press_sends_the_preroll_at_once_and_release_ends_the_turn() {
         }
     };
     let turn_ms = chunks as f64 * 20.0;
-    eprintln!("key press → first chunk {first_ms:.2} ms; release → TurnEnd {end_ms:.1} ms; turn {turn_ms} ms of audio");
-    assert!(first_ms < 10.0, "first chunk after {first_ms} ms");
-    assert!(end_ms < 400.0, "TurnEnd after {end_ms} ms");
-    // 300 ms of pre-roll plus the 400 ms the key was held.
-    assert!((turn_ms - 700.0).abs() <= 60.0, "{turn_ms} ms");
+    eprintln!(
+        "key press → {preroll_chunks} pre-roll chunks {preroll_ms:.2} ms; held {held_ms:.1} ms; \
+         release → TurnEnd {end_ms:.1} ms; turn {turn_ms} ms of audio"
+    );
+    assert!(preroll_ms < 280.0, "300 ms of pre-roll took {preroll_ms} ms to arrive: not sent at once");
+    // 300 ms of pre-roll plus what was captured while the key was held, within a capture period (PipeWire
+    // gives 100 ms) either way.
+    assert!((turn_ms - (300.0 + held_ms)).abs() <= 120.0, "{turn_ms} ms of audio for {held_ms} ms held");
 }
