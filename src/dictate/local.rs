@@ -223,12 +223,25 @@ impl Model {
         language: Option<&str>,
         threads: usize,
     ) -> Result<Transcript, String> {
+        self.transcribe_with_audio_ctx(pcm, prompt, language, threads, audio_ctx(pcm.len()))
+    }
+
+    /// [`Model::transcribe`] with a given audio context (in 20 ms frames; 0 = the full 30 s window): for
+    /// `benches/local.rs`, which measures what the [`MIN_AUDIO_CTX`] floor costs against a clip-sized one.
+    #[doc(hidden)]
+    pub fn transcribe_with_audio_ctx(
+        &self,
+        pcm: &[f32],
+        prompt: Option<&str>,
+        language: Option<&str>,
+        threads: usize,
+        ctx: i32,
+    ) -> Result<Transcript, String> {
         let started = Instant::now();
         let mut state =
             self.ctx.create_state().map_err(|e| format!("whisper.cpp cannot start a transcription: {e}"))?;
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(threads.max(1) as i32);
-        let ctx = audio_ctx(pcm.len());
         params.set_audio_ctx(ctx);
         // A dictation is one utterance: one segment, no timestamps, no carried context beyond our prompt.
         params.set_single_segment(ctx != 0);
