@@ -161,6 +161,10 @@ pub struct LiveConfig {
     /// The REST API the models are checked against (`GET {api_base}/models/{model}`); empty: derived
     /// from `url` (`wss://HOST/v1/realtime` → `https://HOST/v1`).
     pub api_base: String,
+    /// Minutes a task runs (since it started or its last update) before the session gets a short progress
+    /// update to say in a pause; 0: never.
+    #[serde(deserialize_with = "non_negative")]
+    pub progress_min: f64,
 }
 
 impl Default for LiveConfig {
@@ -183,6 +187,7 @@ impl Default for LiveConfig {
             retention_ratio: 0.8,
             vad_eagerness: VadEagerness::Auto,
             api_base: String::new(),
+            progress_min: 5.0,
         }
     }
 }
@@ -467,6 +472,10 @@ pub struct DictateCommands {
     pub new_line: Vec<String>,
     /// Followed by a word: add it to the vocabulary ("add word Kubernetes").
     pub add_word: Vec<String>,
+    /// Quiet mode on: nothing is spoken, results wait (also heard in a live session).
+    pub quiet_mode: Vec<String>,
+    /// Quiet mode off: held questions are asked, missed results offered.
+    pub talk_again: Vec<String>,
 }
 
 impl Default for DictateCommands {
@@ -476,6 +485,8 @@ impl Default for DictateCommands {
             dictate_mode: vec!["dictate mode".into(), "dictation mode".into()],
             new_line: vec!["new line".into()],
             add_word: vec!["add word".into()],
+            quiet_mode: vec!["quiet mode".into()],
+            talk_again: vec!["you can talk again".into()],
         }
     }
 }
@@ -490,6 +501,8 @@ pub struct KeysConfig {
     pub live: String,
     /// Cuts the assistant off while it speaks.
     pub interrupt: String,
+    /// Toggles quiet mode (nothing is spoken; results wait); empty: unbound (`ptt key toggle quiet` works).
+    pub quiet: String,
     /// `"auto"` (evdev on Wayland/console, X11 otherwise), `"x11"`, `"evdev"`, or `"socket"` (only `ptt key …`).
     pub source: KeySource,
     /// A release counts after the key stayed up this long (absorbs bounces and repeat pairs).
@@ -504,6 +517,7 @@ impl Default for KeysConfig {
             ptt: "right_ctrl".into(),
             live: "right_shift+right_ctrl".into(),
             interrupt: "escape".into(),
+            quiet: String::new(),
             source: KeySource::Auto,
             debounce_ms: 30,
             max_hold_s: 120,
@@ -710,6 +724,7 @@ impl Config {
             }
         }
         if let Err(e) = crate::hotkey::bindings::Bindings::parse(&self.keys.ptt, &self.keys.live, &self.keys.interrupt)
+            .and_then(|b| b.with_quiet(&self.keys.quiet))
         {
             let key = e.config_key.clone();
             return Err(err(&key, e.to_string()));
@@ -788,7 +803,7 @@ impl Config {
     /// that names the file, the line, the key and the range, not a daemon that fills the disk.
     fn check_ranges(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let (t, l, d, k) = (&self.tasks, &self.live, &self.dictate, &self.keys);
-        let ranges: [(&str, f64, f64, f64); 19] = [
+        let ranges: [(&str, f64, f64, f64); 20] = [
             ("tasks.max_turns", t.max_turns.into(), 0.0, 1000.0),
             ("tasks.max_concurrent", t.max_concurrent.into(), 1.0, 256.0),
             ("tasks.timeout_min", t.timeout_min, 0.0, 10080.0),
@@ -800,6 +815,7 @@ impl Config {
             ("live.ping_interval_s", l.ping_interval_s, 0.1, 300.0),
             ("live.pong_timeout_s", l.pong_timeout_s, 0.1, 120.0),
             ("live.renew_before_s", l.renew_before_s, 1.0, 3600.0),
+            ("live.progress_min", l.progress_min, 0.0, 1440.0),
             ("dictate.min_ms", d.min_ms as f64, 0.0, 10_000.0),
             ("dictate.timeout_s", d.timeout_s, 1.0, 600.0),
             ("dictate.retries", d.retries.into(), 0.0, 20.0),
@@ -957,6 +973,10 @@ ping_interval_s = 15.0
 pong_timeout_s = 10.0
 # Sessions last 60 minutes; a new one is opened this many seconds before (when nobody is talking).
 renew_before_s = 300.0
+# A task that has run this many minutes (since it started or its last update) gets a short spoken
+# update in the next pause ("t3 has run 12 minutes; it is running cargo test"); tasks due together
+# share one. A stalled task is said once. 0: never.
+progress_min = 5.0
 # Transcribes what you say into the conversation log (used to re-seed a reconnected session);
 # empty: off. If the server refuses the model, ptt transcribes each turn with a separate text
 # request instead.
@@ -979,6 +999,9 @@ ptt = "right_ctrl"
 live = "right_shift+right_ctrl"
 # Cut the assistant off while it speaks.
 interrupt = "escape"
+# Toggle quiet mode (nothing is spoken; results wait for "what did I miss"). Empty: unbound;
+# `ptt key toggle quiet` and the voice commands work either way.
+quiet = ""
 # Where keys come from: "auto" (evdev on Wayland and the console, X11 otherwise), "x11",
 # "evdev" (needs membership in the input group), or "socket" (only `ptt key ...` from a
 # compositor binding). `ptt doctor` says which is active and why the others are not.
@@ -1039,6 +1062,9 @@ live_mode = ["live mode"]
 dictate_mode = ["dictate mode", "dictation mode"]
 new_line = ["new line"]
 add_word = ["add word"]
+# Quiet mode on and off (in dictation and in a live session).
+quiet_mode = ["quiet mode"]
+talk_again = ["you can talk again"]
 
 # Desktop notifications (notify-send, libnotify-bin) when a task ends or a dictation fails;
 # only where a session bus exists.

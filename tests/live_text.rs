@@ -75,7 +75,7 @@ fn no_duplicate_creates(fake: &FakeRealtime) {
 }
 
 #[test]
-fn handshake_is_ga_with_a_bearer_key_and_the_six_tools() {
+fn handshake_is_ga_with_a_bearer_key_and_the_eight_tools() {
     let fake = FakeRealtime::start();
     let home = live_home(&fake, "");
     let _d = home.start_daemon();
@@ -95,7 +95,16 @@ fn handshake_is_ga_with_a_bearer_key_and_the_six_tools() {
     tools.sort();
     assert_eq!(
         tools,
-        ["answer_permission", "cancel_task", "continue_task", "get_task_result", "list_tasks", "start_task"]
+        [
+            "answer_permission",
+            "cancel_task",
+            "catch_up",
+            "continue_task",
+            "get_task_result",
+            "list_tasks",
+            "set_quiet",
+            "start_task"
+        ]
     );
     let status = home.json(&["status", "--json"]);
     assert_eq!(status["live"]["session_id"], "sess_1");

@@ -85,7 +85,7 @@ enum Command {
     Key {
         #[arg(value_enum)]
         action: KeyArg,
-        /// `live` (the live session) or `ptt` (push-to-talk).
+        /// `live` (the live session), `ptt` (push-to-talk), `interrupt` or `quiet` (quiet mode).
         binding: String,
     },
     /// Dictation from the shell: `--once` records until Enter and prints the text;
@@ -300,10 +300,14 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
                 KeyArg::Toggle => crate::control::protocol::KeyAction::Toggle,
             };
             let Some(binding) = crate::hotkey::Binding::from_name(&binding) else {
-                eprintln!("ptt: unknown binding `{binding}` (known: ptt, live, interrupt)");
+                eprintln!("ptt: unknown binding `{binding}` (known: ptt, live, interrupt, quiet)");
                 return Ok(EXIT_FAILED);
             };
             Ok(with_daemon(paths, &Request::Key { action, binding }, |v| match reply::parse::<reply::KeyReply>(v) {
+                Ok(answer) if binding == crate::hotkey::Binding::Quiet => {
+                    println!("quiet: {}", answer.quiet.name());
+                    0
+                }
                 Ok(answer) => {
                     println!("live: {}", answer.live.name());
                     0

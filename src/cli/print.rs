@@ -68,7 +68,9 @@ pub fn status(v: &StatusReply) {
     } else if let Some(k) = live.key.as_deref().filter(|k| *k != "present") {
         line.push_str(&format!(" ({k})"));
     }
-    if live.pending_notifications > 0 {
+    if live.quiet {
+        line.push_str(&format!(", quiet mode ({} waiting)", live.waiting));
+    } else if live.pending_notifications > 0 {
         line.push_str(&format!(", {} task result(s) not yet announced", live.pending_notifications));
     }
     out!("{line}");

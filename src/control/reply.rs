@@ -109,6 +109,10 @@ impl OnOff {
         if on { OnOff::On } else { OnOff::Off }
     }
 
+    fn off() -> OnOff {
+        OnOff::Off
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             OnOff::On => "on",
@@ -117,13 +121,15 @@ impl OnOff {
     }
 }
 
-/// `key`: what the binding did, and whether live mode is now on.
+/// `key`: what the binding did, and whether live mode and quiet mode are now on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyReply {
     pub status: OkTag,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub live: OnOff,
+    #[serde(default = "OnOff::off")]
+    pub quiet: OnOff,
 }
 
 /// `dictate_retry`: the ids of the clips sent again.
@@ -209,6 +215,10 @@ pub struct LiveStatus {
     /// `present`, or why the key is missing.
     pub key: Option<String>,
     pub pending_notifications: u64,
+    /// Quiet mode: nothing is spoken; results and questions wait.
+    pub quiet: bool,
+    /// Results not yet heard plus questions waiting for an answer.
+    pub waiting: u64,
     /// A note on the live transcription model (a fallback, say).
     pub transcription: Option<String>,
 }
@@ -280,12 +290,17 @@ mod tests {
         round_trip(TaskList { tasks: vec![json!({"id": "t1"})] }, json!({"tasks": [{"id": "t1"}]}));
         round_trip(Stopping::new(), json!({"status": "stopping"}));
         round_trip(
-            KeyReply { status: OkTag::Ok, message: None, live: OnOff::Off },
-            json!({"status": "ok", "live": "off"}),
+            KeyReply { status: OkTag::Ok, message: None, live: OnOff::Off, quiet: OnOff::Off },
+            json!({"status": "ok", "live": "off", "quiet": "off"}),
         );
         round_trip(
-            KeyReply { status: OkTag::Ok, message: Some("nothing is playing".into()), live: OnOff::On },
-            json!({"status": "ok", "message": "nothing is playing", "live": "on"}),
+            KeyReply {
+                status: OkTag::Ok,
+                message: Some("nothing is playing".into()),
+                live: OnOff::On,
+                quiet: OnOff::On,
+            },
+            json!({"status": "ok", "message": "nothing is playing", "live": "on", "quiet": "on"}),
         );
         round_trip(
             Retried { status: OkTag::Ok, retried: vec!["c1".into()], message: "sent 1".into() },

@@ -44,6 +44,8 @@ pub enum Step {
     Cue(Cue),
     LiveOn,
     LiveOff,
+    /// Quiet mode on (`true`) or off.
+    Quiet(bool),
     Broadcast(Value),
     /// A desktop notification.
     Notify(crate::notify::Note),
@@ -353,6 +355,14 @@ impl Dictation {
             Meaning::DictateMode => {
                 log::info!("dictation: voice command: dictate mode");
                 vec![command("dictate_mode"), Step::LiveOff]
+            }
+            Meaning::QuietOn => {
+                log::info!("dictation: voice command: quiet mode");
+                vec![command("quiet_mode"), Step::Quiet(true)]
+            }
+            Meaning::QuietOff => {
+                log::info!("dictation: voice command: you can talk again");
+                vec![command("talk_again"), Step::Quiet(false)]
             }
             Meaning::AddWord(word) => {
                 let file = self.vocabulary_file();

@@ -27,7 +27,8 @@ impl Hotkeys {
     /// Detects the sources, starts the chosen listener thread (falling back to
     /// the control socket alone), and builds the machine.
     pub fn start(cfg: &KeysConfig) -> Hotkeys {
-        let bindings = match Bindings::parse(&cfg.ptt, &cfg.live, &cfg.interrupt) {
+        let bindings = match Bindings::parse(&cfg.ptt, &cfg.live, &cfg.interrupt).and_then(|b| b.with_quiet(&cfg.quiet))
+        {
             Ok(b) => b,
             Err(e) => {
                 // The config was validated at load; this is only reachable with a changed default.

@@ -77,6 +77,20 @@ pub enum LiveStep {
     /// Show this line to attached text clients; when the last one is gone, call
     /// [`Live::text_clients_gone`].
     Show(FrontEvent),
+    /// The progress of these tasks was said (or given up on): their next update is due a period from now.
+    ProgressSaid(Vec<String>),
+}
+
+/// Ids of progress items: `progress:<n>:<task ids joined by commas>`.
+pub const PROGRESS_PREFIX: &str = "progress:";
+/// Ids of the offer made when quiet mode ends (it marks nothing announced).
+const OFFER_PREFIX: &str = "offer:";
+
+/// The task ids a progress item's id names.
+fn progress_tasks(id: &str) -> Option<Vec<String>> {
+    let rest = id.strip_prefix(PROGRESS_PREFIX)?;
+    let (_, ids) = rest.split_once(':')?;
+    Some(ids.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
 }
 
 /// A task's end for the session to announce.
@@ -145,6 +159,10 @@ pub struct Live {
     voice: bool,
     /// Set when the server refused the input-transcription model (shown in status).
     transcription_note: Option<String>,
+    /// Quiet mode: nothing is spoken (the daemon owns the flag; a new session starts with it).
+    quiet: bool,
+    /// Progress items offered (their ids).
+    progress_seq: u64,
     /// Steps of the entry point being run; every entry point returns (and empties) it.
     steps: Vec<LiveStep>,
 }
@@ -176,6 +194,8 @@ impl Live {
             bad_frames: 0,
             voice: false,
             transcription_note: None,
+            quiet: false,
+            progress_seq: 0,
             steps: Vec::new(),
         }
     }
@@ -257,7 +277,9 @@ impl Live {
         };
         let briefing = briefing();
         let mut session = Session::new(session_cfg);
-        let mut outs = session.set_task_table(&briefing.table, now);
+        // Quiet before anything is queued: what the briefing brings is held, not said.
+        let mut outs = session.set_quiet(self.quiet, now);
+        outs.extend(session.set_task_table(&briefing.table, now));
         for n in &briefing.news {
             outs.extend(session.push_notification(&n.task_id, &n.text, now));
         }
@@ -448,7 +470,7 @@ impl Live {
         let text = describe_end(task);
         self.show(json!({"kind": "notification", "task_id": task.id, "text": text}));
         if self.session.is_none() {
-            if self.cfg.announce_when_idle && self.fatal.is_none() {
+            if self.cfg.announce_when_idle && self.fatal.is_none() && !self.quiet {
                 // (The steps of `start` include the line above.)
                 match self.start(Purpose::Announce, false, briefing, now) {
                     Ok(steps) => return steps,
@@ -483,6 +505,67 @@ impl Live {
         let outs = session.push_question(&id, &text, now);
         self.show(json!({"kind": "notification", "task_id": task.id, "text": text}));
         self.run(outs, now)
+    }
+
+    /// Quiet mode on or off (the daemon's flag, for this session and the next). On: nothing more is spoken, and
+    /// a session opened only to announce closes. Off: held questions are asked and held results offered.
+    pub fn set_quiet(&mut self, quiet: bool, now: Instant) -> Vec<LiveStep> {
+        self.quiet = quiet;
+        if quiet && self.purpose == Some(Purpose::Announce) {
+            self.close_session("quiet mode");
+            return self.take_steps();
+        }
+        let outs = self.session_mut().map(|s| s.set_quiet(quiet, now)).unwrap_or_default();
+        if self.session.is_some() {
+            let message = if quiet { "quiet mode on" } else { "quiet mode off" };
+            self.show(json!({"kind": "status", "state": self.state_name(), "message": message}));
+        }
+        self.run(outs, now)
+    }
+
+    /// Offers one progress item about `tasks` (their ids), replacing one not yet said. Spoken when the floor is
+    /// free and nothing else waits; dropped while quiet.
+    pub fn offer_progress(&mut self, tasks: &[String], text: &str, now: Instant) -> Vec<LiveStep> {
+        // A session opened only to announce results closes once they are said: no progress for it.
+        if self.purpose == Some(Purpose::Announce) {
+            return vec![];
+        }
+        let Some(session) = self.session.as_mut() else { return vec![] };
+        self.progress_seq += 1;
+        let id = format!("{PROGRESS_PREFIX}{}:{}", self.progress_seq, tasks.join(","));
+        let outs = session.push_progress(&id, text, now);
+        if session.pending_notifications().contains(&id) {
+            self.show(json!({"kind": "progress", "tasks": tasks, "text": text}));
+        }
+        self.run(outs, now)
+    }
+
+    /// The progress item the session holds: the tasks it names, and whether it is being said.
+    pub fn progress_item(&self) -> Option<(Vec<String>, bool)> {
+        let (id, in_flight) = self.session.as_ref()?.progress_item()?;
+        Some((progress_tasks(&id).unwrap_or_default(), in_flight))
+    }
+
+    /// Takes back a progress item not yet said (its tasks ended, or the daemon offers a newer one).
+    pub fn withdraw_progress(&mut self) -> bool {
+        let Some(session) = self.session.as_mut() else { return false };
+        match session.progress_item() {
+            Some((id, false)) => session.withdraw_notification(&id),
+            _ => false,
+        }
+    }
+
+    /// Answers a `catch_up` call (a [`LiveStep::RunTool`]) from the session's own queue: every result and
+    /// question not yet said, oldest first.
+    pub fn catch_up(&mut self, call: &ToolCall, now: Instant) -> Vec<LiveStep> {
+        let Some(session) = self.session.as_mut() else { return vec![] };
+        let (output, outs) = session.catch_up(&call.call_id, now);
+        self.apply(outs, now);
+        if let Some(output) = output {
+            let value: Value = serde_json::from_str(&output).unwrap_or(Value::String(output));
+            self.show(json!({"kind": "tool", "name": call.name, "result": value}));
+        }
+        self.take_steps()
     }
 
     /// Tasks changed: refresh the table in the instructions (the machine debounces).
@@ -582,13 +665,21 @@ impl Live {
                     self.steps.push(LiveStep::RunTool(ToolCall { call_id, name, arguments }));
                 }
                 Output::NotificationDelivered { id } => {
-                    // A question marks nothing: its task is not announced by it (ids differ anyway).
-                    log::debug!("live: the end of task {id} was announced");
-                    self.steps.push(LiveStep::MarkAnnounced(id));
+                    if let Some(tasks) = progress_tasks(&id) {
+                        self.steps.push(LiveStep::ProgressSaid(tasks));
+                    } else if !id.starts_with(OFFER_PREFIX) {
+                        // A question marks nothing: its task is not announced by it (ids differ anyway).
+                        log::debug!("live: the end of task {id} was announced");
+                        self.steps.push(LiveStep::MarkAnnounced(id));
+                    }
                 }
                 Output::NotificationDropped { id, reason } => {
-                    log::warn!("live: gave up announcing task {id}: {reason}");
-                    self.steps.push(LiveStep::MarkAnnounced(id));
+                    log::warn!("live: gave up announcing {id}: {reason}");
+                    if let Some(tasks) = progress_tasks(&id) {
+                        self.steps.push(LiveStep::ProgressSaid(tasks));
+                    } else if !id.starts_with(OFFER_PREFIX) {
+                        self.steps.push(LiveStep::MarkAnnounced(id));
+                    }
                 }
                 Output::AssistantDelta { .. } => {}
                 Output::AssistantText { text, phase, .. } => {
@@ -674,10 +765,17 @@ impl Live {
         }
     }
 
-    /// For `ptt status`: `pending_notifications` and `text_clients` are the daemon's to count.
-    pub fn status(&self, pending_notifications: usize, text_clients: usize, now: Instant) -> Value {
+    /// For `ptt status`: `pending_notifications`, `waiting` (results not yet heard plus questions waiting for an
+    /// answer) and `text_clients` are the daemon's to count.
+    pub fn status(&self, pending_notifications: usize, waiting: usize, text_clients: usize, now: Instant) -> Value {
         let s = self.session.as_ref();
         json!({
+            "quiet": self.quiet,
+            "waiting": waiting,
+            // A response is active (tests wait for this fact before they assert what waits for the floor).
+            "responding": s.is_some_and(Session::response_active),
+            // The progress update the session holds (tests wait for this fact).
+            "progress": self.progress_item().map(|(tasks, said)| json!({"tasks": tasks, "speaking": said})),
             "state": self.state_name(),
             "purpose": self.purpose.map(|p| format!("{p:?}").to_lowercase()),
             "error": self.fatal,
@@ -905,7 +1003,7 @@ mod tests {
         let steps = h.live.on_conn((2, ConnEvent::Closed { reason: "HTTP 401".into(), fatal: true }), t);
         assert_eq!(shown(&steps), [&json!({"kind": "error", "message": "HTTP 401"})]);
         assert_eq!(h.live.next_deadline(), None, "no retry after a fatal error");
-        assert_eq!(h.live.status(0, 0, t)["state"], "failed");
+        assert_eq!(h.live.status(0, 0, 0, t)["state"], "failed");
         h.live.poll(t + BACKOFF_MAX * 2);
         assert_eq!(h.connections(), 2);
     }
@@ -960,6 +1058,50 @@ mod tests {
         assert_eq!(h.live.attached_line()["state"], "ready");
         assert_eq!(shown(&h.live.text_clients_gone())[0]["message"], "the last text client left");
         assert!(!h.live.is_on());
+    }
+
+    #[test]
+    fn a_progress_item_reports_its_tasks_said_and_quiet_holds_results_until_catch_up() {
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, false, Briefing::default());
+        h.live.set_key_held(true, h.t);
+        h.live.offer_progress(&["t1".into(), "t2".into()], "[progress, not a result: t1 and t2 run]", h.t);
+        assert_eq!(h.live.progress_item(), Some((vec!["t1".to_string(), "t2".to_string()], false)));
+        h.live.set_key_held(false, h.t);
+        assert_eq!(types(&h.sent(1)), ["conversation.item.create", "response.create"]);
+        assert_eq!(h.live.progress_item().map(|(_, said)| said), Some(true));
+        let [created, done] = response("r1", "completed");
+        h.frame(1, created);
+        let steps = h.frame(1, done);
+        assert!(steps.contains(&LiveStep::ProgressSaid(vec!["t1".into(), "t2".into()])), "{steps:?}");
+        assert!(!steps.iter().any(|s| matches!(s, LiveStep::MarkAnnounced(_))), "{steps:?}");
+
+        // Quiet: a result is held; leaving quiet offers it (the offer marks nothing); catch_up delivers it.
+        h.live.set_quiet(true, h.t);
+        h.live.on_task_ended(&ended("t7"), || panic!("a session is open"), h.t);
+        assert!(h.sent(1).is_empty(), "quiet: nothing said");
+        h.live.set_quiet(false, h.t);
+        let sent = h.sent(1);
+        assert_eq!(types(&sent), ["conversation.item.create", "response.create"]);
+        assert!(sent[0]["item"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with("[Quiet mode is off")));
+        let [created, done] = response("r2", "completed");
+        h.frame(1, created);
+        assert!(!h.frame(1, done).iter().any(|s| matches!(s, LiveStep::MarkAnnounced(_))), "the offer marks nothing");
+        let [created, done] = response("r3", "completed");
+        h.frame(1, created);
+        let args = json!({"type": "response.function_call_arguments.done", "response_id": "r3", "item_id": "i1",
+            "output_index": 0, "call_id": "c1", "name": "catch_up", "arguments": "{}"});
+        let call = ToolCall { call_id: "c1".into(), name: "catch_up".into(), arguments: "{}".into() };
+        assert_eq!(h.frame(1, args), [LiveStep::RunTool(call.clone())]);
+        let steps = h.live.catch_up(&call, h.t);
+        let sent = h.sent(1);
+        assert_eq!(sent[0]["item"]["type"], "function_call_output");
+        assert!(sent[0]["item"]["output"].as_str().is_some_and(|o| o.contains("[task t7 'auth refactor' finished")));
+        assert_eq!(shown(&steps)[0]["name"], "catch_up");
+        h.frame(1, done);
+        let [created, done] = response("r4", "completed");
+        h.frame(1, created);
+        assert!(h.frame(1, done).contains(&LiveStep::MarkAnnounced("t7".into())), "heard once its response is done");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod lock;
 pub mod notifications;
+pub mod progress;
 pub mod scheduler;
 pub mod systemd;
 pub mod tools;
@@ -110,6 +111,10 @@ pub struct Daemon {
     key_went_up: Option<Instant>,
     /// Live mode was turned on; the session starts when the audio probe answers.
     live_starting: bool,
+    /// Quiet mode: nothing is spoken; results and questions wait (unannounced on disk) for `catch_up`.
+    quiet: bool,
+    /// When running tasks are due for a spoken update (`live.progress_min`).
+    progress: progress::Progress,
     scheduler: Scheduler,
     subscribers: Vec<Sender<Value>>,
     /// `sync` requests waiting for the loop to have nothing queued (see [`Daemon::answer_syncs`]).
@@ -192,6 +197,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     let notifier = if config.notify.enabled { crate::notify::Notifier::start() } else { None };
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     crate::control::server::start(&paths.socket(), control_tx.clone())?;
+    let config_progress_min = config.live.progress_min;
     let mut daemon = Daemon {
         paths,
         config,
@@ -206,6 +212,8 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         lifecycle,
         key_went_up: None,
         live_starting: false,
+        quiet: false,
+        progress: progress::Progress::new(config_progress_min),
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
         syncs: Vec::new(),
@@ -330,6 +338,7 @@ impl Daemon {
             self.live.next_deadline(),
             self.hotkeys.next_deadline(),
             self.lifecycle.next_deadline(),
+            self.progress.next_deadline(&self.progress_pending()),
         ]
         .into_iter()
         .flatten()
@@ -433,12 +442,20 @@ impl Daemon {
             let steps = self.live.poll(now);
             self.run_live_steps(steps, now);
         }
+        if self.progress.next_deadline(&self.progress_pending()).is_some_and(|d| d <= now) {
+            self.progress_due(now);
+        }
         for said in std::mem::take(&mut self.heard) {
-            // "Dictate mode" said in a live conversation ends it, as the voice command does in dictation.
-            let commands = &self.config.dictate.commands;
-            if crate::dictate::commands::interpret(&said, commands) == crate::dictate::commands::Meaning::DictateMode {
-                log::info!("live: voice command: dictate mode");
-                self.run_dictation_steps(vec![dictation::Step::LiveOff]);
+            // Voice commands said in a live conversation work as they do in dictation.
+            use crate::dictate::commands::Meaning;
+            match crate::dictate::commands::interpret(&said, &self.config.dictate.commands) {
+                Meaning::DictateMode => {
+                    log::info!("live: voice command: dictate mode");
+                    self.run_dictation_steps(vec![dictation::Step::LiveOff]);
+                }
+                Meaning::QuietOn => self.set_quiet(true, "voice command", now),
+                Meaning::QuietOff => self.set_quiet(false, "voice command", now),
+                _ => {}
             }
         }
     }
@@ -541,6 +558,20 @@ impl Daemon {
         let mut work: std::collections::VecDeque<LiveStep> = steps.into();
         while let Some(step) = work.pop_front() {
             match step {
+                LiveStep::RunTool(call) if call.name == crate::realtime::tools::CATCH_UP => {
+                    work.extend(self.live.catch_up(&call, now));
+                }
+                LiveStep::RunTool(call) if call.name == crate::realtime::tools::SET_QUIET => {
+                    let result = match tools::quiet_argument(&call.arguments) {
+                        Ok(on) => {
+                            self.set_quiet(on, "the assistant", now);
+                            tools::ToolResult::quiet(self.quiet, self.waiting())
+                        }
+                        Err(e) => e,
+                    };
+                    work.extend(self.live.on_tool_result(&call, &result, now));
+                }
+                LiveStep::ProgressSaid(ids) => self.progress.said(&ids, now),
                 LiveStep::RunTool(call) => {
                     let (result, notices) = tools::run(&call.name, &call.arguments, &mut self.supervisor, now);
                     // The answer goes on the wire first; a started task's cue and table after.
@@ -604,6 +635,7 @@ impl Daemon {
                     self.lifecycle.set_config(&c, today, now);
                     let (c, _) = lifecycle::effective(&c, today);
                     self.live.set_config(c.live.clone());
+                    self.progress.set_period(c.live.progress_min);
                     self.voice.set_config(c.audio.clone());
                     self.dictation.set_config(c.dictate.clone());
                     self.supervisor.set_config(c.tasks.clone(), c.projects.clone());
@@ -692,8 +724,8 @@ impl Daemon {
     fn key(&mut self, action: KeyAction, binding: Binding, now: Instant) -> Result<reply::KeyReply, String> {
         let action = match (binding, action) {
             // A compositor can only send press/release; for the live toggle either means "toggle".
-            (Binding::Live, KeyAction::Release) => None,
-            (Binding::Live, _) => Some(Action::Toggle),
+            (Binding::Live | Binding::Quiet, KeyAction::Release) => None,
+            (Binding::Live | Binding::Quiet, _) => Some(Action::Toggle),
             (_, KeyAction::Press | KeyAction::Toggle) => Some(Action::Press),
             (_, KeyAction::Release) => Some(Action::Release),
         };
@@ -702,7 +734,8 @@ impl Daemon {
             None => None,
         };
         let live = reply::OnOff::from_bool(self.live.is_on() || self.live_starting);
-        Ok(reply::KeyReply { status: reply::OkTag::Ok, message: message.map(str::to_string), live })
+        let quiet = reply::OnOff::from_bool(self.quiet);
+        Ok(reply::KeyReply { status: reply::OkTag::Ok, message: message.map(str::to_string), live, quiet })
     }
 
     /// Live mode was turned on and the audio probe answered: start the session,
@@ -778,6 +811,7 @@ impl Daemon {
                         log::info!("dictation: already in dictate mode");
                     }
                 }
+                dictation::Step::Quiet(on) => self.set_quiet(on, "voice command", Instant::now()),
                 dictation::Step::Broadcast(v) => self.broadcast(v),
                 dictation::Step::Notify(note) => {
                     if let Some(n) = &self.notifier {
@@ -801,6 +835,10 @@ impl Daemon {
         log::debug!("binding {:?} {:?} ({:?})", ev.binding, ev.action, ev.cause);
         match (ev.binding, ev.action) {
             (Binding::Live, Action::Toggle) => self.toggle_live().map(|()| None),
+            (Binding::Quiet, Action::Toggle) => {
+                self.set_quiet(!self.quiet, "the quiet key", now);
+                Ok(Some(if self.quiet { "quiet mode on" } else { "quiet mode off" }))
+            }
             (Binding::Ptt, Action::Press | Action::Release) => {
                 let pressed = ev.action == Action::Press;
                 if pressed && self.voice.playing {
@@ -867,6 +905,7 @@ impl Daemon {
             "tasks": self.supervisor.status(),
             "live": self.live.status(
                 self.supervisor.unannounced(notifications::MAX_PENDING, notifications::MAX_AGE_S).len(),
+                self.waiting(),
                 self.fronts.len(),
                 Instant::now(),
             ),
@@ -883,6 +922,12 @@ impl Daemon {
         for notice in notices {
             match &notice {
                 Notice::Ended(id) => {
+                    // It gets only its result: an update about it not yet said is taken back (the others
+                    // still due are offered again at once).
+                    self.progress.ended(id);
+                    if self.live.progress_item().is_some_and(|(ids, said)| !said && ids.contains(id)) {
+                        self.live.withdraw_progress();
+                    }
                     if let Some(task) = self.supervisor.registry().get(id).cloned() {
                         // The notification first (it may go on the wire now), the cue after.
                         if let Some(notifier) = &self.notifier {
@@ -900,7 +945,8 @@ impl Daemon {
                         self.tasks_changed(now);
                     }
                 }
-                Notice::Started(_) => {
+                Notice::Started(id) => {
+                    self.progress.started(id, now);
                     self.voice.cue(Cue::TaskStarted);
                     self.tasks_changed(now);
                 }
@@ -911,7 +957,10 @@ impl Daemon {
                     }
                     self.tasks_changed(now);
                 }
-                Notice::Stalled(_) => self.tasks_changed(now),
+                Notice::Stalled(id) => {
+                    self.progress.stalled(id);
+                    self.tasks_changed(now);
+                }
                 Notice::BudgetWarning(message) => {
                     if let Some(notifier) = &self.notifier {
                         notifier.send(notifications::budget_note(message));
@@ -920,7 +969,7 @@ impl Daemon {
                 Notice::Waiting(id) => {
                     if let Some(task) = self.supervisor.registry().get(id).cloned() {
                         self.voice.cue(Cue::Question);
-                        if !self.live.is_on()
+                        if (!self.live.is_on() || self.quiet)
                             && let Some(notifier) = &self.notifier
                         {
                             notifier.send(notifications::waiting_note(&task));
@@ -973,6 +1022,97 @@ impl Daemon {
             let table = tools::task_table(&self.supervisor);
             let steps = self.live.on_tasks_changed(&table, now);
             self.run_live_steps(steps, now);
+        }
+    }
+
+    /// Results not yet heard plus questions waiting for an answer (`ptt status`, `set_quiet`).
+    fn waiting(&self) -> usize {
+        let results = self.supervisor.unannounced(notifications::MAX_PENDING, notifications::MAX_AGE_S).len();
+        let questions =
+            self.supervisor.registry().tasks.iter().filter(|t| notifications::describe_question(t).is_some()).count();
+        results + questions
+    }
+
+    /// Quiet mode on or off: the session holds or offers what waits, subscribers and the journal hear of it.
+    fn set_quiet(&mut self, on: bool, why: &str, now: Instant) {
+        if self.quiet == on {
+            return;
+        }
+        self.quiet = on;
+        log::info!("quiet mode {} ({why}); {} item(s) wait", if on { "on" } else { "off" }, self.waiting());
+        let steps = self.live.set_quiet(on, now);
+        self.run_live_steps(steps, now);
+        self.broadcast(json!({"event": "quiet", "on": on, "waiting": self.waiting()}));
+    }
+
+    /// The live session's progress item, as the tracker sees it.
+    fn progress_pending(&self) -> progress::Pending {
+        match self.live.progress_item() {
+            None => progress::Pending::None,
+            Some((ids, false)) => progress::Pending::Queued(ids),
+            Some((_, true)) => progress::Pending::Speaking,
+        }
+    }
+
+    /// Running tasks are due for an update: one short item for all of them, to be said in a pause. With no
+    /// session (or in quiet mode) it is skipped, and the clock of each restarts.
+    fn progress_due(&mut self, now: Instant) {
+        use crate::tasks::registry::TaskState;
+        for (id, _) in self.progress.due(now) {
+            match self.supervisor.registry().get(&id) {
+                Some(t) if t.state.is_active() => self.progress.observe(&id, t.stalled),
+                _ => self.progress.ended(&id),
+            }
+        }
+        let mut lines = Vec::new();
+        let mut say = Vec::new();
+        let mut skip = Vec::new();
+        for (id, due) in self.progress.due(now) {
+            let Some(t) = self.supervisor.registry().get(&id) else { continue };
+            // A task waiting for an answer has its question; a stall already said waits for new output.
+            if t.state != TaskState::Running || due == progress::Due::Check {
+                skip.push(id);
+                continue;
+            }
+            let view = self.supervisor.view(t);
+            let line = match due {
+                progress::Due::Stalled => format!(
+                    "{} '{}' has printed nothing for {}; it may be stuck",
+                    t.id,
+                    t.name,
+                    crate::text::duration_words((self.config.tasks.stall_min * 60.0) as u64)
+                ),
+                _ => {
+                    let ran = format!("{} '{}' has run {}", t.id, t.name, crate::text::duration_words(view.elapsed_s));
+                    match (&view.rate_limited, &t.activity) {
+                        (Some(r), _) => format!("{ran}; it is {r}"),
+                        (None, Some(a)) => format!("{ran}; it is {a}"),
+                        (None, None) => ran,
+                    }
+                }
+            };
+            lines.push(line);
+            say.push(id);
+        }
+        if !skip.is_empty() {
+            self.progress.said(&skip, now);
+        }
+        if say.is_empty() {
+            return;
+        }
+        if !self.live.is_on() || self.quiet {
+            self.progress.said(&say, now);
+            return;
+        }
+        let text = format!(
+            "[progress, not a result: {}. Say it in one short sentence; add nothing it does not say.]",
+            lines.join(". ")
+        );
+        let steps = self.live.offer_progress(&say, &text, now);
+        self.run_live_steps(steps, now);
+        if self.live.progress_item().is_none_or(|(ids, _)| ids != say) {
+            // Not queued (a session only announcing, say): skip this round rather than ask again at once.
+            self.progress.said(&say, now);
         }
     }
 
@@ -1047,6 +1187,8 @@ mod tests {
             heard: Vec::new(),
             key_went_up: None,
             live_starting: false,
+            quiet: false,
+            progress: progress::Progress::new(0.0),
             scheduler: Scheduler::default(),
             subscribers: Vec::new(),
             syncs: Vec::new(),
@@ -1151,6 +1293,41 @@ mod tests {
         );
         assert!(!h.daemon.live.is_on(), "the voice command ended live mode");
         assert!(h.daemon.heard.is_empty());
+    }
+
+    #[test]
+    fn set_quiet_and_catch_up_are_answered_at_once_and_quiet_shows_in_status() {
+        let mut h = harness();
+        let _client = h.attach();
+        h.ready(1);
+        h.frame(1, json!({"type": "response.created", "response": {"id": "r1", "status": "in_progress"}}));
+        h.frame(
+            1,
+            json!({"type": "response.function_call_arguments.done", "response_id": "r1", "item_id": "i1",
+                "output_index": 0, "call_id": "c1", "name": "set_quiet", "arguments": "{\"on\": true}"}),
+        );
+        let sent = h.sent(1);
+        let output: Value = serde_json::from_str(sent[0]["item"]["output"].as_str().unwrap_or("")).expect("JSON");
+        assert_eq!(output, json!({"status": "ok", "quiet": true, "waiting": 0}));
+        assert!(h.daemon.quiet);
+        assert_eq!(h.daemon.status()["live"]["quiet"], true);
+        h.frame(
+            1,
+            json!({"type": "response.function_call_arguments.done", "response_id": "r1", "item_id": "i2",
+                "output_index": 1, "call_id": "c2", "name": "catch_up", "arguments": "{}"}),
+        );
+        let sent = h.sent(1);
+        assert_eq!(sent[0]["item"]["call_id"], "c2");
+        let output: Value = serde_json::from_str(sent[0]["item"]["output"].as_str().unwrap_or("")).expect("JSON");
+        assert_eq!(output["items"], json!([]));
+        h.frame(
+            1,
+            json!({"type": "response.function_call_arguments.done", "response_id": "r1", "item_id": "i3",
+                "output_index": 2, "call_id": "c3", "name": "set_quiet", "arguments": "{}"}),
+        );
+        let output: Value = serde_json::from_str(h.sent(1)[0]["item"]["output"].as_str().unwrap_or("")).expect("JSON");
+        assert_eq!(output["status"], "error", "{output}");
+        assert!(h.daemon.quiet, "a bad call changes nothing");
     }
 
     #[test]

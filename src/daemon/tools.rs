@@ -1,4 +1,5 @@
-//! The six task tools of the live session, answered at once from the supervisor.
+//! The tools of the live session, answered at once: the six task tools from the supervisor, `set_quiet` by
+//! the daemon's quiet flag, `catch_up` from the session's own queue (`Live::catch_up`).
 //!
 //! Each answer is the same JSON the control socket returns for the matching
 //! CLI command (`StartOutcome`, `CancelOutcome`, …), so the model and the shell
@@ -39,6 +40,8 @@ pub enum ToolResult {
     Task(TaskAnswer),
     /// `answer_permission`.
     Permission(PermissionOutcome),
+    /// `set_quiet`.
+    Quiet(QuietAnswer),
     /// Bad arguments or an unknown tool.
     Error(ToolError),
 }
@@ -47,6 +50,29 @@ impl ToolResult {
     fn error(message: impl Into<String>) -> ToolResult {
         ToolResult::Error(ToolError { status: "error", message: message.into() })
     }
+}
+
+/// `set_quiet`: the mode now, and how many results and questions wait (heard later with `catch_up`).
+#[derive(Debug, Clone, Serialize)]
+pub struct QuietAnswer {
+    /// Always `"ok"`.
+    pub status: &'static str,
+    pub quiet: bool,
+    pub waiting: usize,
+}
+
+impl ToolResult {
+    pub fn quiet(quiet: bool, waiting: usize) -> ToolResult {
+        ToolResult::Quiet(QuietAnswer { status: "ok", quiet, waiting })
+    }
+}
+
+/// `set_quiet`'s argument: `on` (true or false), or the error the model gets.
+pub fn quiet_argument(arguments: &str) -> Result<bool, ToolResult> {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .and_then(|v| v.get("on").and_then(Value::as_bool))
+        .ok_or_else(|| ToolResult::error("set_quiet needs `on`: true (be quiet) or false (talk again)"))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,6 +290,18 @@ pub fn briefing(sup: &Supervisor) -> Briefing {
 mod tests {
     use super::*;
     use crate::tasks::registry::sample;
+
+    #[test]
+    fn set_quiet_takes_a_boolean_and_answers_with_the_mode() {
+        assert!(quiet_argument("{\"on\": true}").expect("valid"));
+        assert!(!quiet_argument("{\"on\": false}").expect("valid"));
+        for bad in ["{}", "{\"on\": \"yes\"}", "not json", ""] {
+            let err = quiet_argument(bad).err().map(|e| serde_json::to_value(e).expect("serializes"));
+            assert_eq!(err.as_ref().map(|e| e["status"].clone()), Some(serde_json::json!("error")), "{bad}");
+        }
+        let v = serde_json::to_value(ToolResult::quiet(true, 2)).expect("serializes");
+        assert_eq!(v, serde_json::json!({"status": "ok", "quiet": true, "waiting": 2}));
+    }
 
     #[test]
     fn answers_serialize_to_the_control_contract() {

@@ -15,6 +15,10 @@ pub enum Meaning {
     LiveMode,
     DictateMode,
     NewLine,
+    /// Quiet mode on ("quiet mode"): nothing is spoken, results wait.
+    QuietOn,
+    /// Quiet mode off ("you can talk again").
+    QuietOff,
     /// "add word Kubernetes": the word as spoken (capitals kept, punctuation at the ends dropped).
     AddWord(String),
     /// Anything else: typed as it is.
@@ -36,6 +40,12 @@ pub fn interpret(text: &str, commands: &DictateCommands) -> Meaning {
     }
     if is(&commands.new_line) {
         return Meaning::NewLine;
+    }
+    if is(&commands.quiet_mode) {
+        return Meaning::QuietOn;
+    }
+    if is(&commands.talk_again) {
+        return Meaning::QuietOff;
     }
     for phrase in &commands.add_word {
         let phrase = normalise(phrase);
@@ -68,6 +78,9 @@ mod tests {
         assert_eq!(m("Dictate mode!"), Meaning::DictateMode);
         assert_eq!(m("Dictation mode."), Meaning::DictateMode);
         assert_eq!(m("New line."), Meaning::NewLine);
+        assert_eq!(m("Quiet mode."), Meaning::QuietOn);
+        assert_eq!(m("You can talk again!"), Meaning::QuietOff);
+        assert_eq!(m("quiet mode is nice"), Meaning::Text("quiet mode is nice".into()));
         assert_eq!(m("Switch to live mode tomorrow."), Meaning::Text("Switch to live mode tomorrow.".into()));
         assert_eq!(m("a new line of code"), Meaning::Text("a new line of code".into()));
     }

@@ -1,4 +1,5 @@
-//! Key names and the three bindings (`keys.ptt`, `keys.live`, `keys.interrupt`) parsed from config strings.
+//! Key names and the bindings (`keys.ptt`, `keys.live`, `keys.interrupt`, and the optional `keys.quiet`) parsed
+//! from config strings.
 //!
 //! A binding is a chord: one or more keys that must all be down, written `right_shift+right_ctrl`. Order in
 //! the string does not matter and neither does the order in which the keys go down. The vocabulary is small on
@@ -181,7 +182,7 @@ impl fmt::Display for Key {
     }
 }
 
-/// The three things a key can do (named as in `ptt key toggle live`).
+/// The things a key can do (named as in `ptt key toggle live`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Binding {
@@ -191,10 +192,12 @@ pub enum Binding {
     Live,
     /// `keys.interrupt`: barge in. Only meaningful while the assistant speaks; that condition is the daemon's.
     Interrupt,
+    /// `keys.quiet`: toggle quiet mode (nothing is spoken; results wait). Unbound unless configured.
+    Quiet,
 }
 
 impl Binding {
-    pub const ALL: [Binding; 3] = [Binding::Ptt, Binding::Live, Binding::Interrupt];
+    pub const ALL: [Binding; 4] = [Binding::Ptt, Binding::Live, Binding::Interrupt, Binding::Quiet];
 
     /// The config key it is read from.
     pub fn config_key(self) -> &'static str {
@@ -202,6 +205,7 @@ impl Binding {
             Binding::Ptt => "keys.ptt",
             Binding::Live => "keys.live",
             Binding::Interrupt => "keys.interrupt",
+            Binding::Quiet => "keys.quiet",
         }
     }
 
@@ -211,6 +215,7 @@ impl Binding {
             Binding::Ptt => "ptt",
             Binding::Live => "live",
             Binding::Interrupt => "interrupt",
+            Binding::Quiet => "quiet",
         }
     }
 
@@ -224,6 +229,8 @@ impl Binding {
             Binding::Ptt => "right_ctrl",
             Binding::Live => "right_shift+right_ctrl",
             Binding::Interrupt => "escape",
+            // Unbound: `ptt key toggle quiet` (a compositor binding) or a voice command.
+            Binding::Quiet => "",
         }
     }
 }
@@ -297,24 +304,27 @@ impl fmt::Display for Chord {
     }
 }
 
-/// The three bindings, validated together.
+/// The bindings, validated together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bindings {
     pub ptt: Chord,
     pub live: Chord,
     pub interrupt: Chord,
+    /// `keys.quiet`, when configured.
+    pub quiet: Option<Chord>,
 }
 
 impl Default for Bindings {
     fn default() -> Self {
         let parse = |b: Binding| Chord::parse(b.default_spec(), b.config_key());
         match (parse(Binding::Ptt), parse(Binding::Live), parse(Binding::Interrupt)) {
-            (Ok(ptt), Ok(live), Ok(interrupt)) => Bindings { ptt, live, interrupt },
+            (Ok(ptt), Ok(live), Ok(interrupt)) => Bindings { ptt, live, interrupt, quiet: None },
             // The defaults are constants covered by a test; this arm is unreachable in practice.
             _ => Bindings {
                 ptt: Chord::single(Key::RightCtrl),
                 live: Chord(vec![Key::RightCtrl, Key::RightShift]),
                 interrupt: Chord::single(Key::Escape),
+                quiet: None,
             },
         }
     }
@@ -328,32 +338,49 @@ impl Bindings {
             ptt: Chord::parse(ptt, Binding::Ptt.config_key())?,
             live: Chord::parse(live, Binding::Live.config_key())?,
             interrupt: Chord::parse(interrupt, Binding::Interrupt.config_key())?,
+            quiet: None,
         };
+        b.check_distinct()
+    }
+
+    /// Adds `keys.quiet` (empty: unbound).
+    pub fn with_quiet(mut self, quiet: &str) -> Result<Bindings, BindingError> {
+        self.quiet =
+            if quiet.trim().is_empty() { None } else { Some(Chord::parse(quiet, Binding::Quiet.config_key())?) };
+        self.check_distinct()
+    }
+
+    fn check_distinct(self) -> Result<Bindings, BindingError> {
         for (i, x) in Binding::ALL.into_iter().enumerate() {
             for y in Binding::ALL.into_iter().skip(i + 1) {
-                if b.get(x) == b.get(y) {
+                if let (Some(a), Some(b)) = (self.get(x), self.get(y))
+                    && a == b
+                {
                     return Err(BindingError {
                         config_key: y.config_key().to_string(),
-                        spec: b.get(y).to_string(),
+                        spec: b.to_string(),
                         kind: ErrorKind::SameAs(x),
                     });
                 }
             }
         }
-        Ok(b)
+        Ok(self)
     }
 
-    pub fn get(&self, binding: Binding) -> &Chord {
+    /// A binding's chord; `None` for an optional binding left unbound.
+    pub fn get(&self, binding: Binding) -> Option<&Chord> {
         match binding {
-            Binding::Ptt => &self.ptt,
-            Binding::Live => &self.live,
-            Binding::Interrupt => &self.interrupt,
+            Binding::Ptt => Some(&self.ptt),
+            Binding::Live => Some(&self.live),
+            Binding::Interrupt => Some(&self.interrupt),
+            Binding::Quiet => self.quiet.as_ref(),
         }
     }
 
     /// Every key some binding uses, sorted, once each: what a source needs to watch.
     pub fn keys(&self) -> Vec<Key> {
-        let mut keys: Vec<Key> = Binding::ALL.iter().flat_map(|b| self.get(*b).keys().iter().copied()).collect();
+        let mut keys: Vec<Key> =
+            Binding::ALL.iter().filter_map(|b| self.get(*b)).flat_map(|c| c.keys().iter().copied()).collect();
         keys.sort();
         keys.dedup();
         keys
@@ -485,6 +512,16 @@ mod tests {
         assert_eq!(msg, "keys.live = `right_ctrl` is the same chord as keys.ptt; each binding needs its own");
         assert!(Bindings::parse("f9", "f10", "f9").is_err());
         assert!(Bindings::parse("left_ctrl+space", "left_ctrl+space+left_shift", "escape").is_ok());
+        let b = Bindings::default();
+        assert_eq!(b.clone().with_quiet("").map(|b| b.quiet), Ok(None), "unbound by default");
+        let q = b.clone().with_quiet("right_alt+q").expect("a quiet chord");
+        assert_eq!(q.get(Binding::Quiet).map(|c| c.to_string()).as_deref(), Some("right_alt+q"));
+        assert!(q.keys().contains(&Key::Q));
+        let e = b.with_quiet("escape").err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("keys.quiet = `escape` is the same chord as keys.interrupt; each binding needs its own")
+        );
     }
 
     #[test]

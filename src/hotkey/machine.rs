@@ -10,7 +10,7 @@
 //!
 //! Rules:
 //! - **Modes.** `ptt` is held: `Press` when its chord completes, `Release` when one of its keys goes up.
-//!   `live` toggles: one `Toggle` each time its chord completes. `interrupt` taps: one `Press` when its chord
+//!   `live` (and `quiet`, when bound) toggles: one `Toggle` each time its chord completes. `interrupt` taps: one `Press` when its chord
 //!   completes, nothing on release (the daemon decides whether the assistant is speaking).
 //! - **Chords complete on an edge.** A binding fires when the key that goes down makes its chord complete, in
 //!   whatever order the keys went down. It fires again only after one of its keys went up and the chord
@@ -107,7 +107,7 @@ enum Mode {
 fn mode(binding: Binding) -> Mode {
     match binding {
         Binding::Ptt => Mode::Hold,
-        Binding::Live => Mode::Toggle,
+        Binding::Live | Binding::Quiet => Mode::Toggle,
         Binding::Interrupt => Mode::Tap,
     }
 }
@@ -147,7 +147,8 @@ impl Machine {
     pub fn new(bindings: &Bindings, timing: Timing) -> Self {
         let slots = Binding::ALL
             .into_iter()
-            .map(|b| Slot { binding: b, chord: bindings.get(b).clone(), active: false, consumed: false })
+            .filter_map(|b| bindings.get(b).map(|c| (b, c)))
+            .map(|(b, c)| Slot { binding: b, chord: c.clone(), active: false, consumed: false })
             .collect();
         Machine { timing, slots, watched: bindings.keys(), keys: BTreeMap::new(), last_up: None }
     }

@@ -1,4 +1,5 @@
-//! The six function tools the live assistant may call (design §4, plus `answer_permission`). Names and argument shapes are a
+//! The eight function tools the live assistant may call (design §4, plus `answer_permission`, `set_quiet` and
+//! `catch_up`). Names and argument shapes are a
 //! contract: the dispatcher in `daemon/`, the tests and the instructions all rely on them.
 //!
 //! Why the descriptions insist on "started": `start_task` and `continue_task` answer at once, long before
@@ -9,6 +10,12 @@
 //!
 //! `answer_permission` exists because a task can stop and ask ("t4 wants to run rm -rf build"): the question
 //! arrives as a system message, the model asks the user, and passes on the user's answer, never its own.
+//!
+//! `set_quiet` and `catch_up` are the conversation's manners (issue 16): the user says "not now" (a call, a
+//! meeting) and later "what did I miss". While quiet, nothing is spoken; results wait, unannounced on disk.
+//! `catch_up` hands every result and question not yet heard to the model in one output, oldest first, and
+//! they count as heard only once the response that speaks it is done. Both are answered at once by the
+//! daemon itself (no task is involved).
 
 use crate::realtime::events::{FunctionTool, ToolKind};
 use serde_json::{Value, json};
@@ -27,12 +34,18 @@ pub const CONTINUE_TASK: &str = "continue_task";
 /// `answer_permission {task, allow, remember?}`.
 pub const ANSWER_PERMISSION: &str = "answer_permission";
 
+/// `set_quiet {on}`.
+pub const SET_QUIET: &str = "set_quiet";
+/// `catch_up {}`.
+pub const CATCH_UP: &str = "catch_up";
+
 /// Every tool name, in the order [`all`] returns them.
-pub const NAMES: [&str; 6] = [START_TASK, LIST_TASKS, GET_TASK_RESULT, CANCEL_TASK, CONTINUE_TASK, ANSWER_PERMISSION];
+pub const NAMES: [&str; 8] =
+    [START_TASK, LIST_TASKS, GET_TASK_RESULT, CANCEL_TASK, CONTINUE_TASK, ANSWER_PERMISSION, SET_QUIET, CATCH_UP];
 
 const TASK_REF: &str = "Which task: its id (\"t3\") or words from its name (\"the auth refactor\").";
 
-/// The six tool definitions for `session.update`.
+/// The eight tool definitions for `session.update`.
 pub fn all() -> Vec<FunctionTool> {
     vec![
         tool(
@@ -122,6 +135,30 @@ pub fn all() -> Vec<FunctionTool> {
                 "additionalProperties": false
             }),
         ),
+        tool(
+            SET_QUIET,
+            "Turn quiet mode on or off. Call it with on true when the user asks you to be quiet for a while \
+             (\"quiet mode\", \"not now, I'm in a call\"), and on false when they say you can talk again. \
+             While quiet, task results, progress and questions are not spoken (a short sound marks each and \
+             they wait); the user hears them later through catch_up. Returns {\"status\":\"ok\",\"quiet\", \
+             \"waiting\"}: confirm in a few words, then say nothing more until the user speaks.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "on": {"type": "boolean", "description": "true: be quiet; false: talk again."}
+                },
+                "required": ["on"],
+                "additionalProperties": false
+            }),
+        ),
+        tool(
+            CATCH_UP,
+            "Get every task result and question the user has not heard yet, oldest first (\"what did I \
+             miss?\", or yes to your offer after quiet mode). Returns {\"status\":\"ok\",\"items\":[{\"kind\", \
+             \"text\"}],\"message\"}. Tell the user each item in order, briefly; add nothing the items do \
+             not say. If items is empty, say nothing was missed.",
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        ),
     ]
 }
 
@@ -154,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn six_tools_with_the_contracted_shapes() {
+    fn eight_tools_with_the_contracted_shapes() {
         let tools = all();
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, NAMES);
@@ -169,6 +206,10 @@ mod tests {
         assert_eq!(props(by(ANSWER_PERMISSION)), ["allow", "remember", "task"]);
         assert_eq!(required(by(ANSWER_PERMISSION)), ["task", "allow"]);
         assert_eq!(by(ANSWER_PERMISSION).parameters["properties"]["allow"]["type"], "boolean");
+        assert_eq!(props(by(SET_QUIET)), ["on"]);
+        assert_eq!(required(by(SET_QUIET)), ["on"]);
+        assert_eq!(by(SET_QUIET).parameters["properties"]["on"]["type"], "boolean");
+        assert!(props(by(CATCH_UP)).is_empty());
         for t in &tools {
             assert_eq!(t.parameters["type"], "object");
             assert_eq!(serde_json::to_value(t).unwrap()["type"], "function");
@@ -182,5 +223,6 @@ mod tests {
         assert!(start.contains("started") && start.contains("never"));
         assert!(tools[2].description.contains("ambiguous"));
         assert!(tools[5].description.contains("never decide yourself"));
+        assert!(tools[7].description.contains("add nothing"));
     }
 }

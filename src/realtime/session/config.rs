@@ -89,7 +89,11 @@ impl Default for SessionConfig {
 pub const DEFAULT_INSTRUCTIONS: &str = "You are a concise voice assistant that runs Claude Code tasks in \
 the background for a developer. Start, list, inspect, cancel and continue tasks with your tools. A started \
 task has done nothing yet: confirm the start in a few words and never invent results. When a system message \
-reports that a task ended, tell the user its outcome in one or two sentences. Keep answers short.";
+reports that a task ended, tell the user its outcome in one or two sentences. A system message marked as \
+progress says how a running task is doing: say it in one short sentence, and never describe the progress of a \
+task beyond what such a message or list_tasks says. When the user wants quiet (\"quiet mode\", \"not now\"), \
+call set_quiet with on true, confirm in a few words and stay silent; with on false when they say you can talk \
+again. When they ask what they missed, call catch_up and tell them what it returns. Keep answers short.";
 
 impl SessionConfig {
     /// The instructions with the task table appended (when there is one).
@@ -181,7 +185,7 @@ mod tests {
         assert_eq!(s["reasoning"], json!({"effort": "low"}));
         assert_eq!(s["parallel_tool_calls"], true);
         assert_eq!(s["truncation"], json!({"type": "retention_ratio", "retention_ratio": 0.8}));
-        assert_eq!(s["tools"].as_array().map(Vec::len), Some(6));
+        assert_eq!(s["tools"].as_array().map(Vec::len), Some(crate::realtime::tools::NAMES.len()));
         assert!(s["instructions"].as_str().unwrap().ends_with("t1 auth refactor running"));
         assert!(s.get("model").is_none());
         for beta in [

@@ -145,6 +145,8 @@ pub struct Session {
     renewing: bool,
     renew_not_before: Option<Instant>,
     last_now: Option<Instant>,
+    /// Offers made on leaving quiet mode (their ids).
+    offers: u64,
 }
 
 impl Session {
@@ -177,6 +179,7 @@ impl Session {
             renewing: false,
             renew_not_before: None,
             last_now: None,
+            offers: 0,
         }
     }
 
@@ -502,13 +505,13 @@ impl Session {
     }
 
     fn finish(&mut self, fin: Finished, out: &mut Vec<Output>) {
-        for id in fin.covered.into_iter().filter_map(Purpose::into_notification) {
+        for id in fin.covered.into_iter().flat_map(Purpose::into_notifications) {
             if let Some(text) = self.notes.delivered(&id) {
                 self.ring.push(Speaker::Event, &text);
                 out.push(Output::NotificationDelivered { id });
             }
         }
-        for id in fin.retried.into_iter().filter_map(Purpose::into_notification) {
+        for id in fin.retried.into_iter().flat_map(Purpose::into_notifications) {
             if self.notes.failed(&id) >= notify::MAX_FAILURES {
                 self.notes.remove(&id);
                 self.responses.forget_notification(&id);
@@ -628,6 +631,72 @@ impl Session {
             log::debug!("question {id} already queued or delivered");
         }
         self.step(now, Vec::new())
+    }
+
+    /// Queues a progress item ("t3 has run 12 minutes…") behind every result and question, replacing one not
+    /// yet sent; ignored while quiet. Spoken when the floor is free, like a notification.
+    pub fn push_progress(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
+        if !self.notes.push_progress(id, text) {
+            log::debug!("progress {id} not queued (quiet, or seen before)");
+        }
+        self.step(now, Vec::new())
+    }
+
+    /// The queued progress item, if any: `(id, in flight)`.
+    pub fn progress_item(&self) -> Option<(String, bool)> {
+        self.notes.progress()
+    }
+
+    /// Quiet mode: while on, nothing queued is spoken (results and questions wait, held; progress is
+    /// dropped). Turning it off asks held questions at once and offers the held results in one system item
+    /// ("three tasks finished while you were away; shall I go through them?"); they wait for `catch_up`.
+    pub fn set_quiet(&mut self, quiet: bool, now: Instant) -> Vec<Output> {
+        let held = self.notes.set_quiet(quiet);
+        if held > 0 {
+            self.offers += 1;
+            let text = format!(
+                "[Quiet mode is off. While it was on, {held} task result{} came in that the user has not heard.                  Tell the user in one short sentence (for example \"{held} tasks finished while you were away;                  shall I go through them?\") and call catch_up only when they want to hear them. Do not guess                  what they say.]",
+                if held == 1 { "" } else { "s" }
+            );
+            self.notes.offer(&format!("offer:{}", self.offers), &text);
+        }
+        self.step(now, Vec::new())
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.notes.is_quiet()
+    }
+
+    /// Results and questions not yet said (held by quiet mode, or waiting for the floor).
+    pub fn waiting(&self) -> usize {
+        self.notes.waiting()
+    }
+
+    /// Answers a `catch_up` call: every result and question not yet said, oldest first, in one tool output.
+    /// They count as heard when the response that speaks that output is done (a close before that says them
+    /// again in the next session). Returns the output (`None` for a call that is not current).
+    pub fn catch_up(&mut self, call_id: &str, now: Instant) -> (Option<String>, Vec<Output>) {
+        let mut out = Vec::new();
+        let answer = match self.calls.answer(call_id) {
+            Answer::Current(name) => {
+                let missed = self.notes.catch_up();
+                let output = catch_up_output(&missed);
+                out.push(Output::Send(ClientEvent::function_call_output(call_id, &output)));
+                let ids = missed.into_iter().map(|m| m.id).collect();
+                self.responses.add(Purpose::CatchUp(ids), Echo::Call(call_id.to_owned()));
+                self.ring.push(Speaker::Event, &format!("{name} returned {output}"));
+                Some(output)
+            }
+            Answer::Orphaned(name) => {
+                log::info!("{name} ({call_id}) arrived after its connection closed; nothing taken");
+                None
+            }
+            Answer::Unknown => {
+                log::warn!("catch_up for unknown or answered call {call_id} ignored");
+                None
+            }
+        };
+        (answer, self.step(now, out))
     }
 
     /// Takes back a notification not yet sent (a question answered elsewhere). One already being said stays.
@@ -797,6 +866,21 @@ impl Session {
     pub fn transcription_refused_by_server(&self) -> bool {
         self.transcription_refused
     }
+}
+
+/// The output of `catch_up`: what was missed, oldest first, and how to say it.
+fn catch_up_output(missed: &[notify::Missed]) -> String {
+    let items: Vec<serde_json::Value> = missed
+        .iter()
+        .map(|m| serde_json::json!({"kind": if m.question { "question" } else { "result" }, "text": m.text}))
+        .collect();
+    let message = if missed.is_empty() {
+        "Nothing was missed: every task result has been said."
+    } else {
+        "Tell the user each item in order, briefly, in your own words; add nothing the items do not say. A \
+         question needs the user's own answer (answer_permission)."
+    };
+    serde_json::json!({"status": "ok", "items": items, "message": message}).to_string()
 }
 
 /// Recognises the server's echo of an item we created.

@@ -38,14 +38,18 @@ pub enum Purpose {
     UserText,
     UserAudio,
     Notification(String),
+    /// A `catch_up` tool output carrying these notifications (answered like any tool output; the
+    /// notifications count as heard when its response is done).
+    CatchUp(Vec<String>),
 }
 
 impl Purpose {
-    /// The notification id, for a notification's item.
-    pub fn into_notification(self) -> Option<String> {
+    /// The notification ids an item carries: a notification's own, or those of a `catch_up` output.
+    pub fn into_notifications(self) -> Vec<String> {
         match self {
-            Purpose::Notification(id) => Some(id),
-            _ => None,
+            Purpose::Notification(id) => vec![id],
+            Purpose::CatchUp(ids) => ids,
+            _ => vec![],
         }
     }
 }
@@ -314,6 +318,12 @@ impl Responses {
         self.uncovered.retain(|c| !is_it(c));
         if let Some(a) = &mut self.active {
             a.carried.retain(|c| !is_it(c));
+        }
+        let carried = self.active.iter_mut().flat_map(|a| a.carried.iter_mut());
+        for c in self.uncovered.iter_mut().chain(carried) {
+            if let Purpose::CatchUp(ids) = &mut c.purpose {
+                ids.retain(|n| n != id);
+            }
         }
     }
 

@@ -135,7 +135,7 @@ fn handshake_sends_one_ga_session_update_after_created() {
     let j: Value = serde_json::from_str(&sent[0].to_json()).unwrap();
     assert_eq!(j["type"], "session.update");
     assert_eq!(j["session"]["type"], "realtime");
-    assert_eq!(j["session"]["tools"].as_array().unwrap().len(), 6);
+    assert_eq!(j["session"]["tools"].as_array().unwrap().len(), crate::realtime::tools::NAMES.len());
     assert!(s.is_ready());
     assert_eq!(s.session_id(), Some("sess_1"));
     assert_eq!(s.expires_at(), Some(t + secs(3600)));
@@ -911,7 +911,11 @@ fn a_refused_transcription_model_keeps_the_session_and_transcribes_out_of_band()
     let j: Value = serde_json::from_str(&update[0].to_json()).expect("json");
     assert_eq!(j["type"], "session.update");
     assert!(j["session"]["audio"]["input"].get("transcription").is_none(), "{j}");
-    assert_eq!(j["session"]["tools"].as_array().map(Vec::len), Some(6), "the whole update again");
+    assert_eq!(
+        j["session"]["tools"].as_array().map(Vec::len),
+        Some(crate::realtime::tools::NAMES.len()),
+        "the whole update again"
+    );
     assert!(out.iter().any(|o| matches!(o, Output::TranscriptionRefused { model, .. } if model == "gpt-transcribe")));
     // A second refusal (of the same update, echoed late) does not loop.
     assert!(sends(&s.on_server_event(refusal(), t)).is_empty());
@@ -987,4 +991,120 @@ fn other_errors_and_text_mode_do_not_turn_transcription_off() {
     let (mut s, t) = ready_with(cfg);
     assert!(sends(&s.on_server_event(refusal(), t)).is_empty());
     assert!(!s.transcription_refused_by_server());
+}
+
+// ---- conversation manners: quiet mode, catch_up, progress ----
+
+fn function_outputs(out: &[Output]) -> Vec<(String, Value)> {
+    sends(out)
+        .iter()
+        .filter_map(|e| {
+            let v = serde_json::to_value(e).ok()?;
+            (v["item"]["type"] == "function_call_output").then(|| {
+                let output = serde_json::from_str(v["item"]["output"].as_str().unwrap_or("")).unwrap_or(Value::Null);
+                (v["item"]["call_id"].as_str().unwrap_or("").to_owned(), output)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn quiet_mode_holds_results_and_questions_and_offers_them_when_it_ends() {
+    let (mut s, t) = ready();
+    assert!(s.set_quiet(true, t).is_empty());
+    let out = s.push_notification("t1", "[task t1 'a' finished after 1 second: ok]", t);
+    assert!(sends(&out).is_empty(), "quiet: nothing is said");
+    let out = s.push_question("ask:t2:0", "[task t2 wants to run: ls]", t);
+    assert!(sends(&out).is_empty());
+    assert!(sends(&s.push_progress("progress:1:t3", "[progress: t3]", t)).is_empty());
+    assert_eq!(s.waiting(), 2);
+    assert!(s.pending_notifications().iter().all(|id| !id.starts_with("progress")), "no progress while quiet");
+    // Off: the question is asked at once; the result is offered, not said.
+    let out = s.set_quiet(false, t);
+    assert_eq!(system_texts(&out), ["[task t2 wants to run: ls]"]);
+    assert_eq!(creates(&out), 1);
+    s.on_server_event(resp_created("r1"), t);
+    let out = s.on_server_event(resp_done("r1", "completed"), t);
+    assert_eq!(delivered(&out), ["ask:t2:0"]);
+    let offer = system_texts(&out);
+    assert_eq!(offer.len(), 1, "{out:?}");
+    assert!(offer[0].contains("1 task result") && offer[0].contains("catch_up"), "{}", offer[0]);
+    s.on_server_event(resp_created("r2"), t);
+    let out = s.on_server_event(resp_done("r2", "completed"), t);
+    assert_eq!(delivered(&out), ["offer:1"], "the offer (`Live` marks nothing announced by it)");
+    assert!(system_texts(&out).is_empty(), "the result waits for catch_up");
+    assert_eq!(s.waiting(), 1);
+}
+
+#[test]
+fn catch_up_answers_at_once_oldest_first_and_marks_heard_only_when_its_response_is_done() {
+    let (mut s, t) = ready();
+    s.set_quiet(true, t);
+    s.push_notification("t1", "[task t1 ended]", t);
+    s.push_question("ask:t2:0", "[task t2 asks]", t);
+    s.push_notification("t3", "[task t3 ended]", t);
+    s.on_server_event(resp_created("r1"), t);
+    assert_eq!(dispatched(&s.on_server_event(args_done("c1", "catch_up"), t)), ["c1"]);
+    let (output, out) = s.catch_up("c1", t);
+    let outputs = function_outputs(&out);
+    assert_eq!(outputs.len(), 1, "answered at once");
+    let value: Value = serde_json::from_str(&output.expect("current call")).expect("JSON");
+    assert_eq!(outputs[0].1, value);
+    let texts: Vec<&str> =
+        value["items"].as_array().expect("items").iter().filter_map(|i| i["text"].as_str()).collect();
+    assert_eq!(texts, ["[task t1 ended]", "[task t2 asks]", "[task t3 ended]"], "oldest first");
+    assert_eq!(value["items"][1]["kind"], "question");
+    assert_eq!(s.waiting(), 0);
+    // The response carrying the call ends; ours speaks the output; only its done marks them heard.
+    let out = s.on_server_event(resp_done("r1", "completed"), t);
+    assert_eq!(creates(&out), 1);
+    assert!(delivered(&out).is_empty());
+    s.on_server_event(resp_created("r2"), t);
+    let out = s.on_server_event(resp_done("r2", "completed"), t);
+    assert_eq!(delivered(&out), ["t1", "ask:t2:0", "t3"]);
+    // Asked again: nothing was missed.
+    s.on_server_event(resp_created("r3"), t);
+    s.on_server_event(args_done("c2", "catch_up"), t);
+    let (output, _) = s.catch_up("c2", t);
+    let value: Value = serde_json::from_str(&output.expect("current")).expect("JSON");
+    assert_eq!(value["items"], json!([]));
+}
+
+#[test]
+fn a_close_before_the_catch_up_response_is_done_says_them_again_once() {
+    let (mut s, t) = ready();
+    s.set_quiet(true, t);
+    s.push_notification("t1", "[task t1 ended]", t);
+    s.on_server_event(resp_created("r1"), t);
+    s.on_server_event(args_done("c1", "catch_up"), t);
+    let (output, _) = s.catch_up("c1", t);
+    assert!(output.is_some_and(|o| o.contains("[task t1 ended]")));
+    s.on_closed(t);
+    s.on_connected(t, UNIX0);
+    let out = s.on_server_event(created("sess_2", 3600), t);
+    let said: Vec<String> = system_texts(&out).into_iter().filter(|t| t.starts_with("[task")).collect();
+    assert_eq!(said, Vec::<String>::new(), "still quiet: not said on its own");
+    let out = s.set_quiet(false, t);
+    assert_eq!(system_texts(&out), ["[task t1 ended]"], "asked for once: said like any notification");
+    s.on_server_event(resp_created("r2"), t);
+    assert_eq!(delivered(&s.on_server_event(resp_done("r2", "completed"), t)), ["t1"]);
+}
+
+#[test]
+fn progress_waits_for_results_and_the_floor_and_is_replaced_not_doubled() {
+    let (mut s, t) = ready();
+    s.set_key_held(true, t);
+    assert!(sends(&s.push_progress("progress:1:t1", "[progress: t1 runs]", t)).is_empty(), "key held");
+    s.push_notification("t2", "[task t2 ended]", t);
+    s.push_progress("progress:2:t1,t3", "[progress: t1 and t3 run]", t);
+    assert_eq!(s.progress_item(), Some(("progress:2:t1,t3".into(), false)));
+    let out = s.set_key_held(false, t);
+    assert_eq!(system_texts(&out), ["[task t2 ended]"], "the result first");
+    s.on_server_event(resp_created("r1"), t);
+    let out = s.on_server_event(resp_done("r1", "completed"), t);
+    assert_eq!(system_texts(&out), ["[progress: t1 and t3 run]"], "one item for both, once");
+    assert_eq!(s.progress_item(), Some(("progress:2:t1,t3".into(), true)));
+    s.on_server_event(resp_created("r2"), t);
+    assert_eq!(delivered(&s.on_server_event(resp_done("r2", "completed"), t)), ["progress:2:t1,t3"]);
+    assert_eq!(s.progress_item(), None);
 }
