@@ -1240,6 +1240,7 @@ mod tests {
             ("[live]\npong_timeout_s = 100000\n", "live.pong_timeout_s", 2),
             ("[dictate]\nretries = 1000\n", "dictate.retries", 2),
             ("[keys]\nmax_hold_s = 0\n", "keys.max_hold_s", 2),
+            ("[live]\nprogress_min = 2000\n", "live.progress_min", 2),
         ];
         for (text, key, line) in cases {
             let e = parse(text).unwrap_err();
@@ -1249,6 +1250,12 @@ mod tests {
             assert!(shown.contains("allowed"), "{shown}");
         }
         assert_eq!(parse(DEFAULT_CONFIG_TOML).expect("defaults"), Config::default());
+        let e = parse("[live]\nprogress_min = -1\n").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("live.progress_min"), Some(2)), "{e}");
+        let c = parse("[live]\nprogress_min = 0.03\n[keys]\nquiet = \"right_alt+q\"\n").expect("accepted");
+        assert_eq!((c.live.progress_min, c.keys.quiet.as_str()), (0.03, "right_alt+q"));
+        let e = parse("[keys]\nquiet = \"escape\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("keys.quiet"), "{e}");
     }
 
     #[test]

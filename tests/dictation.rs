@@ -268,14 +268,24 @@ fn voice_commands_add_words_press_enter_and_switch_modes() {
     term.wait_for("\r", T);
     assert_eq!(term.received(), "\r", "only Enter was typed (commands are not text)");
 
+    // "Quiet mode" in dictation turns quiet mode on (nothing is typed).
+    stub.push(Reply::text("Quiet mode."));
+    dictate_by_socket(&home, 500);
+    wait_until(T, "quiet mode on", || home.json(&["status", "--json"])["live"]["quiet"] == true);
+
     // The next upload's prompt carries the new word.
     stub.push(Reply::text("Live mode."));
     dictate_by_socket(&home, 500);
-    let uploads = stub.wait_uploads(3, T);
-    let keywords = uploads[2].lists.get("keywords").cloned().unwrap_or_default();
-    assert!(keywords.contains(&"Kubernetes".to_string()), "{:?}", uploads[2].lists);
+    let uploads = stub.wait_uploads(4, T);
+    let keywords = uploads[3].lists.get("keywords").cloned().unwrap_or_default();
+    assert!(keywords.contains(&"Kubernetes".to_string()), "{:?}", uploads[3].lists);
     fake.wait_for(T, "a live session", |r| r.ty() == "session.update");
     wait_until(T, "live on", || home.json(&["status", "--json"])["live"]["state"] == "ready");
+
+    // "You can talk again" said in the conversation ends quiet mode.
+    fake.send(json!({"type": "conversation.item.input_audio_transcription.completed", "event_id": "ev_u0",
+        "item_id": "u0", "content_index": 0, "transcript": "You can talk again.", "usage": null}));
+    wait_until(T, "quiet mode off", || home.json(&["status", "--json"])["live"]["quiet"] == false);
 
     // "Dictate mode" said in the conversation ends it.
     fake.send(json!({"type": "conversation.item.input_audio_transcription.completed", "event_id": "ev_u1",

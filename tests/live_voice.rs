@@ -13,12 +13,13 @@ use common::fake_realtime::{FakeRealtime, Received};
 use common::pulse::{Recorder, decode, pulse_env, require, serial};
 use common::xvfb::{Xvfb, xdotool};
 use common::{TestHome, describe, wait_until};
-use ptt::audio::analysis::{active_span, rms, zero_crossing_hz};
+use ptt::audio::analysis::{active_span, dominant_hz, rms, zero_crossing_hz};
+use ptt::audio::cues::Cue;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
 /// Tests in this binary (pulse_env stops the server it started after the last one).
-const TESTS: usize = 5;
+const TESTS: usize = 6;
 
 fn voice_home(fake: &FakeRealtime, extra: &str) -> TestHome {
     let mut home = TestHome::with_fake(&format!(
@@ -225,5 +226,64 @@ fn a_refused_transcription_model_keeps_the_session_and_the_users_turns() {
     assert_eq!(oob.event["response"]["output_modalities"], json!(["text"]));
     // The user's words came back: "dictate mode" ends the live session.
     wait_until(T, "live off by the heard command", || home.json(&["status", "--json"])["live"]["state"] == "off");
+    assert!(fake.schema_errors().is_empty(), "{:?}", fake.schema_errors());
+}
+
+#[test]
+fn quiet_mode_said_in_the_conversation_holds_a_result_with_only_a_cue_until_catch_up() {
+    let _serial = serial();
+    let _done = pulse_env(TESTS);
+    let fake = FakeRealtime::start();
+    // Cues on (the other voice tests turn them off): the held result is marked by one.
+    let mut home = TestHome::with_fake(&format!(
+        "share_dirs = true\n[live]\nurl = \"{}\"\nping_interval_s = 0.5\npong_timeout_s = 5.0\n",
+        fake.url
+    ));
+    home.env.push(("OPENAI_API_KEY".into(), "sk-test-voice".into()));
+    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
+    home.env.push(("PULSE_SERVER".into(), server));
+    let _d = home.start_daemon();
+    live_on(&home, &fake);
+    let cues = || home.json(&["status", "--json"])["audio"]["cues_played"].as_u64().unwrap_or(0);
+    wait_until(T, "the live-on cue", || cues() == 1);
+    // The user says "quiet mode" in the conversation (the server's transcript of the turn).
+    fake.send(json!({"type": "conversation.item.input_audio_transcription.completed", "event_id": "ev_q",
+        "item_id": "u_q", "content_index": 0, "transcript": "Quiet mode.", "usage": null}));
+    wait_until(T, "quiet mode on", || home.json(&["status", "--json"])["live"]["quiet"] == true);
+    let done = home.scratch("done");
+    let id =
+        home.start_task(&json!({"wait_file": done, "result": {"result": "Held for later."}}), "held", &home.work("a"));
+    wait_until(T, "the confirmation and task-started cues", || cues() == 3);
+    home.sync();
+    fake.barrier(T);
+    let creates_before = fake.count(|r| r.ty() == "response.create");
+
+    let rec = Recorder::start("speaker.monitor", 48_000);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&done, "").expect("end the task");
+    home.wait_ended(&id, T);
+    wait_until(T, "the task's cue", || cues() == 4);
+    std::thread::sleep(Duration::from_millis(900));
+    let heard = rec.stop().samples;
+    let (s0, s1) = active_span(&heard, 48_000, 0.02).unwrap_or_else(|| panic!("no cue heard on the monitor"));
+    let end_hz =
+        dominant_hz(&heard[s1.saturating_sub(48 * 150).max(s0)..s1], 48_000, &[246.94, 330.0, 523.25, 659.25, 880.0]);
+    assert_eq!(end_hz, Cue::TaskSucceeded.tones()[1].from_hz, "the succeeded cue marks the held result");
+    home.sync();
+    fake.barrier(T);
+    let note = |r: &Received| {
+        r.ty() == "conversation.item.create"
+            && r.event["item"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with(&format!("[task {id} ")))
+    };
+    assert_eq!(fake.count(note), 0, "quiet: not spoken\n{}", fake.dump());
+    assert_eq!(fake.count(|r| r.ty() == "response.create"), creates_before, "quiet: no response.create");
+    assert_eq!(home.json(&["status", "--json"])["live"]["waiting"], 1);
+
+    // "What did I miss?"
+    let call = fake.call_tool("catch_up", json!({}));
+    let out = fake.wait_for(T, "catch_up's output", |r| r.event["item"]["call_id"] == call.as_str());
+    assert!(out.event["item"]["output"].as_str().is_some_and(|o| o.contains("Held for later.")), "{}", out.event);
+    wait_until(T, "heard", || home.json(&["status", "--json"])["live"]["pending_notifications"] == 0);
+    assert_eq!(fake.count(note), 0, "said once, through catch_up");
     assert!(fake.schema_errors().is_empty(), "{:?}", fake.schema_errors());
 }

@@ -1033,8 +1033,12 @@ impl Daemon {
         results + questions
     }
 
-    /// Quiet mode on or off: the session holds or offers what waits, subscribers and the journal hear of it.
+    /// Quiet mode on or off: the session holds or offers what waits, subscribers and the journal hear of it. A
+    /// key or a voice command gets a short cue (the assistant confirms its own `set_quiet` in words).
     fn set_quiet(&mut self, on: bool, why: &str, now: Instant) {
+        if why != "the assistant" {
+            self.voice.cue(Cue::Done);
+        }
         if self.quiet == on {
             return;
         }

@@ -713,6 +713,21 @@ mod tests {
     }
 
     #[test]
+    fn a_bound_quiet_chord_toggles_once_per_completion_and_an_unbound_one_costs_nothing() {
+        assert!(!Rig::new().m.slots.iter().any(|s| s.binding == Binding::Quiet), "unbound by default");
+        let b = Bindings::default().with_quiet("right_alt+q");
+        let Ok(b) = b else { panic!("{b:?}") };
+        let mut r = Rig::with(b, Timing::default());
+        assert_eq!(r.down(0, Key::RightAlt), vec![]);
+        assert_eq!(r.down(5, Key::Q), vec![ev(Binding::Quiet, Toggle)]);
+        assert_eq!(r.down(6, Key::Q), vec![], "auto-repeat");
+        r.up(50, Key::Q);
+        assert_eq!(r.poll(100), vec![], "a toggle has no release");
+        assert_eq!(r.down(200, Key::Q), vec![ev(Binding::Quiet, Toggle)], "again");
+        assert!(!r.m.is_held(Binding::Quiet));
+    }
+
+    #[test]
     fn overlapping_chords_that_are_not_subsets_coexist() {
         let b = Bindings::parse("a+b", "b+c", "escape");
         let Ok(b) = b else { panic!("{b:?}") };
