@@ -163,6 +163,8 @@ pub struct Live {
     quiet: bool,
     /// Progress items offered (their ids).
     progress_seq: u64,
+    /// The session's last "a reply is awaited since" that the connection was told of.
+    urged: Option<Instant>,
     /// Steps of the entry point being run; every entry point returns (and empties) it.
     steps: Vec<LiveStep>,
 }
@@ -196,6 +198,7 @@ impl Live {
             transcription_note: None,
             quiet: false,
             progress_seq: 0,
+            urged: None,
             steps: Vec::new(),
         }
     }
@@ -740,6 +743,13 @@ impl Live {
             }
         }
         if let Some(s) = &self.session {
+            // A new wait for the server (a response.create or a committed turn just went out): ping now.
+            if let (Some(since), Some(c)) = (s.reply_awaited_since(), &self.conn)
+                && self.urged != Some(since)
+            {
+                c.expect_reply();
+                self.urged = Some(since);
+            }
             if s.is_ready() && !self.was_ready {
                 self.backoff.reset();
             }
@@ -920,6 +930,29 @@ mod tests {
         // A second answer to the same call goes nowhere.
         h.live.on_tool_result(&call, &result, h.t);
         assert!(h.sent(1).is_empty());
+    }
+
+    #[test]
+    fn a_reply_awaited_from_the_session_makes_the_connection_ping_once_behind_the_frames() {
+        let mut h = harness(LiveConfig::default());
+        h.ready(Purpose::Conversation, false, Briefing::default());
+        let all = |h: &Harness| -> Vec<String> {
+            h.wires.borrow()[0]
+                .try_iter()
+                .map(|o| match o {
+                    Outbound::Text(t) => serde_json::from_str::<Value>(&t).expect("JSON")["type"].to_string(),
+                    Outbound::Ping => "ping".into(),
+                    Outbound::Close => "close".into(),
+                })
+                .collect()
+        };
+        h.live.user_text("hello", h.t);
+        assert_eq!(all(&h), ["\"conversation.item.create\"", "\"response.create\"", "ping"]);
+        h.live.poll(h.t);
+        assert!(all(&h).is_empty(), "one ping per wait");
+        h.frame(1, json!({"type": "response.created", "response": {"id": "r1", "status": "in_progress"}}));
+        h.live.on_tasks_changed("t1 'x' running", h.t);
+        assert!(!all(&h).contains(&"ping".to_string()), "nothing owed: no ping");
     }
 
     #[test]

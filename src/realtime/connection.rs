@@ -14,11 +14,11 @@
 //! (`ping_every` after the last), or, while a ping is unanswered, that ping's
 //! pong deadline (`pong_timeout` after it), so a stall is reported at most
 //! `ping_every + pong_timeout` after it starts. And when the server owes us an
-//! answer (we just sent `response.create` or committed a turn: the only two
-//! client events this module recognizes), it pings at once: a link that stalls
-//! in the middle of a conversation is noticed `pong_timeout` later, not at the
-//! next scheduled ping. Without a pong in time it reports the link dead, and
-//! the loop reconnects.
+//! answer ([`Connection::expect_reply`]: the session machine says so, from its
+//! own state, when it sends `response.create` or commits a turn), it pings at
+//! once: a link that stalls in the middle of a conversation is noticed
+//! `pong_timeout` later, not at the next scheduled ping. Without a pong in time
+//! it reports the link dead, and the loop reconnects.
 
 use std::io::ErrorKind;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -83,8 +83,9 @@ pub(crate) enum Outbound {
 pub struct Connection {
     pub id: ConnId,
     tx: Sender<Outbound>,
-    /// Asks the keepalive thread to ping now (a reply is awaited).
-    urgent: Sender<()>,
+    /// Asks the keepalive thread to ping now (a reply is awaited); `None` for a detached connection, whose
+    /// "keepalive" queues the ping itself.
+    urgent: Option<Sender<()>>,
     wake: Arc<OwnedFd>,
     closed: Arc<AtomicBool>,
 }
@@ -114,16 +115,22 @@ impl Connection {
             closed: closed.clone(),
         };
         std::thread::Builder::new().name(format!("ws-io-{id}")).spawn(move || io.run())?;
-        Ok(Connection { id, tx, urgent, wake, closed })
+        Ok(Connection { id, tx, urgent: Some(urgent), wake, closed })
     }
 
-    /// Queues a text frame (sent at once by the I/O thread). After a frame the
-    /// server must answer, the keepalive pings at once.
+    /// Queues a text frame (sent at once by the I/O thread).
     pub fn send(&self, text: String) {
-        let awaits_reply = awaits_reply(&text);
         self.push(Outbound::Text(text));
-        if awaits_reply {
-            let _ = self.urgent.try_send(());
+    }
+
+    /// The server owes us an answer to what was just sent: the keepalive pings at once (queued behind those
+    /// frames), so a silent link is reported dead one pong timeout from now.
+    pub fn expect_reply(&self) {
+        match &self.urgent {
+            Some(urgent) => {
+                let _ = urgent.try_send(());
+            }
+            None => self.push(Outbound::Ping),
         }
     }
 
@@ -145,16 +152,7 @@ impl Connection {
         // The read end is never read: the write end (non-blocking) just fills up. Keeping it
         // open (leaked, a test's lifetime) spares the writer an EPIPE.
         std::mem::forget(wake_r);
-        Ok((
-            Connection {
-                id,
-                tx,
-                urgent: crossbeam_channel::bounded(1).0,
-                wake: Arc::new(wake_w),
-                closed: Arc::new(AtomicBool::new(false)),
-            },
-            rx,
-        ))
+        Ok((Connection { id, tx, urgent: None, wake: Arc::new(wake_w), closed: Arc::new(AtomicBool::new(false)) }, rx))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -172,12 +170,6 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// A client event after which the server owes us events (`response.create`,
-/// `input_audio_buffer.commit`): while we wait, a silent server is a suspect.
-fn awaits_reply(frame: &str) -> bool {
-    frame.contains(r#""type":"response.create""#) || frame.contains(r#""type":"input_audio_buffer.commit""#)
 }
 
 fn wake(fd: &OwnedFd) {
@@ -572,24 +564,17 @@ mod tests {
         };
         let conn = Connection::open(5, spec, tx).expect("open");
         assert!(matches!(next(&rx), ConnEvent::Opened));
-        // An event after which nothing is owed starts no ping.
+        // Frames alone start no ping, whatever they are: only the machine knows a reply is owed.
         conn.send(r#"{"type":"input_audio_buffer.append","audio":""}"#.into());
+        conn.send(r#"{"type":"response.create","response":{}}"#.into());
         assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err(), "no ping, no verdict");
         let sent = Instant::now();
-        conn.send(r#"{"type":"response.create","response":{}}"#.into());
+        conn.expect_reply();
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok((_, ConnEvent::Dead)) => {}
             other => panic!("{other:?}"),
         }
         assert!(sent.elapsed() < Duration::from_secs(4), "{:?}", sent.elapsed());
-    }
-
-    #[test]
-    fn frames_that_await_a_reply() {
-        assert!(awaits_reply(r#"{"type":"response.create"}"#));
-        assert!(awaits_reply(r#"{"event_id":"e1","type":"input_audio_buffer.commit"}"#));
-        assert!(!awaits_reply(r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#));
-        assert!(!awaits_reply(r#"{"type":"session.update"}"#));
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub struct Session {
     last_now: Option<Instant>,
     /// Offers made on leaving quiet mode (their ids).
     offers: u64,
+    /// When we last asked the server for something it must answer (`response.create`, a committed turn), until
+    /// the server is next heard from: while set, a silent server is a suspect ([`Session::reply_awaited_since`]).
+    awaiting_since: Option<Instant>,
 }
 
 impl Session {
@@ -180,6 +183,7 @@ impl Session {
             renew_not_before: None,
             last_now: None,
             offers: 0,
+            awaiting_since: None,
         }
     }
 
@@ -220,6 +224,7 @@ impl Session {
     }
 
     fn drop_connection(&mut self) {
+        self.awaiting_since = None;
         self.responses.close();
         self.calls.on_close();
         self.notes.requeue_all();
@@ -241,6 +246,8 @@ impl Session {
     /// Feeds one parsed server event.
     pub fn on_server_event(&mut self, ev: ServerEvent, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
+        // The server spoke: whatever we were waiting for, the link is alive.
+        self.awaiting_since = None;
         match self.link {
             Link::Closed | Link::Failed => {
                 log::debug!("ignoring {} while not connected", ev.type_name());
@@ -720,8 +727,21 @@ impl Session {
 
     // ---- the pump ----
 
-    /// Runs after every input: does whatever the new state allows, in priority order.
-    fn step(&mut self, now: Instant, mut out: Vec<Output>) -> Vec<Output> {
+    /// Runs after every input: does whatever the new state allows, then notes whether the server now owes us
+    /// an answer.
+    fn step(&mut self, now: Instant, out: Vec<Output>) -> Vec<Output> {
+        let out = self.pump(now, out);
+        let asks = |o: &Output| {
+            matches!(o, Output::Send(ClientEvent::ResponseCreate { .. } | ClientEvent::InputAudioBufferCommit))
+        };
+        if out.iter().any(asks) {
+            self.awaiting_since = Some(now);
+        }
+        out
+    }
+
+    /// Does whatever the new state allows, in priority order.
+    fn pump(&mut self, now: Instant, mut out: Vec<Output>) -> Vec<Output> {
         self.last_now = Some(now);
         if self.link != Link::Ready {
             return out;
@@ -814,6 +834,14 @@ impl Session {
             candidates.extend(self.turn_settle_until);
         }
         candidates.into_iter().filter(|t| self.last_now.is_none_or(|now| *t > now)).min()
+    }
+
+    /// Since when the server owes us events: set when we send `response.create` (ours or an out-of-band
+    /// transcription) or commit a push-to-talk turn, cleared by the next server event or a close. The
+    /// connection's keepalive pings at once when a new wait starts, so a link that stalls mid-conversation is
+    /// noticed one pong timeout later, not at the next scheduled ping.
+    pub fn reply_awaited_since(&self) -> Option<Instant> {
+        self.awaiting_since
     }
 
     /// Connected and `session.created` seen.

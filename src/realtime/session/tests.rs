@@ -1108,3 +1108,21 @@ fn progress_waits_for_results_and_the_floor_and_is_replaced_not_doubled() {
     assert_eq!(delivered(&s.on_server_event(resp_done("r2", "completed"), t)), ["progress:2:t1,t3"]);
     assert_eq!(s.progress_item(), None);
 }
+
+#[test]
+fn a_reply_is_awaited_from_a_create_or_a_commit_until_the_server_is_heard_from() {
+    let (mut s, t) = ready();
+    assert_eq!(s.reply_awaited_since(), None, "session.update owes us nothing");
+    s.send_user_text("hello", t + secs(1));
+    assert_eq!(s.reply_awaited_since(), Some(t + secs(1)), "the text's response.create");
+    s.on_server_event(resp_created("r1"), t + secs(2));
+    assert_eq!(s.reply_awaited_since(), None, "the server answered");
+    s.on_server_event(resp_done("r1", "completed"), t + secs(3));
+    assert_eq!(s.reply_awaited_since(), None);
+    // A committed push-to-talk turn.
+    let mut s = ready_with(SessionConfig { turn: Turn::Ptt, ..SessionConfig::default() }).0;
+    s.commit_user_audio(t + secs(4));
+    assert_eq!(s.reply_awaited_since(), Some(t + secs(4)));
+    s.on_closed(t + secs(5));
+    assert_eq!(s.reply_awaited_since(), None, "a close forgets it");
+}
