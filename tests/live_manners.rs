@@ -274,3 +274,35 @@ fn leaving_quiet_mode_offers_what_was_missed_and_a_yes_delivers_each_once() {
     assert_eq!(fake.count(|r| is_notification(&a)(r) || is_notification(&b)(r)), 0, "{}", fake.dump());
     assert_clean(&fake);
 }
+
+#[test]
+fn a_stalled_task_is_said_once_as_stalled() {
+    let fake = FakeRealtime::start();
+    // Silent for 0.02 min (1.2 s): stalled. Periodic updates are far away (10 min).
+    let mut home = TestHome::with_fake(&format!(
+        "share_dirs = true\nstall_min = 0.02\n[live]\nurl = \"{}\"\nping_interval_s = 0.5\npong_timeout_s = 2.0\n\
+         progress_min = 10\n",
+        fake.url
+    ));
+    home.env.push(("OPENAI_API_KEY".into(), KEY.into()));
+    let _d = home.start_daemon();
+    live_on(&home, &fake);
+    let done = home.scratch("done");
+    let id = home.start_task(&json!({"wait_file": done, "result": {"result": "Woke up."}}), "sleepy", &home.work("a"));
+    let update = fake.wait_for(T, "the stall, said", is_progress);
+    let text = system_text(&update).unwrap_or("");
+    assert!(
+        text.contains(&format!("{id} 'sleepy' has printed nothing for")) && text.contains("may be stuck"),
+        "{text}"
+    );
+    wait_until(T, "the update heard", || live(&home)["progress"].is_null());
+    // Said once: a second one would be due at once and sent before the daemon is idle.
+    settle(&home, &fake);
+    assert_eq!(fake.count(is_progress), 1, "{}", fake.dump());
+    std::fs::write(&done, "").expect("end the task");
+    home.wait_ended(&id, T);
+    fake.wait_for(T, "the result", is_notification(&id));
+    settle(&home, &fake);
+    assert_eq!(fake.count(is_progress), 1, "{}", fake.dump());
+    assert_clean(&fake);
+}

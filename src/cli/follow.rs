@@ -13,7 +13,7 @@
 //! * `waybar`: `{"text", "alt", "class", "tooltip"}`. `alt` is the single most pressing state, for waybar's
 //!   `format-icons`: `recording`, `transcribing`, `live`, `failed` (a dictation clip is kept after a failed
 //!   transcription), `busy` (tasks running), `idle`, `stopped` (no daemon). `class` lists every state that holds:
-//!   `recording`, `transcribing`, `live`, `dictation-failed`, `tasks`, `idle`, `stopped`.
+//!   `recording`, `transcribing`, `live`, `quiet`, `dictation-failed`, `tasks`, `idle`, `stopped`.
 //! * `json`: the state as an object (`running`, `dictation`, `live`, `spent_today_usd`, `alt`, `class`).
 //! * `text`: the waybar text (i3blocks, polybar's `tail = true` scripts).
 
@@ -50,6 +50,9 @@ pub struct BarState {
     pub live: String,
     pub spent_today_usd: f64,
     pub stopped: bool,
+    /// Quiet mode, and how many results and questions wait for the user.
+    pub quiet: bool,
+    pub missed: u64,
 }
 
 impl BarState {
@@ -63,6 +66,8 @@ impl BarState {
                 live: "off".into(),
                 spent_today_usd: 0.0,
                 stopped: true,
+                quiet: false,
+                missed: 0,
             };
         };
         let d = &v["dictation"];
@@ -86,6 +91,8 @@ impl BarState {
             live: v["live"]["state"].as_str().unwrap_or("off").to_string(),
             spent_today_usd: v["tasks"]["spent_today_usd"].as_f64().unwrap_or(0.0),
             stopped: false,
+            quiet: v["live"]["quiet"] == true,
+            missed: v["live"]["waiting"].as_u64().unwrap_or(0),
         }
     }
 
@@ -132,6 +139,9 @@ impl BarState {
         if self.live_on() {
             c.push("live");
         }
+        if self.quiet {
+            c.push("quiet");
+        }
         if self.running > 0 {
             c.push("tasks");
         }
@@ -154,6 +164,9 @@ impl BarState {
         }
         if self.live_on() {
             parts.push(format!("live {}", self.live));
+        }
+        if self.quiet {
+            parts.push(if self.missed > 0 { format!("quiet ({} missed)", self.missed) } else { "quiet".into() });
         }
         if self.running > 0 {
             parts.push(format!("{} task{}", self.running, if self.running == 1 { "" } else { "s" }));
@@ -200,6 +213,8 @@ impl BarState {
                 "live": self.live,
                 "spent_today_usd": self.spent_today_usd,
                 "stopped": self.stopped,
+                "quiet": self.quiet,
+                "missed": self.missed,
                 "alt": self.alt(),
                 "class": self.classes(),
             })
@@ -307,6 +322,13 @@ mod tests {
         let asking = BarState::from_status(Some(&asking));
         assert_eq!((asking.alt(), asking.text().as_str()), ("asking", "1 task · 1 asking"));
         assert_eq!(asking.classes(), ["asking", "tasks"]);
+
+        let mut quiet = status(1, false, 0, 0, "ready", 0.0);
+        quiet["live"]["quiet"] = json!(true);
+        quiet["live"]["waiting"] = json!(2);
+        let quiet = BarState::from_status(Some(&quiet));
+        assert_eq!(quiet.text(), "live ready · quiet (2 missed) · 1 task");
+        assert_eq!(quiet.classes(), ["live", "quiet", "tasks"]);
 
         let sending = BarState::from_status(Some(&status(0, false, 1, 0, "off", 0.0)));
         assert_eq!((sending.alt(), sending.dictation), ("transcribing", "transcribing"));
