@@ -64,6 +64,9 @@ fn d_no_sound_server_is_a_clear_status_and_the_next_use_reopens() {
     let (events_tx, events) = unbounded();
     let mic = Capture::spawn(CaptureConfig::default(), events_tx.clone()).unwrap_or_else(|e| panic!("spawn: {e}"));
     let speaker = Playback::spawn(PlaybackConfig::default(), events_tx).unwrap_or_else(|e| panic!("spawn: {e}"));
+    // As in a voice session: the idle output stays open (paused) instead of closing, so that the server's
+    // disappearance below happens under two open streams.
+    speaker.set_keep_open(true);
 
     mic.set_gate(true, true);
     match next_event(&events, "input") {

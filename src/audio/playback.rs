@@ -27,6 +27,15 @@
 //!   core to nothing measurable. A paused stream gets no data callbacks, so stall detection is off while
 //!   paused; an error callback while paused resumes the stream, so a vanished device is still noticed (the
 //!   resume fails, or no callback comes). A device that cannot pause keeps running, as before.
+//! - **Closed when idle outside a voice session.** A paused stream still costs a wake-up a second (the pulse
+//!   plugin's thread), so when nothing holds the output open ([`Playback::set_keep_open`], which the daemon
+//!   sets for a voice session) the idle stream is closed instead of paused, and the next push opens it again
+//!   (3-7 ms, on this thread). With no stream, or a paused one, the `audio-out` thread blocks on its command
+//!   channel without a timeout: an idle daemon does not wake up for its speaker.
+//! - **A cue does not knock on a missing device.** Opening fails slowly without a device (ALSA reads its
+//!   whole configuration again, about 50 file opens per attempt), so [`Playback::push_cue`] drops a cue while
+//!   the last attempt failed less than [`CUE_RETRY`] ago; the assistant's own audio ([`Playback::push`])
+//!   still asks for a reopen, at most one attempt a second.
 //! - **Played time is what reached the device.** The callback counts the real (non-silence) frames it
 //!   hands to the device, in 24 kHz samples: [`Playback::played_ms`]. For `conversation.item.truncate` the
 //!   loop needs the position inside one item: [`Playback::push`] returns the timeline position of the
@@ -57,6 +66,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const OUTPUT_PERIOD: Duration = Duration::from_millis(10);
 /// Nothing queued or played for this long: the output stream is paused until the next push.
 const IDLE_PAUSE: Duration = Duration::from_millis(500);
+/// A cue is dropped without trying the device again while its last open failed less than this long ago.
+pub const CUE_RETRY: Duration = Duration::from_secs(60);
+/// How often a running (not paused) stream is checked for idleness and stalls.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// 24 kHz samples per millisecond.
 const PER_MS: u64 = API_RATE as u64 / 1000;
 
@@ -323,6 +336,13 @@ struct Shared {
     /// Milliseconds (on `health`'s clock) when the callback last handed real audio to the device (or the stream
     /// started or resumed).
     last_audio_ms: AtomicU64,
+    /// Milliseconds (on `health`'s clock) of the last failed open; `u64::MAX` when the last open succeeded
+    /// or none was tried.
+    failed_at_ms: AtomicU64,
+    /// Keep the idle stream open (paused) rather than closing it: a voice session is on.
+    keep_open: AtomicBool,
+    /// Opens tried by the worker, failed or not.
+    open_attempts: AtomicU64,
     health: DeviceHealth,
 }
 
@@ -335,6 +355,9 @@ impl Shared {
             paused: AtomicBool::new(false),
             wake_asked: AtomicBool::new(false),
             last_audio_ms: AtomicU64::new(0),
+            failed_at_ms: AtomicU64::new(u64::MAX),
+            keep_open: AtomicBool::new(false),
+            open_attempts: AtomicU64::new(0),
             health: DeviceHealth::new(),
         }
     }
@@ -348,6 +371,8 @@ enum Cmd {
     Open,
     /// Audio was queued while the stream was paused.
     Resume,
+    /// Nothing holds the output open any more: close it if it is paused.
+    Release,
     Close,
     Lost(u64, String),
     Stop,
@@ -378,12 +403,44 @@ impl Playback {
         let _ = self.cmd.send(Cmd::Close);
     }
 
+    /// While `keep` is set (a voice session is on) the idle stream is paused and stays open; otherwise it is
+    /// closed when idle, so that nothing of it wakes the process.
+    pub fn set_keep_open(&self, keep: bool) {
+        self.shared.keep_open.store(keep, Ordering::SeqCst);
+        if !keep {
+            let _ = self.cmd.send(Cmd::Release);
+        }
+    }
+
+    /// Queues a cue like [`Playback::push`], except while the output is unavailable and its last open failed
+    /// less than [`CUE_RETRY`] ago: then the cue is dropped (and counted) without trying the device again.
+    /// Returns whether it was queued.
+    pub fn push_cue(&self, pcm: &[i16]) -> bool {
+        if matches!(self.shared.health.state(), DeviceState::Unavailable(_)) {
+            let failed_at = self.shared.failed_at_ms.load(Ordering::SeqCst);
+            if failed_at != u64::MAX && self.shared.now_ms().saturating_sub(failed_at) < CUE_RETRY.as_millis() as u64 {
+                let mut q = lock(&self.shared.queue);
+                q.push(pcm);
+                q.flush();
+                return false;
+            }
+        }
+        self.push(pcm);
+        true
+    }
+
+    /// Opens the worker has tried so far (failed or not).
+    pub fn open_attempts(&self) -> u64 {
+        self.shared.open_attempts.load(Ordering::SeqCst)
+    }
+
     /// Queues 24 kHz mono PCM16. Returns the timeline position of its first sample (24 kHz samples; see
     /// [`Playback::flush`]). Opens the device if it is not open. While the device is unavailable the audio
     /// is dropped (and counted), so nothing piles up.
     pub fn push(&self, pcm: &[i16]) -> u64 {
-        let state = self.shared.health.state();
         let mut q = lock(&self.shared.queue);
+        // Read under the queue's lock: the worker closes an idle stream under it too.
+        let state = self.shared.health.state();
         let at = q.push(pcm);
         match state {
             DeviceState::Open(_) if self.shared.paused.load(Ordering::SeqCst) => {
@@ -482,9 +539,24 @@ impl Worker {
         // Pausing failed once on this stream (the device cannot pause): it keeps running.
         let mut cannot_pause = false;
         loop {
-            let cmd = match cmd_rx.recv_timeout(Duration::from_millis(500)) {
+            // Only a running stream needs watching (idle pause, stalls); otherwise block until told something.
+            let running = stream.is_some() && !self.shared.paused.load(Ordering::SeqCst);
+            let received = if running {
+                cmd_rx.recv_timeout(CHECK_EVERY)
+            } else {
+                cmd_rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            let cmd = match received {
                 Ok(cmd) => cmd,
                 Err(RecvTimeoutError::Timeout) => {
+                    if stream.is_some()
+                        && self.idle_for_ms() >= IDLE_PAUSE.as_millis() as u64
+                        && !self.shared.keep_open.load(Ordering::SeqCst)
+                        && self.close_if_idle()
+                    {
+                        drop(stream.take());
+                        continue;
+                    }
                     if let Some(s) = &stream
                         && !cannot_pause
                         && !self.shared.paused.load(Ordering::SeqCst)
@@ -510,12 +582,14 @@ impl Worker {
                         continue;
                     }
                     generation += 1;
+                    self.shared.open_attempts.fetch_add(1, Ordering::SeqCst);
                     self.shared.health.set_state(DeviceState::Opening);
                     match open_stream(&self.cfg, &self.shared, &self.events, &self.cmd_tx, generation) {
                         Ok((s, info)) => {
                             log::info!("audio output open: {info}");
                             stream = Some(s);
                             last_failure = None;
+                            self.shared.failed_at_ms.store(u64::MAX, Ordering::SeqCst);
                             cannot_pause = false;
                             self.shared.last_audio_ms.store(self.shared.now_ms(), Ordering::SeqCst);
                             self.shared.health.set_state(DeviceState::Open(info.clone()));
@@ -524,6 +598,7 @@ impl Worker {
                         Err(error) => {
                             log::warn!("audio output unavailable: {error}");
                             last_failure = Some(Instant::now());
+                            self.shared.failed_at_ms.store(self.shared.now_ms(), Ordering::SeqCst);
                             lock(&self.shared.queue).flush();
                             self.shared.health.set_state(DeviceState::Unavailable(error.to_string()));
                             let _ =
@@ -550,6 +625,15 @@ impl Worker {
                         }
                     }
                 }
+                Cmd::Release => {
+                    if stream.is_some()
+                        && self.shared.paused.load(Ordering::SeqCst)
+                        && !self.shared.keep_open.load(Ordering::SeqCst)
+                        && self.close_if_idle()
+                    {
+                        drop(stream.take());
+                    }
+                }
                 Cmd::Close => {
                     self.shared.paused.store(false, Ordering::SeqCst);
                     if stream.take().is_some() {
@@ -572,6 +656,24 @@ impl Worker {
             }
         }
         drop(stream);
+    }
+
+    fn idle_for_ms(&self) -> u64 {
+        self.shared.now_ms().saturating_sub(self.shared.last_audio_ms.load(Ordering::SeqCst))
+    }
+
+    /// Marks the idle stream closed when nothing is queued or rendering (the caller drops it); a push racing
+    /// with this sees `Closed` and asks for an open, which the worker handles after the close.
+    fn close_if_idle(&self) -> bool {
+        let q = lock(&self.shared.queue);
+        if !q.is_empty() || self.shared.rendering.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.shared.paused.store(false, Ordering::SeqCst);
+        self.shared.health.set_state(DeviceState::Closed);
+        drop(q);
+        log::debug!("audio output closed after {} ms without audio", self.idle_for_ms());
+        true
     }
 
     /// Pauses the stream when nothing was queued or played for [`IDLE_PAUSE`]. Returns false when the
@@ -754,6 +856,28 @@ mod tests {
 
     fn tone(ms: usize) -> Vec<i16> {
         (0..ms * 24).map(|i| f32_to_i16(0.5 * (TAU * 1000.0 * i as f32 / 24_000.0).sin())).collect()
+    }
+
+    #[test]
+    fn a_cue_is_skipped_not_retried_while_the_output_is_missing() {
+        let (tx, rx) = unbounded();
+        let cfg = PlaybackConfig { device: Some("ptt-test-no-such-device".into()), ..PlaybackConfig::default() };
+        let p = Playback::spawn(cfg, tx).expect("spawn audio-out");
+        assert!(p.push_cue(&[1; 2400]), "the first cue tries the device");
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(AudioEvent::Unavailable { direction: Direction::Output, .. }) => {}
+            other => panic!("expected the output to be unavailable, got {other:?}"),
+        }
+        assert_eq!(p.open_attempts(), 1);
+        for _ in 0..5 {
+            assert!(!p.push_cue(&[1; 2400]), "a cue while the device is missing is dropped without an attempt");
+        }
+        assert!(!p.is_playing(), "nothing piles up");
+        // The cues that were dropped still count on the timeline.
+        assert_eq!(p.position(), 6 * 2400);
+        // The assistant's own audio still asks for the device (the worker throttles it to one attempt a second).
+        p.push(&[1; 2400]);
+        drop(p);
     }
 
     #[test]

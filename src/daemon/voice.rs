@@ -31,6 +31,8 @@ pub struct Voice {
     output: Result<String, String>,
     input: Result<String, String>,
     cues_played: u64,
+    /// Cues dropped because the output was known to be missing.
+    cues_skipped: u64,
     capture: Option<Capture>,
     /// Microphone chunks (a never-ready channel while no capture runs).
     pub mic_rx: Receiver<Captured>,
@@ -57,6 +59,7 @@ impl Voice {
             output: Err("not opened yet".into()),
             input: Err("not opened yet".into()),
             cues_played: 0,
+            cues_skipped: 0,
             capture: None,
             mic_rx: crossbeam_channel::never(),
             items: ItemTimeline::default(),
@@ -108,7 +111,10 @@ impl Voice {
     /// Starts the microphone and speaker actors (they open the devices on their own threads).
     fn open_voice(&mut self) -> Result<(), String> {
         self.open_mic()?;
-        self.playback().ok_or_else(|| "cannot start the playback thread".to_string())?;
+        let playback = self.playback().ok_or_else(|| "cannot start the playback thread".to_string())?;
+        // The session keeps the speaker open between responses, and tries a device that failed before.
+        playback.set_keep_open(true);
+        playback.open();
         Ok(())
     }
 
@@ -141,6 +147,9 @@ impl Voice {
         }
         self.mic_rx = crossbeam_channel::never();
         self.flush();
+        if let Some(p) = &self.playback {
+            p.set_keep_open(false);
+        }
     }
 
     /// Opens or closes the microphone gate (`preroll`: include the last ~300 ms).
@@ -196,9 +205,13 @@ impl Voice {
             }
         };
         let Some(playback) = self.playback() else { return };
-        playback.push(&pcm);
-        playback.finish();
-        self.cues_played += 1;
+        // While the output is known to be missing the cue is skipped, not retried against the device.
+        if playback.push_cue(&pcm) {
+            playback.finish();
+            self.cues_played += 1;
+        } else {
+            self.cues_skipped += 1;
+        }
     }
 
     fn playback(&mut self) -> Option<&Playback> {
@@ -254,6 +267,7 @@ impl Voice {
         json!({
             "cues": self.cfg.cues,
             "cues_played": self.cues_played,
+            "cues_skipped": self.cues_skipped,
             "output": match &self.output { Ok(d) => json!({"ok": d}), Err(e) => json!({"error": e}) },
             "input": match &self.input { Ok(d) => json!({"ok": d}), Err(e) => json!({"error": e}) },
             "voice": self.capture.is_some(),
