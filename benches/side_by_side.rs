@@ -83,7 +83,7 @@ fn main() {
         for _ in 0..per_round {
             // Alternate the order, so that neither peer always runs right after the other.
             let order: Vec<usize> =
-                if n % 2 == 0 { (0..peers.len()).collect() } else { (0..peers.len()).rev().collect() };
+                if n.is_multiple_of(2) { (0..peers.len()).collect() } else { (0..peers.len()).rev().collect() };
             for p in order {
                 let stamp = scratch.path().join(format!("stamp-{p}-{n}"));
                 let one = peers[p].run_one(&stamp, &dir, n);

@@ -44,6 +44,9 @@ use crate::tasks::{CancelOutcome, Notice, StartRequest, Supervisor, TaskView};
 use live::{Live, LiveStep, Purpose};
 use scheduler::{Scheduler, TimerKind};
 
+/// How long the daemon must have had no task before free heap pages go back to the system.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
+
 /// Exit status for a configuration error (sysexits' EX_CONFIG); the systemd
 /// unit does not restart on it.
 pub const EXIT_CONFIG: i32 = 78;
@@ -117,6 +120,8 @@ pub struct Daemon {
     progress: progress::Progress,
     scheduler: Scheduler,
     subscribers: Vec<Sender<Value>>,
+    /// Notices of a request, published once its reply has been sent.
+    after_reply: Vec<Notice>,
     /// `sync` requests waiting for the loop to have nothing queued (see [`Daemon::answer_syncs`]).
     syncs: Vec<Sender<Value>>,
     started: Instant,
@@ -216,6 +221,7 @@ pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
         progress: progress::Progress::new(config_progress_min),
         scheduler: Scheduler::default(),
         subscribers: Vec::new(),
+        after_reply: Vec::new(),
         syncs: Vec::new(),
         started: Instant::now(),
         shutting_down: false,
@@ -400,6 +406,9 @@ impl Daemon {
             Event::Timer => {}
             Event::Gone(channel) => self.retire(channel),
         }
+        // Notices held back for a reply that was sent (or whose sender was not a connection).
+        let notices = std::mem::take(&mut self.after_reply);
+        self.publish(notices, now);
         self.after_event(now);
     }
 
@@ -426,6 +435,14 @@ impl Daemon {
                 }
                 TimerKind::ShutdownDeadline => {
                     log::warn!("shutdown: tasks did not stop within the grace period; killing them")
+                }
+                TimerKind::Trim => {
+                    if self.supervisor.is_idle() {
+                        // SAFETY: malloc_trim only releases free heap pages.
+                        unsafe {
+                            libc::malloc_trim(0);
+                        }
+                    }
                 }
             }
         }
@@ -487,6 +504,8 @@ impl Daemon {
             Incoming::Request { request, reply } => {
                 let answer = self.handle_request(request, now);
                 let _ = reply.send(answer);
+                let notices = std::mem::take(&mut self.after_reply);
+                self.publish(notices, now);
             }
             Incoming::Subscribe { events } => self.subscribers.push(events),
             Incoming::LiveAttach { events, reply } => {
@@ -671,12 +690,13 @@ impl Daemon {
             }
             Request::Start { text, name, project, dir } => {
                 let (outcome, notices) = self.supervisor.start(StartRequest { text, name, project, dir }, now);
-                self.publish(notices, now);
+                // Published once the reply is on its way (see `on_control`).
+                self.after_reply.extend(notices);
                 to_json(&outcome)
             }
             Request::Continue { reference, text } => {
                 let (outcome, notices) = self.supervisor.continue_task(&reference, &text, now);
-                self.publish(notices, now);
+                self.after_reply.extend(notices);
                 to_json(&outcome)
             }
             Request::Show { reference } => to_json(&self.supervisor.show(&reference)),
@@ -916,50 +936,69 @@ impl Daemon {
         })
     }
 
-    /// Routes supervisor notices: to the live session (task table, notifications)
-    /// and to subscribers.
+    /// Routes supervisor notices: to subscribers and the live session first, then what
+    /// may take longer (the supervisor's writes and sweeps, desktop notes, cues, the
+    /// task table), so that nobody waits for those to hear what happened.
     fn publish(&mut self, notices: Vec<Notice>, now: Instant) {
+        // 1. Subscribers get the event, and the live session a task's end (it may go on the wire now).
+        for notice in &notices {
+            self.broadcast_notice(notice);
+            if let Notice::Ended(id) = notice {
+                // It gets only its result: an update about it not yet said is taken back (the others
+                // still due are offered again at once).
+                self.progress.ended(id);
+                if self.live.progress_item().is_some_and(|(ids, said)| !said && ids.contains(id)) {
+                    self.live.withdraw_progress();
+                }
+            }
+            if let Notice::Ended(id) = notice
+                && let Some(task) = self.supervisor.registry().get(id)
+            {
+                let sup = &self.supervisor;
+                let steps = self.live.on_task_ended(task, || tools::briefing(sup), now);
+                self.run_live_steps(steps, now);
+            }
+        }
+        // 2. What the supervisor does once everyone has heard (an end's record, its sweep).
+        self.supervisor.after_publish(now);
+        // 3. The slower consequences.
+        let mut table_changed = false;
         for notice in notices {
             match &notice {
                 Notice::Ended(id) => {
-                    // It gets only its result: an update about it not yet said is taken back (the others
-                    // still due are offered again at once).
-                    self.progress.ended(id);
-                    if self.live.progress_item().is_some_and(|(ids, said)| !said && ids.contains(id)) {
-                        self.live.withdraw_progress();
-                    }
                     if let Some(task) = self.supervisor.registry().get(id).cloned() {
-                        // The notification first (it may go on the wire now), the cue after.
                         if let Some(notifier) = &self.notifier {
                             notifier.send(notifications::desktop_note(&task));
                         }
-                        let sup = &self.supervisor;
-                        let steps = self.live.on_task_ended(&task, || tools::briefing(sup), now);
-                        self.run_live_steps(steps, now);
                         self.voice.cue(if task.state == crate::tasks::registry::TaskState::Succeeded {
                             Cue::TaskSucceeded
                         } else {
                             Cue::TaskFailed
                         });
                         self.task_question(&task, now);
-                        self.tasks_changed(now);
+                        table_changed = true;
+                    }
+                    if self.supervisor.running_count() == 0 {
+                        // Idle again: hand what big prompts and outputs used back to the system, once
+                        // nothing has happened for a moment (not on the way to the next start).
+                        self.scheduler.schedule(TimerKind::Trim, now + TRIM_AFTER);
                     }
                 }
                 Notice::Started(id) => {
                     self.progress.started(id, now);
                     self.voice.cue(Cue::TaskStarted);
-                    self.tasks_changed(now);
+                    table_changed = true;
                 }
                 Notice::Activity(id) => {
                     // An answer (from the shell, the timeout) comes as activity: the question may be stale.
                     if let Some(task) = self.supervisor.registry().get(id).cloned() {
                         self.task_question(&task, now);
                     }
-                    self.tasks_changed(now);
+                    table_changed = true;
                 }
                 Notice::Stalled(id) => {
                     self.progress.stalled(id);
-                    self.tasks_changed(now);
+                    table_changed = true;
                 }
                 Notice::BudgetWarning(message) => {
                     if let Some(notifier) = &self.notifier {
@@ -975,32 +1014,34 @@ impl Daemon {
                             notifier.send(notifications::waiting_note(&task));
                         }
                         self.task_question(&task, now);
-                        self.tasks_changed(now);
+                        table_changed = true;
                     }
                 }
             }
-            if matches!(notice, Notice::Ended(_)) && self.supervisor.running_count() == 0 {
-                // Idle again: hand what big prompts and outputs used back to the system.
-                // SAFETY: malloc_trim only releases free heap pages.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            }
-            let (event, id) = match &notice {
-                Notice::Started(id) => ("task_started", Some(id)),
-                Notice::Activity(id) => ("task_activity", Some(id)),
-                Notice::Stalled(id) => ("task_stalled", Some(id)),
-                Notice::Ended(id) => ("task_ended", Some(id)),
-                Notice::Waiting(id) => ("task_waiting", Some(id)),
-                Notice::BudgetWarning(message) => {
-                    self.broadcast(json!({"event": "budget_warning", "task": null, "message": message}));
-                    continue;
-                }
-            };
-            // Subscribers get what a status bar needs, never the prompt (see `tasks::contract::brief`).
-            let task = id.and_then(|id| self.supervisor.registry().get(id)).map(crate::tasks::contract::brief);
-            self.broadcast(json!({"event": event, "task": task}));
         }
+        if table_changed {
+            self.tasks_changed(now);
+        }
+    }
+
+    /// One notice as a subscriber event: what a status bar needs, never the prompt (see `tasks::contract::brief`).
+    fn broadcast_notice(&mut self, notice: &Notice) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let (event, id) = match notice {
+            Notice::Started(id) => ("task_started", id),
+            Notice::Activity(id) => ("task_activity", id),
+            Notice::Stalled(id) => ("task_stalled", id),
+            Notice::Ended(id) => ("task_ended", id),
+            Notice::Waiting(id) => ("task_waiting", id),
+            Notice::BudgetWarning(message) => {
+                self.broadcast(json!({"event": "budget_warning", "task": null, "message": message}));
+                return;
+            }
+        };
+        let task = self.supervisor.registry().get(id).map(crate::tasks::contract::brief);
+        self.broadcast(json!({"event": event, "task": task}));
     }
 
     /// After an answer: subscribers and the live session see the task run again.
@@ -1195,6 +1236,7 @@ mod tests {
             progress: progress::Progress::new(0.0),
             scheduler: Scheduler::default(),
             subscribers: Vec::new(),
+            after_reply: Vec::new(),
             syncs: Vec::new(),
             notifier: None,
             started: Instant::now(),

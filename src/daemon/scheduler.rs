@@ -12,6 +12,8 @@ pub enum TimerKind {
     Watchdog,
     /// Give up waiting for tasks to exit during shutdown.
     ShutdownDeadline,
+    /// Return free heap pages to the system, a moment after the last task ended.
+    Trim,
 }
 
 #[derive(Debug, Default)]

@@ -178,7 +178,8 @@ pub fn count_lines(bytes: &[u8]) -> Option<u64> {
     Some(newlines + u64::from(bytes.last().is_some_and(|&b| b != b'\n')))
 }
 
-/// Runs `git -C dir args…` with a deadline; stdout on success.
+/// Runs `git -C dir args…` with a deadline; stdout on success. Waits for the end of git's output, then for its
+/// exit: no polling interval is added to what git itself takes.
 fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
     let mut child = Command::new("git")
         .arg("-C")
@@ -194,16 +195,24 @@ fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
         .spawn()
         .ok()?;
     let mut stdout = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let reader = std::thread::Builder::new().name("git-out".into()).stack_size(64 * 1024).spawn(move || {
         let mut buf = Vec::new();
         let _ = (&mut stdout).take(64 << 20).read_to_end(&mut buf);
-        buf
+        let _ = tx.send(buf);
     });
+    if reader.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
     let deadline = Instant::now() + GIT_DEADLINE;
+    let out = rx.recv_deadline(deadline).ok();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            // Its output is complete: git is exiting.
+            Ok(None) if out.is_some() && Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -211,12 +220,24 @@ fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
             }
         }
     };
-    let out = reader.join().ok()?;
-    status.filter(|s| s.success()).map(|_| out)
+    status.filter(|s| s.success()).and(out)
+}
+
+/// Could `dir` be inside a git repository? git finds one by looking for `.git` in `dir` and each parent (the
+/// environment that would point it elsewhere, `GIT_DIR` and the like, is not passed on), or `dir` is a bare
+/// repository. A task outside any repository then costs no git process at all.
+fn maybe_in_repository(dir: &Path) -> bool {
+    if ["HEAD", "objects", "refs"].iter().all(|e| dir.join(e).exists()) {
+        return true;
+    }
+    dir.ancestors().any(|d| d.join(".git").symlink_metadata().is_ok())
 }
 
 /// The commit `dir` is at, when it is inside a git repository with a commit.
 pub fn start_commit(dir: &Path) -> Option<String> {
+    if !maybe_in_repository(dir) {
+        return None;
+    }
     let out = git(dir, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])?;
     let sha = String::from_utf8_lossy(&out).trim().to_string();
     (sha.len() >= 40 && sha.chars().all(|c| c.is_ascii_hexdigit())).then_some(sha)
@@ -324,6 +345,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path();
         assert_eq!(start_commit(dir), None, "not a repository");
+        assert!(!maybe_in_repository(dir) || dir.ancestors().skip(1).any(|d| d.join(".git").exists()));
         sh(
             dir,
             "git init -q . && printf 'a\\nb\\n' > kept.txt && printf 'x\\n' > gone.txt && git add . && git commit -qm one",

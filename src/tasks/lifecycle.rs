@@ -401,17 +401,28 @@ impl Supervisor {
             log::warn!("{line}")
         }
         self.registry.prune(self.config.keep_ended as usize);
-        // Results must survive a power loss too: the syncer thread fsyncs right after.
-        let _ = self.save_now(Durability::Atomic);
-        let _ = self.syncer.send(());
-        // Whatever the task left behind (a Bash command in its own session) goes too, a
-        // moment later and batched with other ends: a /proc scan per task would compete
-        // with the loop for the CPU.
-        self.kill_everything(id, None, false);
+        // Written, and its leftovers swept, once the end has been published (`after_publish`).
+        self.ended.push(id.to_string());
         let mut notices = vec![Notice::Ended(id.to_string())];
         // Spending only grows when a task ends: the moment to warn about the budget.
         notices.extend(self.budget_notice());
         notices
+    }
+
+    /// What follows the publication of this round's notices: the records of the tasks that
+    /// ended are written (results must survive a power loss too: the syncer thread fsyncs
+    /// right after), and whatever they left behind (a Bash command in its own session) is
+    /// swept, a moment later and batched with other ends (a /proc scan per task would
+    /// compete with the loop for the CPU).
+    pub fn after_publish(&mut self, _now: Instant) {
+        if self.ended.is_empty() {
+            return;
+        }
+        let _ = self.save_now(Durability::Atomic);
+        let _ = self.syncer.send(());
+        for id in std::mem::take(&mut self.ended) {
+            self.kill_everything(&id, None, false);
+        }
     }
 
     /// The earliest moment [`Supervisor::on_timer`] has something to do.

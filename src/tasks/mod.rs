@@ -90,6 +90,8 @@ pub struct Supervisor {
     /// Asks the sweeper thread to kill processes carrying a task's id.
     sweeper: Sender<sweep::SweepRequest>,
     shutting_down: bool,
+    /// Tasks that ended since the last [`Supervisor::after_publish`]: their records and sweeps wait for it.
+    ended: Vec<String>,
     budget_warned_day: Option<i64>,
     /// Waiting permission requests and remembered rules.
     board: permission::Board,
@@ -138,6 +140,7 @@ impl Supervisor {
             syncer,
             sweeper,
             shutting_down: false,
+            ended: Vec::new(),
             budget_warned_day: None,
             board: permission::Board::default(),
             prompt: None,

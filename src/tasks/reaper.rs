@@ -232,7 +232,7 @@ impl Reaper {
             {
                 exited = Some((status, Instant::now()));
             }
-            self.maybe_progress(false);
+            self.maybe_progress();
         }
         drop(output);
         let status = match exited {
@@ -243,7 +243,8 @@ impl Reaper {
             let line = std::mem::take(&mut self.line);
             self.handle_line(&line);
         }
-        self.maybe_progress(true);
+        // No last progress message: `Finished` carries the output counter, and an ended task has no activity.
+        // One message per end is one wake-up of the loop, on the path to the task-ended event.
         if let Some(base) = base {
             self.changes.diff = changes::diff_stat(&self.change_spec.dir, &base);
         }
@@ -358,9 +359,9 @@ impl Reaper {
         self.tail.push_back(clip(&line, TAIL_LINE_CHARS + 16));
     }
 
-    fn maybe_progress(&mut self, force: bool) {
+    fn maybe_progress(&mut self) {
         let changed = self.activity_dirty || self.output_bytes != self.reported_bytes;
-        if !changed || (!force && self.last_progress.elapsed() < PROGRESS_EVERY) {
+        if !changed || self.last_progress.elapsed() < PROGRESS_EVERY {
             return;
         }
         self.last_progress = Instant::now();
@@ -428,10 +429,8 @@ echo '{"type":"result","subtype":"success","is_error":false,"result":"Done.","to
 exit 3"#;
         let (msgs, log) = run_script(script, 1 << 20);
         assert!(matches!(&msgs[0], ReaperMsg::Init { session_id: Some(s), .. } if s == "s1"));
-        assert!(
-            msgs.iter().any(|m| matches!(m, ReaperMsg::Progress { activity: Some(a), .. } if a == "writing b/c.txt"))
-        );
         let f = finished(&msgs);
+        assert!(f.tail.iter().any(|l| l == "→ writing b/c.txt"), "{:?}", f.tail);
         assert_eq!(f.exit_code, Some(3));
         assert_eq!(f.result.as_ref().and_then(|r| r.total_cost_usd), Some(0.5));
         assert_eq!(f.last_plain.as_deref(), Some("plain stderr line"));
