@@ -98,7 +98,7 @@ pub fn print_event(ev: &Value) {
         Some("assistant") if text("phase") == "commentary" => format!("assistant (preamble): {}", text("text")),
         Some("assistant") => format!("assistant: {}", text("text")),
         Some("user") => format!("you (heard): {}", text("text")),
-        Some("notification") => text("text").to_string(),
+        Some("notification" | "progress") => text("text").to_string(),
         Some("tool") => {
             let r = &ev["result"];
             let id = r.get("task_id").and_then(Value::as_str).map(|i| format!(" {i}")).unwrap_or_default();
