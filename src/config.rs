@@ -16,24 +16,24 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// The whole configuration, with defaults filled in.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub tasks: TasksConfig,
-    pub live: LiveConfig,
-    pub keys: KeysConfig,
-    pub audio: AudioSection,
-    pub dictate: DictateConfig,
-    pub notify: NotifyConfig,
-    pub models: ModelsConfig,
+pub(crate) struct Config {
+    pub(crate) tasks: TasksConfig,
+    pub(crate) live: LiveConfig,
+    pub(crate) keys: KeysConfig,
+    pub(crate) audio: AudioSection,
+    pub(crate) dictate: DictateConfig,
+    pub(crate) notify: NotifyConfig,
+    pub(crate) models: ModelsConfig,
     /// Spoken project name → directory (`~` is expanded).
-    pub projects: BTreeMap<String, PathBuf>,
+    pub(crate) projects: BTreeMap<String, PathBuf>,
 }
 
 /// `[notify]`: desktop notifications (through `notify-send`, where a session bus exists).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
+pub(crate) struct NotifyConfig {
     /// A notification when a task ends and when a dictation fails.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 impl Default for NotifyConfig {
@@ -45,52 +45,52 @@ impl Default for NotifyConfig {
 /// `[tasks]`: how Claude Code tasks are started and supervised.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct TasksConfig {
+pub(crate) struct TasksConfig {
     /// The Claude Code CLI: a command on PATH or an absolute path.
-    pub claude: String,
-    pub permission_mode: PermissionMode,
+    pub(crate) claude: String,
+    pub(crate) permission_mode: PermissionMode,
     /// What happens when a task wants something its permission mode does not
     /// allow: ask the user (`ptt mcp-permission` as the CLI's permission
     /// prompt), or deny it at once (the CLI's own headless behaviour).
-    pub permissions: PermissionPolicy,
+    pub(crate) permissions: PermissionPolicy,
     /// Minutes a permission request waits for an answer before it is denied.
     #[serde(deserialize_with = "positive_f64")]
-    pub permission_timeout_min: f64,
+    pub(crate) permission_timeout_min: f64,
     /// Spending limit of one task in USD (`--max-budget-usd`); 0: none.
     #[serde(deserialize_with = "non_negative")]
-    pub max_task_usd: f64,
+    pub(crate) max_task_usd: f64,
     /// `--max-turns`; 0 leaves it to the CLI.
-    pub max_turns: u32,
+    pub(crate) max_turns: u32,
     /// `--model`; empty leaves it to the CLI.
-    pub model: String,
+    pub(crate) model: String,
     #[serde(deserialize_with = "at_least_one")]
-    pub max_concurrent: u32,
+    pub(crate) max_concurrent: u32,
     /// Minutes before a task is stopped (fractions allowed); 0 disables the timeout.
     #[serde(deserialize_with = "non_negative")]
-    pub timeout_min: f64,
+    pub(crate) timeout_min: f64,
     /// Minutes of silence before a task is flagged as stalled; 0 disables.
     #[serde(deserialize_with = "non_negative")]
-    pub stall_min: f64,
+    pub(crate) stall_min: f64,
     /// Daily spending limit in USD (sum of the CLI's reported costs, local
     /// day); 0 disables. A warning is logged at 80 %.
     #[serde(deserialize_with = "non_negative")]
-    pub budget_usd: f64,
-    pub isolation: Isolation,
+    pub(crate) budget_usd: f64,
+    pub(crate) isolation: Isolation,
     /// Directories under which a task may run (besides configured projects).
-    pub allowed_roots: Vec<PathBuf>,
+    pub(crate) allowed_roots: Vec<PathBuf>,
     /// Extra environment variables passed to Claude (the base allowlist is
     /// PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_*, TERM, TZ, TMPDIR,
     /// XDG_*, ANTHROPIC_* and CLAUDE_*).
-    pub env_allow: Vec<String>,
+    pub(crate) env_allow: Vec<String>,
     /// Seconds between SIGTERM and SIGKILL when a task is stopped.
-    pub kill_grace_s: u32,
+    pub(crate) kill_grace_s: u32,
     /// Cap of each task's log file in MiB (a note marks the cut).
     #[serde(deserialize_with = "at_least_one")]
-    pub log_max_mb: u32,
+    pub(crate) log_max_mb: u32,
     /// Several tasks may work in the same directory (only with isolation "none").
-    pub share_dirs: bool,
+    pub(crate) share_dirs: bool,
     /// How many ended tasks the registry keeps.
-    pub keep_ended: u32,
+    pub(crate) keep_ended: u32,
 }
 
 impl Default for TasksConfig {
@@ -121,50 +121,50 @@ impl Default for TasksConfig {
 /// `[live]`: the voice (or text) conversation over the OpenAI Realtime API.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct LiveConfig {
+pub(crate) struct LiveConfig {
     /// The Realtime endpoint; `?model=` is added unless the URL has one.
-    pub url: String,
-    pub model: String,
-    pub voice: String,
+    pub(crate) url: String,
+    pub(crate) model: String,
+    pub(crate) voice: String,
     /// A file whose text replaces the built-in instructions (the task table is appended).
-    pub instructions_file: Option<PathBuf>,
+    pub(crate) instructions_file: Option<PathBuf>,
     /// A file holding the OpenAI API key (must be mode 0600); `OPENAI_API_KEY` wins when set.
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// Open a session just to speak task results when none is open.
-    pub announce_when_idle: bool,
+    pub(crate) announce_when_idle: bool,
     /// `"vad"` (the server detects turns) or `"ptt"` (hold the key to speak).
-    pub turn: LiveTurn,
+    pub(crate) turn: LiveTurn,
     /// With server VAD, keep the microphone open while the assistant speaks
     /// (needs echo cancellation, e.g. a headset); otherwise it is gated.
-    pub full_duplex: bool,
+    pub(crate) full_duplex: bool,
     /// Seconds between WebSocket pings.
     #[serde(deserialize_with = "positive_f64")]
-    pub ping_interval_s: f64,
+    pub(crate) ping_interval_s: f64,
     /// Seconds without a pong before the link counts as dead.
     #[serde(deserialize_with = "positive_f64")]
-    pub pong_timeout_s: f64,
+    pub(crate) pong_timeout_s: f64,
     /// Renew the session this many seconds before it expires (when the floor is free).
     #[serde(deserialize_with = "positive_f64")]
-    pub renew_before_s: f64,
+    pub(crate) renew_before_s: f64,
     /// Model for transcribing the user's speech into the conversation log; empty turns it off.
-    pub transcription_model: String,
+    pub(crate) transcription_model: String,
     /// `session.reasoning.effort`, sent only to models that take it (the 2.x family).
-    pub reasoning_effort: ReasoningEffort,
+    pub(crate) reasoning_effort: ReasoningEffort,
     /// Let the model call several tools in one response (2.x models only).
-    pub parallel_tool_calls: bool,
+    pub(crate) parallel_tool_calls: bool,
     /// Fraction of the conversation kept when the context overflows (`truncation: retention_ratio`), so
     /// long sessions keep their prompt cache; 0 leaves it to the server (`truncation: "auto"`).
     #[serde(deserialize_with = "unit_interval_f64")]
-    pub retention_ratio: f64,
+    pub(crate) retention_ratio: f64,
     /// With `turn = "semantic_vad"`: how soon the model answers ("low" waits longest).
-    pub vad_eagerness: VadEagerness,
+    pub(crate) vad_eagerness: VadEagerness,
     /// The REST API the models are checked against (`GET {api_base}/models/{model}`); empty: derived
     /// from `url` (`wss://HOST/v1/realtime` → `https://HOST/v1`).
-    pub api_base: String,
+    pub(crate) api_base: String,
     /// Minutes a task runs (since it started or its last update) before the session gets a short progress
     /// update to say in a pause; 0: never.
     #[serde(deserialize_with = "non_negative")]
-    pub progress_min: f64,
+    pub(crate) progress_min: f64,
 }
 
 impl Default for LiveConfig {
@@ -194,7 +194,7 @@ impl Default for LiveConfig {
 
 impl LiveConfig {
     /// The WebSocket URL with the model as a query parameter.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         if self.url.contains("model=") {
             self.url.clone()
         } else {
@@ -205,7 +205,7 @@ impl LiveConfig {
 
     /// The REST base for model checks: `api_base`, else derived from `url` (`wss://HOST/v1/realtime?…` →
     /// `https://HOST/v1`, `ws://` → `http://`).
-    pub fn api_base(&self) -> String {
+    pub(crate) fn api_base(&self) -> String {
         let explicit = self.api_base.trim();
         if !explicit.is_empty() {
             return explicit.trim_end_matches('/').to_string();
@@ -226,7 +226,7 @@ impl LiveConfig {
 /// `live.reasoning_effort`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum ReasoningEffort {
+pub(crate) enum ReasoningEffort {
     Minimal,
     Low,
     Medium,
@@ -235,7 +235,7 @@ pub enum ReasoningEffort {
 }
 
 impl ReasoningEffort {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ReasoningEffort::Minimal => "minimal",
             ReasoningEffort::Low => "low",
@@ -249,7 +249,7 @@ impl ReasoningEffort {
 /// `live.vad_eagerness` (semantic VAD only).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum VadEagerness {
+pub(crate) enum VadEagerness {
     Low,
     Medium,
     High,
@@ -257,7 +257,7 @@ pub enum VadEagerness {
 }
 
 impl VadEagerness {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             VadEagerness::Low => "low",
             VadEagerness::Medium => "medium",
@@ -270,18 +270,18 @@ impl VadEagerness {
 /// `[audio]`: devices and sound cues.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct AudioSection {
+pub(crate) struct AudioSection {
     /// Input device by name (`ptt doctor` lists them); empty: the default device.
-    pub input: String,
+    pub(crate) input: String,
     /// Output device by name; empty: the default device.
-    pub output: String,
+    pub(crate) output: String,
     /// Keep the streams open between turns (no lost first word, no open latency).
-    pub keep_open: bool,
+    pub(crate) keep_open: bool,
     /// Play short sounds when a task starts, succeeds or fails, and when live mode goes on or off.
-    pub cues: bool,
+    pub(crate) cues: bool,
     /// Loudness of the cues, 0.0 to 1.0.
     #[serde(deserialize_with = "unit_interval")]
-    pub cue_volume: f32,
+    pub(crate) cue_volume: f32,
 }
 
 impl Default for AudioSection {
@@ -291,7 +291,7 @@ impl Default for AudioSection {
 }
 
 impl AudioSection {
-    pub fn to_audio_config(&self) -> crate::audio::AudioConfig {
+    pub(crate) fn to_audio_config(&self) -> crate::audio::AudioConfig {
         let name = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
         crate::audio::AudioConfig {
             input: name(&self.input),
@@ -321,55 +321,55 @@ fn unit_interval<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
 /// `[dictate]`: hold the push-to-talk key, speak, release: the text is typed.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct DictateConfig {
+pub(crate) struct DictateConfig {
     /// The push-to-talk key dictates when no live session is on.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The OpenAI-compatible API; the clip goes to `{api_base}/audio/transcriptions`.
-    pub api_base: String,
-    pub model: String,
+    pub(crate) api_base: String,
+    pub(crate) model: String,
     /// ISO-639-1 code ("en", "de"); empty lets the model detect it.
-    pub language: String,
+    pub(crate) language: String,
     /// Clips shorter than this are dropped (with a short cue).
-    pub min_ms: u64,
+    pub(crate) min_ms: u64,
     /// Seconds for one upload attempt, answer included.
     #[serde(deserialize_with = "positive_f64")]
-    pub timeout_s: f64,
+    pub(crate) timeout_s: f64,
     /// Further attempts after a 429, a 5xx or a network error (with backoff, honouring Retry-After).
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// How text reaches the focused window: "auto", "xdotool", "wtype", "ydotool", "clipboard" or "stdout".
-    pub typer: TyperKind,
+    pub(crate) typer: TyperKind,
     /// Milliseconds between typed keys.
-    pub key_delay_ms: u32,
+    pub(crate) key_delay_ms: u32,
     /// The keys the clipboard typer pastes with: "ctrl+v", "ctrl+shift+v" (terminals) or "shift+insert".
-    pub paste_keys: PasteKeys,
+    pub(crate) paste_keys: PasteKeys,
     /// Type a space after each dictation, so consecutive ones do not run together.
-    pub trailing_space: bool,
+    pub(crate) trailing_space: bool,
     /// How many recent dictations go into the prompt (with the vocabulary) as context.
-    pub recent: usize,
+    pub(crate) recent: usize,
     /// Words the transcriber should know, one per line; empty: `$XDG_STATE_HOME/ptt/vocabulary.txt`.
-    pub vocabulary_file: Option<PathBuf>,
+    pub(crate) vocabulary_file: Option<PathBuf>,
     /// Spoken commands: whole utterances, compared after lowercasing and dropping punctuation.
-    pub commands: DictateCommands,
+    pub(crate) commands: DictateCommands,
     /// Who transcribes: "auto" (a local model when one is installed or configured, else OpenAI when a key is
     /// set), "local" (whisper.cpp on this machine) or "openai".
-    pub engine: DictateEngine,
+    pub(crate) engine: DictateEngine,
     /// The local model by name (`ptt model list`), in `$XDG_DATA_HOME/ptt/models`; empty: the one installed last.
-    pub local_model: String,
+    pub(crate) local_model: String,
     /// Any whisper.cpp ggml file (`~` allowed); wins over `local_model`.
-    pub model_path: Option<PathBuf>,
+    pub(crate) model_path: Option<PathBuf>,
     /// Load the local model when the daemon starts, not at the first dictation.
-    pub preload: bool,
+    pub(crate) preload: bool,
     /// Minutes without a dictation before the local model is unloaded (its memory returned); 0: never.
     #[serde(deserialize_with = "non_negative")]
-    pub model_idle_min: f64,
+    pub(crate) model_idle_min: f64,
     /// Threads for the local model; 0: the cores that are free when a clip comes.
-    pub threads: usize,
+    pub(crate) threads: usize,
 }
 
 /// `dictate.engine`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DictateEngine {
+pub(crate) enum DictateEngine {
     #[default]
     Auto,
     Local,
@@ -379,9 +379,9 @@ pub enum DictateEngine {
 /// `[models]`: where `ptt model download` gets whisper.cpp models.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct ModelsConfig {
+pub(crate) struct ModelsConfig {
     /// `ptt model download NAME` fetches `{base_url}/ggml-NAME.bin`.
-    pub base_url: String,
+    pub(crate) base_url: String,
 }
 
 impl Default for ModelsConfig {
@@ -419,7 +419,7 @@ impl Default for DictateConfig {
 
 impl DictateConfig {
     /// The vocabulary file: `vocabulary_file` (with `~`), else `vocabulary.txt` in the state directory.
-    pub fn vocabulary_path(&self, paths: &crate::paths::Paths) -> PathBuf {
+    pub(crate) fn vocabulary_path(&self, paths: &crate::paths::Paths) -> PathBuf {
         match &self.vocabulary_file {
             Some(f) => paths.expand_tilde(f),
             None => paths.state_dir.join("vocabulary.txt"),
@@ -427,7 +427,7 @@ impl DictateConfig {
     }
 
     /// The languages of `language` (one code, or several separated by commas); empty: detect.
-    pub fn languages(&self) -> Vec<String> {
+    pub(crate) fn languages(&self) -> Vec<String> {
         self.language.split(',').map(|l| l.trim().to_ascii_lowercase()).filter(|l| !l.is_empty()).collect()
     }
 }
@@ -435,7 +435,7 @@ impl DictateConfig {
 /// `dictate.typer`: which tool types the text (`dictate::typer` turns it into commands).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TyperKind {
+pub(crate) enum TyperKind {
     /// Pick the best tool for the session at typing time (see `dictate::typer::choose`).
     #[default]
     Auto,
@@ -450,7 +450,7 @@ pub enum TyperKind {
 /// (foot, GNOME Terminal, kitty, Konsole) paste with Ctrl+Shift+V and read Ctrl+V as a literal ^V, and
 /// Shift+Insert works in both GTK/Qt applications and X11 terminals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub enum PasteKeys {
+pub(crate) enum PasteKeys {
     #[default]
     #[serde(rename = "ctrl+v")]
     CtrlV,
@@ -463,19 +463,19 @@ pub enum PasteKeys {
 /// `[dictate.commands]`: the phrases of each voice command.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct DictateCommands {
+pub(crate) struct DictateCommands {
     /// Turn the live session on.
-    pub live_mode: Vec<String>,
+    pub(crate) live_mode: Vec<String>,
     /// Turn the live session off (back to dictation).
-    pub dictate_mode: Vec<String>,
+    pub(crate) dictate_mode: Vec<String>,
     /// Press Enter.
-    pub new_line: Vec<String>,
+    pub(crate) new_line: Vec<String>,
     /// Followed by a word: add it to the vocabulary ("add word Kubernetes").
-    pub add_word: Vec<String>,
+    pub(crate) add_word: Vec<String>,
     /// Quiet mode on: nothing is spoken, results wait (also heard in a live session).
-    pub quiet_mode: Vec<String>,
+    pub(crate) quiet_mode: Vec<String>,
     /// Quiet mode off: held questions are asked, missed results offered.
-    pub talk_again: Vec<String>,
+    pub(crate) talk_again: Vec<String>,
 }
 
 impl Default for DictateCommands {
@@ -494,21 +494,21 @@ impl Default for DictateCommands {
 /// `[keys]`: hotkey bindings and where keys come from.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct KeysConfig {
+pub(crate) struct KeysConfig {
     /// Hold to talk (dictation, or a push-to-talk turn in live mode).
-    pub ptt: String,
+    pub(crate) ptt: String,
     /// Toggles the live session: a chord, both keys down in either order.
-    pub live: String,
+    pub(crate) live: String,
     /// Cuts the assistant off while it speaks.
-    pub interrupt: String,
+    pub(crate) interrupt: String,
     /// Toggles quiet mode (nothing is spoken; results wait); empty: unbound (`ptt key toggle quiet` works).
-    pub quiet: String,
+    pub(crate) quiet: String,
     /// `"auto"` (evdev on Wayland/console, X11 otherwise), `"x11"`, `"evdev"`, or `"socket"` (only `ptt key …`).
-    pub source: KeySource,
+    pub(crate) source: KeySource,
     /// A release counts after the key stayed up this long (absorbs bounces and repeat pairs).
-    pub debounce_ms: u64,
+    pub(crate) debounce_ms: u64,
     /// A key "held" longer than this is released (a lost release never leaves it stuck).
-    pub max_hold_s: u64,
+    pub(crate) max_hold_s: u64,
 }
 
 impl Default for KeysConfig {
@@ -527,7 +527,7 @@ impl Default for KeysConfig {
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum KeySource {
+pub(crate) enum KeySource {
     Auto,
     X11,
     Evdev,
@@ -536,7 +536,7 @@ pub enum KeySource {
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum LiveTurn {
+pub(crate) enum LiveTurn {
     /// Server VAD: silence ends a turn.
     Vad,
     /// Hold the push-to-talk key to speak.
@@ -547,13 +547,13 @@ pub enum LiveTurn {
 
 impl LiveTurn {
     /// The server detects turns (either VAD): the microphone streams while live.
-    pub fn is_vad(self) -> bool {
+    pub(crate) fn is_vad(self) -> bool {
         matches!(self, LiveTurn::Vad | LiveTurn::SemanticVad)
     }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-pub enum PermissionMode {
+pub(crate) enum PermissionMode {
     #[serde(rename = "default")]
     Default,
     #[serde(rename = "acceptEdits")]
@@ -567,7 +567,7 @@ pub enum PermissionMode {
 }
 
 impl PermissionMode {
-    pub fn as_cli_arg(self) -> &'static str {
+    pub(crate) fn as_cli_arg(self) -> &'static str {
         match self {
             PermissionMode::Default => "default",
             PermissionMode::AcceptEdits => "acceptEdits",
@@ -581,7 +581,7 @@ impl PermissionMode {
 /// `tasks.permissions`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum PermissionPolicy {
+pub(crate) enum PermissionPolicy {
     /// Ask the user (voice, `ptt task allow`/`deny`), deny after the timeout.
     Ask,
     /// Deny at once, as headless Claude does without a prompt tool.
@@ -590,7 +590,7 @@ pub enum PermissionPolicy {
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Isolation {
+pub(crate) enum Isolation {
     /// Run in the project directory itself.
     None,
     /// Run in a fresh empty directory under the state directory.
@@ -625,11 +625,11 @@ fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 /// A configuration error that points at the file, line and key.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub key: Option<String>,
-    pub message: String,
+pub(crate) struct ConfigError {
+    pub(crate) file: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) key: Option<String>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -649,7 +649,7 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Loads the file; a missing file means all defaults.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         match read_capped(path) {
             Ok(text) => Config::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -658,7 +658,7 @@ impl Config {
     }
 
     /// Loads the file, which must exist (a reload: a missing file is not "all defaults").
-    pub fn reload(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn reload(path: &Path) -> Result<Config, ConfigError> {
         match read_capped(path) {
             Ok(text) => Config::parse(&text, path),
             Err(e) => Err(ConfigError { file: path.to_path_buf(), line: None, key: None, message: e.to_string() }),
@@ -666,7 +666,7 @@ impl Config {
     }
 
     /// What is allowed but probably a mistake (an unknown voice), one line each.
-    pub fn warnings(&self, path: &Path) -> Vec<String> {
+    pub(crate) fn warnings(&self, path: &Path) -> Vec<String> {
         let mut out = Vec::new();
         if !KNOWN_VOICES.contains(&self.live.voice.as_str()) {
             out.push(format!(
@@ -680,7 +680,7 @@ impl Config {
     }
 
     /// Parses TOML text; `path` is only used in error messages.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let line_of = |span: Option<std::ops::Range<usize>>| {
             span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
         };
@@ -840,10 +840,10 @@ impl Config {
 }
 
 /// Longest configuration file read; anything larger is a mistake, not a config.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The Realtime API's voices; another name is accepted with a warning (new voices appear).
-pub const KNOWN_VOICES: &[&str] =
+pub(crate) const KNOWN_VOICES: &[&str] =
     &["alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse"];
 
 /// Reads at most [`MAX_CONFIG_BYTES`] (a 1 GB file, or `/dev/zero`, is refused, not read whole).
@@ -881,7 +881,7 @@ fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
 }
 
 /// The annotated default configuration printed by `ptt config default`.
-pub const DEFAULT_CONFIG_TOML: &str = r#"# ptt configuration: $XDG_CONFIG_HOME/ptt/config.toml (usually ~/.config/ptt/config.toml).
+pub(crate) const DEFAULT_CONFIG_TOML: &str = r#"# ptt configuration: $XDG_CONFIG_HOME/ptt/config.toml (usually ~/.config/ptt/config.toml).
 # Every key is optional; the values below are the defaults.
 # Check a file with `ptt config check`; reload a running daemon with `systemctl --user reload ptt`
 # (SIGHUP). Task settings apply to tasks started after the reload.

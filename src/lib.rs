@@ -4,21 +4,26 @@
 //! The binary (`src/main.rs`) is a thin shell around [`cli::main`]. The crate
 //! is a library as well so that integration tests reach the internals. See
 //! ARCHITECTURE.md for the thread map and the invariants.
+//!
+//! Items are `pub(crate)` by default: `pub` marks only what the binary, `tests/` and `benches/` use, so the
+//! compiler reports dead code (`unreachable_pub` keeps it that way).
+
+#![warn(unreachable_pub)]
 
 pub mod audio;
 pub mod cli;
-pub mod config;
-pub mod control;
-pub mod daemon;
+pub(crate) mod config;
+pub(crate) mod control;
+pub(crate) mod daemon;
 pub mod dictate;
 pub mod hotkey;
-pub mod logging;
-pub mod mcp;
+pub(crate) mod logging;
+pub(crate) mod mcp;
 pub mod models;
-pub mod notify;
-pub mod paths;
-pub mod process;
-pub mod realtime;
-pub mod secrets;
+pub(crate) mod notify;
+pub(crate) mod paths;
+pub(crate) mod process;
+pub(crate) mod realtime;
+pub(crate) mod secrets;
 pub mod tasks;
-pub mod text;
+pub(crate) mod text;

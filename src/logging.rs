@@ -63,7 +63,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// Parses a level name; unknown names fall back to `info`.
-pub fn parse_level(s: &str) -> LevelFilter {
+pub(crate) fn parse_level(s: &str) -> LevelFilter {
     // Accept `RUST_LOG`-style `ptt=debug,other=info` by taking our entry or the bare level.
     let pick = s.split(',').map(str::trim).find_map(|part| match part.split_once('=') {
         Some(("ptt", level)) => Some(level),
@@ -81,7 +81,7 @@ pub fn parse_level(s: &str) -> LevelFilter {
 }
 
 /// Installs the logger once (later calls are ignored).
-pub fn init() {
+pub(crate) fn init() {
     let level = std::env::var("PTT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .map(|s| parse_level(&s))

@@ -41,7 +41,7 @@ const MAX_LINE: u64 = 4 << 20;
 
 /// What to do with one incoming message.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Write this response.
     Reply(Value),
     /// Ask the daemon with these `tools/call` arguments, then answer request `id`.
@@ -51,7 +51,7 @@ pub enum Step {
 }
 
 /// The pure protocol: one parsed message in, one step out.
-pub fn handle(msg: &Value) -> Step {
+pub(crate) fn handle(msg: &Value) -> Step {
     let Some(id) = msg.get("id").cloned() else { return Step::Nothing };
     let Some(method) = msg.get("method").and_then(Value::as_str) else {
         // A response to something we never sent.
@@ -104,18 +104,18 @@ fn error(id: Value, code: i64, message: &str) -> Value {
 }
 
 /// The `tools/call` response carrying the daemon's answer as its text.
-pub fn tool_result(id: Value, answer: &Value) -> Value {
+pub(crate) fn tool_result(id: Value, answer: &Value) -> Value {
     result(id, json!({ "content": [{ "type": "text", "text": answer.to_string() }] }))
 }
 
 /// A denial in the CLI's shape, for when the daemon cannot answer.
-pub fn deny(message: &str) -> Value {
+pub(crate) fn deny(message: &str) -> Value {
     json!({ "behavior": "deny", "message": message })
 }
 
 /// Asks the daemon and waits as long as it takes (the daemon always answers:
 /// the user, a timeout, or the task's end).
-pub fn ask_daemon(socket: &Path, task: &str, arguments: Value) -> Value {
+pub(crate) fn ask_daemon(socket: &Path, task: &str, arguments: Value) -> Value {
     let req = Request::PermissionAsk { task: task.to_string(), arguments };
     match client::request_waiting(socket, &req) {
         Ok(answer) if answer.get("behavior").and_then(Value::as_str).is_some() => answer,
@@ -125,7 +125,7 @@ pub fn ask_daemon(socket: &Path, task: &str, arguments: Value) -> Value {
 }
 
 /// Serves the CLI on stdin/stdout until it closes stdin.
-pub fn run(socket: PathBuf, task: String) -> std::io::Result<()> {
+pub(crate) fn run(socket: PathBuf, task: String) -> std::io::Result<()> {
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let write = |out: &Mutex<std::io::Stdout>, v: &Value| {
         let mut line = v.to_string();

@@ -34,7 +34,7 @@ const QUEUE: usize = 64;
 
 /// How much a notification asks for attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Urgency {
+pub(crate) enum Urgency {
     Low,
     Normal,
     Critical,
@@ -52,16 +52,16 @@ impl Urgency {
 
 /// One notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
+pub(crate) struct Note {
     /// What it is about ("t7", "dictation"): a later note with the same key replaces the earlier one.
-    pub key: String,
-    pub summary: String,
-    pub body: String,
-    pub urgency: Urgency,
+    pub(crate) key: String,
+    pub(crate) summary: String,
+    pub(crate) body: String,
+    pub(crate) urgency: Urgency,
 }
 
 /// The `notify-send` command line for `note` (pure; `replaces` is the id of the key's previous notification).
-pub fn argv(note: &Note, replaces: Option<u32>) -> Vec<String> {
+pub(crate) fn argv(note: &Note, replaces: Option<u32>) -> Vec<String> {
     let mut v = vec![
         "notify-send".to_string(),
         "--app-name=ptt".to_string(),
@@ -80,7 +80,7 @@ pub fn argv(note: &Note, replaces: Option<u32>) -> Vec<String> {
 }
 
 /// Whether a session bus can be reached from an environment (`var` looks a variable up).
-pub fn session_bus(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+pub(crate) fn session_bus(var: impl Fn(&str) -> Option<String>) -> Option<String> {
     if let Some(a) = var("DBUS_SESSION_BUS_ADDRESS").filter(|a| !a.is_empty()) {
         return Some(a);
     }
@@ -90,13 +90,13 @@ pub fn session_bus(var: impl Fn(&str) -> Option<String>) -> Option<String> {
 }
 
 /// The handle the daemon keeps: sends notes to the thread.
-pub struct Notifier {
+pub(crate) struct Notifier {
     tx: Sender<Note>,
 }
 
 impl Notifier {
     /// Starts the thread, or `None` when there is no session bus (said once in the log).
-    pub fn start() -> Option<Notifier> {
+    pub(crate) fn start() -> Option<Notifier> {
         let Some(bus) = session_bus(|k| std::env::var(k).ok()) else {
             log::info!("notifications: off (no session bus: DBUS_SESSION_BUS_ADDRESS is not set)");
             return None;
@@ -113,7 +113,7 @@ impl Notifier {
     }
 
     /// Queues a note; never blocks.
-    pub fn send(&self, note: Note) {
+    pub(crate) fn send(&self, note: Note) {
         match self.tx.try_send(note) {
             Ok(()) => {}
             Err(TrySendError::Full(n)) => log::warn!("notifications: queue full, {} dropped", n.key),

@@ -20,30 +20,30 @@ use anyhow::{Context, Result, bail};
 
 /// All the paths one daemon (and its clients) agree on.
 #[derive(Debug, Clone)]
-pub struct Paths {
+pub(crate) struct Paths {
     /// The user's home directory (`$HOME`).
-    pub home: PathBuf,
+    pub(crate) home: PathBuf,
     /// `$XDG_CONFIG_HOME/ptt/config.toml`.
-    pub config_file: PathBuf,
+    pub(crate) config_file: PathBuf,
     /// `$XDG_STATE_HOME/ptt`: registry, task logs, scratch directories.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// `$XDG_DATA_HOME/ptt`: downloaded speech models (`models/`).
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// `$XDG_RUNTIME_DIR/ptt`: the control socket and the daemon lock (0700).
-    pub runtime_dir: PathBuf,
+    pub(crate) runtime_dir: PathBuf,
     /// Without `XDG_RUNTIME_DIR`: the private base directory we create and check
     /// ourselves (`$TMPDIR/ptt-runtime-<uid>`), if `/run/user/<uid>` would not do.
-    pub runtime_fallback: Option<PathBuf>,
+    pub(crate) runtime_fallback: Option<PathBuf>,
 }
 
 impl Paths {
     /// Reads the XDG variables from the process environment.
-    pub fn from_env() -> Result<Paths> {
+    pub(crate) fn from_env() -> Result<Paths> {
         Paths::from_vars(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
     }
 
     /// Same as [`Paths::from_env`] with an injectable environment (for tests).
-    pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Paths> {
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Paths> {
         let home = match var("HOME") {
             Some(h) => PathBuf::from(h),
             None => bail!("HOME is not set; ptt needs a home directory for its config and state"),
@@ -76,34 +76,34 @@ impl Paths {
         })
     }
 
-    pub fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.runtime_dir.join("control.sock")
     }
-    pub fn lock_file(&self) -> PathBuf {
+    pub(crate) fn lock_file(&self) -> PathBuf {
         self.runtime_dir.join("daemon.lock")
     }
-    pub fn registry(&self) -> PathBuf {
+    pub(crate) fn registry(&self) -> PathBuf {
         self.state_dir.join("tasks.json")
     }
-    pub fn logs_dir(&self) -> PathBuf {
+    pub(crate) fn logs_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }
-    pub fn scratch_dir(&self) -> PathBuf {
+    pub(crate) fn scratch_dir(&self) -> PathBuf {
         self.state_dir.join("scratch")
     }
-    pub fn worktrees_dir(&self) -> PathBuf {
+    pub(crate) fn worktrees_dir(&self) -> PathBuf {
         self.state_dir.join("worktrees")
     }
     /// Where `ptt model download` puts whisper.cpp models.
-    pub fn models_dir(&self) -> PathBuf {
+    pub(crate) fn models_dir(&self) -> PathBuf {
         self.data_dir.join("models")
     }
-    pub fn task_log(&self, task_id: &str) -> PathBuf {
+    pub(crate) fn task_log(&self, task_id: &str) -> PathBuf {
         self.logs_dir().join(format!("{task_id}.log"))
     }
 
     /// Expands a leading `~` or `~/` against the home directory.
-    pub fn expand_tilde(&self, path: &Path) -> PathBuf {
+    pub(crate) fn expand_tilde(&self, path: &Path) -> PathBuf {
         if let Ok(rest) = path.strip_prefix("~") { self.home.join(rest) } else { path.to_path_buf() }
     }
 
@@ -111,7 +111,7 @@ impl Paths {
     /// base) with mode 0700 and checks, without following links, that it is a
     /// directory of ours with mode 0700: the control socket inside must not be
     /// reachable, or replaceable, by anyone else. Never chmods an existing path.
-    pub fn ensure_runtime_dir(&self) -> Result<()> {
+    pub(crate) fn ensure_runtime_dir(&self) -> Result<()> {
         let hint = "set XDG_RUNTIME_DIR to a private directory of yours (mode 0700), e.g. \
                     `export XDG_RUNTIME_DIR=/run/user/$(id -u)` with systemd-logind";
         if let Some(base) = &self.runtime_fallback {
@@ -124,7 +124,7 @@ impl Paths {
 
     /// Creates the state directories (registry, logs, scratch) private to us and
     /// tightens what an older version left readable (see [`tighten_state`]).
-    pub fn ensure_state_dirs(&self) -> Result<()> {
+    pub(crate) fn ensure_state_dirs(&self) -> Result<()> {
         for dir in [self.state_dir.clone(), self.logs_dir(), self.scratch_dir()] {
             create_private_dir_all(&dir)?;
         }
@@ -139,20 +139,20 @@ static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 
 /// Makes everything this process creates private (umask 077: directories 0700,
 /// files 0600), remembering the user's umask for children.
-pub fn set_private_umask() {
+pub(crate) fn set_private_umask() {
     // SAFETY: umask has no memory-safety preconditions.
     let old = unsafe { libc::umask(0o077) };
     USER_UMASK.store(old as u32, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The umask to give children (see [`set_private_umask`]).
-pub fn user_umask() -> libc::mode_t {
+pub(crate) fn user_umask() -> libc::mode_t {
     USER_UMASK.load(std::sync::atomic::Ordering::Relaxed) as libc::mode_t
 }
 
 /// `mkdir -p` with mode 0700 for every component it creates (existing ones are
 /// left alone). For state under the user's home, which no one else can replace.
-pub fn create_private_dir_all(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir_all(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -166,7 +166,7 @@ pub fn create_private_dir_all(dir: &Path) -> Result<()> {
 /// `dictation/` 0600. Only what we own, never through a symlink (descriptors
 /// opened `O_NOFOLLOW`), and never inside task directories (`scratch/`,
 /// `worktrees/` hold the user's work; their 0700 parent keeps others out).
-pub fn tighten_state(state_dir: &Path) {
+pub(crate) fn tighten_state(state_dir: &Path) {
     fn tighten(path: &Path, dir: bool) {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
         let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | if dir { libc::O_DIRECTORY } else { 0 };
@@ -214,7 +214,7 @@ pub fn tighten_state(state_dir: &Path) {
 /// Creates `dir` (its parent must exist) with mode 0700 if it is missing, then
 /// checks it with [`check_private_dir`]. Never chmods: a directory that is not
 /// already private is refused.
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -225,7 +225,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Is `dir` (not followed if it is a symlink) a directory owned by us with mode 0700?
-pub fn check_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn check_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
         .read(true)

@@ -23,13 +23,13 @@ const ALLOWED_EXACT: &[&str] =
 const ALLOWED_PREFIXES: &[&str] = &["LC_", "XDG_", "ANTHROPIC_", "CLAUDE_"];
 
 /// True for variables no child may get, whatever the configuration says.
-pub fn is_denied_env(name: &str) -> bool {
+pub(crate) fn is_denied_env(name: &str) -> bool {
     DENIED.contains(&name)
 }
 
 /// Keeps the allowlisted variables of `vars`, plus `extra_allow`, minus the
 /// denied ones.
-pub fn filter_env(
+pub(crate) fn filter_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
     extra_allow: &[String],
 ) -> Vec<(OsString, OsString)> {
@@ -47,7 +47,7 @@ pub fn filter_env(
 }
 
 /// Finds `cmd` on `path_var` (or checks it directly when it has a slash).
-pub fn find_executable(cmd: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
+pub(crate) fn find_executable(cmd: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let is_exec = |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
     if cmd.contains('/') {
@@ -61,7 +61,7 @@ pub fn find_executable(cmd: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
 
 /// The daemon's variables a typing command (or the `systemctl` probe) inherits; the session's own come on top,
 /// from the typer's `SessionInfo::command_env`.
-pub fn child_may_inherit(name: &str) -> bool {
+pub(crate) fn child_may_inherit(name: &str) -> bool {
     matches!(
         name,
         "PATH"
@@ -81,7 +81,7 @@ pub fn child_may_inherit(name: &str) -> bool {
 }
 
 /// The part of `vars` (the daemon's environment) a typing command gets.
-pub fn inherited_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
+pub(crate) fn inherited_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
     vars.into_iter().filter(|(k, _)| k.to_str().is_some_and(child_may_inherit)).collect()
 }
 

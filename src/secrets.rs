@@ -11,7 +11,7 @@ use crate::config::LiveConfig;
 use crate::paths::Paths;
 
 /// `OPENAI_API_KEY`, else the key file (mode 0600 or stricter).
-pub fn load_key(cfg: &LiveConfig, paths: &Paths) -> Result<String, String> {
+pub(crate) fn load_key(cfg: &LiveConfig, paths: &Paths) -> Result<String, String> {
     load_key_from(std::env::var("OPENAI_API_KEY").ok(), cfg, paths)
 }
 

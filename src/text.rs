@@ -77,7 +77,7 @@ fn looks_like_aws_secret(s: &str) -> bool {
 }
 
 /// Replaces anything that looks like a secret.
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let mut out = text.to_string();
     for (re, replacement) in SECRET_PATTERNS.iter() {
         if re.is_match(&out) {
@@ -99,7 +99,7 @@ pub fn redact(text: &str) -> String {
 /// A spoken-length version of `text`: whitespace folded, markdown noise
 /// dropped, cut at the last sentence end before `max_chars` (or a word
 /// boundary when there is none), redacted.
-pub fn for_the_ear(text: &str, max_chars: usize) -> String {
+pub(crate) fn for_the_ear(text: &str, max_chars: usize) -> String {
     let folded: String = text
         .lines()
         .map(|l| l.trim().trim_start_matches(['#', '*', '-', '>']).trim())
@@ -128,7 +128,7 @@ pub fn for_the_ear(text: &str, max_chars: usize) -> String {
 }
 
 /// "4 minutes 12 seconds": a duration as it is spoken.
-pub fn duration_words(secs: u64) -> String {
+pub(crate) fn duration_words(secs: u64) -> String {
     let plural = |n: u64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
     match secs {
         s if s < 60 => plural(s, "second"),
@@ -145,7 +145,7 @@ pub fn duration_words(secs: u64) -> String {
 }
 
 /// Cuts `s` to at most `max` characters, adding an ellipsis when cut.
-pub fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     let s = s.trim();
     match s.char_indices().nth(max) {
         None => s.to_owned(),
@@ -162,7 +162,7 @@ fn is_terminal_control(c: char) -> bool {
 /// `s` with every control character escaped (`\n`, `\t`, `\u{1b}`), so that text
 /// from a task, a child or a client can be printed to a terminal or a log line
 /// without moving the cursor, clearing the screen or forging a line.
-pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(is_terminal_control) {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -181,7 +181,7 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// `s` folded onto one line of printable text: runs of whitespace and control
 /// characters become one space (for names, which show in tables and log lines).
-pub fn single_line(s: &str) -> String {
+pub(crate) fn single_line(s: &str) -> String {
     s.split(|c: char| c.is_whitespace() || is_terminal_control(c))
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
@@ -190,7 +190,7 @@ pub fn single_line(s: &str) -> String {
 
 /// Lowercase words of `text`, joined by single spaces; punctuation dropped
 /// (apostrophes and hyphens inside words are kept).
-pub fn normalise(text: &str) -> String {
+pub(crate) fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for word in text.split_whitespace() {
         let cleaned: String = word

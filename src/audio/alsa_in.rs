@@ -41,7 +41,7 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 pub(crate) struct Opened {
     /// Frames per read (the period ALSA granted, which may differ from the one asked for: the pulse plugin
     /// wants at least 3 periods per buffer, so a buffer of two asked periods becomes three shorter ones).
-    pub period: usize,
+    pub(crate) period: usize,
 }
 
 /// A running capture stream. Dropping it stops the reader thread and closes the PCM.

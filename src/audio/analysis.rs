@@ -14,21 +14,13 @@ pub fn rms(samples: &[f32]) -> f32 {
     (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt()
 }
 
-/// RMS of i16 PCM, scaled to -1.0..=1.0.
-pub fn rms_i16(samples: &[i16]) -> f32 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    (samples.iter().map(|s| (f32::from(*s) / 32768.0).powi(2)).sum::<f32>() / samples.len() as f32).sqrt()
-}
-
 pub fn i16_to_f32(samples: &[i16]) -> Vec<f32> {
     samples.iter().map(|s| f32::from(*s) / 32768.0).collect()
 }
 
 /// Power of one frequency (Goertzel), normalised so that a full-scale sine at exactly `hz` gives about 0.25
 /// whatever the length.
-pub fn goertzel(samples: &[f32], rate: u32, hz: f32) -> f32 {
+pub(crate) fn goertzel(samples: &[f32], rate: u32, hz: f32) -> f32 {
     if samples.is_empty() || rate == 0 {
         return 0.0;
     }

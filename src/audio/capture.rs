@@ -56,16 +56,16 @@ const INPUT_PERIOD: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureConfig {
     /// `audio.input`; `None` is the default device.
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     /// `audio.keep_open`: when false, the stream closes after each turn.
-    pub keep_open: bool,
+    pub(crate) keep_open: bool,
     /// How much audio from before the gate opened is sent with it.
-    pub preroll: Duration,
+    pub(crate) preroll: Duration,
     /// Capacity of the output channel, in 20 ms chunks.
-    pub queue_chunks: usize,
+    pub(crate) queue_chunks: usize,
     /// After the gate closes, how long to wait for the audio captured before the close (a period and the
     /// device's latency) before ending the turn anyway.
-    pub tail_grace: Duration,
+    pub(crate) tail_grace: Duration,
 }
 
 impl Default for CaptureConfig {
@@ -95,21 +95,21 @@ pub enum Captured {
 /// Counters and state for `ptt status`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CaptureStats {
-    pub state: DeviceState,
-    pub gate_open: bool,
+    pub(crate) state: DeviceState,
+    pub(crate) gate_open: bool,
     /// Chunks forwarded to the loop.
-    pub chunks_sent: u64,
+    pub(crate) chunks_sent: u64,
     /// Chunks dropped because a channel was full (the callback's or the loop's).
     pub chunks_dropped: u64,
     /// Errors the backend reported (counted, not fatal).
-    pub errors: u64,
-    pub last_error: Option<String>,
+    pub(crate) errors: u64,
+    pub(crate) last_error: Option<String>,
 }
 
 /// The gate on a timeline: which chunks, by capture time, belong to a turn. Pure; driven by the
 /// `audio-in` thread.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     preroll: Duration,
     grace: Duration,
     /// Recent chunks while closed, oldest first, with their capture (start) times.
@@ -135,16 +135,16 @@ enum GateState {
 }
 
 impl Gate {
-    pub fn new(preroll: Duration, grace: Duration) -> Self {
+    pub(crate) fn new(preroll: Duration, grace: Duration) -> Self {
         Self { preroll, grace, ring: VecDeque::new(), state: GateState::Closed }
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         matches!(self.state, GateState::Open { .. })
     }
 
     /// Opens at `at`. With `preroll`, the kept chunks captured within the pre-roll before `at` go out first.
-    pub fn open(&mut self, at: Instant, preroll: bool, out: &mut impl FnMut(Captured)) {
+    pub(crate) fn open(&mut self, at: Instant, preroll: bool, out: &mut impl FnMut(Captured)) {
         match self.state {
             GateState::Open { .. } => return,
             GateState::Closing { .. } => out(Captured::TurnEnd),
@@ -161,14 +161,14 @@ impl Gate {
 
     /// Closes at `at`; the turn ends with the chunk that reaches `at` (or one captured after it), or at
     /// [`Gate::deadline`].
-    pub fn close(&mut self, at: Instant) {
+    pub(crate) fn close(&mut self, at: Instant) {
         if let GateState::Open { since, preroll } = self.state {
             self.state = GateState::Closing { since, preroll, at };
         }
     }
 
     /// One chunk, captured starting at `t`.
-    pub fn on_chunk(&mut self, t: Instant, chunk: Chunk, out: &mut impl FnMut(Captured)) {
+    pub(crate) fn on_chunk(&mut self, t: Instant, chunk: Chunk, out: &mut impl FnMut(Captured)) {
         match self.state {
             GateState::Closed => self.keep(t, chunk),
             GateState::Open { since, preroll } => {
@@ -197,21 +197,21 @@ impl Gate {
     }
 
     /// When the loop must call [`Gate::on_timeout`].
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
             GateState::Closing { at, .. } => Some(at + self.grace),
             _ => None,
         }
     }
 
-    pub fn on_timeout(&mut self, now: Instant, out: &mut impl FnMut(Captured)) {
+    pub(crate) fn on_timeout(&mut self, now: Instant, out: &mut impl FnMut(Captured)) {
         if self.deadline().is_some_and(|d| now >= d) {
             self.end(out);
         }
     }
 
     /// No more audio will come (stream closed or lost): end a closing or open turn now.
-    pub fn end(&mut self, out: &mut impl FnMut(Captured)) {
+    pub(crate) fn end(&mut self, out: &mut impl FnMut(Captured)) {
         if !matches!(self.state, GateState::Closed) {
             out(Captured::TurnEnd);
             self.state = GateState::Closed;
@@ -286,7 +286,7 @@ impl Capture {
     }
 
     /// Closes the stream (ending a turn in progress).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let _ = self.cmd.send(Cmd::Close);
     }
 
@@ -299,7 +299,7 @@ impl Capture {
 
     /// [`Capture::set_gate`] as of `at` (a key edge seen a moment ago): the turn starts or ends there, so
     /// a release reported after a debounce still ends the clip when the key went up.
-    pub fn set_gate_at(&self, open: bool, preroll: bool, at: Instant) {
+    pub(crate) fn set_gate_at(&self, open: bool, preroll: bool, at: Instant) {
         self.shared.gate_open.store(open, Ordering::SeqCst);
         let _ = self.cmd.send(Cmd::Gate { open, preroll, at });
     }
@@ -609,7 +609,7 @@ fn error_callback(shared: Arc<Shared>, cmd_tx: Sender<Cmd>, generation: u64) -> 
 }
 
 /// Builds (does not start) an input stream on the device, for `ptt doctor`.
-pub fn probe(device: Option<&str>) -> Result<StreamInfo, AudioError> {
+pub(crate) fn probe(device: Option<&str>) -> Result<StreamInfo, AudioError> {
     let cfg = CaptureConfig { device: device.map(str::to_string), ..CaptureConfig::default() };
     let shared = Arc::new(Shared::new());
     let (tx, _rx) = bounded(1);

@@ -9,14 +9,14 @@
 /// 20 ms at 24 kHz.
 pub const CHUNK_SAMPLES: usize = 480;
 /// Duration of one chunk.
-pub const CHUNK_MS: u64 = 20;
+pub(crate) const CHUNK_MS: u64 = 20;
 
 /// One 20 ms frame of 24 kHz mono PCM16.
-pub type Chunk = [i16; CHUNK_SAMPLES];
+pub(crate) type Chunk = [i16; CHUNK_SAMPLES];
 
 /// Accumulates samples and emits whole chunks; keeps the remainder for the next call.
 #[derive(Debug, Clone)]
-pub struct Chunker {
+pub(crate) struct Chunker {
     buf: Chunk,
     len: usize,
 }
@@ -29,7 +29,7 @@ impl Default for Chunker {
 
 impl Chunker {
     /// Adds samples; calls `emit` once per completed chunk, in order.
-    pub fn push(&mut self, mut samples: &[i16], mut emit: impl FnMut(Chunk)) {
+    pub(crate) fn push(&mut self, mut samples: &[i16], mut emit: impl FnMut(Chunk)) {
         while !samples.is_empty() {
             let n = (CHUNK_SAMPLES - self.len).min(samples.len());
             self.buf[self.len..self.len + n].copy_from_slice(&samples[..n]);
@@ -43,12 +43,8 @@ impl Chunker {
     }
 
     /// Samples waiting for the next chunk (always less than [`CHUNK_SAMPLES`]).
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.len
-    }
-
-    pub fn clear(&mut self) {
-        self.len = 0;
     }
 }
 
@@ -74,18 +70,5 @@ mod tests {
         assert_eq!(c.pending(), 10_000 % CHUNK_SAMPLES);
         let flat: Vec<i16> = out.iter().flatten().copied().collect();
         assert_eq!(flat, input[..flat.len()]);
-    }
-
-    #[test]
-    fn clear_drops_the_partial_chunk() {
-        let mut c = Chunker::default();
-        c.push(&[1; 100], |_| panic!("no chunk yet"));
-        c.clear();
-        let mut n = 0;
-        c.push(&[2; CHUNK_SAMPLES], |ch| {
-            assert!(ch.iter().all(|s| *s == 2));
-            n += 1;
-        });
-        assert_eq!(n, 1);
     }
 }

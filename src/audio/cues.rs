@@ -44,9 +44,9 @@ pub enum Cue {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tone {
     pub from_hz: f32,
-    pub to_hz: f32,
-    pub ms: u32,
-    pub gap_ms: u32,
+    pub(crate) to_hz: f32,
+    pub(crate) ms: u32,
+    pub(crate) gap_ms: u32,
 }
 
 const fn note(hz: f32, ms: u32, gap_ms: u32) -> Tone {
@@ -54,7 +54,8 @@ const fn note(hz: f32, ms: u32, gap_ms: u32) -> Tone {
 }
 
 impl Cue {
-    pub const ALL: [Cue; 9] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Cue; 9] = [
         Cue::TaskStarted,
         Cue::TaskSucceeded,
         Cue::TaskFailed,
@@ -66,7 +67,8 @@ impl Cue {
         Cue::Question,
     ];
 
-    pub fn name(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Cue::TaskStarted => "task_started",
             Cue::TaskSucceeded => "task_succeeded",
@@ -104,12 +106,12 @@ impl Cue {
         }
     }
 
-    pub fn duration(self) -> Duration {
+    pub(crate) fn duration(self) -> Duration {
         Duration::from_millis(self.tones().iter().map(|t| u64::from(t.ms + t.gap_ms)).sum())
     }
 
     /// The cue as 24 kHz mono PCM16 at `volume` (0.0-1.0; out of range is clamped, NaN is silence).
-    pub fn render(self, volume: f32) -> Vec<i16> {
+    pub(crate) fn render(self, volume: f32) -> Vec<i16> {
         let volume = if volume.is_finite() { volume.clamp(0.0, 1.0) } else { 0.0 };
         let amp = FULL_SCALE * volume;
         let rate = API_RATE as f32;

@@ -34,22 +34,20 @@
 
 mod alsa_in;
 pub mod analysis;
-pub mod capture;
-pub mod chunker;
+pub(crate) mod capture;
+pub(crate) mod chunker;
 pub mod cues;
 mod health;
-pub mod playback;
+pub(crate) mod playback;
 pub mod resample;
 
 use cpal::traits::{DeviceTrait, HostTrait};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
-pub use capture::{Capture, CaptureConfig, CaptureStats, Captured};
-pub use chunker::{CHUNK_MS, CHUNK_SAMPLES, Chunk};
-pub use cues::Cue;
-pub use playback::{Playback, PlaybackConfig, PlaybackStats};
-pub use resample::API_RATE;
+pub use capture::{Capture, CaptureConfig, Captured};
+pub use chunker::CHUNK_SAMPLES;
+pub use playback::{Playback, PlaybackConfig};
 
 /// The `[audio]` section of the configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +99,7 @@ pub enum AudioError {
 }
 
 impl AudioError {
-    pub fn from_cpal(e: &cpal::Error) -> Self {
+    pub(crate) fn from_cpal(e: &cpal::Error) -> Self {
         use cpal::ErrorKind as K;
         match e.kind() {
             // The pulse plugin fails `snd_pcm_open` with "Connection refused" when the server is gone: a
@@ -113,11 +111,6 @@ impl AudioError {
             K::UnsupportedConfig | K::UnsupportedOperation | K::InvalidInput => AudioError::Unsupported(e.to_string()),
             _ => AudioError::Backend(e.to_string()),
         }
-    }
-
-    /// True when trying again later may work (as opposed to a configuration mistake).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, AudioError::NoDevice(_) | AudioError::Busy(_) | AudioError::Backend(_))
     }
 }
 
@@ -141,14 +134,14 @@ impl std::error::Error for AudioError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamInfo {
     /// The cpal device id (ALSA PCM name).
-    pub device: String,
+    pub(crate) device: String,
     /// Its description.
-    pub name: String,
-    pub rate: u32,
-    pub channels: u16,
-    pub format: String,
+    pub(crate) name: String,
+    pub(crate) rate: u32,
+    pub(crate) channels: u16,
+    pub(crate) format: String,
     /// The period asked for (`None`: the backend's default).
-    pub period_frames: Option<u32>,
+    pub(crate) period_frames: Option<u32>,
 }
 
 impl fmt::Display for StreamInfo {
@@ -204,10 +197,6 @@ pub enum AudioEvent {
     PlaybackIdle,
 }
 
-/// How many diagnostics libasound tried to print since [`silence_alsa_errors`] (for debugging: the text itself
-/// is dropped).
-static ALSA_DIAGNOSTICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// libasound's error printer, as it calls it: `(file, line, function, err, fmt, ...)`.
 type AlsaErrorHandler = unsafe extern "C" fn(
     *const std::ffi::c_char,
@@ -231,12 +220,11 @@ unsafe extern "C" fn drop_alsa_diagnostic(
     _err: std::ffi::c_int,
     _fmt: *const std::ffi::c_char,
 ) {
-    ALSA_DIAGNOSTICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Stops libasound from printing to stderr, for the whole process (every thread). Call once at start-up, before
 /// any device is touched; later calls do nothing.
-pub fn silence_alsa_errors() {
+pub(crate) fn silence_alsa_errors() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Stable Rust cannot define a variadic function, so the handler is a fixed-argument one called through
@@ -264,16 +252,11 @@ pub fn silence_alsa_errors() {
     });
 }
 
-/// How many libasound diagnostics were dropped so far.
-pub fn alsa_diagnostics_dropped() -> u64 {
-    ALSA_DIAGNOSTICS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Whether an ALSA device id names something a user would pick: the `default` device, the sound servers
 /// (`pulse`, `pipewire`), and sound cards (`hw:`, `plughw:`, `sysdefault:` with a card). ALSA's plugin pseudo-devices (`null`, `lavrate`,
 /// `speexrate`, `upmix`, `oss`, `jack`, ...) and per-card variants (`front:`, `surround51:`, `dmix:`, ...) are
 /// not shown; they still work when named in `audio.input` / `audio.output`.
-pub fn is_real_device(id: &str) -> bool {
+pub(crate) fn is_real_device(id: &str) -> bool {
     matches!(id, "default" | "pulse" | "pipewire")
         || ["hw:CARD=", "plughw:CARD=", "sysdefault:CARD="].iter().any(|p| id.starts_with(p))
 }
@@ -282,9 +265,9 @@ pub fn is_real_device(id: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceEntry {
     pub id: String,
-    pub name: String,
-    pub input: bool,
-    pub output: bool,
+    pub(crate) name: String,
+    pub(crate) input: bool,
+    pub(crate) output: bool,
 }
 
 /// A fresh cpal host. Fresh on purpose: the ALSA configuration (which decides whether `default` goes to
@@ -295,7 +278,7 @@ pub(crate) fn host() -> Result<cpal::Host, AudioError> {
 }
 
 /// Every device of the host, with the directions it claims.
-pub fn list_devices() -> Result<Vec<DeviceEntry>, AudioError> {
+pub(crate) fn list_devices() -> Result<Vec<DeviceEntry>, AudioError> {
     let host = host()?;
     let devices = host.devices().map_err(|e| AudioError::from_cpal(&e))?;
     Ok(devices.filter_map(|d| entry(&d)).collect())
@@ -347,7 +330,7 @@ pub(crate) fn find_device(
 
 /// The index of the device `wanted` names: exact id, `alsa:<id>`, or exact description (case-insensitive),
 /// else the only one whose id or description contains it.
-pub fn pick_device(entries: &[DeviceEntry], wanted: &str) -> Option<usize> {
+pub(crate) fn pick_device(entries: &[DeviceEntry], wanted: &str) -> Option<usize> {
     let w = wanted.to_lowercase();
     let w = w.strip_prefix("alsa:").unwrap_or(&w);
     if let Some(i) = entries.iter().position(|e| e.id.to_lowercase() == w) {
@@ -532,6 +515,5 @@ mod tests {
             available: vec!["default".into()],
         };
         assert_eq!(nf.to_string(), "no input device matches \"usb\" (available: default)");
-        assert!(!nf.is_transient());
     }
 }

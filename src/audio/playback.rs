@@ -67,7 +67,7 @@ const OUTPUT_PERIOD: Duration = Duration::from_millis(10);
 /// Nothing queued or played for this long: the output stream is paused until the next push.
 const IDLE_PAUSE: Duration = Duration::from_millis(500);
 /// A cue is dropped without trying the device again while its last open failed less than this long ago.
-pub const CUE_RETRY: Duration = Duration::from_secs(60);
+pub(crate) const CUE_RETRY: Duration = Duration::from_secs(60);
 /// How often a running (not paused) stream is checked for idleness and stalls.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// 24 kHz samples per millisecond.
@@ -76,9 +76,9 @@ const PER_MS: u64 = API_RATE as u64 / 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaybackConfig {
     /// `audio.output`; `None` is the default device.
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     /// Audio queued before playback starts.
-    pub prebuffer: Duration,
+    pub(crate) prebuffer: Duration,
 }
 
 impl Default for PlaybackConfig {
@@ -91,21 +91,21 @@ impl Default for PlaybackConfig {
 pub struct PlaybackStats {
     pub state: DeviceState,
     /// Audio handed to the device since start, in ms.
-    pub played_ms: u64,
+    pub(crate) played_ms: u64,
     /// Audio waiting in the queue, in ms.
-    pub queued_ms: u64,
+    pub(crate) queued_ms: u64,
     /// Audio thrown away by flushes (or because no device could be opened), in ms.
     pub dropped_ms: u64,
-    pub playing: bool,
-    pub underruns: u64,
+    pub(crate) playing: bool,
+    pub(crate) underruns: u64,
     /// Errors the backend reported (counted, not fatal).
-    pub errors: u64,
-    pub last_error: Option<String>,
+    pub(crate) errors: u64,
+    pub(crate) last_error: Option<String>,
 }
 
 /// What [`Queue::take`] gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Take {
+pub(crate) enum Take {
     /// Not playing: less than the pre-buffer is queued and no `finish` yet.
     Waiting,
     /// This many samples; more may follow.
@@ -118,7 +118,7 @@ pub enum Take {
 
 /// The jitter buffer: pure, shared between the loop (push, finish, flush) and the callback (take).
 #[derive(Debug)]
-pub struct Queue {
+pub(crate) struct Queue {
     samples: VecDeque<i16>,
     playing: bool,
     finished: bool,
@@ -133,7 +133,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(prebuffer: Duration) -> Self {
+    pub(crate) fn new(prebuffer: Duration) -> Self {
         Self {
             samples: VecDeque::new(),
             playing: false,
@@ -147,7 +147,7 @@ impl Queue {
     }
 
     /// Queues audio; returns the timeline position of its first sample.
-    pub fn push(&mut self, pcm: &[i16]) -> u64 {
+    pub(crate) fn push(&mut self, pcm: &[i16]) -> u64 {
         let at = self.pushed;
         self.samples.extend(pcm);
         self.pushed += pcm.len() as u64;
@@ -156,12 +156,12 @@ impl Queue {
     }
 
     /// No more audio for now: play what is queued even if it is less than the pre-buffer.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.finished = true;
     }
 
     /// Drops everything queued.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         self.dropped += self.samples.len() as u64;
         self.samples.clear();
         self.playing = false;
@@ -170,7 +170,7 @@ impl Queue {
     }
 
     /// Moves up to `max` samples to `out`.
-    pub fn take(&mut self, max: usize, out: &mut Vec<i16>) -> Take {
+    pub(crate) fn take(&mut self, max: usize, out: &mut Vec<i16>) -> Take {
         if !self.playing {
             if self.samples.len() >= self.prebuffer || (self.finished && !self.samples.is_empty()) {
                 self.playing = true;
@@ -197,21 +197,22 @@ impl Queue {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.samples.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
 
-    pub fn underruns(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn underruns(&self) -> u64 {
         self.underruns
     }
 }
 
 /// The callback's side: resampler state and device-rate audio ready to be written.
-pub struct Renderer {
+pub(crate) struct Renderer {
     conv: FromApi,
     rate: u64,
     /// Device-rate mono samples ready to hand out (all real audio).
@@ -231,17 +232,17 @@ pub struct Renderer {
 
 /// What one render produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// Device frames of real audio at the start of the buffer (the rest is silence).
-    pub frames: usize,
+    pub(crate) frames: usize,
     /// 24 kHz samples this counts as played.
-    pub played: u64,
+    pub(crate) played: u64,
     /// Playback went idle in this render (the queue ran out).
-    pub went_idle: bool,
+    pub(crate) went_idle: bool,
 }
 
 impl Renderer {
-    pub fn new(device_rate: u32) -> Result<Self, AudioError> {
+    pub(crate) fn new(device_rate: u32) -> Result<Self, AudioError> {
         Ok(Self {
             conv: FromApi::new(device_rate).map_err(|e| AudioError::Unsupported(e.to_string()))?,
             rate: u64::from(device_rate),
@@ -260,7 +261,7 @@ impl Renderer {
     /// Produces up to `frames` device frames of mono audio into `out` (cleared first) from the queue, and
     /// adds what that counts as played to `played` while still holding the queue's lock, so that a flush
     /// sees played and dropped audio consistently.
-    pub fn render(
+    pub(crate) fn render(
         &mut self,
         queue: &Mutex<Queue>,
         played_total: &AtomicU64,
@@ -373,7 +374,6 @@ enum Cmd {
     Resume,
     /// Nothing holds the output open any more: close it if it is paused.
     Release,
-    Close,
     Lost(u64, String),
     Stop,
 }
@@ -399,10 +399,6 @@ impl Playback {
         let _ = self.cmd.send(Cmd::Open);
     }
 
-    pub fn close(&self) {
-        let _ = self.cmd.send(Cmd::Close);
-    }
-
     /// While `keep` is set (a voice session is on) the idle stream is paused and stays open; otherwise it is
     /// closed when idle, so that nothing of it wakes the process.
     pub fn set_keep_open(&self, keep: bool) {
@@ -415,7 +411,7 @@ impl Playback {
     /// Queues a cue like [`Playback::push`], except while the output is unavailable and its last open failed
     /// less than [`CUE_RETRY`] ago: then the cue is dropped (and counted) without trying the device again.
     /// Returns whether it was queued.
-    pub fn push_cue(&self, pcm: &[i16]) -> bool {
+    pub(crate) fn push_cue(&self, pcm: &[i16]) -> bool {
         if matches!(self.shared.health.state(), DeviceState::Unavailable(_)) {
             let failed_at = self.shared.failed_at_ms.load(Ordering::SeqCst);
             if failed_at != u64::MAX && self.shared.now_ms().saturating_sub(failed_at) < CUE_RETRY.as_millis() as u64 {
@@ -429,8 +425,9 @@ impl Playback {
         true
     }
 
+    #[cfg(test)]
     /// Opens the worker has tried so far (failed or not).
-    pub fn open_attempts(&self) -> u64 {
+    pub(crate) fn open_attempts(&self) -> u64 {
         self.shared.open_attempts.load(Ordering::SeqCst)
     }
 
@@ -634,12 +631,6 @@ impl Worker {
                         drop(stream.take());
                     }
                 }
-                Cmd::Close => {
-                    self.shared.paused.store(false, Ordering::SeqCst);
-                    if stream.take().is_some() {
-                        self.shared.health.set_state(DeviceState::Closed);
-                    }
-                }
                 Cmd::Lost(g, reason) if g == generation && stream.is_some() => {
                     log::warn!("audio output lost: {reason}");
                     if let Some(s) = stream.take() {
@@ -836,7 +827,7 @@ fn build(
 }
 
 /// Builds (does not start) an output stream on the device, for `ptt doctor`.
-pub fn probe(device: Option<&str>) -> Result<StreamInfo, AudioError> {
+pub(crate) fn probe(device: Option<&str>) -> Result<StreamInfo, AudioError> {
     let cfg = PlaybackConfig { device: device.map(str::to_string), ..PlaybackConfig::default() };
     let shared = Arc::new(Shared::new(cfg.prebuffer));
     let (events, _events_rx) = unbounded();

@@ -24,11 +24,11 @@ use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
 /// The Realtime API's sample rate.
-pub const API_RATE: u32 = 24_000;
+pub(crate) const API_RATE: u32 = 24_000;
 
 /// Why a resampler could not be built (an unusable rate: zero, or one rubato refuses).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResampleError(pub String);
+pub(crate) struct ResampleError(pub(crate) String);
 
 impl std::fmt::Display for ResampleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,7 +42,7 @@ impl std::error::Error for ResampleError {}
 ///
 /// Push any number of samples at any time; output comes out in blocks of the resampler's chunk (10 ms of
 /// input). Equal rates pass straight through.
-pub struct MonoResampler {
+pub(crate) struct MonoResampler {
     inner: Option<Box<Fft<f32>>>,
     in_rate: u32,
     out_rate: u32,
@@ -58,7 +58,7 @@ pub struct MonoResampler {
 }
 
 impl MonoResampler {
-    pub fn new(in_rate: u32, out_rate: u32) -> Result<Self, ResampleError> {
+    pub(crate) fn new(in_rate: u32, out_rate: u32) -> Result<Self, ResampleError> {
         if in_rate == 0 || out_rate == 0 {
             return Err(ResampleError(format!("unusable rates {in_rate} Hz → {out_rate} Hz")));
         }
@@ -79,16 +79,8 @@ impl MonoResampler {
         Ok(Self { inner, in_rate, out_rate, pending, block, skip, total_in: 0, total_out: 0 })
     }
 
-    pub fn in_rate(&self) -> u32 {
-        self.in_rate
-    }
-
-    pub fn out_rate(&self) -> u32 {
-        self.out_rate
-    }
-
     /// Resamples `input`, appending every output sample that is ready to `out`.
-    pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
+    pub(crate) fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
         self.total_in += input.len() as u64;
         if self.inner.is_none() {
             out.extend_from_slice(input);
@@ -101,7 +93,7 @@ impl MonoResampler {
 
     /// Ends the stream: flushes what the resampler still holds, so that the total output is the input's
     /// duration at the output rate, then resets for the next stream.
-    pub fn finish(&mut self, out: &mut Vec<f32>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<f32>) {
         if self.inner.is_some() {
             let expected = self.total_in * u64::from(self.out_rate) / u64::from(self.in_rate);
             // Feed silence until the real input has all come out (at most the delay plus one chunk).
@@ -123,7 +115,7 @@ impl MonoResampler {
     }
 
     /// Forgets everything in flight (barge-in, a new stream).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         if let Some(r) = self.inner.as_mut() {
             r.reset();
             self.skip = r.output_delay();
@@ -169,7 +161,7 @@ impl MonoResampler {
 }
 
 /// Capture side: interleaved device frames → 24 kHz mono i16.
-pub struct ToApi {
+pub(crate) struct ToApi {
     channels: usize,
     mono: Vec<f32>,
     resampled: Vec<f32>,
@@ -177,7 +169,7 @@ pub struct ToApi {
 }
 
 impl ToApi {
-    pub fn new(device_rate: u32, channels: u16) -> Result<Self, ResampleError> {
+    pub(crate) fn new(device_rate: u32, channels: u16) -> Result<Self, ResampleError> {
         if channels == 0 {
             return Err(ResampleError("a device with 0 channels".into()));
         }
@@ -191,7 +183,7 @@ impl ToApi {
 
     /// Converts one callback's worth of interleaved samples, appending 24 kHz samples to `out`.
     /// A trailing partial frame (never sent by a sane backend) is ignored.
-    pub fn push<T>(&mut self, interleaved: &[T], out: &mut Vec<i16>)
+    pub(crate) fn push<T>(&mut self, interleaved: &[T], out: &mut Vec<i16>)
     where
         T: Sample,
         f32: FromSample<T>,
@@ -208,8 +200,9 @@ impl ToApi {
         out.extend(self.resampled.iter().map(|s| f32_to_i16(*s)));
     }
 
+    #[cfg(test)]
     /// Flushes the resampler's tail (end of a recording) and resets.
-    pub fn finish(&mut self, out: &mut Vec<i16>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<i16>) {
         self.resampled.clear();
         self.rs.finish(&mut self.resampled);
         out.extend(self.resampled.iter().map(|s| f32_to_i16(*s)));
@@ -217,39 +210,35 @@ impl ToApi {
 }
 
 /// Playback side: 24 kHz mono i16 → device rate, mono f32 (see [`write_frames`] for the channels).
-pub struct FromApi {
+pub(crate) struct FromApi {
     input: Vec<f32>,
     rs: MonoResampler,
 }
 
 impl FromApi {
-    pub fn new(device_rate: u32) -> Result<Self, ResampleError> {
+    pub(crate) fn new(device_rate: u32) -> Result<Self, ResampleError> {
         Ok(Self { input: Vec::new(), rs: MonoResampler::new(API_RATE, device_rate)? })
     }
 
-    pub fn device_rate(&self) -> u32 {
-        self.rs.out_rate()
-    }
-
-    pub fn push(&mut self, pcm: &[i16], out: &mut Vec<f32>) {
+    pub(crate) fn push(&mut self, pcm: &[i16], out: &mut Vec<f32>) {
         self.input.clear();
         self.input.extend(pcm.iter().map(|s| f32::from(*s) / 32768.0));
         self.rs.process(&self.input, out);
     }
 
     /// End of the audio for now: flush the tail, reset for the next stream.
-    pub fn finish(&mut self, out: &mut Vec<f32>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<f32>) {
         self.rs.finish(out);
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.rs.reset();
     }
 }
 
 /// Writes mono samples to every channel of an interleaved device buffer, in its sample type. Returns the
 /// number of frames written (`min(mono.len(), out.len() / channels)`); the rest of `out` is left as is.
-pub fn write_frames<T>(mono: &[f32], out: &mut [T], channels: usize) -> usize
+pub(crate) fn write_frames<T>(mono: &[f32], out: &mut [T], channels: usize) -> usize
 where
     T: Sample + FromSample<f32>,
 {

@@ -107,7 +107,7 @@ impl Here {
 }
 
 /// `ptt dictate --once`.
-pub fn once(paths: &Paths) -> i32 {
+pub(crate) fn once(paths: &Paths) -> i32 {
     let config = match load_config(paths) {
         Ok(c) => c,
         Err(code) => return code,
@@ -241,7 +241,7 @@ fn release_listener(config: &Config) -> crossbeam_channel::Receiver<SourceEvent>
 }
 
 /// `ptt dictate retry`.
-pub fn retry(paths: &Paths) -> i32 {
+pub(crate) fn retry(paths: &Paths) -> i32 {
     match client::request(&paths.socket(), &Request::DictateRetry) {
         Ok(v) => match crate::control::reply::parse::<crate::control::reply::Retried>(&v) {
             Ok(done) => {
@@ -306,7 +306,7 @@ fn retry_here(paths: &Paths) -> i32 {
 }
 
 /// `ptt dictate list`.
-pub fn list(paths: &Paths) -> i32 {
+pub(crate) fn list(paths: &Paths) -> i32 {
     match Spool::new(&paths.state_dir).failed() {
         Ok(kept) if kept.is_empty() => {
             println!("no kept clips");

@@ -122,7 +122,7 @@ fn backend_name(b: &crate::dictate::typer::Backend) -> String {
             let clip = match clip {
                 Clipboard::Xclip => "xclip",
                 Clipboard::Xsel => "xsel",
-                Clipboard::WlClipboard => "wl-copy/wl-paste",
+                Clipboard::WlCopy => "wl-copy/wl-paste",
             };
             let paste = match paste {
                 Paste::Xdotool => "xdotool",
@@ -140,7 +140,7 @@ fn backend_name(b: &crate::dictate::typer::Backend) -> String {
 }
 
 /// Runs every check; exit status 1 when one fails.
-pub fn run(paths: &Paths) -> i32 {
+pub(crate) fn run(paths: &Paths) -> i32 {
     let mut failed = false;
     let mut check = |v: Verdict, what: &str, detail: String| {
         failed |= v == Verdict::Fail;

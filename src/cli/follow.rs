@@ -31,7 +31,7 @@ const REFRESH: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
     Waybar,
@@ -39,24 +39,24 @@ pub enum Format {
 
 /// What a status bar shows, derived from `ptt status --json` (or `None`: no daemon).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BarState {
-    pub running: u64,
+pub(crate) struct BarState {
+    pub(crate) running: u64,
     /// Tasks waiting for a permission answer.
-    pub waiting: u64,
+    pub(crate) waiting: u64,
     /// `off`, `idle`, `recording`, `transcribing`, `failed` (clips kept).
-    pub dictation: &'static str,
-    pub kept_clips: u64,
+    pub(crate) dictation: &'static str,
+    pub(crate) kept_clips: u64,
     /// The live session's state (`off`, `connecting`, `ready`, `reconnecting`, `failed`).
-    pub live: String,
-    pub spent_today_usd: f64,
-    pub stopped: bool,
+    pub(crate) live: String,
+    pub(crate) spent_today_usd: f64,
+    pub(crate) stopped: bool,
     /// Quiet mode, and how many results and questions wait for the user.
-    pub quiet: bool,
-    pub missed: u64,
+    pub(crate) quiet: bool,
+    pub(crate) missed: u64,
 }
 
 impl BarState {
-    pub fn from_status(status: Option<&Value>) -> BarState {
+    pub(crate) fn from_status(status: Option<&Value>) -> BarState {
         let Some(v) = status else {
             return BarState {
                 running: 0,
@@ -101,7 +101,7 @@ impl BarState {
     }
 
     /// The most pressing state, for icons.
-    pub fn alt(&self) -> &'static str {
+    pub(crate) fn alt(&self) -> &'static str {
         if self.stopped {
             "stopped"
         } else if self.dictation == "recording" {
@@ -122,7 +122,7 @@ impl BarState {
     }
 
     /// Every state that holds, for CSS classes.
-    pub fn classes(&self) -> Vec<&'static str> {
+    pub(crate) fn classes(&self) -> Vec<&'static str> {
         if self.stopped {
             return vec!["stopped"];
         }
@@ -151,7 +151,7 @@ impl BarState {
         c
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         if self.stopped {
             return "ptt off".into();
         }
@@ -180,7 +180,7 @@ impl BarState {
         if parts.is_empty() { "ptt".into() } else { parts.join(" · ") }
     }
 
-    pub fn tooltip(&self) -> String {
+    pub(crate) fn tooltip(&self) -> String {
         if self.stopped {
             return "ptt: the daemon is not running".into();
         }
@@ -195,7 +195,7 @@ impl BarState {
     }
 
     /// The line for `format`.
-    pub fn render(&self, format: Format) -> String {
+    pub(crate) fn render(&self, format: Format) -> String {
         match format {
             Format::Text => self.text(),
             Format::Waybar => json!({
@@ -229,7 +229,7 @@ enum Msg {
 }
 
 /// Runs until stdout closes; returns the exit status.
-pub fn run(socket: &Path, format: Format) -> i32 {
+pub(crate) fn run(socket: &Path, format: Format) -> i32 {
     let mut last: Option<String> = None;
     let mut out = std::io::stdout();
     loop {

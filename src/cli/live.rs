@@ -15,7 +15,7 @@ use crate::control::reply::Failure;
 use crate::paths::Paths;
 
 /// Runs the text conversation; returns the exit status.
-pub fn run(paths: &Paths) -> i32 {
+pub(crate) fn run(paths: &Paths) -> i32 {
     match client::connect(&paths.socket()) {
         Ok(stream) => attached(stream),
         Err(ClientError::NotRunning(_)) => owned(paths),
@@ -91,7 +91,7 @@ fn owned(paths: &Paths) -> i32 {
 }
 
 /// One line per event, stable enough for scripts to read.
-pub fn print_event(ev: &Value) {
+pub(crate) fn print_event(ev: &Value) {
     let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
     let line = match ev.get("kind").and_then(Value::as_str) {
         // A 2.x preamble (said before the tool calls of the same response) is marked as such.

@@ -24,10 +24,10 @@ use crate::control::client::{self, ClientError};
 use crate::control::reply;
 use crate::paths::Paths;
 
-pub const EXIT_FAILED: i32 = 1;
-pub const EXIT_AMBIGUOUS: i32 = 3;
-pub const EXIT_NOT_FOUND: i32 = 4;
-pub const EXIT_NOT_RUNNING: i32 = 69;
+pub(crate) const EXIT_FAILED: i32 = 1;
+pub(crate) const EXIT_AMBIGUOUS: i32 = 3;
+pub(crate) const EXIT_NOT_FOUND: i32 = 4;
+pub(crate) const EXIT_NOT_RUNNING: i32 = 69;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,7 +41,7 @@ pub const EXIT_NOT_RUNNING: i32 = 69;
     after_help = "Files: config $XDG_CONFIG_HOME/ptt/config.toml, state $XDG_STATE_HOME/ptt, socket $XDG_RUNTIME_DIR/ptt/control.sock.\n\
                   Exit status: 0 ok, 1 refused/failed, 2 usage, 3 ambiguous task reference, 4 no such task, 69 daemon not running, 78 bad config."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }

@@ -34,7 +34,7 @@ fn check_name(name: &str) -> Result<(), i32> {
 }
 
 /// `ptt model list`.
-pub fn list(paths: &Paths) -> i32 {
+pub(crate) fn list(paths: &Paths) -> i32 {
     let config = match load_config(paths) {
         Ok(c) => c,
         Err(code) => return code,
@@ -87,7 +87,7 @@ pub fn list(paths: &Paths) -> i32 {
 }
 
 /// `ptt model path [NAME]`.
-pub fn path(paths: &Paths, name: Option<&str>) -> i32 {
+pub(crate) fn path(paths: &Paths, name: Option<&str>) -> i32 {
     match name {
         None => println!("{}", paths.models_dir().display()),
         Some(n) => {
@@ -101,7 +101,7 @@ pub fn path(paths: &Paths, name: Option<&str>) -> i32 {
 }
 
 /// `ptt model remove NAME`.
-pub fn remove(paths: &Paths, name: &str) -> i32 {
+pub(crate) fn remove(paths: &Paths, name: &str) -> i32 {
     if let Err(code) = check_name(name) {
         return code;
     }
@@ -125,7 +125,7 @@ pub fn remove(paths: &Paths, name: &str) -> i32 {
 }
 
 /// `ptt model download NAME [--sha1 HEX]`.
-pub fn download(paths: &Paths, name: &str, sha1: Option<&str>) -> i32 {
+pub(crate) fn download(paths: &Paths, name: &str, sha1: Option<&str>) -> i32 {
     let config = match load_config(paths) {
         Ok(c) => c,
         Err(code) => return code,
@@ -239,7 +239,7 @@ impl Bar {
 
 /// How a `ptt doctor` line about local dictation reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
+pub(crate) enum Health {
     Ok,
     Warn,
     Fail,
@@ -247,7 +247,7 @@ pub enum Health {
 
 /// `ptt doctor`'s lines about dictation's engine: which one transcribes, and for the local one the model file,
 /// its size, and a measured load and transcription of one second of silence.
-pub fn doctor(config: &Config, paths: &Paths) -> Vec<(Health, &'static str, String)> {
+pub(crate) fn doctor(config: &Config, paths: &Paths) -> Vec<(Health, &'static str, String)> {
     use crate::dictate::engine::{self, Engine};
     let mut out = Vec::new();
     if !config.dictate.enabled {

@@ -21,12 +21,12 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-pub fn json(v: &Value) {
+pub(crate) fn json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// `4m12s`, `1h03m`, `12s`.
-pub fn duration(secs: u64) -> String {
+pub(crate) fn duration(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
@@ -38,7 +38,7 @@ fn cost(v: &Value) -> String {
     v.get("cost_usd").and_then(Value::as_f64).map(|c| format!("${c:.2}")).unwrap_or_else(|| "-".into())
 }
 
-pub fn status(v: &StatusReply) {
+pub(crate) fn status(v: &StatusReply) {
     let (d, t) = (&v.daemon, &v.tasks);
     out!("ptt {} running (pid {}, up {})", d.version, d.pid, duration(d.uptime_s));
     out!("tasks: {} running (max {}), {} remembered, next id {}", t.running, t.max_concurrent, t.known, t.next_id);
@@ -124,7 +124,7 @@ fn voice_line(audio: &AudioStatus) -> String {
     }
 }
 
-pub fn task_table(v: &Value) {
+pub(crate) fn task_table(v: &Value) {
     let tasks = v.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default();
     if tasks.is_empty() {
         out!("no tasks (start one with `ptt task start \"...\"`)");
@@ -154,7 +154,7 @@ pub fn task_table(v: &Value) {
     }
 }
 
-pub fn task_details(t: &Value) {
+pub(crate) fn task_details(t: &Value) {
     out!(
         "{} '{}': {}{}",
         s(t, "id"),

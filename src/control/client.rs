@@ -16,7 +16,7 @@ use super::protocol::Request;
 
 /// Why a request could not be made.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// No daemon listens on the socket.
     NotRunning(String),
     /// The socket exists but we may not use it.
@@ -36,13 +36,13 @@ impl std::fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 /// May a daemon running as `peer_uid` receive the requests of `our_uid`?
-pub fn daemon_trusted(peer_uid: u32, our_uid: u32) -> bool {
+pub(crate) fn daemon_trusted(peer_uid: u32, our_uid: u32) -> bool {
     peer_uid == our_uid || peer_uid == 0
 }
 
 /// Connects to the daemon's socket and checks that the listener is our own
 /// user (or root) before anything is sent.
-pub fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
+pub(crate) fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
     let stream = connect_unchecked(socket)?;
     let ours = nix::unistd::geteuid().as_raw();
     match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
@@ -73,13 +73,13 @@ fn connect_unchecked(socket: &Path) -> Result<UnixStream, ClientError> {
 }
 
 /// Sends one request and reads its reply.
-pub fn request(socket: &Path, req: &Request) -> Result<Value, ClientError> {
+pub(crate) fn request(socket: &Path, req: &Request) -> Result<Value, ClientError> {
     request_within(socket, req, Some(Duration::from_secs(60)))
 }
 
 /// Sends one request whose reply may take as long as a person does
 /// (`permission_ask`): no read timeout.
-pub fn request_waiting(socket: &Path, req: &Request) -> Result<Value, ClientError> {
+pub(crate) fn request_waiting(socket: &Path, req: &Request) -> Result<Value, ClientError> {
     request_within(socket, req, None)
 }
 
@@ -116,7 +116,7 @@ fn request_within(socket: &Path, req: &Request, timeout: Option<Duration>) -> Re
 
 /// Subscribes and calls `on_event` for each event until it returns false or
 /// the daemon goes away.
-pub fn subscribe(socket: &Path, mut on_event: impl FnMut(&Value) -> bool) -> Result<(), ClientError> {
+pub(crate) fn subscribe(socket: &Path, mut on_event: impl FnMut(&Value) -> bool) -> Result<(), ClientError> {
     let mut stream = connect(socket)?;
     stream
         .write_all(b"{\"cmd\":\"subscribe\"}\n")

@@ -6,9 +6,9 @@
 //! thread never touches daemon state: the loop answers, the thread writes the
 //! answer back. The CLI's client commands are the other end ([`client`]).
 
-pub mod client;
-pub mod protocol;
-pub mod reply;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod protocol;
+pub(crate) mod reply;
+pub(crate) mod server;
 
-pub use protocol::{Incoming, Request};
+pub(crate) use protocol::{Incoming, Request};

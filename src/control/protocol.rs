@@ -17,7 +17,7 @@ use crate::hotkey::Binding;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     Ping,
     Status,
     Tasks {
@@ -87,7 +87,7 @@ pub enum Request {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum KeyAction {
+pub(crate) enum KeyAction {
     Press,
     Release,
     Toggle,
@@ -95,7 +95,7 @@ pub enum KeyAction {
 
 /// What the connection threads hand to the main loop.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     Request {
         request: Request,
         reply: Sender<Value>,
@@ -119,7 +119,7 @@ pub enum Incoming {
 }
 
 /// A failure reply, as it goes on the wire.
-pub fn error_reply(message: impl Into<String>) -> Value {
+pub(crate) fn error_reply(message: impl Into<String>) -> Value {
     super::reply::to_value(&Failure::new(message))
 }
 

@@ -19,39 +19,39 @@ use serde_json::Value;
 /// The `status` tag of a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ErrorTag {
+pub(crate) enum ErrorTag {
     Error,
 }
 
 /// The `status` tag of a success that carries no outcome of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OkTag {
+pub(crate) enum OkTag {
     Ok,
 }
 
 /// The `status` tag of the shutdown reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StoppingTag {
+pub(crate) enum StoppingTag {
     Stopping,
 }
 
 /// A request that failed: bad JSON, a refused peer, a busy daemon, or the
 /// request's own failure (`ptt key` without a key, `ptt dictate retry` ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failure {
-    pub status: ErrorTag,
-    pub message: String,
+pub(crate) struct Failure {
+    pub(crate) status: ErrorTag,
+    pub(crate) message: String,
 }
 
 impl Failure {
-    pub fn new(message: impl Into<String>) -> Failure {
+    pub(crate) fn new(message: impl Into<String>) -> Failure {
         Failure { status: ErrorTag::Error, message: message.into() }
     }
 
     /// The failure a reply carries, if it is one.
-    pub fn of(reply: &Value) -> Option<Failure> {
+    pub(crate) fn of(reply: &Value) -> Option<Failure> {
         if reply.get("status").and_then(Value::as_str) != Some("error") {
             return None;
         }
@@ -61,31 +61,31 @@ impl Failure {
 
 /// `ping`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pong {
-    pub pong: bool,
-    pub pid: u32,
+pub(crate) struct Pong {
+    pub(crate) pong: bool,
+    pub(crate) pid: u32,
 }
 
 /// `sync`: sent only once everything received before it was handled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Synced {
-    pub synced: bool,
+pub(crate) struct Synced {
+    pub(crate) synced: bool,
 }
 
 /// `tasks`: each task as the tasks' JSON contract shows it (`TaskView::to_json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskList {
-    pub tasks: Vec<Value>,
+pub(crate) struct TaskList {
+    pub(crate) tasks: Vec<Value>,
 }
 
 /// `shutdown`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stopping {
-    pub status: StoppingTag,
+pub(crate) struct Stopping {
+    pub(crate) status: StoppingTag,
 }
 
 impl Stopping {
-    pub fn new() -> Stopping {
+    pub(crate) fn new() -> Stopping {
         Stopping { status: StoppingTag::Stopping }
     }
 }
@@ -99,13 +99,13 @@ impl Default for Stopping {
 /// Whether live mode is on (or starting) after a `key` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OnOff {
+pub(crate) enum OnOff {
     On,
     Off,
 }
 
 impl OnOff {
-    pub fn from_bool(on: bool) -> OnOff {
+    pub(crate) fn from_bool(on: bool) -> OnOff {
         if on { OnOff::On } else { OnOff::Off }
     }
 
@@ -113,7 +113,7 @@ impl OnOff {
         OnOff::Off
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OnOff::On => "on",
             OnOff::Off => "off",
@@ -123,150 +123,150 @@ impl OnOff {
 
 /// `key`: what the binding did, and whether live mode and quiet mode are now on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeyReply {
-    pub status: OkTag,
+pub(crate) struct KeyReply {
+    pub(crate) status: OkTag,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    pub live: OnOff,
+    pub(crate) message: Option<String>,
+    pub(crate) live: OnOff,
     #[serde(default = "OnOff::off")]
-    pub quiet: OnOff,
+    pub(crate) quiet: OnOff,
 }
 
 /// `dictate_retry`: the ids of the clips sent again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Retried {
-    pub status: OkTag,
-    pub retried: Vec<String>,
-    pub message: String,
+pub(crate) struct Retried {
+    pub(crate) status: OkTag,
+    pub(crate) retried: Vec<String>,
+    pub(crate) message: String,
 }
 
 /// `status`: the parts the CLI reads, typed; each ignores the fields it does not name.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct StatusReply {
-    pub daemon: DaemonInfo,
-    pub tasks: TasksStatus,
-    pub live: LiveStatus,
-    pub hotkeys: HotkeysStatus,
-    pub audio: Option<AudioStatus>,
-    pub dictation: Option<DictationStatus>,
-    pub models: ModelsStatus,
+pub(crate) struct StatusReply {
+    pub(crate) daemon: DaemonInfo,
+    pub(crate) tasks: TasksStatus,
+    pub(crate) live: LiveStatus,
+    pub(crate) hotkeys: HotkeysStatus,
+    pub(crate) audio: Option<AudioStatus>,
+    pub(crate) dictation: Option<DictationStatus>,
+    pub(crate) models: ModelsStatus,
 }
 
 /// The model lifecycle check's problems.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ModelsStatus {
-    pub warnings: Vec<String>,
-    pub errors: Vec<String>,
+pub(crate) struct ModelsStatus {
+    pub(crate) warnings: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct DaemonInfo {
-    pub pid: u32,
-    pub version: String,
-    pub uptime_s: u64,
-    pub config: PathBuf,
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
+pub(crate) struct DaemonInfo {
+    pub(crate) pid: u32,
+    pub(crate) version: String,
+    pub(crate) uptime_s: u64,
+    pub(crate) config: PathBuf,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) socket: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct TasksStatus {
-    pub running: u64,
-    pub max_concurrent: u64,
-    pub known: u64,
-    pub next_id: String,
+pub(crate) struct TasksStatus {
+    pub(crate) running: u64,
+    pub(crate) max_concurrent: u64,
+    pub(crate) known: u64,
+    pub(crate) next_id: String,
     /// Why `tasks.json` cannot be written (new tasks are refused meanwhile).
-    pub registry_error: Option<String>,
-    pub budget_usd: f64,
-    pub spent_today_usd: f64,
-    pub waiting: Vec<WaitingTask>,
-    pub rate_limited: Option<String>,
-    pub claude: ClaudeFound,
+    pub(crate) registry_error: Option<String>,
+    pub(crate) budget_usd: f64,
+    pub(crate) spent_today_usd: f64,
+    pub(crate) waiting: Vec<WaitingTask>,
+    pub(crate) rate_limited: Option<String>,
+    pub(crate) claude: ClaudeFound,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct WaitingTask {
-    pub task_id: String,
-    pub name: String,
-    pub waiting_for: String,
+pub(crate) struct WaitingTask {
+    pub(crate) task_id: String,
+    pub(crate) name: String,
+    pub(crate) waiting_for: String,
 }
 
 /// Where `claude` was found, or why not.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ClaudeFound {
+pub(crate) struct ClaudeFound {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct LiveStatus {
-    pub state: Option<String>,
-    pub error: Option<String>,
-    pub last_close: Option<String>,
+pub(crate) struct LiveStatus {
+    pub(crate) state: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) last_close: Option<String>,
     /// `present`, or why the key is missing.
-    pub key: Option<String>,
-    pub pending_notifications: u64,
+    pub(crate) key: Option<String>,
+    pub(crate) pending_notifications: u64,
     /// Quiet mode: nothing is spoken; results and questions wait.
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Results not yet heard plus questions waiting for an answer.
-    pub waiting: u64,
+    pub(crate) waiting: u64,
     /// A note on the live transcription model (a fallback, say).
-    pub transcription: Option<String>,
+    pub(crate) transcription: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct HotkeysStatus {
-    pub report: Vec<String>,
-    pub stopped: Option<String>,
+pub(crate) struct HotkeysStatus {
+    pub(crate) report: Vec<String>,
+    pub(crate) stopped: Option<String>,
 }
 
 /// One audio device: opened (`ok`: its description) or why not (`error`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Device {
+pub(crate) struct Device {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ok: Option<String>,
+    pub(crate) ok: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct AudioStatus {
-    pub input: Device,
-    pub output: Device,
+pub(crate) struct AudioStatus {
+    pub(crate) input: Device,
+    pub(crate) output: Device,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct DictationStatus {
-    pub enabled: bool,
-    pub recording: bool,
-    pub in_flight: u64,
-    pub kept_clips: u64,
-    pub typed: u64,
-    pub typer: String,
-    pub last_error: Option<String>,
+pub(crate) struct DictationStatus {
+    pub(crate) enabled: bool,
+    pub(crate) recording: bool,
+    pub(crate) in_flight: u64,
+    pub(crate) kept_clips: u64,
+    pub(crate) typed: u64,
+    pub(crate) typer: String,
+    pub(crate) last_error: Option<String>,
 }
 
 /// A reply as the daemon sends it.
-pub fn to_value<T: Serialize>(reply: &T) -> Value {
+pub(crate) fn to_value<T: Serialize>(reply: &T) -> Value {
     serde_json::to_value(reply)
         .unwrap_or_else(|e| to_value(&Failure::new(format!("internal: cannot serialize the reply: {e}"))))
 }
 
 /// Reads a reply as `T`: its failure if it is one, `Err` too if it does not have `T`'s shape.
-pub fn parse<T: DeserializeOwned>(reply: &Value) -> Result<T, Failure> {
+pub(crate) fn parse<T: DeserializeOwned>(reply: &Value) -> Result<T, Failure> {
     if let Some(f) = Failure::of(reply) {
         return Err(f);
     }

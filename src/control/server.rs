@@ -28,7 +28,7 @@ const MAX_REQUEST: u64 = 1 << 20;
 /// How long a connection waits for the loop's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// A client sends its request right after connecting; an idle socket is let go.
 const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Between requests on a connection that already made one.
@@ -80,7 +80,7 @@ impl Drop for SlotGuard {
 }
 
 /// Binds the socket (0600) and starts the listener thread.
-pub fn start(path: &Path, to_loop: Sender<Incoming>) -> Result<()> {
+pub(crate) fn start(path: &Path, to_loop: Sender<Incoming>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // We hold the daemon lock, so a socket file here is stale.
     let _ = std::fs::remove_file(path);
@@ -137,7 +137,7 @@ pub fn start(path: &Path, to_loop: Sender<Incoming>) -> Result<()> {
 }
 
 /// Is a peer with `peer_uid` allowed to talk to a daemon of `our_uid`?
-pub fn peer_allowed(peer_uid: u32, our_uid: u32) -> bool {
+pub(crate) fn peer_allowed(peer_uid: u32, our_uid: u32) -> bool {
     peer_uid == our_uid
 }
 

@@ -40,7 +40,7 @@ const RATE: u32 = crate::audio::resample::API_RATE;
 
 /// What the daemon must do for dictation (it owns the live session and the speaker).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Step {
+pub(crate) enum Step {
     Cue(Cue),
     LiveOn,
     LiveOff,
@@ -56,13 +56,13 @@ struct Recording {
     released_at: Option<Instant>,
 }
 
-pub struct Dictation {
+pub(crate) struct Dictation {
     cfg: DictateConfig,
     paths: Paths,
     spool: Spool,
     workers: Option<Workers>,
     /// The loop selects on this (never ready when the threads could not start).
-    pub rx: Receiver<DictationEvent>,
+    pub(crate) rx: Receiver<DictationEvent>,
     recording: Option<Recording>,
     /// Clips sent and not back yet (a retry never sends one twice).
     in_flight: std::collections::HashSet<String>,
@@ -80,7 +80,7 @@ pub struct Dictation {
 }
 
 impl Dictation {
-    pub fn new(cfg: DictateConfig, paths: &Paths) -> Dictation {
+    pub(crate) fn new(cfg: DictateConfig, paths: &Paths) -> Dictation {
         let spool = Spool::new(&paths.state_dir);
         match spool.recover() {
             Ok(0) => {}
@@ -120,7 +120,7 @@ impl Dictation {
         d
     }
 
-    pub fn set_config(&mut self, cfg: DictateConfig) {
+    pub(crate) fn set_config(&mut self, cfg: DictateConfig) {
         self.cfg = cfg;
         self.preload();
     }
@@ -147,11 +147,11 @@ impl Dictation {
         engine::choose(&self.cfg, &models::local_model(&self.cfg, &self.paths), key)
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.cfg.enabled && self.workers.is_some()
     }
 
-    pub fn is_recording(&self) -> bool {
+    pub(crate) fn is_recording(&self) -> bool {
         self.recording.is_some()
     }
 
@@ -160,25 +160,25 @@ impl Dictation {
     }
 
     /// The key went down: a clip starts (the caller opens the microphone gate).
-    pub fn press(&mut self) {
+    pub(crate) fn press(&mut self) {
         self.recording = Some(Recording { samples: Vec::with_capacity(RATE as usize * 10), released_at: None });
     }
 
     /// The key went up at `at`: the clip ends when the audio before it is in (`TurnEnd`).
-    pub fn release(&mut self, at: Instant) {
+    pub(crate) fn release(&mut self, at: Instant) {
         if let Some(r) = &mut self.recording {
             r.released_at.get_or_insert(at);
         }
     }
 
     /// The live chord took over the key: the clip is not a dictation.
-    pub fn cancel(&mut self) {
+    pub(crate) fn cancel(&mut self) {
         if self.recording.take().is_some() {
             log::debug!("dictation: clip discarded (the live chord took over the key)");
         }
     }
 
-    pub fn chunk(&mut self, pcm: &[i16]) {
+    pub(crate) fn chunk(&mut self, pcm: &[i16]) {
         if let Some(r) = &mut self.recording {
             // At most 10 minutes (a stuck key is released by keys.max_hold_s long before).
             if r.samples.len() < RATE as usize * 600 {
@@ -189,7 +189,7 @@ impl Dictation {
 
     /// The clip is complete. `key` is the OpenAI key (or why there is none: the
     /// local engine needs none); `mic_problem` why the microphone gave nothing, if known.
-    pub fn turn_end(&mut self, key: Result<String, String>, mic_problem: Option<&str>) -> Vec<Step> {
+    pub(crate) fn turn_end(&mut self, key: Result<String, String>, mic_problem: Option<&str>) -> Vec<Step> {
         let Some(rec) = self.recording.take() else { return vec![] };
         let ms = rec.samples.len() as u64 * 1000 / u64::from(RATE);
         if ms < self.cfg.min_ms {
@@ -282,7 +282,7 @@ impl Dictation {
     }
 
     /// A report from the upload or typing thread.
-    pub fn on_event(&mut self, ev: DictationEvent) -> Vec<Step> {
+    pub(crate) fn on_event(&mut self, ev: DictationEvent) -> Vec<Step> {
         match ev {
             DictationEvent::Transcribed { id, text, released_at } => {
                 self.in_flight.remove(&id);
@@ -420,7 +420,7 @@ impl Dictation {
     }
 
     /// `ptt dictate retry`: every kept clip goes to the upload thread again, oldest first.
-    pub fn retry(&mut self, key: Result<String, String>) -> Result<Retried, String> {
+    pub(crate) fn retry(&mut self, key: Result<String, String>) -> Result<Retried, String> {
         let engine = self.engine(key)?;
         let kept = self.spool.failed().map_err(|e| format!("cannot list the kept clips: {e}"))?;
         let mut sent = Vec::new();
@@ -446,7 +446,7 @@ impl Dictation {
         Ok(Retried { status: OkTag::Ok, retried: sent, message })
     }
 
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         // Counted on disk, not kept here: `ptt dictate --once` may add clips while the daemon runs.
         let kept = self.spool.count_failed() + self.held.len();
         json!({

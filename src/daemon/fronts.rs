@@ -10,14 +10,14 @@ use crossbeam_channel::{Sender, TrySendError};
 use serde_json::Value;
 
 #[derive(Default)]
-pub struct Fronts {
+pub(crate) struct Fronts {
     clients: Vec<(u64, Sender<Value>)>,
     next_id: u64,
 }
 
 impl Fronts {
     /// Adds a client, sends it `first` and returns its id.
-    pub fn add(&mut self, tx: Sender<Value>, first: Value) -> u64 {
+    pub(crate) fn add(&mut self, tx: Sender<Value>, first: Value) -> u64 {
         self.next_id += 1;
         let _ = tx.try_send(first);
         self.clients.push((self.next_id, tx));
@@ -25,13 +25,13 @@ impl Fronts {
     }
 
     /// Removes a client; true when none is left.
-    pub fn remove(&mut self, id: u64) -> bool {
+    pub(crate) fn remove(&mut self, id: u64) -> bool {
         self.clients.retain(|(i, _)| *i != id);
         self.clients.is_empty()
     }
 
     /// Shows a line to every client; true when this found the last one gone.
-    pub fn show(&mut self, line: Value) -> bool {
+    pub(crate) fn show(&mut self, line: Value) -> bool {
         let before = self.clients.len();
         self.clients.retain(|(id, tx)| match tx.try_send(line.clone()) {
             Ok(()) => true,
@@ -44,12 +44,8 @@ impl Fronts {
         before > 0 && self.clients.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.clients.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
     }
 }
 

@@ -14,19 +14,19 @@ use serde_json::{Value, json};
 use crate::config::{KeySource, KeysConfig};
 use crate::hotkey::{Binding, BindingEvent, Bindings, Detection, Machine, Source, SourceEvent, Timing};
 
-pub struct Hotkeys {
-    pub machine: Machine,
-    pub rx: Receiver<SourceEvent>,
-    pub source: Source,
+pub(crate) struct Hotkeys {
+    pub(crate) machine: Machine,
+    pub(crate) rx: Receiver<SourceEvent>,
+    pub(crate) source: Source,
     /// Why each source is or is not usable (for status and doctor).
-    pub report: Vec<String>,
-    pub stopped: Option<String>,
+    pub(crate) report: Vec<String>,
+    pub(crate) stopped: Option<String>,
 }
 
 impl Hotkeys {
     /// Detects the sources, starts the chosen listener thread (falling back to
     /// the control socket alone), and builds the machine.
-    pub fn start(cfg: &KeysConfig) -> Hotkeys {
+    pub(crate) fn start(cfg: &KeysConfig) -> Hotkeys {
         let bindings = match Bindings::parse(&cfg.ptt, &cfg.live, &cfg.interrupt).and_then(|b| b.with_quiet(&cfg.quiet))
         {
             Ok(b) => b,
@@ -69,7 +69,7 @@ impl Hotkeys {
     }
 
     /// Feeds a source event; returns the binding events it completes.
-    pub fn on_source(&mut self, ev: SourceEvent) -> Vec<BindingEvent> {
+    pub(crate) fn on_source(&mut self, ev: SourceEvent) -> Vec<BindingEvent> {
         match ev {
             SourceEvent::Key(k) => self.machine.key(k.key, k.state, k.at),
             SourceEvent::Reset { source, reason } => {
@@ -85,11 +85,11 @@ impl Hotkeys {
         }
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.machine.next_deadline()
     }
 
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let held: Vec<&str> =
             Binding::ALL.into_iter().filter(|b| self.machine.is_held(*b)).map(Binding::name).collect();
         json!({

@@ -23,11 +23,11 @@ use crate::models::check::{self, Report, Target};
 use crate::models::{Choice, Date, choices};
 
 /// How often the configured models are checked against the API.
-pub const CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// The config with every retired model replaced by its successor once its shutdown date has passed,
 /// and what was decided for each model key.
-pub fn effective(cfg: &Config, today: Date) -> (Config, Vec<Choice>) {
+pub(crate) fn effective(cfg: &Config, today: Date) -> (Config, Vec<Choice>) {
     let chosen = choices(&cfg.live.model, &cfg.live.transcription_model, &cfg.dictate.model, today);
     let mut out = cfg.clone();
     for c in &chosen {
@@ -42,7 +42,7 @@ pub fn effective(cfg: &Config, today: Date) -> (Config, Vec<Choice>) {
 }
 
 /// What to check: each model in use, at the API it is served from (duplicates once).
-pub fn targets(cfg: &Config) -> Vec<Target> {
+pub(crate) fn targets(cfg: &Config) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
     let live_base = cfg.live.api_base();
     let mut add = |key: &'static str, model: &str, api_base: &str| {
@@ -60,7 +60,7 @@ pub fn targets(cfg: &Config) -> Vec<Target> {
     out
 }
 
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     /// The config as written (before replacements), to re-decide when the date changes.
     written: Config,
     choices: Vec<Choice>,
@@ -68,7 +68,7 @@ pub struct Lifecycle {
     reports: Vec<Report>,
     tx: Sender<Vec<Report>>,
     /// The loop selects on this.
-    pub rx: Receiver<Vec<Report>>,
+    pub(crate) rx: Receiver<Vec<Report>>,
     next_check: Option<Instant>,
     checking: bool,
     checked_on: Option<Date>,
@@ -78,7 +78,7 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// From the config as written (not yet [`effective`]); logs a warning per retired model. The first
     /// check is due at once.
-    pub fn new(cfg: &Config, today: Date, now: Instant) -> Lifecycle {
+    pub(crate) fn new(cfg: &Config, today: Date, now: Instant) -> Lifecycle {
         let (tx, rx) = crossbeam_channel::bounded(4);
         let mut l = Lifecycle {
             written: cfg.clone(),
@@ -97,7 +97,7 @@ impl Lifecycle {
     }
 
     /// A (re)loaded config: new notices, and a check soon.
-    pub fn set_config(&mut self, cfg: &Config, today: Date, now: Instant) {
+    pub(crate) fn set_config(&mut self, cfg: &Config, today: Date, now: Instant) {
         self.written = cfg.clone();
         let (used, choices) = effective(cfg, today);
         for w in choices.iter().filter_map(Choice::warning) {
@@ -111,7 +111,7 @@ impl Lifecycle {
 
     /// Re-decides the models for `today` (a daemon running across a shutdown date): the effective config
     /// when a model changed, to hand to the subsystems.
-    pub fn refresh(&mut self, today: Date) -> Option<Config> {
+    pub(crate) fn refresh(&mut self, today: Date) -> Option<Config> {
         let (used, choices) = effective(&self.written, today);
         if choices == self.choices {
             return None;
@@ -125,13 +125,13 @@ impl Lifecycle {
     }
 
     /// When the next check is due (none while one runs).
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.checking { None } else { self.next_check }
     }
 
     /// Starts the check when it is due. `key` is the API key, or why there is none (then the check is
     /// skipped until the next deadline).
-    pub fn poll(&mut self, now: Instant, today: Date, key: Result<String, String>) {
+    pub(crate) fn poll(&mut self, now: Instant, today: Date, key: Result<String, String>) {
         if self.checking || self.next_check.is_none_or(|t| now < t) {
             return;
         }
@@ -158,7 +158,7 @@ impl Lifecycle {
     }
 
     /// The check's reports: problems go to the journal.
-    pub fn on_reports(&mut self, reports: Vec<Report>, today: Date) {
+    pub(crate) fn on_reports(&mut self, reports: Vec<Report>, today: Date) {
         self.checking = false;
         self.checked_on = Some(today);
         for r in &reports {
@@ -176,19 +176,19 @@ impl Lifecycle {
     }
 
     /// Warning lines (retired models in the config, shutdowns the API announced) for status and doctor.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> = self.choices.iter().filter_map(Choice::warning).collect();
         out.extend(self.reports.iter().filter(|r| !r.is_error()).filter_map(Report::problem));
         out
     }
 
     /// Error lines (models the API says are gone).
-    pub fn errors(&self) -> Vec<String> {
+    pub(crate) fn errors(&self) -> Vec<String> {
         self.reports.iter().filter(|r| r.is_error()).filter_map(Report::problem).collect()
     }
 
     /// The `models` section of `ptt status --json`.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let used: Vec<Value> =
             self.choices.iter().map(|c| json!({"key": c.key, "configured": c.configured, "model": c.model})).collect();
         let checked: Vec<Value> =

@@ -40,7 +40,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Why a session is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// The user turned live mode on (hotkey / `ptt key toggle live`).
     Conversation,
     /// A `ptt live --text` client attached and started it; it ends with the last client.
@@ -50,20 +50,20 @@ pub enum Purpose {
 }
 
 /// A line for attached text clients.
-pub type FrontEvent = Value;
+pub(crate) type FrontEvent = Value;
 
 /// A tool call the model made: run it, then hand the result to [`Live::on_tool_result`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolCall {
-    pub call_id: String,
-    pub name: String,
+pub(crate) struct ToolCall {
+    pub(crate) call_id: String,
+    pub(crate) name: String,
     /// The model's JSON text.
-    pub arguments: String,
+    pub(crate) arguments: String,
 }
 
 /// What the live session asks the daemon to do, in order.
 #[derive(Debug, PartialEq)]
-pub enum LiveStep {
+pub(crate) enum LiveStep {
     /// Run this tool now and hand its result to [`Live::on_tool_result`].
     RunTool(ToolCall),
     /// The session spoke this task's end (or gave up on it): mark the task announced.
@@ -82,7 +82,7 @@ pub enum LiveStep {
 }
 
 /// Ids of progress items: `progress:<n>:<task ids joined by commas>`.
-pub const PROGRESS_PREFIX: &str = "progress:";
+pub(crate) const PROGRESS_PREFIX: &str = "progress:";
 /// Ids of the offer made when quiet mode ends (it marks nothing announced).
 const OFFER_PREFIX: &str = "offer:";
 
@@ -95,20 +95,20 @@ fn progress_tasks(id: &str) -> Option<Vec<String>> {
 
 /// A task's end for the session to announce.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct News {
-    pub task_id: String,
-    pub text: String,
+pub(crate) struct News {
+    pub(crate) task_id: String,
+    pub(crate) text: String,
 }
 
 /// What a session is told about tasks when it starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Briefing {
+pub(crate) struct Briefing {
     /// The task table for the instructions.
-    pub table: String,
+    pub(crate) table: String,
     /// Every task whose end was not announced yet.
-    pub news: Vec<News>,
+    pub(crate) news: Vec<News>,
     /// The questions of tasks waiting for an answer (`task_id` is the request's id), asked first.
-    pub questions: Vec<News>,
+    pub(crate) questions: Vec<News>,
 }
 
 /// Opens a connection (threads and socket; a thread-less stand-in in tests).
@@ -136,12 +136,12 @@ impl Backoff {
     }
 }
 
-pub struct Live {
+pub(crate) struct Live {
     cfg: LiveConfig,
     paths: Paths,
     conn_tx: Sender<ConnMessage>,
     /// The loop selects on this.
-    pub conn_rx: Receiver<ConnMessage>,
+    pub(crate) conn_rx: Receiver<ConnMessage>,
     open: Opener,
     session: Option<Session>,
     purpose: Option<Purpose>,
@@ -170,7 +170,7 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(cfg: LiveConfig, paths: &Paths) -> Live {
+    pub(crate) fn new(cfg: LiveConfig, paths: &Paths) -> Live {
         Live::with_opener(cfg, paths, Box::new(Connection::open))
     }
 
@@ -203,16 +203,16 @@ impl Live {
         }
     }
 
-    pub fn set_config(&mut self, cfg: LiveConfig) {
+    pub(crate) fn set_config(&mut self, cfg: LiveConfig) {
         self.cfg = cfg;
     }
 
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.session.is_some()
     }
 
     /// The OpenAI key: `OPENAI_API_KEY`, else `live.key_file` (which must be 0600).
-    pub fn api_key(&self) -> Result<String, String> {
+    pub(crate) fn api_key(&self) -> Result<String, String> {
         crate::secrets::load_key(&self.cfg, &self.paths)
     }
 
@@ -233,7 +233,7 @@ impl Live {
     /// Opens a session (or upgrades the purpose of the open one). A voice session
     /// (`voice`: the audio devices opened) speaks and listens; otherwise it is text.
     /// `briefing` is asked only when a session is really opened.
-    pub fn start(
+    pub(crate) fn start(
         &mut self,
         purpose: Purpose,
         voice: bool,
@@ -303,7 +303,7 @@ impl Live {
     }
 
     /// Closes the session; pending notifications stay on disk for the next one.
-    pub fn stop(&mut self, why: &str) -> Vec<LiveStep> {
+    pub(crate) fn stop(&mut self, why: &str) -> Vec<LiveStep> {
         self.close_session(why);
         self.take_steps()
     }
@@ -327,7 +327,7 @@ impl Live {
     }
 
     /// The last text client left: a session opened for text clients ends with it.
-    pub fn text_clients_gone(&mut self) -> Vec<LiveStep> {
+    pub(crate) fn text_clients_gone(&mut self) -> Vec<LiveStep> {
         if self.purpose == Some(Purpose::TextClient) {
             self.close_session("the last text client left");
         }
@@ -335,7 +335,7 @@ impl Live {
     }
 
     /// The first line a text client gets when it attaches.
-    pub fn attached_line(&self) -> FrontEvent {
+    pub(crate) fn attached_line(&self) -> FrontEvent {
         json!({"kind": "status", "state": self.state_name(), "message": "attached"})
     }
 
@@ -386,7 +386,7 @@ impl Live {
     }
 
     /// An event from a connection thread.
-    pub fn on_conn(&mut self, (id, ev): ConnMessage, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn on_conn(&mut self, (id, ev): ConnMessage, now: Instant) -> Vec<LiveStep> {
         let is_current = self.conn.as_ref().is_some_and(|c| c.id == id);
         let is_renewing = self.renewing.as_ref().is_some_and(|c| c.id == id);
         if self.session.is_none() || !(is_current || is_renewing) {
@@ -464,7 +464,7 @@ impl Live {
 
     /// A task ended (unannounced, on disk): hand its notification to the
     /// session, or open one to announce it (`briefing` is then asked for).
-    pub fn on_task_ended(
+    pub(crate) fn on_task_ended(
         &mut self,
         task: &TaskRecord,
         briefing: impl FnOnce() -> Briefing,
@@ -490,7 +490,7 @@ impl Live {
     /// yet said is taken back, and the current one (if it waits) goes ahead of result notifications, spoken
     /// when the floor is free. No session is opened just for a question: a desktop notification covers that.
     /// Questions are keyed by request, so each is asked once and a later one of the same task anew.
-    pub fn on_task_question(&mut self, task: &TaskRecord, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn on_task_question(&mut self, task: &TaskRecord, now: Instant) -> Vec<LiveStep> {
         let current = describe_question(task);
         let Some(session) = self.session.as_mut() else { return vec![] };
         let prefix = format!("{QUESTION_PREFIX}{}:", task.id);
@@ -512,7 +512,7 @@ impl Live {
 
     /// Quiet mode on or off (the daemon's flag, for this session and the next). On: nothing more is spoken, and
     /// a session opened only to announce closes. Off: held questions are asked and held results offered.
-    pub fn set_quiet(&mut self, quiet: bool, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn set_quiet(&mut self, quiet: bool, now: Instant) -> Vec<LiveStep> {
         self.quiet = quiet;
         if quiet && self.purpose == Some(Purpose::Announce) {
             self.close_session("quiet mode");
@@ -528,7 +528,7 @@ impl Live {
 
     /// Offers one progress item about `tasks` (their ids), replacing one not yet said. Spoken when the floor is
     /// free and nothing else waits; dropped while quiet.
-    pub fn offer_progress(&mut self, tasks: &[String], text: &str, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn offer_progress(&mut self, tasks: &[String], text: &str, now: Instant) -> Vec<LiveStep> {
         // A session opened only to announce results closes once they are said: no progress for it.
         if self.purpose == Some(Purpose::Announce) {
             return vec![];
@@ -544,13 +544,13 @@ impl Live {
     }
 
     /// The progress item the session holds: the tasks it names, and whether it is being said.
-    pub fn progress_item(&self) -> Option<(Vec<String>, bool)> {
+    pub(crate) fn progress_item(&self) -> Option<(Vec<String>, bool)> {
         let (id, in_flight) = self.session.as_ref()?.progress_item()?;
         Some((progress_tasks(&id).unwrap_or_default(), in_flight))
     }
 
     /// Takes back a progress item not yet said (its tasks ended, or the daemon offers a newer one).
-    pub fn withdraw_progress(&mut self) -> bool {
+    pub(crate) fn withdraw_progress(&mut self) -> bool {
         let Some(session) = self.session.as_mut() else { return false };
         match session.progress_item() {
             Some((id, false)) => session.withdraw_notification(&id),
@@ -560,7 +560,7 @@ impl Live {
 
     /// Answers a `catch_up` call (a [`LiveStep::RunTool`]) from the session's own queue: every result and
     /// question not yet said, oldest first.
-    pub fn catch_up(&mut self, call: &ToolCall, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn catch_up(&mut self, call: &ToolCall, now: Instant) -> Vec<LiveStep> {
         let Some(session) = self.session.as_mut() else { return vec![] };
         let (output, outs) = session.catch_up(&call.call_id, now);
         self.apply(outs, now);
@@ -572,14 +572,14 @@ impl Live {
     }
 
     /// Tasks changed: refresh the table in the instructions (the machine debounces).
-    pub fn on_tasks_changed(&mut self, table: &str, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn on_tasks_changed(&mut self, table: &str, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.set_task_table(table, now)).unwrap_or_default();
         self.run(outs, now)
     }
 
     /// A tool's answer (for a [`LiveStep::RunTool`]): it goes on the wire at
     /// once, and to text clients.
-    pub fn on_tool_result(&mut self, call: &ToolCall, result: &ToolResult, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn on_tool_result(&mut self, call: &ToolCall, result: &ToolResult, now: Instant) -> Vec<LiveStep> {
         let value = serde_json::to_value(result)
             .unwrap_or_else(|e| json!({"status": "error", "message": format!("internal: {e}")}));
         let outs = self.session_mut().map(|s| s.on_tool_result(&call.call_id, &value.to_string(), now));
@@ -589,26 +589,26 @@ impl Live {
     }
 
     /// The push-to-talk key went down or up (the floor waits while it is held).
-    pub fn set_key_held(&mut self, held: bool, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn set_key_held(&mut self, held: bool, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.set_key_held(held, now)).unwrap_or_default();
         self.run(outs, now)
     }
 
     /// Whether the open session speaks and listens.
-    pub fn is_voice(&self) -> bool {
+    pub(crate) fn is_voice(&self) -> bool {
         self.session.is_some() && self.voice
     }
 
-    pub fn turn(&self) -> LiveTurn {
+    pub(crate) fn turn(&self) -> LiveTurn {
         self.cfg.turn
     }
 
-    pub fn full_duplex(&self) -> bool {
+    pub(crate) fn full_duplex(&self) -> bool {
         self.cfg.full_duplex
     }
 
     /// 20 ms of microphone audio for the input buffer.
-    pub fn append_audio(&mut self, pcm: &[i16]) {
+    pub(crate) fn append_audio(&mut self, pcm: &[i16]) {
         if let (Some(s), Some(c)) = (self.session.as_ref(), self.conn.as_ref())
             && let Some(ev) = s.append_audio(pcm)
         {
@@ -617,35 +617,35 @@ impl Live {
     }
 
     /// End of a push-to-talk turn: commit what was said and ask for an answer.
-    pub fn commit_user_audio(&mut self, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn commit_user_audio(&mut self, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.commit_user_audio(now)).unwrap_or_default();
         self.run(outs, now)
     }
 
     /// Playback was stopped after `played_ms` of the current item (barge-in).
-    pub fn barge_in(&mut self, heard: Option<(String, u64)>, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn barge_in(&mut self, heard: Option<(String, u64)>, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.barge_in(heard, now)).unwrap_or_default();
         self.run(outs, now)
     }
 
     /// The assistant's audio started or stopped playing (the floor waits while it plays).
-    pub fn set_audio_playing(&mut self, playing: bool, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn set_audio_playing(&mut self, playing: bool, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.set_audio_playing(playing, now)).unwrap_or_default();
         self.run(outs, now)
     }
 
     /// A line typed by a text client.
-    pub fn user_text(&mut self, text: &str, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn user_text(&mut self, text: &str, now: Instant) -> Vec<LiveStep> {
         let outs = self.session_mut().map(|s| s.send_user_text(text, now)).unwrap_or_default();
         self.run(outs, now)
     }
 
     /// The earliest moment [`Live::poll`] has work.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         [self.reconnect_at, self.session.as_ref().and_then(Session::next_deadline)].into_iter().flatten().min()
     }
 
-    pub fn poll(&mut self, now: Instant) -> Vec<LiveStep> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<LiveStep> {
         if self.reconnect_at.is_some_and(|t| t <= now) {
             self.connect(now);
         }
@@ -777,7 +777,13 @@ impl Live {
 
     /// For `ptt status`: `pending_notifications`, `waiting` (results not yet heard plus questions waiting for an
     /// answer) and `text_clients` are the daemon's to count.
-    pub fn status(&self, pending_notifications: usize, waiting: usize, text_clients: usize, now: Instant) -> Value {
+    pub(crate) fn status(
+        &self,
+        pending_notifications: usize,
+        waiting: usize,
+        text_clients: usize,
+        now: Instant,
+    ) -> Value {
         let s = self.session.as_ref();
         json!({
             "quiet": self.quiet,

@@ -11,12 +11,12 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
 
 /// Held for the daemon's lifetime.
-pub struct DaemonLock {
+pub(crate) struct DaemonLock {
     _lock: Flock<std::fs::File>,
 }
 
 /// Takes the lock or explains who holds it.
-pub fn acquire(path: &Path) -> Result<DaemonLock> {
+pub(crate) fn acquire(path: &Path) -> Result<DaemonLock> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -10,18 +10,18 @@
 //! exits here), then the registry and the orphan sweep, then the socket, then
 //! `READY=1`.
 
-pub mod dictation;
-pub mod fronts;
-pub mod keys;
-pub mod lifecycle;
-pub mod live;
-pub mod lock;
-pub mod notifications;
-pub mod progress;
-pub mod scheduler;
-pub mod systemd;
-pub mod tools;
-pub mod voice;
+pub(crate) mod dictation;
+pub(crate) mod fronts;
+pub(crate) mod keys;
+pub(crate) mod lifecycle;
+pub(crate) mod live;
+pub(crate) mod lock;
+pub(crate) mod notifications;
+pub(crate) mod progress;
+pub(crate) mod scheduler;
+pub(crate) mod systemd;
+pub(crate) mod tools;
+pub(crate) mod voice;
 
 use std::time::{Duration, Instant};
 
@@ -49,11 +49,11 @@ const TRIM_AFTER: Duration = Duration::from_secs(2);
 
 /// Exit status for a configuration error (sysexits' EX_CONFIG); the systemd
 /// unit does not restart on it.
-pub const EXIT_CONFIG: i32 = 78;
+pub(crate) const EXIT_CONFIG: i32 = 78;
 
 /// Everything the loop waits for.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     Control(Incoming),
     Task(TaskEvent),
     /// From a Realtime connection's threads.
@@ -80,7 +80,7 @@ pub enum Event {
 
 /// The loop's channels, to retire one whose producers are gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
+pub(crate) enum Channel {
     Control,
     Tasks,
     Live,
@@ -93,7 +93,7 @@ pub enum Channel {
 }
 
 /// The one state struct.
-pub struct Daemon {
+pub(crate) struct Daemon {
     paths: Paths,
     /// The whole configuration; each component also keeps its own section.
     config: Config,
@@ -134,17 +134,17 @@ pub struct Daemon {
 
 /// A text conversation run by this process itself (`ptt live --text` with no
 /// daemon running): stdin lines go to the session, its lines to `output`.
-pub struct LocalText {
-    pub output: Sender<Value>,
+pub(crate) struct LocalText {
+    pub(crate) output: Sender<Value>,
 }
 
 /// `ptt run`: runs the daemon in the foreground until SIGTERM/SIGINT.
-pub fn run(paths: Paths) -> Result<i32> {
+pub(crate) fn run(paths: Paths) -> Result<i32> {
     run_with(paths, None)
 }
 
 /// The daemon, optionally with a local text conversation attached.
-pub fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
+pub(crate) fn run_with(paths: Paths, local: Option<LocalText>) -> Result<i32> {
     // Everything the daemon writes (state, logs, socket, lock) is private to the user.
     crate::paths::set_private_umask();
     match crate::dictate::legacy::import_on_first_run(&paths) {

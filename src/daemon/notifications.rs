@@ -13,12 +13,12 @@
 use crate::tasks::registry::{TaskRecord, TaskState, unix_now};
 
 /// At most this many wait; the oldest are skipped first.
-pub const MAX_PENDING: usize = 20;
+pub(crate) const MAX_PENDING: usize = 20;
 /// Tasks that ended longer ago than this are not announced (their results stay in the registry).
-pub const MAX_AGE_S: u64 = 6 * 3600;
+pub(crate) const MAX_AGE_S: u64 = 6 * 3600;
 
 /// "[task t7 'auth refactor' finished after 4 minutes 12 seconds, $0.31: <summary>]"
-pub fn describe_end(t: &TaskRecord) -> String {
+pub(crate) fn describe_end(t: &TaskRecord) -> String {
     let took = t.ended_at.unwrap_or_else(unix_now).saturating_sub(t.created_at);
     let took = crate::text::duration_words(took);
     let cost = t.cost_usd.map(|c| format!(", ${c:.2}")).unwrap_or_default();
@@ -38,7 +38,7 @@ pub fn describe_end(t: &TaskRecord) -> String {
 /// The desktop notification for a task's end: the outcome in the title, the reason (failures) or the summary in
 /// the body, urgency by outcome (failures critical, successes normal, cancellations low). Keyed by the task's
 /// id, so it replaces an earlier notification of the same task. `notify` redacts it again before it is shown.
-pub fn desktop_note(t: &TaskRecord) -> crate::notify::Note {
+pub(crate) fn desktop_note(t: &TaskRecord) -> crate::notify::Note {
     use crate::notify::Urgency;
     let took = crate::text::duration_words(t.ended_at.unwrap_or_else(unix_now).saturating_sub(t.created_at));
     let (what, urgency) = match t.state {
@@ -70,11 +70,11 @@ pub fn desktop_note(t: &TaskRecord) -> crate::notify::Note {
 }
 
 /// Ids of questions start with this (task ends use the task's id): a delivered question marks nothing announced.
-pub const QUESTION_PREFIX: &str = "ask:";
+pub(crate) const QUESTION_PREFIX: &str = "ask:";
 
 /// The question a waiting task puts to the user, for the live session: `(id, text)`. The id names the request
 /// (`ask:t4:2`: the task's third), so each request is asked once and an answered one can be taken back.
-pub fn describe_question(t: &TaskRecord) -> Option<(String, String)> {
+pub(crate) fn describe_question(t: &TaskRecord) -> Option<(String, String)> {
     let what = t.waiting_for.as_deref()?;
     let index = t.permissions.iter().rposition(|e| e.answer.is_none() && e.what == what)?;
     let id = format!("{QUESTION_PREFIX}{}:{index}", t.id);
@@ -89,7 +89,7 @@ pub fn describe_question(t: &TaskRecord) -> Option<(String, String)> {
 
 /// The desktop notification for a task that asks while nobody would hear it: what it wants and how to answer.
 /// Keyed by the task's id, so the task's end replaces it.
-pub fn waiting_note(t: &TaskRecord) -> crate::notify::Note {
+pub(crate) fn waiting_note(t: &TaskRecord) -> crate::notify::Note {
     let what = t.waiting_for.as_deref().unwrap_or("use a tool");
     crate::notify::Note {
         key: t.id.clone(),
@@ -100,7 +100,7 @@ pub fn waiting_note(t: &TaskRecord) -> crate::notify::Note {
 }
 
 /// The desktop notification for the budget warning (once a local day, at 80 % of `tasks.budget_usd`).
-pub fn budget_note(message: &str) -> crate::notify::Note {
+pub(crate) fn budget_note(message: &str) -> crate::notify::Note {
     crate::notify::Note {
         key: "budget".into(),
         summary: "ptt: most of today's task budget is spent".into(),

@@ -33,7 +33,7 @@ struct Track {
 
 /// The live session's progress item, as far as the tracker cares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Pending {
+pub(crate) enum Pending {
     /// None queued.
     #[default]
     None,
@@ -45,7 +45,7 @@ pub enum Pending {
 
 /// What a due task is to be said as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
+pub(crate) enum Due {
     Running,
     Stalled,
     /// Its stall was said: only look whether it printed again (say nothing).
@@ -53,47 +53,48 @@ pub enum Due {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     every: Option<Duration>,
     tracks: BTreeMap<String, Track>,
 }
 
 impl Progress {
     /// `progress_min` minutes between updates; 0 turns them off.
-    pub fn new(progress_min: f64) -> Progress {
+    pub(crate) fn new(progress_min: f64) -> Progress {
         let mut p = Progress::default();
         p.set_period(progress_min);
         p
     }
 
-    pub fn set_period(&mut self, progress_min: f64) {
+    pub(crate) fn set_period(&mut self, progress_min: f64) {
         self.every =
             (progress_min > 0.0 && progress_min.is_finite()).then(|| Duration::from_secs_f64(progress_min * 60.0));
     }
 
-    pub fn is_on(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_on(&self) -> bool {
         self.every.is_some()
     }
 
     /// A task started (or a continued one): its first update is due a period from now.
-    pub fn started(&mut self, id: &str, now: Instant) {
+    pub(crate) fn started(&mut self, id: &str, now: Instant) {
         self.tracks.insert(id.to_owned(), Track { since: now, stalled: false, stall_said: false });
     }
 
     /// A task ended: no more updates for it.
-    pub fn ended(&mut self, id: &str) {
+    pub(crate) fn ended(&mut self, id: &str) {
         self.tracks.remove(id);
     }
 
     /// The supervisor flagged it stalled: due at once, said once.
-    pub fn stalled(&mut self, id: &str) {
+    pub(crate) fn stalled(&mut self, id: &str) {
         if let Some(t) = self.tracks.get_mut(id) {
             t.stalled = true;
         }
     }
 
     /// The task's record says whether it is stalled now (it printed again: updates resume).
-    pub fn observe(&mut self, id: &str, stalled: bool) {
+    pub(crate) fn observe(&mut self, id: &str, stalled: bool) {
         if let Some(t) = self.tracks.get_mut(id)
             && !stalled
         {
@@ -103,7 +104,7 @@ impl Progress {
     }
 
     /// These tasks' update was said (or skipped): the next is a period from now.
-    pub fn said(&mut self, ids: &[String], now: Instant) {
+    pub(crate) fn said(&mut self, ids: &[String], now: Instant) {
         for id in ids {
             if let Some(t) = self.tracks.get_mut(id) {
                 t.since = now;
@@ -123,7 +124,7 @@ impl Progress {
     }
 
     /// Tasks due at `now`, with what to say of each.
-    pub fn due(&self, now: Instant) -> Vec<(String, Due)> {
+    pub(crate) fn due(&self, now: Instant) -> Vec<(String, Due)> {
         self.tracks
             .iter()
             .filter(|(_, t)| self.due_at(t).is_some_and(|at| at <= now))
@@ -140,7 +141,7 @@ impl Progress {
 
     /// When the loop must look again, given the session's progress item: never while one is being said,
     /// and not for tasks a queued one already names.
-    pub fn next_deadline(&self, pending: &Pending) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, pending: &Pending) -> Option<Instant> {
         let covered: &[String] = match pending {
             Pending::Speaking => return None,
             Pending::Queued(ids) => ids,

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerKind {
+pub(crate) enum TimerKind {
     /// Send `WATCHDOG=1` to systemd.
     Watchdog,
     /// Give up waiting for tasks to exit during shutdown.
@@ -17,31 +17,31 @@ pub enum TimerKind {
 }
 
 #[derive(Debug, Default)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     timers: Vec<(Instant, TimerKind)>,
 }
 
 impl Scheduler {
     /// Sets (or moves) the timer of this kind.
-    pub fn schedule(&mut self, kind: TimerKind, at: Instant) {
+    pub(crate) fn schedule(&mut self, kind: TimerKind, at: Instant) {
         self.cancel(kind);
         self.timers.push((at, kind));
     }
 
-    pub fn cancel(&mut self, kind: TimerKind) {
+    pub(crate) fn cancel(&mut self, kind: TimerKind) {
         self.timers.retain(|(_, k)| *k != kind);
     }
 
-    pub fn is_scheduled(&self, kind: TimerKind) -> bool {
+    pub(crate) fn is_scheduled(&self, kind: TimerKind) -> bool {
         self.timers.iter().any(|(_, k)| *k == kind)
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.iter().map(|(at, _)| *at).min()
     }
 
     /// Removes and returns the timers due at `now`, earliest first.
-    pub fn take_due(&mut self, now: Instant) -> Vec<TimerKind> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<TimerKind> {
         let mut due: Vec<(Instant, TimerKind)> = self.timers.iter().copied().filter(|(at, _)| *at <= now).collect();
         due.sort_by_key(|(at, _)| *at);
         self.timers.retain(|(at, _)| *at > now);

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 /// Sends `state` to `$NOTIFY_SOCKET`, if any. Errors are logged, not fatal.
-pub fn notify(state: &str) {
+pub(crate) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
     let result = (|| -> std::io::Result<()> {
         let sock = UnixDatagram::unbound()?;
@@ -28,7 +28,7 @@ pub fn notify(state: &str) {
 }
 
 /// Half of `$WATCHDOG_USEC` when the watchdog is on for this process.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok())
         && pid != std::process::id()

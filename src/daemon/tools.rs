@@ -29,7 +29,7 @@ use crate::tasks::{CancelOutcome, Candidate, Notice, ShowOutcome, StartOutcome, 
 /// A tool's answer, as the model (and text clients) get it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum ToolResult {
+pub(crate) enum ToolResult {
     /// `start_task`, `continue_task`.
     Start(StartOutcome),
     /// `cancel_task`.
@@ -54,21 +54,21 @@ impl ToolResult {
 
 /// `set_quiet`: the mode now, and how many results and questions wait (heard later with `catch_up`).
 #[derive(Debug, Clone, Serialize)]
-pub struct QuietAnswer {
+pub(crate) struct QuietAnswer {
     /// Always `"ok"`.
-    pub status: &'static str,
-    pub quiet: bool,
-    pub waiting: usize,
+    pub(crate) status: &'static str,
+    pub(crate) quiet: bool,
+    pub(crate) waiting: usize,
 }
 
 impl ToolResult {
-    pub fn quiet(quiet: bool, waiting: usize) -> ToolResult {
+    pub(crate) fn quiet(quiet: bool, waiting: usize) -> ToolResult {
         ToolResult::Quiet(QuietAnswer { status: "ok", quiet, waiting })
     }
 }
 
 /// `set_quiet`'s argument: `on` (true or false), or the error the model gets.
-pub fn quiet_argument(arguments: &str) -> Result<bool, ToolResult> {
+pub(crate) fn quiet_argument(arguments: &str) -> Result<bool, ToolResult> {
     serde_json::from_str::<Value>(arguments)
         .ok()
         .and_then(|v| v.get("on").and_then(Value::as_bool))
@@ -76,24 +76,24 @@ pub fn quiet_argument(arguments: &str) -> Result<bool, ToolResult> {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ToolError {
+pub(crate) struct ToolError {
     /// Always `"error"`.
-    pub status: &'static str,
-    pub message: String,
+    pub(crate) status: &'static str,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskList {
+pub(crate) struct TaskList {
     /// Always `"ok"`.
-    pub status: &'static str,
-    pub running: usize,
+    pub(crate) status: &'static str,
+    pub(crate) running: usize,
     /// The 15 most recent tasks, newest first.
-    pub tasks: Vec<TaskBrief>,
+    pub(crate) tasks: Vec<TaskBrief>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum TaskAnswer {
+pub(crate) enum TaskAnswer {
     Found {
         #[serde(flatten)]
         task: Box<TaskBrief>,
@@ -110,37 +110,37 @@ pub enum TaskAnswer {
 
 /// What the model needs to talk about a task, without the raw log.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskBrief {
-    pub task_id: String,
-    pub name: String,
-    pub state: TaskState,
-    pub elapsed_s: u64,
+pub(crate) struct TaskBrief {
+    pub(crate) task_id: String,
+    pub(crate) name: String,
+    pub(crate) state: TaskState,
+    pub(crate) elapsed_s: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub activity: Option<String>,
+    pub(crate) activity: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub stalled: bool,
+    pub(crate) stalled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
+    pub(crate) cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
+    pub(crate) summary: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
+    pub(crate) project: Option<String>,
     /// What it asks permission for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub waiting_for: Option<String>,
+    pub(crate) waiting_for: Option<String>,
     /// "rate-limited until 14:05", while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limited: Option<String>,
+    pub(crate) rate_limited: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub changed: Option<Changed>,
+    pub(crate) changed: Option<Changed>,
 }
 
 /// What a task changed: the files, and the diff's summary line.
 #[derive(Debug, Clone, Serialize)]
-pub struct Changed {
-    pub files: Vec<String>,
+pub(crate) struct Changed {
+    pub(crate) files: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<String>,
+    pub(crate) diff: Option<String>,
 }
 
 impl TaskBrief {
@@ -168,7 +168,7 @@ impl TaskBrief {
 }
 
 /// Runs one tool call; returns its answer and any notices (a task started).
-pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (ToolResult, Vec<Notice>) {
+pub(crate) fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (ToolResult, Vec<Notice>) {
     let args: Value = match serde_json::from_str(arguments) {
         Ok(v @ Value::Object(_)) => v,
         Ok(Value::Null) | Err(_) if arguments.trim().is_empty() => Value::Object(Default::default()),
@@ -238,7 +238,7 @@ pub fn run(name: &str, arguments: &str, sup: &mut Supervisor, now: Instant) -> (
 }
 
 /// The compact task table appended to the session's instructions.
-pub fn task_table(sup: &Supervisor) -> String {
+pub(crate) fn task_table(sup: &Supervisor) -> String {
     let tasks = &sup.registry().tasks;
     if tasks.is_empty() {
         return "No tasks yet.".into();
@@ -268,7 +268,7 @@ pub fn task_table(sup: &Supervisor) -> String {
 
 /// What a session starting now is told: the task table and every task whose end
 /// was not announced yet.
-pub fn briefing(sup: &Supervisor) -> Briefing {
+pub(crate) fn briefing(sup: &Supervisor) -> Briefing {
     Briefing {
         table: task_table(sup),
         news: sup

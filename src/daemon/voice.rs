@@ -22,12 +22,12 @@ use crate::audio::playback::{Playback, PlaybackConfig};
 use crate::audio::{AudioEvent, Direction};
 use crate::config::AudioSection;
 
-pub struct Voice {
+pub(crate) struct Voice {
     cfg: AudioSection,
     playback: Option<Playback>,
     tx: crossbeam_channel::Sender<AudioEvent>,
     /// The loop selects on this.
-    pub rx: Receiver<AudioEvent>,
+    pub(crate) rx: Receiver<AudioEvent>,
     output: Result<String, String>,
     input: Result<String, String>,
     cues_played: u64,
@@ -35,20 +35,20 @@ pub struct Voice {
     cues_skipped: u64,
     capture: Option<Capture>,
     /// Microphone chunks (a never-ready channel while no capture runs).
-    pub mic_rx: Receiver<Captured>,
+    pub(crate) mic_rx: Receiver<Captured>,
     /// Where each assistant item's audio sits on the playback timeline.
     items: ItemTimeline,
     /// The assistant's audio is queued or playing.
-    pub playing: bool,
+    pub(crate) playing: bool,
     probe_tx: crossbeam_channel::Sender<Result<(), String>>,
     /// Answers of [`Voice::request_voice`].
-    pub probe_rx: Receiver<Result<(), String>>,
+    pub(crate) probe_rx: Receiver<Result<(), String>>,
     probing: bool,
     rendered: Vec<(Cue, f32, Vec<i16>)>,
 }
 
 impl Voice {
-    pub fn new(cfg: AudioSection) -> Voice {
+    pub(crate) fn new(cfg: AudioSection) -> Voice {
         let (tx, rx) = crossbeam_channel::bounded(64);
         let (probe_tx, probe_rx) = crossbeam_channel::bounded(4);
         Voice {
@@ -74,7 +74,7 @@ impl Voice {
     /// Asks whether both devices open, on a helper thread: opening a device
     /// talks to the sound server and may stall, so it never runs on the loop.
     /// The answer arrives on [`Voice::probe_rx`]; pass it to [`Voice::on_probe`].
-    pub fn request_voice(&mut self) {
+    pub(crate) fn request_voice(&mut self) {
         if self.probing {
             return;
         }
@@ -99,7 +99,7 @@ impl Voice {
 
     /// The probe's answer: on success, the microphone and speaker actors are
     /// started for a voice session; otherwise the reason is kept for status.
-    pub fn on_probe(&mut self, answer: Result<(), String>) -> Result<(), String> {
+    pub(crate) fn on_probe(&mut self, answer: Result<(), String>) -> Result<(), String> {
         self.probing = false;
         if let Err(why) = answer {
             self.input = Err(why.clone());
@@ -121,7 +121,7 @@ impl Voice {
     /// Starts the microphone actor if it is not running (it opens the device on
     /// its own thread; a failure arrives as an event and ends the turn). Used
     /// alone by dictation, which needs no speaker.
-    pub fn open_mic(&mut self) -> Result<(), String> {
+    pub(crate) fn open_mic(&mut self) -> Result<(), String> {
         if self.capture.is_none() {
             let audio = self.cfg.to_audio_config();
             let cfg = CaptureConfig { device: audio.input, keep_open: audio.keep_open, ..CaptureConfig::default() };
@@ -135,12 +135,12 @@ impl Voice {
     }
 
     /// Why the microphone is not usable, if it is known not to be.
-    pub fn input_problem(&self) -> Option<&str> {
+    pub(crate) fn input_problem(&self) -> Option<&str> {
         self.input.as_ref().err().map(String::as_str).filter(|e| *e != "not opened yet")
     }
 
     /// Ends a voice session: the microphone closes, anything playing stops.
-    pub fn stop_voice(&mut self) {
+    pub(crate) fn stop_voice(&mut self) {
         if let Some(c) = self.capture.take() {
             c.set_gate(false, false);
             c.close();
@@ -153,21 +153,21 @@ impl Voice {
     }
 
     /// Opens or closes the microphone gate (`preroll`: include the last ~300 ms).
-    pub fn set_gate(&self, open: bool, preroll: bool) {
+    pub(crate) fn set_gate(&self, open: bool, preroll: bool) {
         if let Some(c) = &self.capture {
             c.set_gate(open, preroll);
         }
     }
 
     /// Closes (or opens) the microphone gate as of `at`.
-    pub fn set_gate_at(&self, open: bool, preroll: bool, at: std::time::Instant) {
+    pub(crate) fn set_gate_at(&self, open: bool, preroll: bool, at: std::time::Instant) {
         if let Some(c) = &self.capture {
             c.set_gate_at(open, preroll, at);
         }
     }
 
     /// Queues assistant audio; returns true when it starts playing.
-    pub fn play(&mut self, item_id: &str, pcm: &[i16]) -> bool {
+    pub(crate) fn play(&mut self, item_id: &str, pcm: &[i16]) -> bool {
         let Some(playback) = self.playback() else { return false };
         let at = playback.push(pcm);
         self.items.push(item_id, at, pcm.len() as u64);
@@ -178,20 +178,20 @@ impl Voice {
 
     /// Stops playback at once; returns the item the user was hearing and how
     /// many milliseconds of it they heard (for the truncate).
-    pub fn flush(&mut self) -> Option<(String, u64)> {
+    pub(crate) fn flush(&mut self) -> Option<(String, u64)> {
         self.playing = false;
         let playback = self.playback.as_ref()?;
         let reached = playback.flush();
         self.items.heard_at(reached)
     }
 
-    pub fn set_config(&mut self, cfg: AudioSection) {
+    pub(crate) fn set_config(&mut self, cfg: AudioSection) {
         self.cfg = cfg;
     }
 
     /// Plays a cue if cues are on; opens the output on first use. Cues are
     /// synthesized once per volume and kept.
-    pub fn cue(&mut self, cue: Cue) {
+    pub(crate) fn cue(&mut self, cue: Cue) {
         if !self.cfg.cues {
             return;
         }
@@ -233,7 +233,7 @@ impl Voice {
     }
 
     /// An event from the audio actors.
-    pub fn on_event(&mut self, ev: AudioEvent) {
+    pub(crate) fn on_event(&mut self, ev: AudioEvent) {
         match ev {
             AudioEvent::Opened { direction: Direction::Output, info } => {
                 log::info!("audio: output {} ({} Hz, {} ch)", info.name, info.rate, info.channels);
@@ -263,7 +263,7 @@ impl Voice {
         }
     }
 
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         json!({
             "cues": self.cfg.cues,
             "cues_played": self.cues_played,

@@ -11,7 +11,7 @@ use crate::text::normalise;
 
 /// What a dictation means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Meaning {
+pub(crate) enum Meaning {
     LiveMode,
     DictateMode,
     NewLine,
@@ -26,7 +26,7 @@ pub enum Meaning {
 }
 
 /// Decides what a transcription means.
-pub fn interpret(text: &str, commands: &DictateCommands) -> Meaning {
+pub(crate) fn interpret(text: &str, commands: &DictateCommands) -> Meaning {
     let said = normalise(text);
     let is = |phrases: &[String]| phrases.iter().any(|p| normalise(p) == said);
     if said.is_empty() {

@@ -14,7 +14,7 @@ use super::models::LocalModel;
 
 /// The transcriber for one clip.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Engine {
+pub(crate) enum Engine {
     /// whisper.cpp with this ggml file.
     Local(PathBuf),
     /// The OpenAI-compatible API with this key.
@@ -22,7 +22,8 @@ pub enum Engine {
 }
 
 impl Engine {
-    pub fn name(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Engine::Local(_) => "local",
             Engine::OpenAi(_) => "openai",
@@ -31,11 +32,11 @@ impl Engine {
 }
 
 /// What to do without a model.
-pub const GET_A_MODEL: &str = "run `ptt model download base.en` (offline, private; `ptt model list` shows the sizes) \
+pub(crate) const GET_A_MODEL: &str = "run `ptt model download base.en` (offline, private; `ptt model list` shows the sizes) \
                                or set dictate.model_path to a whisper.cpp ggml file";
 
 /// Picks the engine. `key` is the OpenAI key, or why there is none.
-pub fn choose(cfg: &DictateConfig, local: &LocalModel, key: Result<String, String>) -> Result<Engine, String> {
+pub(crate) fn choose(cfg: &DictateConfig, local: &LocalModel, key: Result<String, String>) -> Result<Engine, String> {
     match (cfg.engine, local.path()) {
         (DictateEngine::Local | DictateEngine::Auto, Some(p)) => Ok(Engine::Local(p.to_path_buf())),
         (DictateEngine::Local, None) => {

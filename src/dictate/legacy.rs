@@ -20,31 +20,31 @@ use crate::paths::Paths;
 
 /// What [`convert`] made of the old file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Imported {
+pub(crate) struct Imported {
     /// The new config file's text.
-    pub config_toml: String,
+    pub(crate) config_toml: String,
     /// One line per setting carried over.
-    pub imported: Vec<String>,
+    pub(crate) imported: Vec<String>,
     /// One line per setting left behind, and why.
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
     /// Vocabulary words found.
-    pub vocabulary: Vec<String>,
+    pub(crate) vocabulary: Vec<String>,
     /// An OpenAI key found in the file (written to a key file, never logged).
-    pub api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
 }
 
 /// Where the Python app kept its settings.
-pub fn legacy_file(home: &Path) -> PathBuf {
+pub(crate) fn legacy_file(home: &Path) -> PathBuf {
     home.join(".local/share/push-to-talk/config.json")
 }
 
 /// The record of an import, in the state directory.
-pub fn record_file(paths: &Paths) -> PathBuf {
+pub(crate) fn record_file(paths: &Paths) -> PathBuf {
     paths.state_dir.join("legacy-import.txt")
 }
 
 /// An old key name (pynput `ctrl_r`/`Key.ctrl_r`, evdev `KEY_RIGHTCTRL`, ours) as a binding, chords with `+`.
-pub fn translate_key(old: &str) -> Option<String> {
+pub(crate) fn translate_key(old: &str) -> Option<String> {
     let mut names = Vec::new();
     for part in old.split('+') {
         let p = part.trim().to_ascii_lowercase();
@@ -70,7 +70,7 @@ fn toml_string(s: &str) -> String {
 }
 
 /// Converts the old JSON. `legacy_dir` is where a relative vocabulary file is looked up.
-pub fn convert(json: &str, legacy_dir: &Path) -> Result<Imported, String> {
+pub(crate) fn convert(json: &str, legacy_dir: &Path) -> Result<Imported, String> {
     let v: Value = serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;
     let mut out = Imported::default();
@@ -179,7 +179,7 @@ pub fn convert(json: &str, legacy_dir: &Path) -> Result<Imported, String> {
 
 /// The import, done once. Returns the lines to tell the user, or `None` when
 /// there was nothing to do (a config exists, it was done before, no old file).
-pub fn import_on_first_run(paths: &Paths) -> Result<Option<Vec<String>>, String> {
+pub(crate) fn import_on_first_run(paths: &Paths) -> Result<Option<Vec<String>>, String> {
     let old = legacy_file(&paths.home);
     if paths.config_file.exists() || record_file(paths).exists() || !old.exists() {
         return Ok(None);

@@ -35,7 +35,7 @@ use super::transcribe::Failure;
 use super::worker::DictationEvent;
 
 /// whisper.cpp's sample rate.
-pub const RATE: u32 = 16_000;
+pub(crate) const RATE: u32 = 16_000;
 /// Shorter input is padded with silence (whisper.cpp refuses very short input).
 const MIN_SAMPLES: usize = RATE as usize;
 
@@ -46,7 +46,7 @@ const MIN_AUDIO_CTX: u64 = 384;
 /// The encoder context for `samples` of 16 kHz audio: 50 frames a second, a margin of 64 frames (1.3 s), at
 /// least [`MIN_AUDIO_CTX`], rounded up to a multiple of 8; 0 (the model's full 30 s window) for clips of 28 s or
 /// more.
-pub fn audio_ctx(samples: usize) -> i32 {
+pub(crate) fn audio_ctx(samples: usize) -> i32 {
     let frames = (samples as u64 * 50).div_ceil(u64::from(RATE));
     if frames >= 28 * 50 {
         return 0;
@@ -55,7 +55,7 @@ pub fn audio_ctx(samples: usize) -> i32 {
 }
 
 /// The most tokens a clip of `samples` at 16 kHz may produce: 8 a second (speech gives 3-5) plus 16.
-pub fn max_tokens(samples: usize) -> i32 {
+pub(crate) fn max_tokens(samples: usize) -> i32 {
     ((samples as u64 * 8).div_ceil(u64::from(RATE)) + 16).min(224) as i32
 }
 
@@ -90,14 +90,14 @@ pub fn threads(configured: usize) -> usize {
 }
 
 /// The cores left by a load average (at least one).
-pub fn free_cores(cores: usize, load: f64) -> usize {
+pub(crate) fn free_cores(cores: usize, load: f64) -> usize {
     let busy = if load.is_finite() && load > 0.0 { load.round() as usize } else { 0 };
     cores.saturating_sub(busy).clamp(1, cores.max(1))
 }
 
 /// The language to ask whisper for: the one of `dictate.language`, or none (detect) when it lists none or
 /// several.
-pub fn one_language(languages: &[String]) -> Option<String> {
+pub(crate) fn one_language(languages: &[String]) -> Option<String> {
     match languages {
         [one] => Some(one.clone()),
         _ => None,
@@ -149,8 +149,8 @@ fn install_log_hook() {
 /// A loaded model.
 pub struct Model {
     ctx: WhisperContext,
-    pub path: PathBuf,
-    pub bytes: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
     /// The file's modification time at load: a replaced file is loaded again.
     modified: Option<SystemTime>,
     pub load_time: Duration,
@@ -164,7 +164,7 @@ pub struct Transcript {
     pub took: Duration,
     pub audio_ctx: i32,
     /// whisper's probability that the clip holds no speech (the highest of its segments).
-    pub no_speech: f32,
+    pub(crate) no_speech: f32,
 }
 
 fn stamp(path: &Path) -> Option<(u64, Option<SystemTime>)> {
@@ -275,23 +275,23 @@ impl Model {
 
 /// A clip for the local model.
 #[derive(Debug, Clone)]
-pub struct LocalJob {
-    pub id: String,
-    pub wav: Arc<Vec<u8>>,
-    pub model: PathBuf,
-    pub prompt: Option<String>,
-    pub language: Option<String>,
+pub(crate) struct LocalJob {
+    pub(crate) id: String,
+    pub(crate) wav: Arc<Vec<u8>>,
+    pub(crate) model: PathBuf,
+    pub(crate) prompt: Option<String>,
+    pub(crate) language: Option<String>,
     /// When the key was released (for the release → typed figure).
-    pub released_at: Option<Instant>,
+    pub(crate) released_at: Option<Instant>,
     /// Unload the model after this long without a clip (`None`: keep it).
-    pub idle: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
     /// `dictate.threads` (0: the free cores).
-    pub threads: usize,
+    pub(crate) threads: usize,
 }
 
 /// What the `dictate-local` thread is asked to do.
 #[derive(Debug, Clone)]
-pub enum LocalMsg {
+pub(crate) enum LocalMsg {
     Transcribe(LocalJob),
     /// Load now (`dictate.preload`), so the first dictation does not wait for it.
     Preload {
@@ -302,14 +302,14 @@ pub enum LocalMsg {
 
 /// What happened to the model (for `ptt status`, the journal, and tests that wait for facts).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ModelEvent {
+pub(crate) enum ModelEvent {
     Loaded { path: PathBuf, bytes: u64, load_ms: u64 },
     Unloaded { path: PathBuf },
     LoadFailed { path: PathBuf, error: String },
 }
 
 /// Starts the `dictate-local` thread; its reports go to `to_loop`.
-pub fn spawn(to_loop: Sender<DictationEvent>) -> std::io::Result<Sender<LocalMsg>> {
+pub(crate) fn spawn(to_loop: Sender<DictationEvent>) -> std::io::Result<Sender<LocalMsg>> {
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::Builder::new().name("dictate-local".into()).spawn(move || run(&rx, &to_loop))?;
     Ok(tx)

@@ -18,14 +18,14 @@
 //! `daemon::dictation`; `ptt dictate --once` and `ptt dictate retry` without a
 //! daemon use these parts directly (`cli::dictate`).
 
-pub mod commands;
-pub mod engine;
-pub mod legacy;
+pub(crate) mod commands;
+pub(crate) mod engine;
+pub(crate) mod legacy;
 pub mod local;
 pub mod models;
-pub mod spool;
-pub mod transcribe;
-pub mod typer;
-pub mod vocabulary;
+pub(crate) mod spool;
+pub(crate) mod transcribe;
+pub(crate) mod typer;
+pub(crate) mod vocabulary;
 pub mod wav;
-pub mod worker;
+pub(crate) mod worker;

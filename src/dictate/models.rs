@@ -26,29 +26,30 @@ use crate::paths::Paths;
 
 /// One downloadable whisper.cpp model.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// As in `ggml-NAME.bin`: `tiny.en`, `base`, `small.en-q5_1`, …
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// SHA-1 of the file, from the whisper.cpp project's model list.
-    pub sha1: &'static str,
+    pub(crate) sha1: &'static str,
     /// Size on disk, MiB (approximate: for the listing and the free-space check).
-    pub mib: u32,
+    pub(crate) mib: u32,
     /// Memory while loaded, MB (whisper.cpp's figures; quantized models need less).
-    pub ram_mb: u32,
+    pub(crate) ram_mb: u32,
     /// Seconds to transcribe a 2 s utterance on 2 idle cores with a clip-sized context (tiny.en: whisper.cpp
     /// measured 0.24 s for 1.7 s of speech; the others estimated from their size).
-    pub secs_2s_clip: f32,
+    pub(crate) secs_2s_clip: f32,
 }
 
 impl Entry {
-    pub fn english_only(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn english_only(&self) -> bool {
         self.name.contains(".en")
     }
 }
 
 /// The models `ptt model download` knows. Checksums are the whisper.cpp project's
 /// (`models/README.md` there and the published files); speeds are for 2 cores without a GPU.
-pub const CATALOG: &[Entry] = &[
+pub(crate) const CATALOG: &[Entry] = &[
     Entry {
         name: "tiny.en",
         sha1: "c78c86eb1a8faa21b369bcd33207cc90d64ae9df",
@@ -132,12 +133,12 @@ pub const CATALOG: &[Entry] = &[
 ];
 
 /// The table entry for `name`.
-pub fn find(name: &str) -> Option<&'static Entry> {
+pub(crate) fn find(name: &str) -> Option<&'static Entry> {
     CATALOG.iter().find(|e| e.name == name)
 }
 
 /// A name safe to put in a file name and a URL (no path, no hidden file).
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name.len() <= 64
@@ -145,26 +146,26 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// `ggml-NAME.bin`.
-pub fn file_name(name: &str) -> String {
+pub(crate) fn file_name(name: &str) -> String {
     format!("ggml-{name}.bin")
 }
 
 /// Where `name` is (or would be) installed.
-pub fn path_of(paths: &Paths, name: &str) -> PathBuf {
+pub(crate) fn path_of(paths: &Paths, name: &str) -> PathBuf {
     paths.models_dir().join(file_name(name))
 }
 
 /// A model file in the models directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Installed {
-    pub name: String,
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub modified: SystemTime,
+pub(crate) struct Installed {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
+    pub(crate) modified: SystemTime,
 }
 
 /// The installed models (`ggml-*.bin`), newest first. A missing directory is an empty list.
-pub fn installed(dir: &Path) -> Vec<Installed> {
+pub(crate) fn installed(dir: &Path) -> Vec<Installed> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut found: Vec<Installed> = entries
         .flatten()
@@ -181,7 +182,7 @@ pub fn installed(dir: &Path) -> Vec<Installed> {
 
 /// The local model dictation would use, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalModel {
+pub(crate) enum LocalModel {
     /// `dictate.model_path`, or `dictate.local_model` (the file may be missing: a configured model is still
     /// the user's choice, and loading it says what is wrong).
     Configured(PathBuf),
@@ -192,7 +193,7 @@ pub enum LocalModel {
 }
 
 impl LocalModel {
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         match self {
             LocalModel::Configured(p) | LocalModel::Installed(p) => Some(p),
             LocalModel::None => None,
@@ -201,7 +202,7 @@ impl LocalModel {
 }
 
 /// Which local model dictation uses: `model_path`, else `local_model`, else the newest installed.
-pub fn local_model(cfg: &DictateConfig, paths: &Paths) -> LocalModel {
+pub(crate) fn local_model(cfg: &DictateConfig, paths: &Paths) -> LocalModel {
     if let Some(p) = &cfg.model_path {
         return LocalModel::Configured(paths.expand_tilde(p));
     }
@@ -216,7 +217,7 @@ pub fn local_model(cfg: &DictateConfig, paths: &Paths) -> LocalModel {
 }
 
 /// A size for people: `75.0 MiB`, `1.5 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     let mib = bytes as f64 / (1024.0 * 1024.0);
     if mib >= 1024.0 { format!("{:.1} GiB", mib / 1024.0) } else { format!("{mib:.1} MiB") }
 }
@@ -239,22 +240,22 @@ pub fn sha1_file(path: &Path) -> std::io::Result<String> {
 
 /// What a model file's header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileInfo {
-    pub bytes: u64,
-    pub n_vocab: i32,
+pub(crate) struct FileInfo {
+    pub(crate) bytes: u64,
+    pub(crate) n_vocab: i32,
     /// Encoder layers: 4 tiny, 6 base, 12 small, 24 medium, 32 large.
-    pub n_audio_layer: i32,
-    pub tensors: u32,
+    pub(crate) n_audio_layer: i32,
+    pub(crate) tensors: u32,
 }
 
 impl FileInfo {
     /// Multilingual models have the larger vocabulary (51865 or more tokens).
-    pub fn multilingual(&self) -> bool {
+    pub(crate) fn multilingual(&self) -> bool {
         self.n_vocab >= 51865
     }
 
     /// "tiny", "base", … from the encoder's depth.
-    pub fn size_class(&self) -> &'static str {
+    pub(crate) fn size_class(&self) -> &'static str {
         match self.n_audio_layer {
             4 => "tiny",
             6 => "base",
@@ -291,7 +292,7 @@ fn ggml_type_size(ttype: i32) -> Option<(u64, u64)> {
 /// room for its data) without loading it. whisper.cpp trusts the sizes it reads, so a damaged header could
 /// make it allocate without bound (an abort, not an error); a truncated file is reported here with where it
 /// ends.
-pub fn check_file(path: &Path) -> Result<FileInfo, String> {
+pub(crate) fn check_file(path: &Path) -> Result<FileInfo, String> {
     let shown = path.display();
     let bytes = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?.len();
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
@@ -388,30 +389,30 @@ pub fn check_file(path: &Path) -> Result<FileInfo, String> {
 
 /// How far a download is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    pub done: u64,
+pub(crate) struct Progress {
+    pub(crate) done: u64,
     /// From `Content-Length` (plus what was resumed), when the server says.
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
     /// Bytes that were already on disk from an earlier attempt.
-    pub resumed_from: u64,
+    pub(crate) resumed_from: u64,
 }
 
 /// What to fetch and how to check it.
 #[derive(Debug, Clone)]
-pub struct Download {
-    pub url: String,
+pub(crate) struct Download {
+    pub(crate) url: String,
     /// Where the verified file goes (`…/ggml-NAME.bin`); `….part` beside it while downloading.
-    pub dest: PathBuf,
+    pub(crate) dest: PathBuf,
     /// Lowercase hex.
-    pub sha1: String,
+    pub(crate) sha1: String,
     /// Attempts after a cut connection (each resumes where the last one stopped).
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// A read that waits longer than this counts as a cut connection.
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
 }
 
 /// The `.part` file of a download.
-pub fn part_path(dest: &Path) -> PathBuf {
+pub(crate) fn part_path(dest: &Path) -> PathBuf {
     let mut p = dest.as_os_str().to_owned();
     p.push(".part");
     PathBuf::from(p)
@@ -430,7 +431,7 @@ enum Attempt {
 }
 
 /// Downloads, verifies and installs one model; blocks. `progress` is called as bytes arrive.
-pub fn download(d: &Download, progress: &mut dyn FnMut(Progress)) -> Result<PathBuf, String> {
+pub(crate) fn download(d: &Download, progress: &mut dyn FnMut(Progress)) -> Result<PathBuf, String> {
     let dir = d.dest.parent().ok_or_else(|| format!("{} has no directory", d.dest.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let part = part_path(&d.dest);
@@ -484,7 +485,7 @@ fn file_len(p: &Path) -> u64 {
 }
 
 /// The start of a `Content-Range: bytes START-END/TOTAL` answer.
-pub fn content_range_start(v: &str) -> Option<u64> {
+pub(crate) fn content_range_start(v: &str) -> Option<u64> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     rest.split('-').next()?.trim().parse().ok()
 }

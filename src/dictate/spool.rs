@@ -15,22 +15,22 @@ use serde::{Deserialize, Serialize};
 
 /// A clip kept after a failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Kept {
-    pub id: String,
+pub(crate) struct Kept {
+    pub(crate) id: String,
     /// Why it failed (the last error).
-    pub error: String,
+    pub(crate) error: String,
     /// Unix seconds when it was recorded.
-    pub recorded: u64,
-    pub duration_ms: u64,
+    pub(crate) recorded: u64,
+    pub(crate) duration_ms: u64,
 }
 
-pub struct Spool {
+pub(crate) struct Spool {
     root: PathBuf,
 }
 
 impl Spool {
     /// The spool under `state_dir/dictation`.
-    pub fn new(state_dir: &Path) -> Spool {
+    pub(crate) fn new(state_dir: &Path) -> Spool {
         Spool { root: state_dir.join("dictation") }
     }
 
@@ -44,7 +44,7 @@ impl Spool {
     }
 
     /// A new clip id: `d` + Unix milliseconds (sorts by time), unique in the spool.
-    pub fn new_id(&self) -> String {
+    pub(crate) fn new_id(&self) -> String {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -61,7 +61,7 @@ impl Spool {
     }
 
     /// Writes the clip to `pending/` before it is sent.
-    pub fn save_pending(&self, id: &str, wav: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn save_pending(&self, id: &str, wav: &[u8]) -> std::io::Result<()> {
         let path = self.dir("pending")?.join(format!("{id}.wav"));
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
         if let Err(e) = f.write_all(wav) {
@@ -72,7 +72,7 @@ impl Spool {
     }
 
     /// The clip was typed (or was a command): its files go.
-    pub fn done(&self, id: &str) {
+    pub(crate) fn done(&self, id: &str) {
         for (dir, ext) in [("pending", "wav"), ("failed", "wav"), ("failed", "json")] {
             let _ = std::fs::remove_file(self.root.join(dir).join(format!("{id}.{ext}")));
         }
@@ -81,7 +81,7 @@ impl Spool {
     /// The transcription failed for good: the clip moves to `failed/` with a
     /// note. `wav` is written there when the pending copy is missing (it could
     /// not be written, or this is a retry of a clip held in memory).
-    pub fn fail(&self, id: &str, error: &str, wav: &[u8]) -> std::io::Result<Kept> {
+    pub(crate) fn fail(&self, id: &str, error: &str, wav: &[u8]) -> std::io::Result<Kept> {
         let failed = self.dir("failed")?;
         let pending = self.root.join("pending").join(format!("{id}.wav"));
         let target = failed.join(format!("{id}.wav"));
@@ -100,7 +100,7 @@ impl Spool {
     }
 
     /// The kept clips, oldest first.
-    pub fn failed(&self) -> std::io::Result<Vec<Kept>> {
+    pub(crate) fn failed(&self) -> std::io::Result<Vec<Kept>> {
         let dir = self.root.join("failed");
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -128,18 +128,18 @@ impl Spool {
     }
 
     /// How many clips are kept: directory entries only, no notes read (cheap enough for every `ptt status`).
-    pub fn count_failed(&self) -> usize {
+    pub(crate) fn count_failed(&self) -> usize {
         std::fs::read_dir(self.root.join("failed"))
             .map_or(0, |entries| entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "wav")).count())
     }
 
     /// The WAV of a kept clip.
-    pub fn read_failed(&self, id: &str) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn read_failed(&self, id: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(self.root.join("failed").join(format!("{id}.wav")))
     }
 
     /// Clips a previous daemon left in `pending/` (it stopped mid-upload) become failed clips.
-    pub fn recover(&self) -> std::io::Result<usize> {
+    pub(crate) fn recover(&self) -> std::io::Result<usize> {
         let entries = match std::fs::read_dir(self.root.join("pending")) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),

@@ -30,43 +30,43 @@ use crate::config::DictateConfig;
 
 /// What to send.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
-    pub wav: &'a [u8],
-    pub model: &'a str,
-    pub hints: &'a Hints,
+pub(crate) struct Request<'a> {
+    pub(crate) wav: &'a [u8],
+    pub(crate) model: &'a str,
+    pub(crate) hints: &'a Hints,
 }
 
 /// What steers a transcription: the vocabulary, the recent dictations and the expected languages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Hints {
+pub(crate) struct Hints {
     /// The vocabulary, one word or phrase each.
-    pub words: Vec<String>,
+    pub(crate) words: Vec<String>,
     /// Recent dictations, oldest first.
-    pub recent: Vec<String>,
+    pub(crate) recent: Vec<String>,
     /// ISO-639-1 codes; empty lets the model detect the language.
-    pub languages: Vec<String>,
+    pub(crate) languages: Vec<String>,
 }
 
 impl Hints {
     /// The one-string prompt of the older models: vocabulary, then recent text, bounded.
-    pub fn legacy_prompt(&self) -> Option<String> {
+    pub(crate) fn legacy_prompt(&self) -> Option<String> {
         super::vocabulary::prompt(&self.words, &self.recent.iter().cloned().collect())
     }
 
     /// The recent dictations as context text (bounded, latest kept), for `gpt-transcribe`'s `prompt`.
-    pub fn context_prompt(&self) -> Option<String> {
+    pub(crate) fn context_prompt(&self) -> Option<String> {
         super::vocabulary::prompt(&[], &self.recent.iter().cloned().collect())
     }
 }
 
 /// A keyword `gpt-transcribe` accepts: one line, no `<` or `>`, not blank.
-pub fn valid_keyword(word: &str) -> bool {
+pub(crate) fn valid_keyword(word: &str) -> bool {
     !word.trim().is_empty() && !word.contains(['<', '>', '\r', '\n'])
 }
 
 /// The form fields (before the file) for `req`, in order; repeated names (`keywords[]`) are repeated
 /// parts. Also returns the vocabulary words that were skipped as invalid keywords.
-pub fn form_fields(req: &Request) -> (Vec<(&'static str, String)>, Vec<String>) {
+pub(crate) fn form_fields(req: &Request) -> (Vec<(&'static str, String)>, Vec<String>) {
     let mut fields = vec![("model", req.model.to_owned()), ("response_format", "json".to_owned())];
     let mut skipped = Vec::new();
     let languages: Vec<String> =
@@ -99,19 +99,19 @@ pub fn form_fields(req: &Request) -> (Vec<(&'static str, String)>, Vec<String>) 
 
 /// Where and how to send it.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `{api_base}` without the trailing `/audio/transcriptions`.
-    pub api_base: String,
-    pub key: String,
+    pub(crate) api_base: String,
+    pub(crate) key: String,
     /// For one attempt, answer included.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Further attempts after a retryable failure.
-    pub retries: u32,
+    pub(crate) retries: u32,
 }
 
 impl Endpoint {
     /// Where and how clips are sent for `[dictate]`, with this key.
-    pub fn new(cfg: &DictateConfig, key: String) -> Endpoint {
+    pub(crate) fn new(cfg: &DictateConfig, key: String) -> Endpoint {
         Endpoint {
             api_base: cfg.api_base.clone(),
             key,
@@ -123,11 +123,11 @@ impl Endpoint {
 
 /// A transcription that failed for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub message: String,
+pub(crate) struct Failure {
+    pub(crate) message: String,
     /// The last HTTP status, if the server answered.
-    pub status: Option<u16>,
-    pub attempts: u32,
+    pub(crate) status: Option<u16>,
+    pub(crate) attempts: u32,
 }
 
 impl std::fmt::Display for Failure {
@@ -142,7 +142,7 @@ impl std::fmt::Display for Failure {
 
 /// What a status code means for the next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     Success,
     /// Worth another try (rate limit, timeout, server trouble).
     Retry,
@@ -150,7 +150,7 @@ pub enum Class {
     Final,
 }
 
-pub fn classify(status: u16) -> Class {
+pub(crate) fn classify(status: u16) -> Class {
     match status {
         200..=299 => Class::Success,
         408 | 409 | 429 | 500..=599 => Class::Retry,
@@ -159,12 +159,12 @@ pub fn classify(status: u16) -> Class {
 }
 
 /// The longest wait a `Retry-After` may impose; a longer one is cut to this.
-pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+pub(crate) const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 
 /// How long to wait before attempt `attempt + 1` (`attempt` counts from 1):
 /// the server's `Retry-After` seconds when it gives them, else 0.5 s doubling
 /// to 8 s.
-pub fn retry_delay(attempt: u32, retry_after: Option<&str>) -> Duration {
+pub(crate) fn retry_delay(attempt: u32, retry_after: Option<&str>) -> Duration {
     if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0) {
         return Duration::from_secs_f64(secs).min(RETRY_AFTER_MAX);
     }
@@ -187,7 +187,7 @@ fn boundary_for(wav: &[u8], fields: &[(&str, String)]) -> String {
 }
 
 /// The multipart/form-data body and its boundary. Invalid keywords are skipped with one warning.
-pub fn multipart_body(req: &Request) -> (String, Vec<u8>) {
+pub(crate) fn multipart_body(req: &Request) -> (String, Vec<u8>) {
     let (fields, skipped) = form_fields(req);
     if !skipped.is_empty() {
         log::warn!(
@@ -224,23 +224,23 @@ pub fn multipart_body(req: &Request) -> (String, Vec<u8>) {
 
 /// A successful transcription.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Transcript {
-    pub text: String,
+pub(crate) struct Transcript {
+    pub(crate) text: String,
     /// Detected languages (`gpt-transcribe`); empty when the model made no reliable guess or does not say.
-    pub languages: Vec<String>,
-    pub usage: Option<Usage>,
+    pub(crate) languages: Vec<String>,
+    pub(crate) usage: Option<Usage>,
 }
 
 /// `usage` of a transcription: token counts (`gpt-4o*-transcribe`, `gpt-transcribe`) or seconds of audio
 /// (`whisper-1`). Which one `gpt-transcribe` reports is unconfirmed, so both are read.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Usage {
+pub(crate) enum Usage {
     Tokens { input: u64, output: u64, total: u64 },
     Duration { seconds: f64 },
 }
 
 /// Reads a successful answer: `{"text", "languages"?: [{"code"}], "usage"?}`.
-pub fn parse_answer(body: &str) -> Result<Transcript, String> {
+pub(crate) fn parse_answer(body: &str) -> Result<Transcript, String> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("the transcription answer is not JSON ({e})"))?;
     let text = v
@@ -274,7 +274,7 @@ pub fn parse_answer(body: &str) -> Result<Transcript, String> {
 }
 
 /// A one-line description of an error answer, from OpenAI's `{"error": {"message"}}` when present.
-pub fn describe_error(status: u16, body: &str) -> String {
+pub(crate) fn describe_error(status: u16, body: &str) -> String {
     let message = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string))
@@ -299,7 +299,7 @@ enum Attempt {
 }
 
 /// Sends the clip, retrying as [`classify`] says; blocks (run it off the loop).
-pub fn transcribe(endpoint: &Endpoint, req: &Request) -> Result<Transcript, Failure> {
+pub(crate) fn transcribe(endpoint: &Endpoint, req: &Request) -> Result<Transcript, Failure> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(endpoint.timeout))
         .http_status_as_error(false)

@@ -11,10 +11,10 @@ use std::io::Write;
 use std::path::Path;
 
 /// Characters of prompt at most (the API's prompt limit is far larger; this keeps uploads small).
-pub const PROMPT_MAX_CHARS: usize = 1500;
+pub(crate) const PROMPT_MAX_CHARS: usize = 1500;
 
 /// The words in the file (blank lines and `#` comments skipped); a missing file is empty.
-pub fn load(path: &Path) -> std::io::Result<Vec<String>> {
+pub(crate) fn load(path: &Path) -> std::io::Result<Vec<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text
             .lines()
@@ -29,7 +29,7 @@ pub fn load(path: &Path) -> std::io::Result<Vec<String>> {
 
 /// Appends a word unless it is already there (case-insensitively). Returns
 /// whether it was added. The file and its directory are created as needed.
-pub fn add(path: &Path, word: &str) -> std::io::Result<bool> {
+pub(crate) fn add(path: &Path, word: &str) -> std::io::Result<bool> {
     let word = word.trim();
     if word.is_empty() || word.contains('\n') {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a word"));
@@ -53,7 +53,7 @@ pub fn add(path: &Path, word: &str) -> std::io::Result<bool> {
 
 /// The prompt: the vocabulary, then recent dictations (oldest first), cut to
 /// [`PROMPT_MAX_CHARS`] keeping the most recent text whole where it can.
-pub fn prompt(words: &[String], recent: &VecDeque<String>) -> Option<String> {
+pub(crate) fn prompt(words: &[String], recent: &VecDeque<String>) -> Option<String> {
     let mut parts = Vec::new();
     if !words.is_empty() {
         let mut list = String::new();

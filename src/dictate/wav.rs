@@ -27,7 +27,7 @@ pub fn encode(samples: &[i16], rate: u32) -> Vec<u8> {
 
 /// The duration of a WAV file written by [`encode`], from its header (for
 /// listing kept clips without decoding them).
-pub fn duration_ms(wav: &[u8]) -> Option<u64> {
+pub(crate) fn duration_ms(wav: &[u8]) -> Option<u64> {
     if wav.len() < 44 || &wav[0..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
         return None;
     }
@@ -40,7 +40,7 @@ pub fn duration_ms(wav: &[u8]) -> Option<u64> {
 }
 
 /// The samples and rate of a mono 16-bit PCM WAV (ours, or any with a `data` chunk after `fmt `).
-pub fn decode(wav: &[u8]) -> Result<(Vec<i16>, u32), String> {
+pub(crate) fn decode(wav: &[u8]) -> Result<(Vec<i16>, u32), String> {
     if wav.len() < 12 || &wav[0..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
         return Err("not a WAV file".into());
     }

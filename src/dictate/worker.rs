@@ -18,32 +18,32 @@ use super::typer::{self, TyperKind};
 
 /// A clip to transcribe.
 #[derive(Debug, Clone)]
-pub struct UploadJob {
-    pub id: String,
-    pub wav: Arc<Vec<u8>>,
-    pub endpoint: Endpoint,
-    pub model: String,
+pub(crate) struct UploadJob {
+    pub(crate) id: String,
+    pub(crate) wav: Arc<Vec<u8>>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) model: String,
     /// The vocabulary, recent dictations and languages.
-    pub hints: Hints,
+    pub(crate) hints: Hints,
     /// When the key was released (for the release → typed figure).
-    pub released_at: Option<Instant>,
+    pub(crate) released_at: Option<Instant>,
 }
 
 /// Text to type (`'\n'` is Enter).
 #[derive(Debug, Clone)]
-pub struct TypeJob {
-    pub id: String,
-    pub text: String,
-    pub kind: TyperKind,
-    pub key_delay_ms: u32,
+pub(crate) struct TypeJob {
+    pub(crate) id: String,
+    pub(crate) text: String,
+    pub(crate) kind: TyperKind,
+    pub(crate) key_delay_ms: u32,
     /// The paste keystroke, for the clipboard typer.
-    pub paste_keys: typer::PasteKeys,
-    pub released_at: Option<Instant>,
+    pub(crate) paste_keys: typer::PasteKeys,
+    pub(crate) released_at: Option<Instant>,
 }
 
 /// What the threads report.
 #[derive(Debug)]
-pub enum DictationEvent {
+pub(crate) enum DictationEvent {
     Transcribed {
         id: String,
         text: String,
@@ -74,17 +74,17 @@ const MODIFIER_WAIT: Duration = Duration::from_secs(3);
 /// A typing command that takes longer is killed.
 const TYPE_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub struct Workers {
+pub(crate) struct Workers {
     upload: Sender<UploadJob>,
     /// The `dictate-local` thread (whisper.cpp), which owns the local model.
     local: Sender<super::local::LocalMsg>,
     typing: Sender<TypeJob>,
     /// The loop selects on this.
-    pub rx: Receiver<DictationEvent>,
+    pub(crate) rx: Receiver<DictationEvent>,
 }
 
 impl Workers {
-    pub fn start() -> std::io::Result<Workers> {
+    pub(crate) fn start() -> std::io::Result<Workers> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (upload, upload_rx) = crossbeam_channel::unbounded::<UploadJob>();
         let (typing, typing_rx) = crossbeam_channel::unbounded::<TypeJob>();
@@ -112,16 +112,16 @@ impl Workers {
         Ok(Workers { upload, local, typing, rx })
     }
 
-    pub fn transcribe(&self, job: UploadJob) {
+    pub(crate) fn transcribe(&self, job: UploadJob) {
         let _ = self.upload.send(job);
     }
 
     /// A clip (or a preload) for the local model.
-    pub fn local(&self, msg: super::local::LocalMsg) {
+    pub(crate) fn local(&self, msg: super::local::LocalMsg) {
         let _ = self.local.send(msg);
     }
 
-    pub fn type_text(&self, job: TypeJob) {
+    pub(crate) fn type_text(&self, job: TypeJob) {
         let _ = self.typing.send(job);
     }
 }
@@ -129,7 +129,7 @@ impl Workers {
 /// The session as it is now: the daemon's environment, or (for a daemon
 /// started by systemd before the graphical session) the user manager's; probed
 /// for what wtype and ydotool need (asks the compositor: worker threads only).
-pub fn current_session() -> typer::SessionInfo {
+pub(crate) fn current_session() -> typer::SessionInfo {
     detect_session().probe()
 }
 

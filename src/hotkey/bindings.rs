@@ -159,18 +159,19 @@ const ALIASES: [(&str, Key); 16] = [
 ];
 
 impl Key {
+    #[cfg(test)]
     /// Every key of the vocabulary, in the order of the docs.
-    pub fn all() -> impl Iterator<Item = Key> {
+    pub(crate) fn all() -> impl Iterator<Item = Key> {
         NAMES.iter().map(|(_, k)| *k)
     }
 
     /// The canonical config name (`right_ctrl`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         NAMES.iter().find(|(_, k)| *k == self).map_or("?", |(n, _)| n)
     }
 
     /// Parses one key name: case-insensitive, `-` and `_` alike, a few aliases (`esc`, `ctrl_r`, `altgr`).
-    pub fn from_name(name: &str) -> Option<Key> {
+    pub(crate) fn from_name(name: &str) -> Option<Key> {
         let norm = name.trim().to_ascii_lowercase().replace('-', "_");
         NAMES.iter().chain(ALIASES.iter()).find(|(n, _)| *n == norm).map(|(_, k)| *k)
     }
@@ -197,10 +198,10 @@ pub enum Binding {
 }
 
 impl Binding {
-    pub const ALL: [Binding; 4] = [Binding::Ptt, Binding::Live, Binding::Interrupt, Binding::Quiet];
+    pub(crate) const ALL: [Binding; 4] = [Binding::Ptt, Binding::Live, Binding::Interrupt, Binding::Quiet];
 
     /// The config key it is read from.
-    pub fn config_key(self) -> &'static str {
+    pub(crate) fn config_key(self) -> &'static str {
         match self {
             Binding::Ptt => "keys.ptt",
             Binding::Live => "keys.live",
@@ -210,7 +211,7 @@ impl Binding {
     }
 
     /// The short name used by the control socket (`ptt key press ptt`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Binding::Ptt => "ptt",
             Binding::Live => "live",
@@ -219,12 +220,12 @@ impl Binding {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Binding> {
+    pub(crate) fn from_name(name: &str) -> Option<Binding> {
         Binding::ALL.into_iter().find(|b| b.name().eq_ignore_ascii_case(name.trim()))
     }
 
     /// The default spec string.
-    pub fn default_spec(self) -> &'static str {
+    pub(crate) fn default_spec(self) -> &'static str {
         match self {
             Binding::Ptt => "right_ctrl",
             Binding::Live => "right_shift+right_ctrl",
@@ -242,15 +243,15 @@ impl fmt::Display for Binding {
 }
 
 /// The most keys a chord may have.
-pub const MAX_CHORD: usize = 4;
+pub(crate) const MAX_CHORD: usize = 4;
 
 /// A set of keys that must all be down. Sorted and without duplicates, never empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Chord(Vec<Key>);
+pub(crate) struct Chord(Vec<Key>);
 
 impl Chord {
     /// Parses `right_shift+right_ctrl`. `config_key` only names the setting in errors.
-    pub fn parse(spec: &str, config_key: &str) -> Result<Chord, BindingError> {
+    pub(crate) fn parse(spec: &str, config_key: &str) -> Result<Chord, BindingError> {
         let err = |kind| BindingError { config_key: config_key.to_string(), spec: spec.to_string(), kind };
         if spec.trim().is_empty() {
             return Err(err(ErrorKind::Empty));
@@ -274,20 +275,20 @@ impl Chord {
     }
 
     /// One key alone.
-    pub fn single(key: Key) -> Chord {
+    pub(crate) fn single(key: Key) -> Chord {
         Chord(vec![key])
     }
 
-    pub fn keys(&self) -> &[Key] {
+    pub(crate) fn keys(&self) -> &[Key] {
         &self.0
     }
 
-    pub fn contains(&self, key: Key) -> bool {
+    pub(crate) fn contains(&self, key: Key) -> bool {
         self.0.contains(&key)
     }
 
     /// True when every key of `self` is in `other` and `other` has more.
-    pub fn is_strict_subset_of(&self, other: &Chord) -> bool {
+    pub(crate) fn is_strict_subset_of(&self, other: &Chord) -> bool {
         self.0.len() < other.0.len() && self.0.iter().all(|k| other.contains(*k))
     }
 }
@@ -307,11 +308,11 @@ impl fmt::Display for Chord {
 /// The bindings, validated together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bindings {
-    pub ptt: Chord,
-    pub live: Chord,
-    pub interrupt: Chord,
+    pub(crate) ptt: Chord,
+    pub(crate) live: Chord,
+    pub(crate) interrupt: Chord,
     /// `keys.quiet`, when configured.
-    pub quiet: Option<Chord>,
+    pub(crate) quiet: Option<Chord>,
 }
 
 impl Default for Bindings {
@@ -333,7 +334,7 @@ impl Default for Bindings {
 impl Bindings {
     /// Parses the three config strings (`keys.ptt`, `keys.live`, `keys.interrupt`). Two bindings may share
     /// keys (the default live chord contains the ptt key) but may not be the same chord.
-    pub fn parse(ptt: &str, live: &str, interrupt: &str) -> Result<Bindings, BindingError> {
+    pub(crate) fn parse(ptt: &str, live: &str, interrupt: &str) -> Result<Bindings, BindingError> {
         let b = Bindings {
             ptt: Chord::parse(ptt, Binding::Ptt.config_key())?,
             live: Chord::parse(live, Binding::Live.config_key())?,
@@ -344,7 +345,7 @@ impl Bindings {
     }
 
     /// Adds `keys.quiet` (empty: unbound).
-    pub fn with_quiet(mut self, quiet: &str) -> Result<Bindings, BindingError> {
+    pub(crate) fn with_quiet(mut self, quiet: &str) -> Result<Bindings, BindingError> {
         self.quiet =
             if quiet.trim().is_empty() { None } else { Some(Chord::parse(quiet, Binding::Quiet.config_key())?) };
         self.check_distinct()
@@ -368,7 +369,7 @@ impl Bindings {
     }
 
     /// A binding's chord; `None` for an optional binding left unbound.
-    pub fn get(&self, binding: Binding) -> Option<&Chord> {
+    pub(crate) fn get(&self, binding: Binding) -> Option<&Chord> {
         match binding {
             Binding::Ptt => Some(&self.ptt),
             Binding::Live => Some(&self.live),
@@ -378,7 +379,7 @@ impl Bindings {
     }
 
     /// Every key some binding uses, sorted, once each: what a source needs to watch.
-    pub fn keys(&self) -> Vec<Key> {
+    pub(crate) fn keys(&self) -> Vec<Key> {
         let mut keys: Vec<Key> =
             Binding::ALL.iter().filter_map(|b| self.get(*b)).flat_map(|c| c.keys().iter().copied()).collect();
         keys.sort();
@@ -389,14 +390,14 @@ impl Bindings {
 
 /// A binding spec that cannot be used, with the setting it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindingError {
-    pub config_key: String,
-    pub spec: String,
-    pub kind: ErrorKind,
+pub(crate) struct BindingError {
+    pub(crate) config_key: String,
+    pub(crate) spec: String,
+    pub(crate) kind: ErrorKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     Empty,
     EmptyPart,
     UnknownKey(String),

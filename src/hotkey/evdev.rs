@@ -29,35 +29,36 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Size of one `struct input_event` on 64-bit Linux.
-pub const RECORD_SIZE: usize = 24;
-pub const EV_SYN: u16 = 0;
-pub const EV_KEY: u16 = 1;
-pub const SYN_REPORT: u16 = 0;
+pub(crate) const RECORD_SIZE: usize = 24;
+pub(crate) const EV_SYN: u16 = 0;
+pub(crate) const EV_KEY: u16 = 1;
+#[cfg(test)]
+pub(crate) const SYN_REPORT: u16 = 0;
 /// The kernel's buffer overflowed and events were lost: key state must be resynchronised.
-pub const SYN_DROPPED: u16 = 3;
+pub(crate) const SYN_DROPPED: u16 = 3;
 /// How often the reader looks for keyboards that appeared (hotplug, Bluetooth).
-pub const RESCAN: Duration = Duration::from_secs(2);
+pub(crate) const RESCAN: Duration = Duration::from_secs(2);
 
 /// One `struct input_event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputEvent {
-    pub sec: i64,
-    pub usec: i64,
-    pub kind: u16,
-    pub code: u16,
-    pub value: i32,
+pub(crate) struct InputEvent {
+    pub(crate) sec: i64,
+    pub(crate) usec: i64,
+    pub(crate) kind: u16,
+    pub(crate) code: u16,
+    pub(crate) value: i32,
 }
 
 /// What a record means to us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Record {
+pub(crate) enum Record {
     Key(Key, KeyState),
     /// `SYN_DROPPED`: events were lost, the key state is unknown.
     Dropped,
 }
 
 impl InputEvent {
-    pub fn from_bytes(b: &[u8; RECORD_SIZE]) -> Self {
+    pub(crate) fn from_bytes(b: &[u8; RECORD_SIZE]) -> Self {
         let i64_at =
             |o: usize| i64::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]]);
         InputEvent {
@@ -69,7 +70,8 @@ impl InputEvent {
         }
     }
 
-    pub fn to_bytes(&self) -> [u8; RECORD_SIZE] {
+    #[cfg(test)]
+    pub(crate) fn to_bytes(self) -> [u8; RECORD_SIZE] {
         let mut b = [0u8; RECORD_SIZE];
         b[0..8].copy_from_slice(&self.sec.to_ne_bytes());
         b[8..16].copy_from_slice(&self.usec.to_ne_bytes());
@@ -81,7 +83,7 @@ impl InputEvent {
 
     /// Key edges of keys in our vocabulary (auto-repeat, value 2, is reported as a press) and lost events.
     /// Everything else (`SYN_REPORT`, `EV_MSC` scan codes, LEDs, unknown keys) is `None`.
-    pub fn record(&self) -> Option<Record> {
+    pub(crate) fn record(&self) -> Option<Record> {
         match (self.kind, self.code, self.value) {
             (EV_SYN, SYN_DROPPED, _) => Some(Record::Dropped),
             (EV_KEY, code, 0) => key_from_code(code).map(|k| Record::Key(k, KeyState::Released)),
@@ -97,12 +99,12 @@ impl InputEvent {
 
 /// Turns a byte stream into records, carrying a partial record over to the next read.
 #[derive(Debug, Default)]
-pub struct Decoder {
+pub(crate) struct Decoder {
     partial: Vec<u8>,
 }
 
 impl Decoder {
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<InputEvent> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<InputEvent> {
         self.partial.extend_from_slice(bytes);
         let whole = self.partial.len() / RECORD_SIZE * RECORD_SIZE;
         let events = self.partial[..whole]
@@ -114,8 +116,9 @@ impl Decoder {
         events
     }
 
+    #[cfg(test)]
     /// Bytes of an incomplete record waiting for the rest.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.partial.len()
     }
 }
@@ -182,30 +185,30 @@ const CODES: [(u16, Key); 58] = [
     (10, Key::Digit9),
 ];
 
-pub fn key_from_code(code: u16) -> Option<Key> {
+pub(crate) fn key_from_code(code: u16) -> Option<Key> {
     CODES.iter().find(|(c, _)| *c == code).map(|(_, k)| *k)
 }
 
-pub fn code_of(key: Key) -> u16 {
+pub(crate) fn code_of(key: Key) -> u16 {
     CODES.iter().find(|(_, k)| *k == key).map_or(0, |(c, _)| *c)
 }
 
 /// Parses a `capabilities/key` bitmap as sysfs prints it: hex words of `unsigned long`, most significant
 /// first. Returns the words least significant first, or `None` if it is not such a bitmap.
-pub fn parse_caps(text: &str) -> Option<Vec<u64>> {
+pub(crate) fn parse_caps(text: &str) -> Option<Vec<u64>> {
     let words: Result<Vec<u64>, _> = text.split_whitespace().rev().map(|w| u64::from_str_radix(w, 16)).collect();
     words.ok().filter(|w| !w.is_empty())
 }
 
-pub fn caps_have(words: &[u64], code: u16) -> bool {
+pub(crate) fn caps_have(words: &[u64], code: u16) -> bool {
     words.get(usize::from(code / 64)).is_some_and(|w| w & (1u64 << (code % 64)) != 0)
 }
 
 /// Where to look: the real ones are `/sys/class/input` and `/dev/input`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Roots {
-    pub sys_class_input: PathBuf,
-    pub dev_input: PathBuf,
+pub(crate) struct Roots {
+    pub(crate) sys_class_input: PathBuf,
+    pub(crate) dev_input: PathBuf,
 }
 
 impl Default for Roots {
@@ -216,14 +219,14 @@ impl Default for Roots {
 
 /// An event device that can report at least one of the keys we watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    pub path: PathBuf,
+pub(crate) struct Device {
+    pub(crate) path: PathBuf,
     /// The kernel's name for it ("AT Translated Set 2 keyboard"), or empty.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 #[derive(Debug)]
-pub enum EvdevError {
+pub(crate) enum EvdevError {
     /// No `/dev/input` at all (a container, or no input devices).
     NoDevInput(PathBuf),
     /// Devices exist but none has any of the keys we watch.
@@ -265,7 +268,7 @@ impl std::error::Error for EvdevError {}
 /// Finds event devices that report any of `wanted`, from the capability bitmaps in `sys_class_input`. A
 /// device whose capabilities cannot be read is kept (opening it is the real test); if the sysfs directory
 /// is missing, every `event*` node in `dev_input` is a candidate.
-pub fn find_devices(roots: &Roots, wanted: &[Key]) -> Result<Vec<Device>, EvdevError> {
+pub(crate) fn find_devices(roots: &Roots, wanted: &[Key]) -> Result<Vec<Device>, EvdevError> {
     let dev = &roots.dev_input;
     if !dev.is_dir() {
         return Err(EvdevError::NoDevInput(dev.clone()));
@@ -304,7 +307,7 @@ fn open_device(path: &Path) -> io::Result<File> {
 
 /// Sums up an attempt to open the devices: usable if one opened; "permission denied" (with the group hint)
 /// only when that is why every one of them failed.
-pub fn summarize(opened: usize, failures: Vec<(PathBuf, io::Error)>, dev: &Path) -> Result<usize, EvdevError> {
+pub(crate) fn summarize(opened: usize, failures: Vec<(PathBuf, io::Error)>, dev: &Path) -> Result<usize, EvdevError> {
     if opened > 0 {
         return Ok(opened);
     }
@@ -318,7 +321,7 @@ pub fn summarize(opened: usize, failures: Vec<(PathBuf, io::Error)>, dev: &Path)
 }
 
 /// Whether evdev can be used: the keyboards that report `wanted` and open for reading.
-pub fn detect(roots: &Roots, wanted: &[Key]) -> Result<Vec<Device>, EvdevError> {
+pub(crate) fn detect(roots: &Roots, wanted: &[Key]) -> Result<Vec<Device>, EvdevError> {
     let devices = find_devices(roots, wanted)?;
     let mut ok = Vec::new();
     let mut failures = Vec::new();
@@ -335,7 +338,7 @@ pub fn detect(roots: &Roots, wanted: &[Key]) -> Result<Vec<Device>, EvdevError> 
 /// Starts the reader thread (`hotkey-evdev`). It fails at once (and sends nothing) if no keyboard opens;
 /// after that it runs until the receiver is dropped: it reports key edges, a [`SourceEvent::Reset`] when
 /// events were lost or a device went away, and picks up keyboards that appear, every `rescan`.
-pub fn spawn(
+pub(crate) fn spawn(
     roots: Roots,
     wanted: Vec<Key>,
     rescan: Duration,
@@ -451,7 +454,7 @@ impl Reader {
 /// The messages for one read's worth of records, read at `now`. Each key edge is stamped with `now` minus
 /// how much older its kernel timestamp is than the batch's newest (at most 1 s), so a bounce inside one
 /// batch keeps its real spacing.
-pub fn messages(events: &[InputEvent], now: Instant) -> Vec<SourceEvent> {
+pub(crate) fn messages(events: &[InputEvent], now: Instant) -> Vec<SourceEvent> {
     let newest = events.iter().map(InputEvent::micros).max().unwrap_or(0);
     events
         .iter()

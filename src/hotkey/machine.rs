@@ -82,9 +82,9 @@ impl BindingEvent {
 /// The machine's timing. `Duration::ZERO` disables `debounce` or `max_hold`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    pub debounce: Duration,
-    pub max_hold: Duration,
-    pub repeat_gap: Duration,
+    pub(crate) debounce: Duration,
+    pub(crate) max_hold: Duration,
+    pub(crate) repeat_gap: Duration,
 }
 
 impl Default for Timing {
@@ -197,7 +197,7 @@ impl Machine {
 
     /// Forgets every key and releases every held binding (with [`Cause::Reset`]). For a source that restarted
     /// or reported lost events: its next edges start from a clean slate.
-    pub fn reset(&mut self) -> Vec<BindingEvent> {
+    pub(crate) fn reset(&mut self) -> Vec<BindingEvent> {
         let mut out = Vec::new();
         for s in &mut self.slots {
             if s.active && mode(s.binding) == Mode::Hold {
@@ -217,12 +217,8 @@ impl Machine {
 
     /// When the key behind the latest [`Cause::Key`] release physically went up: the release event itself
     /// comes a debounce later. A recording that ends "at the release" ends here.
-    pub fn last_key_up(&self) -> Option<Instant> {
+    pub(crate) fn last_key_up(&self) -> Option<Instant> {
         self.last_up
-    }
-
-    pub fn timing(&self) -> Timing {
-        self.timing
     }
 
     fn next_due(&self) -> Option<(Instant, Key)> {

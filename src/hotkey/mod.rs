@@ -14,13 +14,15 @@
 //! [`Detection::report`]. The preference follows the session: on Wayland, evdev first (X11 through XWayland
 //! only sees keys while an X window has focus); otherwise X11 first (no group membership needed).
 
-pub mod bindings;
-pub mod evdev;
-pub mod machine;
+pub(crate) mod bindings;
+pub(crate) mod evdev;
+pub(crate) mod machine;
 pub mod x11;
 
-pub use bindings::{Binding, BindingError, Bindings, Chord, Key};
-pub use machine::{Action, BindingEvent, Cause, KeyState, Machine, Timing};
+pub(crate) use bindings::Chord;
+pub use bindings::{Binding, Bindings, Key};
+pub(crate) use machine::KeyState;
+pub use machine::{Action, BindingEvent, Cause, Machine, Timing};
 
 use crossbeam_channel::Sender;
 use std::fmt;
@@ -67,13 +69,13 @@ pub enum SourceEvent {
 
 /// What the environment offers, read from it by [`Session::from_env`] (or built by hand in tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Session {
-    pub display: Option<String>,
-    pub wayland_display: Option<String>,
+pub(crate) struct Session {
+    pub(crate) display: Option<String>,
+    pub(crate) wayland_display: Option<String>,
 }
 
 impl Session {
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
         Session { display: var("DISPLAY"), wayland_display: var("WAYLAND_DISPLAY") }
     }
@@ -81,17 +83,17 @@ impl Session {
 
 /// Which source to use, and the state of each.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Detection {
-    pub chosen: Source,
+pub(crate) struct Detection {
+    pub(crate) chosen: Source,
     /// `Ok(detail)` if usable, `Err(why not)`.
-    pub x11: Result<String, String>,
-    pub evdev: Result<String, String>,
-    pub wayland: bool,
+    pub(crate) x11: Result<String, String>,
+    pub(crate) evdev: Result<String, String>,
+    pub(crate) wayland: bool,
 }
 
 impl Detection {
     /// Lines for `ptt doctor`: the active source first, then why each other one is or is not used.
-    pub fn report(&self) -> Vec<String> {
+    pub(crate) fn report(&self) -> Vec<String> {
         let mut lines = vec![format!("hotkeys: {} is active", self.chosen)];
         let line = |s: Source, r: &Result<String, String>| match r {
             Ok(d) if s == self.chosen => format!("  {s}: in use ({d})"),
@@ -112,14 +114,14 @@ impl Detection {
 
 /// Detects with the real environment, X server and `/dev/input`. `wanted` are the bound keys
 /// ([`Bindings::keys`]). Opens (and closes) an X connection and the keyboard devices.
-pub fn detect(wanted: &[Key]) -> Detection {
+pub(crate) fn detect(wanted: &[Key]) -> Detection {
     let session = Session::from_env();
     let x11 = || x11::probe().map_err(|e| e.to_string());
     detect_with(&session, x11, &evdev::Roots::default(), wanted)
 }
 
 /// [`detect`] with the environment, the X probe and the device directories given.
-pub fn detect_with(
+pub(crate) fn detect_with(
     session: &Session,
     x11_probe: impl FnOnce() -> Result<(), String>,
     roots: &evdev::Roots,
@@ -161,7 +163,11 @@ pub fn detect_with(
 
 /// Starts the listener thread of `source` for the keys of `bindings`. `Ok(None)` for [`Source::Socket`],
 /// which has no thread of its own.
-pub fn start(source: Source, bindings: &Bindings, tx: Sender<SourceEvent>) -> Result<Option<JoinHandle<()>>, String> {
+pub(crate) fn start(
+    source: Source,
+    bindings: &Bindings,
+    tx: Sender<SourceEvent>,
+) -> Result<Option<JoinHandle<()>>, String> {
     match source {
         Source::X11 => x11::spawn(tx).map(Some).map_err(|e| e.to_string()),
         Source::Evdev => evdev::spawn(evdev::Roots::default(), bindings.keys(), evdev::RESCAN, tx)

@@ -56,7 +56,7 @@ impl fmt::Display for X11Error {
 impl std::error::Error for X11Error {}
 
 /// `$DISPLAY`, if set and not empty.
-pub fn display() -> Option<String> {
+pub(crate) fn display() -> Option<String> {
     std::env::var("DISPLAY").ok().filter(|d| !d.trim().is_empty())
 }
 
@@ -68,7 +68,7 @@ pub fn probe() -> Result<(), X11Error> {
 
 /// Our key for an rdev key, if it is in the vocabulary. rdev 0.5 names no right Super key on Linux (it
 /// arrives as `Unknown(134)`): unknown X keycodes are looked up as evdev codes, which they are plus 8.
-pub fn key_from_rdev(key: rdev::Key) -> Option<Key> {
+pub(crate) fn key_from_rdev(key: rdev::Key) -> Option<Key> {
     use rdev::Key as R;
     Some(match key {
         R::ControlLeft => Key::LeftCtrl,
@@ -135,7 +135,7 @@ pub fn key_from_rdev(key: rdev::Key) -> Option<Key> {
 }
 
 /// Our key edge for an rdev event, stamped `at`.
-pub fn key_event(event: &rdev::EventType, at: Instant) -> Option<KeyEvent> {
+pub(crate) fn key_event(event: &rdev::EventType, at: Instant) -> Option<KeyEvent> {
     let (key, state) = match event {
         rdev::EventType::KeyPress(k) => (*k, KeyState::Pressed),
         rdev::EventType::KeyRelease(k) => (*k, KeyState::Released),

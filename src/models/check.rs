@@ -18,21 +18,21 @@ use crossbeam_channel::Sender;
 use super::{Date, replacement_for};
 
 /// A shutdown this close (or closer) is a warning.
-pub const WARN_WITHIN_DAYS: i64 = 30;
+pub(crate) const WARN_WITHIN_DAYS: i64 = 30;
 /// How long one request may take.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to check: a config key, the model it names, and the API base it is served from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub key: &'static str,
-    pub model: String,
-    pub api_base: String,
+pub(crate) struct Target {
+    pub(crate) key: &'static str,
+    pub(crate) model: String,
+    pub(crate) api_base: String,
 }
 
 /// What the API said about one model.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Served, no shutdown announced (or one more than [`WARN_WITHIN_DAYS`] away).
     Current { shutdown: Option<Date> },
     /// Served, but shuts down within [`WARN_WITHIN_DAYS`] days (or already past its date).
@@ -45,16 +45,16 @@ pub enum Outcome {
 
 /// One model's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub key: &'static str,
-    pub model: String,
-    pub outcome: Outcome,
+pub(crate) struct Report {
+    pub(crate) key: &'static str,
+    pub(crate) model: String,
+    pub(crate) outcome: Outcome,
 }
 
 impl Report {
     /// The warning or error line for the journal, `ptt status` and `ptt doctor`; `None` when all is well
     /// or the check could not tell.
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         let (key, model) = (self.key, &self.model);
         match &self.outcome {
             Outcome::Current { .. } | Outcome::Unknown { .. } => None,
@@ -74,12 +74,12 @@ impl Report {
     }
 
     /// Whether this is an error (the model is gone) rather than a warning.
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         matches!(self.outcome, Outcome::NotFound { .. })
     }
 
     /// A short status word for JSON output.
-    pub fn state(&self) -> &'static str {
+    pub(crate) fn state(&self) -> &'static str {
         match self.outcome {
             Outcome::Current { .. } => "current",
             Outcome::ShutdownSoon { .. } => "shutdown_soon",
@@ -90,7 +90,7 @@ impl Report {
 }
 
 /// Reads one answer of `GET /models/{model}`.
-pub fn interpret(status: u16, body: &str, today: Date) -> Outcome {
+pub(crate) fn interpret(status: u16, body: &str, today: Date) -> Outcome {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let code = json.as_ref().and_then(|v| v.pointer("/error/code")).and_then(|c| c.as_str()).unwrap_or("");
     let message = json
@@ -130,7 +130,7 @@ pub fn interpret(status: u16, body: &str, today: Date) -> Outcome {
 }
 
 /// `{api_base}/models/{model}` (the model id is path-escaped).
-pub fn url(api_base: &str, model: &str) -> String {
+pub(crate) fn url(api_base: &str, model: &str) -> String {
     let mut escaped = String::with_capacity(model.len());
     for b in model.trim().bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -143,7 +143,7 @@ pub fn url(api_base: &str, model: &str) -> String {
 }
 
 /// One blocking GET (run it off the loop).
-pub fn check_one(target: &Target, key: &str, today: Date) -> Report {
+pub(crate) fn check_one(target: &Target, key: &str, today: Date) -> Report {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
@@ -170,13 +170,13 @@ pub fn check_one(target: &Target, key: &str, today: Date) -> Report {
 }
 
 /// Checks every target in turn (blocking).
-pub fn check_all(targets: &[Target], key: &str, today: Date) -> Vec<Report> {
+pub(crate) fn check_all(targets: &[Target], key: &str, today: Date) -> Vec<Report> {
     targets.iter().map(|t| check_one(t, key, today)).collect()
 }
 
 /// Runs [`check_all`] on a thread named `model-check` and sends the reports (once). The key never leaves
 /// this thread except in the Authorization header.
-pub fn spawn(targets: Vec<Target>, key: String, today: Date, tx: Sender<Vec<Report>>) -> std::io::Result<()> {
+pub(crate) fn spawn(targets: Vec<Target>, key: String, today: Date, tx: Sender<Vec<Report>>) -> std::io::Result<()> {
     std::thread::Builder::new().name("model-check".into()).spawn(move || {
         let reports = check_all(&targets, &key, today);
         let _ = tx.send(reports);

@@ -17,16 +17,16 @@
 //!
 //! Nothing here does I/O except [`check`], which runs on a thread of its own.
 
-pub mod check;
+pub(crate) mod check;
 
 use std::fmt;
 
 /// A calendar date (UTC), compared as `(year, month, day)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date {
-    pub year: i32,
-    pub month: u32,
-    pub day: u32,
+    pub(crate) year: i32,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
 }
 
 impl Date {
@@ -35,7 +35,7 @@ impl Date {
     }
 
     /// `YYYY-MM-DD` (the API's `shutdown_date` format). Anything else, or an impossible date, is `None`.
-    pub fn parse(s: &str) -> Option<Date> {
+    pub(crate) fn parse(s: &str) -> Option<Date> {
         let s = s.trim();
         let mut parts = s.splitn(3, '-');
         let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
@@ -76,7 +76,7 @@ impl Date {
     }
 
     /// The UTC date of a unix time in seconds.
-    pub fn from_unix(secs: i64) -> Date {
+    pub(crate) fn from_unix(secs: i64) -> Date {
         Date::from_days(secs.div_euclid(86_400))
     }
 
@@ -94,7 +94,7 @@ impl Date {
     }
 
     /// Days from `self` until `later` (negative when `later` is earlier).
-    pub fn days_until(self, later: Date) -> i64 {
+    pub(crate) fn days_until(self, later: Date) -> i64 {
         later.days() - self.days()
     }
 }
@@ -107,17 +107,17 @@ impl fmt::Display for Date {
 
 /// A model OpenAI has announced a shutdown date for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retirement {
-    pub model: &'static str,
-    pub shutdown: Date,
-    pub replacement: &'static str,
+pub(crate) struct Retirement {
+    pub(crate) model: &'static str,
+    pub(crate) shutdown: Date,
+    pub(crate) replacement: &'static str,
 }
 
 const REALTIME_SHUTDOWN: Date = Date::new(2027, 1, 20);
 const TRANSCRIBE_SHUTDOWN: Date = Date::new(2027, 2, 26);
 
 /// Announced shutdowns (docs/openai-2027-models.md §1). Snapshot ids are listed with their alias.
-pub const RETIRED: &[Retirement] = &[
+pub(crate) const RETIRED: &[Retirement] = &[
     Retirement { model: "gpt-realtime", shutdown: REALTIME_SHUTDOWN, replacement: "gpt-realtime-2.1" },
     Retirement { model: "gpt-realtime-2025-08-28", shutdown: REALTIME_SHUTDOWN, replacement: "gpt-realtime-2.1" },
     Retirement { model: "gpt-realtime-mini", shutdown: REALTIME_SHUTDOWN, replacement: "gpt-realtime-2.1-mini" },
@@ -143,21 +143,21 @@ pub const RETIRED: &[Retirement] = &[
 ];
 
 /// The default live model.
-pub const DEFAULT_LIVE_MODEL: &str = "gpt-realtime-2.1";
+pub(crate) const DEFAULT_LIVE_MODEL: &str = "gpt-realtime-2.1";
 /// The cheaper live model the README names.
-pub const CHEAP_LIVE_MODEL: &str = "gpt-realtime-2.1-mini";
+pub(crate) const CHEAP_LIVE_MODEL: &str = "gpt-realtime-2.1-mini";
 /// The default transcription model, for dictation and for the live session's input transcription.
-pub const DEFAULT_TRANSCRIBE_MODEL: &str = "gpt-transcribe";
+pub(crate) const DEFAULT_TRANSCRIBE_MODEL: &str = "gpt-transcribe";
 
 /// The announced shutdown of `model`, if any (exact id, case-insensitive).
-pub fn retirement(model: &str) -> Option<&'static Retirement> {
+pub(crate) fn retirement(model: &str) -> Option<&'static Retirement> {
     let model = model.trim();
     RETIRED.iter().find(|r| r.model.eq_ignore_ascii_case(model))
 }
 
 /// The replacement to suggest for a model the API says is gone: the table's, else the default of the
 /// config key's kind.
-pub fn replacement_for(key: &str, model: &str) -> &'static str {
+pub(crate) fn replacement_for(key: &str, model: &str) -> &'static str {
     match retirement(model) {
         Some(r) => r.replacement,
         None if key == "live.model" && model.contains("mini") => CHEAP_LIVE_MODEL,
@@ -167,7 +167,7 @@ pub fn replacement_for(key: &str, model: &str) -> &'static str {
 }
 
 /// The line for a model the API refused: which model, and what to set instead.
-pub fn gone_message(key: &str, model: &str, detail: &str) -> String {
+pub(crate) fn gone_message(key: &str, model: &str, detail: &str) -> String {
     let detail = detail.trim();
     let why = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
     format!("{key} = \"{model}\" is not available{why}; set {key} = \"{}\" in config.toml", replacement_for(key, model))
@@ -175,7 +175,7 @@ pub fn gone_message(key: &str, model: &str, detail: &str) -> String {
 
 /// What [`choose`] says about a configured model.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// Still served until `shutdown`: keep using it, but change the config.
     Retiring { shutdown: Date, replacement: &'static str },
     /// Shut down on `shutdown`: the replacement is used instead.
@@ -184,18 +184,18 @@ pub enum Notice {
 
 /// The model a config key resolves to today.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choice {
+pub(crate) struct Choice {
     /// The config key, e.g. `live.model`.
-    pub key: &'static str,
-    pub configured: String,
+    pub(crate) key: &'static str,
+    pub(crate) configured: String,
     /// What is actually used.
-    pub model: String,
-    pub notice: Option<Notice>,
+    pub(crate) model: String,
+    pub(crate) notice: Option<Notice>,
 }
 
 impl Choice {
     /// The warning line for the journal, `ptt status` and `ptt doctor`, if any.
-    pub fn warning(&self) -> Option<String> {
+    pub(crate) fn warning(&self) -> Option<String> {
         let (key, configured) = (self.key, &self.configured);
         Some(match self.notice.as_ref()? {
             Notice::Retiring { shutdown, replacement } => {
@@ -210,7 +210,7 @@ impl Choice {
 }
 
 /// Resolves `configured` (the value of config key `key`) on `today`.
-pub fn choose(key: &'static str, configured: &str, today: Date) -> Choice {
+pub(crate) fn choose(key: &'static str, configured: &str, today: Date) -> Choice {
     let configured = configured.trim().to_owned();
     match retirement(&configured) {
         Some(r) if today >= r.shutdown => Choice {
@@ -231,7 +231,7 @@ pub fn choose(key: &'static str, configured: &str, today: Date) -> Choice {
 
 /// The configured models (`live.model`, `live.transcription_model`, `dictate.model`), resolved for
 /// `today`. An empty transcription model (live input transcription off) is left out.
-pub fn choices(live_model: &str, transcription_model: &str, dictate_model: &str, today: Date) -> Vec<Choice> {
+pub(crate) fn choices(live_model: &str, transcription_model: &str, dictate_model: &str, today: Date) -> Vec<Choice> {
     let mut out = vec![choose("live.model", live_model, today)];
     if !transcription_model.trim().is_empty() {
         out.push(choose("live.transcription_model", transcription_model, today));
@@ -243,7 +243,7 @@ pub fn choices(live_model: &str, transcription_model: &str, dictate_model: &str,
 /// Whether a Realtime model takes `session.reasoning` and `parallel_tool_calls`: the 2.x family
 /// (`gpt-realtime-2`, `-2.1`, `-2.1-mini`, their snapshots, later majors). Older models refuse the whole
 /// `session.update` (and the server ends the session) when they get a reasoning field.
-pub fn takes_reasoning(model: &str) -> bool {
+pub(crate) fn takes_reasoning(model: &str) -> bool {
     let Some(rest) = model.trim().to_ascii_lowercase().strip_prefix("gpt-realtime-").map(str::to_owned) else {
         return false;
     };
@@ -255,7 +255,7 @@ pub fn takes_reasoning(model: &str) -> bool {
 
 /// Whether a transcription model takes `keywords[]` and `languages[]` (and refuses `language` next to
 /// `languages`): `gpt-transcribe` and `gpt-live-transcribe`.
-pub fn is_keyword_transcriber(model: &str) -> bool {
+pub(crate) fn is_keyword_transcriber(model: &str) -> bool {
     let m = model.trim().to_ascii_lowercase();
     m == "gpt-transcribe"
         || m == "gpt-live-transcribe"

@@ -34,11 +34,11 @@ use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
 /// Identifies one connection attempt; events of an old one are ignored.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// What the connection threads tell the main loop.
 #[derive(Debug)]
-pub enum ConnEvent {
+pub(crate) enum ConnEvent {
     /// The handshake succeeded.
     Opened,
     /// A text frame from the server.
@@ -51,18 +51,18 @@ pub enum ConnEvent {
 }
 
 /// `(connection id, event)`, on one channel shared by every connection.
-pub type ConnMessage = (ConnId, ConnEvent);
+pub(crate) type ConnMessage = (ConnId, ConnEvent);
 
 /// How to reach the server.
 #[derive(Clone)]
-pub struct ConnectSpec {
+pub(crate) struct ConnectSpec {
     /// `wss://api.openai.com/v1/realtime?model=gpt-realtime` (or `ws://` in tests).
-    pub url: String,
+    pub(crate) url: String,
     /// Sent as `Authorization: Bearer <key>`; never logged.
-    pub api_key: String,
-    pub connect_timeout: Duration,
-    pub ping_every: Duration,
-    pub pong_timeout: Duration,
+    pub(crate) api_key: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) ping_every: Duration,
+    pub(crate) pong_timeout: Duration,
 }
 
 impl std::fmt::Debug for ConnectSpec {
@@ -80,20 +80,19 @@ pub(crate) enum Outbound {
 }
 
 /// The loop's handle on a connection: queue frames, close it.
-pub struct Connection {
-    pub id: ConnId,
+pub(crate) struct Connection {
+    pub(crate) id: ConnId,
     tx: Sender<Outbound>,
     /// Asks the keepalive thread to ping now (a reply is awaited); `None` for a detached connection, whose
     /// "keepalive" queues the ping itself.
     urgent: Option<Sender<()>>,
     wake: Arc<OwnedFd>,
-    closed: Arc<AtomicBool>,
 }
 
 impl Connection {
     /// Starts the I/O and keepalive threads; the handshake happens on the I/O
     /// thread, and its outcome arrives as `Opened` or `Closed`.
-    pub fn open(id: ConnId, spec: ConnectSpec, events: Sender<ConnMessage>) -> std::io::Result<Connection> {
+    pub(crate) fn open(id: ConnId, spec: ConnectSpec, events: Sender<ConnMessage>) -> std::io::Result<Connection> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (wake_r, wake_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
         for fd in [&wake_r, &wake_w] {
@@ -101,7 +100,6 @@ impl Connection {
                 .map_err(std::io::Error::from)?;
         }
         let wake = Arc::new(wake_w);
-        let closed = Arc::new(AtomicBool::new(false));
         let (urgent, urgent_rx) = crossbeam_channel::bounded(1);
         let io = IoThread {
             id,
@@ -112,20 +110,19 @@ impl Connection {
             keepalive_wake: wake.clone(),
             urgent_rx,
             events,
-            closed: closed.clone(),
         };
         std::thread::Builder::new().name(format!("ws-io-{id}")).spawn(move || io.run())?;
-        Ok(Connection { id, tx, urgent: Some(urgent), wake, closed })
+        Ok(Connection { id, tx, urgent: Some(urgent), wake })
     }
 
     /// Queues a text frame (sent at once by the I/O thread).
-    pub fn send(&self, text: String) {
+    pub(crate) fn send(&self, text: String) {
         self.push(Outbound::Text(text));
     }
 
     /// The server owes us an answer to what was just sent: the keepalive pings at once (queued behind those
     /// frames), so a silent link is reported dead one pong timeout from now.
-    pub fn expect_reply(&self) {
+    pub(crate) fn expect_reply(&self) {
         match &self.urgent {
             Some(urgent) => {
                 let _ = urgent.try_send(());
@@ -135,7 +132,7 @@ impl Connection {
     }
 
     /// Sends a close frame and ends the threads.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.push(Outbound::Close);
     }
 
@@ -152,11 +149,7 @@ impl Connection {
         // The read end is never read: the write end (non-blocking) just fills up. Keeping it
         // open (leaked, a test's lifetime) spares the writer an EPIPE.
         std::mem::forget(wake_r);
-        Ok((Connection { id, tx, urgent: None, wake: Arc::new(wake_w), closed: Arc::new(AtomicBool::new(false)) }, rx))
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        Ok((Connection { id, tx, urgent: None, wake: Arc::new(wake_w) }, rx))
     }
 
     fn push(&self, msg: Outbound) {
@@ -188,7 +181,6 @@ struct IoThread {
     /// From the loop's handle: ping now. Disconnected when the handle is dropped.
     urgent_rx: Receiver<()>,
     events: Sender<ConnMessage>,
-    closed: Arc<AtomicBool>,
 }
 
 impl IoThread {
@@ -204,7 +196,6 @@ impl IoThread {
             }
             Err(e) => (e.reason, e.fatal),
         };
-        self.closed.store(true, Ordering::Relaxed);
         self.emit(ConnEvent::Closed { reason, fatal });
     }
 

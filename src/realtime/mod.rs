@@ -9,10 +9,10 @@
 //! Python app got wrong here (duplicate `response.create`, a tool dispatched twice, notifications spoken over
 //! the user or lost on reconnect) is a property of that one machine and is unit-tested in it.
 
-pub mod connection;
-pub mod events;
-pub mod session;
-pub mod tools;
+pub(crate) mod connection;
+pub(crate) mod events;
+pub(crate) mod session;
+pub(crate) mod tools;
 
 #[cfg(test)]
 mod fuzz_tests;

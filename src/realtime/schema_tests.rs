@@ -144,7 +144,6 @@ fn everything_the_machine_sends() -> Vec<ClientEvent> {
         collect(s.on_server_event(frame(json!({"type":"session.created","session":{"id":"s2"}})), t), &mut sent);
     }
     // Constructors the daemon may use directly.
-    sent.push(ClientEvent::InputAudioBufferClear);
     sent.push(ClientEvent::ResponseCancel { response_id: Some("resp_1".into()) });
     sent.push(ClientEvent::ResponseCreate {
         event_id: None,
@@ -177,7 +176,6 @@ fn every_client_event_validates_against_the_ga_schema() {
         "session.update",
         "input_audio_buffer.append",
         "input_audio_buffer.commit",
-        "input_audio_buffer.clear",
         "conversation.item.create",
         "conversation.item.truncate",
         "response.create",

@@ -21,32 +21,33 @@ use crate::realtime::events::{FunctionTool, ToolKind};
 use serde_json::{Value, json};
 
 /// `start_task {task, name, project?}`.
-pub const START_TASK: &str = "start_task";
+pub(crate) const START_TASK: &str = "start_task";
 /// `list_tasks {}`.
-pub const LIST_TASKS: &str = "list_tasks";
+pub(crate) const LIST_TASKS: &str = "list_tasks";
 /// `get_task_result {task}`.
-pub const GET_TASK_RESULT: &str = "get_task_result";
+pub(crate) const GET_TASK_RESULT: &str = "get_task_result";
 /// `cancel_task {task}`.
-pub const CANCEL_TASK: &str = "cancel_task";
+pub(crate) const CANCEL_TASK: &str = "cancel_task";
 /// `continue_task {task, instruction}`.
-pub const CONTINUE_TASK: &str = "continue_task";
+pub(crate) const CONTINUE_TASK: &str = "continue_task";
 
 /// `answer_permission {task, allow, remember?}`.
-pub const ANSWER_PERMISSION: &str = "answer_permission";
+pub(crate) const ANSWER_PERMISSION: &str = "answer_permission";
 
 /// `set_quiet {on}`.
-pub const SET_QUIET: &str = "set_quiet";
+pub(crate) const SET_QUIET: &str = "set_quiet";
 /// `catch_up {}`.
-pub const CATCH_UP: &str = "catch_up";
+pub(crate) const CATCH_UP: &str = "catch_up";
 
+#[cfg(test)]
 /// Every tool name, in the order [`all`] returns them.
-pub const NAMES: [&str; 8] =
+pub(crate) const NAMES: [&str; 8] =
     [START_TASK, LIST_TASKS, GET_TASK_RESULT, CANCEL_TASK, CONTINUE_TASK, ANSWER_PERMISSION, SET_QUIET, CATCH_UP];
 
 const TASK_REF: &str = "Which task: its id (\"t3\") or words from its name (\"the auth refactor\").";
 
 /// The eight tool definitions for `session.update`.
-pub fn all() -> Vec<FunctionTool> {
+pub(crate) fn all() -> Vec<FunctionTool> {
     vec![
         tool(
             START_TASK,

@@ -204,7 +204,7 @@ impl Supervisor {
     }
 
     /// Sum of the costs of tasks that ended today (local time).
-    pub fn spent_today(&self) -> f64 {
+    pub(crate) fn spent_today(&self) -> f64 {
         let today = local_day(unix_now());
         self.registry
             .tasks
@@ -216,7 +216,7 @@ impl Supervisor {
 }
 
 /// Days since the epoch in local time (for the daily budget).
-pub fn local_day(unix: u64) -> i64 {
+pub(crate) fn local_day(unix: u64) -> i64 {
     let t = unix as libc::time_t;
     // SAFETY: localtime_r writes only into the struct we pass.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -226,7 +226,7 @@ pub fn local_day(unix: u64) -> i64 {
 }
 
 /// "14:05": a unix time as a local wall-clock time.
-pub fn local_hhmm(unix: u64) -> String {
+pub(crate) fn local_hhmm(unix: u64) -> String {
     let t = unix as libc::time_t;
     // SAFETY: localtime_r writes only into the struct we pass.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

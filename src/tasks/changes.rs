@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::text::redact;
 
 /// Files remembered from the stream per task.
-pub const MAX_FILES: usize = 200;
+pub(crate) const MAX_FILES: usize = 200;
 /// Lines of an untracked file counted at most (bigger files say "at least").
 const MAX_COUNT_BYTES: u64 = 8 << 20;
 /// Untracked files counted at most.
@@ -35,43 +35,43 @@ const GIT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One file in a diff stat. Binary files have no line counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileStat {
-    pub path: String,
-    pub added: Option<u64>,
-    pub removed: Option<u64>,
+pub(crate) struct FileStat {
+    pub(crate) path: String,
+    pub(crate) added: Option<u64>,
+    pub(crate) removed: Option<u64>,
     /// Not tracked by git (a new file the task created).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub untracked: bool,
+    pub(crate) untracked: bool,
 }
 
 /// A diff stat against the commit the task started from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DiffStat {
+pub(crate) struct DiffStat {
     /// The start commit.
-    pub base: String,
-    pub files: Vec<FileStat>,
+    pub(crate) base: String,
+    pub(crate) files: Vec<FileStat>,
     /// "3 files changed, 10 insertions(+), 2 deletions(-)".
-    pub summary: String,
+    pub(crate) summary: String,
 }
 
 /// What a task changed, as kept with the task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Files written or edited by the task's tool calls, in order, relative to
     /// its directory when inside it.
     #[serde(default)]
-    pub files: Vec<String>,
+    pub(crate) files: Vec<String>,
     /// More files were written than are listed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub files_cut: bool,
+    pub(crate) files_cut: bool,
     /// The diff stat, when the task ran in a git repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diff: Option<DiffStat>,
+    pub(crate) diff: Option<DiffStat>,
 }
 
 impl Changes {
     /// Remembers a file a tool call wrote (each once, at most [`MAX_FILES`]).
-    pub fn note_file(&mut self, path: &str, dir: &Path) {
+    pub(crate) fn note_file(&mut self, path: &str, dir: &Path) {
         let shown = match Path::new(path).strip_prefix(dir) {
             Ok(rest) if !rest.as_os_str().is_empty() => rest.display().to_string(),
             _ => path.to_string(),
@@ -87,12 +87,12 @@ impl Changes {
         self.files.push(shown);
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.files.is_empty() && self.diff.as_ref().is_none_or(|d| d.files.is_empty())
     }
 
     /// Every changed path: the diff's, then written files it does not list.
-    pub fn all_paths(&self) -> Vec<String> {
+    pub(crate) fn all_paths(&self) -> Vec<String> {
         let mut out: Vec<String> = self.diff.iter().flat_map(|d| d.files.iter().map(|f| f.path.clone())).collect();
         for f in &self.files {
             if !out.contains(f) {
@@ -103,7 +103,7 @@ impl Changes {
     }
 
     /// "it changed two files: notes/a.txt and b.txt" (empty when nothing changed).
-    pub fn spoken(&self) -> String {
+    pub(crate) fn spoken(&self) -> String {
         let paths = self.all_paths();
         match paths.len() {
             0 => String::new(),
@@ -129,7 +129,7 @@ fn count_words(n: usize) -> String {
 /// Parses `git diff --numstat -z` output: `added\tremoved\tpath\0`, with
 /// `-\t-\t` for binary files and, for renames, an empty path followed by the
 /// old and new paths as separate fields.
-pub fn parse_numstat_z(out: &[u8]) -> Vec<FileStat> {
+pub(crate) fn parse_numstat_z(out: &[u8]) -> Vec<FileStat> {
     let mut fields = out.split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned());
     let mut stats = Vec::new();
     while let Some(record) = fields.next() {
@@ -154,7 +154,7 @@ pub fn parse_numstat_z(out: &[u8]) -> Vec<FileStat> {
 }
 
 /// git's own summary line for `files`.
-pub fn summary_line(files: &[FileStat]) -> String {
+pub(crate) fn summary_line(files: &[FileStat]) -> String {
     let n = files.len();
     let added: u64 = files.iter().filter_map(|f| f.added).sum();
     let removed: u64 = files.iter().filter_map(|f| f.removed).sum();
@@ -170,7 +170,7 @@ pub fn summary_line(files: &[FileStat]) -> String {
 
 /// Lines in `bytes` as git counts them (a last line without a newline counts);
 /// `None` for binary content (a NUL byte).
-pub fn count_lines(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn count_lines(bytes: &[u8]) -> Option<u64> {
     if bytes.contains(&0) {
         return None;
     }
@@ -234,7 +234,7 @@ fn maybe_in_repository(dir: &Path) -> bool {
 }
 
 /// The commit `dir` is at, when it is inside a git repository with a commit.
-pub fn start_commit(dir: &Path) -> Option<String> {
+pub(crate) fn start_commit(dir: &Path) -> Option<String> {
     if !maybe_in_repository(dir) {
         return None;
     }
@@ -245,7 +245,7 @@ pub fn start_commit(dir: &Path) -> Option<String> {
 
 /// The diff stat of `dir`'s working tree against `base`, new untracked files
 /// included.
-pub fn diff_stat(dir: &Path, base: &str) -> Option<DiffStat> {
+pub(crate) fn diff_stat(dir: &Path, base: &str) -> Option<DiffStat> {
     let tracked = git(dir, &["diff", "--numstat", "-z", "-M", base, "--", "."])?;
     let mut files = parse_numstat_z(&tracked);
     let untracked = git(dir, &["ls-files", "-z", "--others", "--exclude-standard", "--", "."]).unwrap_or_default();

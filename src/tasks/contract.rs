@@ -17,17 +17,17 @@ use super::registry::{TaskRecord, TaskState, unix_now};
 
 /// A request to start a task.
 #[derive(Debug, Clone, Default)]
-pub struct StartRequest {
-    pub text: String,
-    pub name: Option<String>,
-    pub project: Option<String>,
-    pub dir: Option<PathBuf>,
+pub(crate) struct StartRequest {
+    pub(crate) text: String,
+    pub(crate) name: Option<String>,
+    pub(crate) project: Option<String>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Why a start was refused (the contract with the model and the CLI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RejectReason {
+pub(crate) enum RejectReason {
     LimitReached,
     UnknownProject,
     NotAllowed,
@@ -47,15 +47,15 @@ pub enum RejectReason {
 
 /// A task named in an ambiguous answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Candidate {
-    pub task_id: String,
-    pub name: String,
-    pub state: TaskState,
+pub(crate) struct Candidate {
+    pub(crate) task_id: String,
+    pub(crate) name: String,
+    pub(crate) state: TaskState,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum StartOutcome {
+pub(crate) enum StartOutcome {
     Started {
         task_id: String,
         name: String,
@@ -78,7 +78,7 @@ pub enum StartOutcome {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum CancelOutcome {
+pub(crate) enum CancelOutcome {
     Cancelling { task_id: String, name: String, message: String },
     NotRunning { task_id: String, name: String, state: TaskState, message: String },
     Ambiguous { candidates: Vec<Candidate>, message: String },
@@ -86,7 +86,7 @@ pub enum CancelOutcome {
 }
 
 /// The result of looking a task up.
-pub enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     Found(&'a TaskRecord),
     Ambiguous(Vec<Candidate>),
     NotFound,
@@ -97,7 +97,7 @@ pub enum Lookup<'a> {
 /// The supervisor builds every notice itself and hands it back with the answer
 /// or event that caused it, so a caller cannot forget one or send one twice.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Notice {
+pub(crate) enum Notice {
     Started(String),
     Activity(String),
     Stalled(String),
@@ -115,11 +115,11 @@ pub enum Notice {
 /// redacted when serialized, every string of it: the registry and the log keep the task's text
 /// verbatim (both private to the user), what is shown does not.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TaskView<'a> {
-    pub record: &'a TaskRecord,
-    pub elapsed_s: u64,
+pub(crate) struct TaskView<'a> {
+    pub(crate) record: &'a TaskRecord,
+    pub(crate) elapsed_s: u64,
     /// "rate-limited until 14:05" (local time) while an active task waits for its limit.
-    pub rate_limited: Option<String>,
+    pub(crate) rate_limited: Option<String>,
 }
 
 impl Serialize for TaskView<'_> {
@@ -142,7 +142,7 @@ impl Serialize for TaskView<'_> {
 /// What a status bar needs about a task, for `watch` subscribers: never the prompt, the tail
 /// or the paths, so an event is small (under 1 KiB: name, activity and summary are clipped)
 /// whatever the task's text, and a subscriber's queue of 256 is its byte budget. Redacted.
-pub fn brief(t: &TaskRecord) -> Value {
+pub(crate) fn brief(t: &TaskRecord) -> Value {
     let end = t.ended_at.unwrap_or_else(unix_now);
     let mut v = json!({
         "id": t.id,
@@ -177,7 +177,7 @@ fn redact_strings(v: &mut Value) {
 }
 
 impl<'a> TaskView<'a> {
-    pub fn of(record: &'a TaskRecord) -> TaskView<'a> {
+    pub(crate) fn of(record: &'a TaskRecord) -> TaskView<'a> {
         let now = unix_now();
         let end = record.ended_at.unwrap_or(now);
         let rate_limited = record
@@ -188,7 +188,7 @@ impl<'a> TaskView<'a> {
     }
 
     /// The view as JSON (an empty object if a path in it is not UTF-8).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or_else(|_| json!({}))
     }
 }
@@ -196,7 +196,7 @@ impl<'a> TaskView<'a> {
 /// The answer to "show me task X" (`ptt task show`, the `get_task_result` tool).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum ShowOutcome<'a> {
+pub(crate) enum ShowOutcome<'a> {
     Found { task: TaskView<'a> },
     Ambiguous { candidates: Vec<Candidate>, message: String },
     NotFound { message: String },
@@ -204,10 +204,10 @@ pub enum ShowOutcome<'a> {
 
 /// What start-up found and did.
 #[derive(Debug, Default)]
-pub struct StartupReport {
-    pub interrupted: Vec<String>,
-    pub swept: usize,
-    pub registry_moved_aside: Option<(PathBuf, String)>,
+pub(crate) struct StartupReport {
+    pub(crate) interrupted: Vec<String>,
+    pub(crate) swept: usize,
+    pub(crate) registry_moved_aside: Option<(PathBuf, String)>,
 }
 
 impl Supervisor {
@@ -215,7 +215,7 @@ impl Supervisor {
 
     /// Resolves a reference among the tasks `preferred` accepts first (a cancel prefers running tasks, an
     /// answer waiting ones), then among all tasks.
-    pub fn lookup_preferring(&self, reference: &str, preferred: impl Fn(&TaskRecord) -> bool) -> Lookup<'_> {
+    pub(crate) fn lookup_preferring(&self, reference: &str, preferred: impl Fn(&TaskRecord) -> bool) -> Lookup<'_> {
         match self.lookup(reference, preferred) {
             Lookup::NotFound => self.lookup(reference, |_| true),
             other => other,
@@ -223,7 +223,7 @@ impl Supervisor {
     }
 
     /// Resolves a reference among the tasks `eligible` accepts (ids always resolve).
-    pub fn lookup(&self, reference: &str, eligible: impl Fn(&TaskRecord) -> bool) -> Lookup<'_> {
+    pub(crate) fn lookup(&self, reference: &str, eligible: impl Fn(&TaskRecord) -> bool) -> Lookup<'_> {
         let tasks = &self.registry.tasks;
         match reference::resolve(reference, tasks, eligible) {
             Resolution::Found(i) => Lookup::Found(&tasks[i]),
@@ -243,7 +243,7 @@ impl Supervisor {
     // ----- views --------------------------------------------------------------
 
     /// Any task, by id or words of its name.
-    pub fn show(&self, reference: &str) -> ShowOutcome<'_> {
+    pub(crate) fn show(&self, reference: &str) -> ShowOutcome<'_> {
         match self.lookup(reference, |_| true) {
             Lookup::Found(t) => ShowOutcome::Found { task: TaskView::of(t) },
             Lookup::Ambiguous(candidates) => {
@@ -254,12 +254,12 @@ impl Supervisor {
     }
 
     /// A task as clients see it: the record plus elapsed seconds.
-    pub fn view<'a>(&self, t: &'a TaskRecord) -> TaskView<'a> {
+    pub(crate) fn view<'a>(&self, t: &'a TaskRecord) -> TaskView<'a> {
         TaskView::of(t)
     }
 
     /// Tasks of this run and recent ones (a day), or all.
-    pub fn list(&self, all: bool) -> Vec<TaskView<'_>> {
+    pub(crate) fn list(&self, all: bool) -> Vec<TaskView<'_>> {
         let since = self.run_started_at.min(unix_now().saturating_sub(24 * 3600));
         self.registry
             .tasks
@@ -269,7 +269,7 @@ impl Supervisor {
             .collect()
     }
 
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let budget = self.config.budget_usd;
         json!({
             "running": self.live.len(),
@@ -294,12 +294,12 @@ impl Supervisor {
     }
 }
 
-pub fn ambiguity_message(reference: &str, candidates: &[Candidate]) -> String {
+pub(crate) fn ambiguity_message(reference: &str, candidates: &[Candidate]) -> String {
     let list: Vec<String> =
         candidates.iter().map(|c| format!("{} '{}' ({})", c.task_id, c.name, c.state.as_str())).collect();
     format!("\"{reference}\" matches several tasks: {}; which one?", list.join(", "))
 }
 
-pub fn not_found_message(reference: &str) -> String {
+pub(crate) fn not_found_message(reference: &str) -> String {
     format!("no task matches \"{reference}\"")
 }

@@ -9,7 +9,7 @@ use super::reaper::Finished;
 use super::registry::{TaskRecord, TaskState};
 
 /// Characters of a spoken summary.
-pub const SUMMARY_CHARS: usize = 400;
+pub(crate) const SUMMARY_CHARS: usize = 400;
 
 /// Why the supervisor stopped a child (it wins over what the child reported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub(super) fn state_phrase(s: TaskState) -> &'static str {
 }
 
 /// A short name from the task text: its first few meaningful words.
-pub fn derive_name(text: &str) -> String {
+pub(crate) fn derive_name(text: &str) -> String {
     const SKIP: &[&str] =
         &["the", "a", "an", "please", "can", "you", "could", "to", "in", "of", "and", "for", "on", "my"];
     let words: Vec<String> = text

@@ -24,7 +24,7 @@ impl Supervisor {
 
     /// Starts a task: the answer for the caller, and the notices for everyone
     /// else (`Started`, and `BudgetWarning` the first time in a day).
-    pub fn start(&mut self, req: StartRequest, now: Instant) -> (StartOutcome, Vec<Notice>) {
+    pub(crate) fn start(&mut self, req: StartRequest, now: Instant) -> (StartOutcome, Vec<Notice>) {
         match self.admit(req) {
             Ok(launch) => self.launch(launch, now),
             Err(refused) => (refused, vec![]),
@@ -70,7 +70,12 @@ impl Supervisor {
     }
 
     /// A follow-up run of an ended task in the same directory, with `--resume`.
-    pub fn continue_task(&mut self, reference: &str, instruction: &str, now: Instant) -> (StartOutcome, Vec<Notice>) {
+    pub(crate) fn continue_task(
+        &mut self,
+        reference: &str,
+        instruction: &str,
+        now: Instant,
+    ) -> (StartOutcome, Vec<Notice>) {
         match self.admit_continuation(reference, instruction) {
             Ok(launch) => self.launch(launch, now),
             Err(refused) => (refused, vec![]),
@@ -238,7 +243,7 @@ impl Supervisor {
         (StartOutcome::Started { task_id: l.id, name: l.name, dir: l.dir, warning: self.budget_warning() }, notices)
     }
 
-    pub fn cancel(&mut self, reference: &str, now: Instant) -> CancelOutcome {
+    pub(crate) fn cancel(&mut self, reference: &str, now: Instant) -> CancelOutcome {
         // Cancelling only makes sense for running tasks; prefer them when matching names.
         let task = match self.lookup_preferring(reference, |t| t.state.is_active()) {
             Lookup::Found(t) => t.clone(),
@@ -300,7 +305,7 @@ impl Supervisor {
 
     // ----- events and timers --------------------------------------------------
 
-    pub fn on_event(&mut self, ev: TaskEvent, now: Instant) -> Vec<Notice> {
+    pub(crate) fn on_event(&mut self, ev: TaskEvent, now: Instant) -> Vec<Notice> {
         let id = ev.id;
         match ev.msg {
             ReaperMsg::Init { session_id, model } => {
@@ -414,7 +419,7 @@ impl Supervisor {
     /// right after), and whatever they left behind (a Bash command in its own session) is
     /// swept, a moment later and batched with other ends (a /proc scan per task would
     /// compete with the loop for the CPU).
-    pub fn after_publish(&mut self, _now: Instant) {
+    pub(crate) fn after_publish(&mut self, _now: Instant) {
         if self.ended.is_empty() {
             return;
         }
@@ -426,7 +431,7 @@ impl Supervisor {
     }
 
     /// The earliest moment [`Supervisor::on_timer`] has something to do.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let stall = self.stall_after();
         let per_task = self.live.values().flat_map(|l| {
             let timeout = if l.stop.is_none() { l.deadline } else { None };
@@ -441,7 +446,7 @@ impl Supervisor {
         minutes(self.config.stall_min)
     }
 
-    pub fn on_timer(&mut self, now: Instant) -> Vec<Notice> {
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Vec<Notice> {
         let mut notices = Vec::new();
         let ids: Vec<String> = self.live.keys().cloned().collect();
         let stall = self.stall_after();
@@ -536,7 +541,7 @@ impl Supervisor {
     // ----- shutdown -----------------------------------------------------------
 
     /// SIGTERM to every task; their exits are recorded as interrupted.
-    pub fn begin_shutdown(&mut self, now: Instant) {
+    pub(crate) fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
         let ids: Vec<String> = self.live.keys().cloned().collect();
         for id in ids {
@@ -546,7 +551,7 @@ impl Supervisor {
 
     /// Kills whatever is still alive (synchronously: the loop is ending), and
     /// records every task that was running as interrupted.
-    pub fn finish_shutdown(&mut self) {
+    pub(crate) fn finish_shutdown(&mut self) {
         let mut uuids = Vec::new();
         let ids: Vec<String> = self.live.keys().cloned().collect();
         for id in &ids {
@@ -578,7 +583,7 @@ impl Supervisor {
 
     /// Ended tasks whose end nobody has heard yet, oldest first: at most
     /// `max` of them, none older than `max_age_s`.
-    pub fn unannounced(&self, max: usize, max_age_s: u64) -> Vec<&TaskRecord> {
+    pub(crate) fn unannounced(&self, max: usize, max_age_s: u64) -> Vec<&TaskRecord> {
         let now = unix_now();
         let fresh: Vec<&TaskRecord> = self
             .registry
@@ -592,7 +597,7 @@ impl Supervisor {
     }
 
     /// The user has heard how task `id` ended.
-    pub fn mark_announced(&mut self, id: &str, now: Instant) {
+    pub(crate) fn mark_announced(&mut self, id: &str, now: Instant) {
         if let Some(t) = self.registry.get_mut(id)
             && !t.announced
         {

@@ -16,21 +16,21 @@
 //! [`lifecycle`] (launch, events, cancel, timers, shutdown). This file holds
 //! the state they share and its construction.
 
-pub mod admission;
-pub mod changes;
-pub mod contract;
-pub mod judge;
-pub mod lifecycle;
-pub mod permission;
-pub mod reaper;
-pub mod reference;
-pub mod registry;
-pub mod spawn;
-pub mod stream_json;
+pub(crate) mod admission;
+pub(crate) mod changes;
+pub(crate) mod contract;
+pub(crate) mod judge;
+pub(crate) mod lifecycle;
+pub(crate) mod permission;
+pub(crate) mod reaper;
+pub(crate) mod reference;
+pub(crate) mod registry;
+pub(crate) mod spawn;
+pub(crate) mod stream_json;
 pub mod sweep;
 #[cfg(test)]
 mod tests;
-pub mod waiting;
+pub(crate) mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -41,12 +41,11 @@ use crossbeam_channel::Sender;
 
 use crate::config::TasksConfig;
 use crate::paths::Paths;
-pub use admission::local_day;
-pub use contract::{
-    CancelOutcome, Candidate, Lookup, Notice, RejectReason, ShowOutcome, StartOutcome, StartRequest, StartupReport,
-    TaskView, ambiguity_message,
+#[cfg(test)]
+pub(crate) use contract::RejectReason;
+pub(crate) use contract::{
+    CancelOutcome, Candidate, Notice, ShowOutcome, StartOutcome, StartRequest, StartupReport, TaskView,
 };
-pub use judge::{SUMMARY_CHARS, derive_name};
 use judge::{StopReason, mark_interrupted};
 use reaper::{ReaperMsg, TaskEvent};
 use registry::{Durability, Registry, unix_now};
@@ -69,7 +68,7 @@ struct Live {
 }
 
 /// The task supervisor: the registry, the live children and their deadlines.
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     /// `[tasks]`: all the supervisor reads of the configuration, with `projects`.
     config: TasksConfig,
     /// Spoken project name → directory (the config's `[projects]`).
@@ -102,7 +101,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// Loads the registry, records tasks that were running as interrupted,
     /// and kills processes left behind by a daemon that is gone.
-    pub fn new(
+    pub(crate) fn new(
         config: TasksConfig,
         projects: BTreeMap<String, PathBuf>,
         paths: Paths,
@@ -157,20 +156,20 @@ impl Supervisor {
     }
 
     /// Applies a reloaded config to tasks started from now on.
-    pub fn set_config(&mut self, config: TasksConfig, projects: BTreeMap<String, PathBuf>) {
+    pub(crate) fn set_config(&mut self, config: TasksConfig, projects: BTreeMap<String, PathBuf>) {
         self.config = config;
         self.projects = projects;
     }
 
-    pub fn registry(&self) -> &Registry {
+    pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
 
-    pub fn running_count(&self) -> usize {
+    pub(crate) fn running_count(&self) -> usize {
         self.live.len()
     }
 
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.live.is_empty()
     }
 }

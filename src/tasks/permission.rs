@@ -29,12 +29,12 @@ use serde_json::{Value, json};
 use crate::text::{clip, redact};
 
 /// The server's name in `--mcp-config`.
-pub const SERVER_NAME: &str = "ptt";
+pub(crate) const SERVER_NAME: &str = "ptt";
 /// The permission-prompt tool's name.
-pub const TOOL_NAME: &str = "ask";
+pub(crate) const TOOL_NAME: &str = "ask";
 
 /// `--permission-prompt-tool`'s value: `mcp__ptt__ask`.
-pub fn prompt_tool() -> String {
+pub(crate) fn prompt_tool() -> String {
     format!("mcp__{SERVER_NAME}__{TOOL_NAME}")
 }
 
@@ -43,15 +43,15 @@ const WHAT_CHARS: usize = 120;
 
 /// One request from the CLI: the arguments of its `tools/call`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Ask {
-    pub tool_name: String,
-    pub input: Value,
-    pub tool_use_id: Option<String>,
+pub(crate) struct Ask {
+    pub(crate) tool_name: String,
+    pub(crate) input: Value,
+    pub(crate) tool_use_id: Option<String>,
 }
 
 impl Ask {
     /// Reads the arguments the CLI sends: `{"tool_name", "input", "tool_use_id"}`.
-    pub fn from_arguments(args: &Value) -> Result<Ask, String> {
+    pub(crate) fn from_arguments(args: &Value) -> Result<Ask, String> {
         let tool_name = args
             .get("tool_name")
             .and_then(Value::as_str)
@@ -71,7 +71,7 @@ impl Ask {
     /// What the task wants, in one redacted line: "run: npm install left-pad",
     /// "write: ../other-repo/config.yml" (paths relative to the task's
     /// directory when that is shorter).
-    pub fn describe(&self, dir: &Path) -> String {
+    pub(crate) fn describe(&self, dir: &Path) -> String {
         let path = || self.field("file_path").or_else(|| self.field("notebook_path")).or_else(|| self.field("path"));
         let text = match self.tool_name.as_str() {
             "Bash" => self.field("command").map(|c| format!("run: {}", one_line(c))),
@@ -89,7 +89,7 @@ impl Ask {
     /// The kind of request "remember" allows from then on: for a shell command,
     /// commands starting with the same program (or this exact command when it
     /// chains several); for anything else, the tool.
-    pub fn rule(&self) -> Rule {
+    pub(crate) fn rule(&self) -> Rule {
         let prefix = match (self.tool_name.as_str(), self.field("command")) {
             ("Bash", Some(command)) => {
                 let command = command.trim();
@@ -126,14 +126,14 @@ fn relative(path: &str, dir: &Path) -> String {
 
 /// What "remember" allowed: a tool, and for shell commands what they start with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub tool: String,
+pub(crate) struct Rule {
+    pub(crate) tool: String,
     /// `"python3 "` (a program and a space) or one exact command.
-    pub prefix: Option<String>,
+    pub(crate) prefix: Option<String>,
 }
 
 impl Rule {
-    pub fn matches(&self, ask: &Ask) -> bool {
+    pub(crate) fn matches(&self, ask: &Ask) -> bool {
         if ask.tool_name != self.tool {
             return false;
         }
@@ -163,7 +163,7 @@ impl Rule {
 
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Allow { remember: bool },
     Deny { message: String },
 }
@@ -171,7 +171,7 @@ pub enum Decision {
 impl Decision {
     /// The tool result the CLI reads: `{"behavior":"allow","updatedInput":…}`
     /// or `{"behavior":"deny","message":…}`.
-    pub fn answer(&self, ask: &Ask) -> Value {
+    pub(crate) fn answer(&self, ask: &Ask) -> Value {
         match self {
             Decision::Allow { remember } => {
                 let mut v = json!({ "behavior": "allow", "updatedInput": ask.input });
@@ -186,7 +186,7 @@ impl Decision {
 
     /// For the task's log and `task show`: "allowed", "allowed (remembered)",
     /// "denied: <why>".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Decision::Allow { remember: false } => "allowed".into(),
             Decision::Allow { remember: true } => "allowed, and the same kind from now on".into(),
@@ -197,19 +197,19 @@ impl Decision {
 
 /// A request and its answer, as kept with the task (`task show`).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct PermissionEntry {
+pub(crate) struct PermissionEntry {
     /// Unix seconds.
-    pub asked_at: u64,
-    pub what: String,
+    pub(crate) asked_at: u64,
+    pub(crate) what: String,
     /// Unix seconds; `None` while it waits.
     #[serde(default)]
-    pub answered_at: Option<u64>,
+    pub(crate) answered_at: Option<u64>,
     /// "allowed", "denied: …"; `None` while it waits.
     #[serde(default)]
-    pub answer: Option<String>,
+    pub(crate) answer: Option<String>,
     /// Who answered: "shell", "voice", "remembered", "timeout", "cancel", "end".
     #[serde(default)]
-    pub by: Option<String>,
+    pub(crate) by: Option<String>,
 }
 
 /// One waiting request.
@@ -229,7 +229,7 @@ struct TaskAsks {
 
 /// What became of a request when it was made.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Asked {
+pub(crate) enum Asked {
     /// A rule the user remembered allows it: already answered.
     Remembered,
     /// It waits for an answer.
@@ -238,23 +238,23 @@ pub enum Asked {
 
 /// A request that left the board, for the log and the record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answered {
-    pub task: String,
-    pub what: String,
-    pub decision: Decision,
+pub(crate) struct Answered {
+    pub(crate) task: String,
+    pub(crate) what: String,
+    pub(crate) decision: Decision,
 }
 
 /// Waiting requests per task (by task id), oldest first, and the rules each
 /// task's user chose to remember.
 #[derive(Debug, Default)]
-pub struct Board {
+pub(crate) struct Board {
     tasks: HashMap<String, TaskAsks>,
 }
 
 impl Board {
     /// Takes a request of `task`. Allowed at once when a remembered rule
     /// covers it; otherwise it waits until `deadline` (`None`: forever).
-    pub fn ask(
+    pub(crate) fn ask(
         &mut self,
         task: &str,
         ask: Ask,
@@ -272,19 +272,14 @@ impl Board {
     }
 
     /// What `task`'s oldest waiting request wants, if it waits.
-    pub fn waiting(&self, task: &str) -> Option<&str> {
+    pub(crate) fn waiting(&self, task: &str) -> Option<&str> {
         self.tasks.get(task).and_then(|t| t.pending.front()).map(|p| p.what.as_str())
-    }
-
-    /// Every waiting request: (task, what), oldest first within a task.
-    pub fn all_waiting(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.tasks.iter().flat_map(|(task, t)| t.pending.iter().map(move |p| (task.as_str(), p.what.as_str())))
     }
 
     /// Answers `task`'s oldest waiting request. With "remember", later
     /// requests of the same kind are allowed without asking, including any
     /// already waiting.
-    pub fn answer(&mut self, task: &str, decision: Decision) -> Vec<Answered> {
+    pub(crate) fn answer(&mut self, task: &str, decision: Decision) -> Vec<Answered> {
         let Some(entry) = self.tasks.get_mut(task) else { return Vec::new() };
         let Some(first) = entry.pending.pop_front() else { return Vec::new() };
         let _ = first.reply.try_send(decision.answer(&first.ask));
@@ -306,7 +301,7 @@ impl Board {
 
     /// Denies every waiting request of `task` with `message` and forgets what
     /// it remembered (the task is ending).
-    pub fn close(&mut self, task: &str, message: &str) -> Vec<Answered> {
+    pub(crate) fn close(&mut self, task: &str, message: &str) -> Vec<Answered> {
         let Some(entry) = self.tasks.remove(task) else { return Vec::new() };
         entry
             .pending
@@ -320,7 +315,7 @@ impl Board {
     }
 
     /// Denies the requests whose deadline has passed.
-    pub fn expire(&mut self, now: Instant, message: &str) -> Vec<Answered> {
+    pub(crate) fn expire(&mut self, now: Instant, message: &str) -> Vec<Answered> {
         let mut out = Vec::new();
         for (task, entry) in &mut self.tasks {
             let (due, rest): (VecDeque<Pending>, VecDeque<Pending>) =
@@ -335,7 +330,7 @@ impl Board {
         out
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.tasks.values().flat_map(|t| t.pending.iter().filter_map(|p| p.deadline)).min()
     }
 }

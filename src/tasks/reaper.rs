@@ -26,11 +26,11 @@ use super::stream_json::{ParsedLine, ResultInfo, StreamFact, parse_line};
 use crate::text::clip;
 
 /// Longest line parsed; longer lines are cut (and then kept as text).
-pub const MAX_LINE: usize = 1 << 20;
+pub(crate) const MAX_LINE: usize = 1 << 20;
 /// Lines kept in the in-memory tail.
-pub const TAIL_LINES: usize = 30;
+pub(crate) const TAIL_LINES: usize = 30;
 /// Characters kept per tail line.
-pub const TAIL_LINE_CHARS: usize = 300;
+pub(crate) const TAIL_LINE_CHARS: usize = 300;
 const POLL_MS: u16 = 200;
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// How long to keep reading after the child exited while a descendant holds the pipe.
@@ -38,13 +38,13 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(1500);
 
 /// A message from a reaper (or a sweep thread) about task `id`.
 #[derive(Debug)]
-pub struct TaskEvent {
-    pub id: String,
-    pub msg: ReaperMsg,
+pub(crate) struct TaskEvent {
+    pub(crate) id: String,
+    pub(crate) msg: ReaperMsg,
 }
 
 #[derive(Debug)]
-pub enum ReaperMsg {
+pub(crate) enum ReaperMsg {
     /// `system/init` arrived.
     Init { session_id: Option<String>, model: Option<String> },
     /// A `rate_limit_event`: `until` is set while requests are refused.
@@ -59,38 +59,37 @@ pub enum ReaperMsg {
 
 /// Everything the loop needs to judge the outcome.
 #[derive(Debug, Default)]
-pub struct Finished {
-    pub result: Option<ResultInfo>,
+pub(crate) struct Finished {
+    pub(crate) result: Option<ResultInfo>,
     /// Last assistant text block (a fallback summary when there is no result).
-    pub last_text: Option<String>,
+    pub(crate) last_text: Option<String>,
     /// Last line that was not JSON (stderr, a crash): a failure reason.
-    pub last_plain: Option<String>,
-    pub exit_code: Option<i32>,
-    pub exit_signal: Option<i32>,
-    pub tail: Vec<String>,
-    pub output_bytes: u64,
-    pub log_cut: bool,
-    pub log_error: Option<String>,
+    pub(crate) last_plain: Option<String>,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) exit_signal: Option<i32>,
+    pub(crate) tail: Vec<String>,
+    pub(crate) output_bytes: u64,
+    pub(crate) log_error: Option<String>,
     /// Files written and, in a git repository, the diff stat since the start.
-    pub changes: Changes,
+    pub(crate) changes: Changes,
 }
 
 /// Where the reaper writes the full log.
-pub struct LogSpec {
-    pub path: PathBuf,
-    pub cap_bytes: u64,
+pub(crate) struct LogSpec {
+    pub(crate) path: PathBuf,
+    pub(crate) cap_bytes: u64,
 }
 
 /// Where the task's changes are looked for: `dir` is where Claude runs,
 /// `base` where the start commit is read (the repository itself for a
 /// worktree the child has yet to create).
-pub struct ChangeSpec {
-    pub dir: PathBuf,
-    pub base: PathBuf,
+pub(crate) struct ChangeSpec {
+    pub(crate) dir: PathBuf,
+    pub(crate) base: PathBuf,
 }
 
 /// Starts the reaper thread for a spawned child.
-pub fn start(
+pub(crate) fn start(
     id: String,
     child: Child,
     output: std::io::PipeReader,
@@ -110,7 +109,6 @@ struct Reaper {
     log: Option<std::fs::File>,
     log_cap: u64,
     log_written: u64,
-    log_cut: bool,
     log_error: Option<String>,
     line: Vec<u8>,
     line_cut: bool,
@@ -165,7 +163,6 @@ impl Reaper {
             log: file,
             log_cap: log.cap_bytes,
             log_written: 0,
-            log_cut: false,
             log_error,
             line: Vec::new(),
             line_cut: false,
@@ -257,7 +254,6 @@ impl Reaper {
             exit_signal: status.and_then(|s| s.signal()),
             tail,
             output_bytes: self.output_bytes,
-            log_cut: self.log_cut,
             log_error: self.log_error.take(),
             changes: std::mem::take(&mut self.changes),
         };
@@ -378,7 +374,6 @@ impl Reaper {
         let mut result = file.write_all(part);
         self.log_written += part.len() as u64;
         if result.is_ok() && part.len() < bytes.len() {
-            self.log_cut = true;
             let note = format!("\n[ptt: log cut at {} bytes; later output was not kept]\n", self.log_cap);
             result = file.write_all(note.as_bytes());
             self.log = None;
@@ -443,7 +438,6 @@ exit 3"#;
     fn log_is_capped_with_a_note_and_long_lines_are_cut() {
         let (msgs, log) = run_script("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo tail-line", 100_000);
         let f = finished(&msgs);
-        assert!(f.log_cut);
         assert_eq!(f.output_bytes, 3_000_000 + 1 + 10);
         let logged = std::fs::read(&log).expect("log");
         assert!(logged.len() < 100_200, "{}", logged.len());

@@ -9,7 +9,7 @@
 use super::registry::{TaskRecord, numeric_id};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     /// Index into the slice given.
     Found(usize),
     /// Several plausible tasks (indices), best first.
@@ -29,7 +29,7 @@ fn words(s: &str) -> Vec<String> {
 
 /// Finds the task `reference` points at among `tasks` (only those for which
 /// `eligible` is true take part in name matching; ids always resolve).
-pub fn resolve(reference: &str, tasks: &[TaskRecord], eligible: impl Fn(&TaskRecord) -> bool) -> Resolution {
+pub(crate) fn resolve(reference: &str, tasks: &[TaskRecord], eligible: impl Fn(&TaskRecord) -> bool) -> Resolution {
     let r = reference.trim();
     if r.is_empty() {
         return Resolution::NotFound;

@@ -18,7 +18,7 @@ use super::permission::PermissionEntry;
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TaskState {
+pub(crate) enum TaskState {
     Running,
     /// Running, and waiting for the user to answer a permission request.
     Waiting,
@@ -31,10 +31,10 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub fn is_active(self) -> bool {
+    pub(crate) fn is_active(self) -> bool {
         matches!(self, TaskState::Running | TaskState::Waiting)
     }
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TaskState::Running => "running",
             TaskState::Waiting => "waiting",
@@ -49,70 +49,70 @@ impl TaskState {
 
 /// One task, as kept on disk and reported to clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskRecord {
+pub(crate) struct TaskRecord {
     /// Short id: `t7`.
-    pub id: String,
+    pub(crate) id: String,
     /// The `PTT_TASK_ID` every process of the task carries.
-    pub uuid: String,
-    pub name: String,
-    pub prompt: String,
-    pub project: Option<String>,
+    pub(crate) uuid: String,
+    pub(crate) name: String,
+    pub(crate) prompt: String,
+    pub(crate) project: Option<String>,
     /// Where Claude runs.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The directory the task was asked for (differs from `dir` with isolation).
     #[serde(default)]
-    pub origin_dir: Option<PathBuf>,
+    pub(crate) origin_dir: Option<PathBuf>,
     #[serde(default)]
-    pub branch: Option<String>,
-    pub state: TaskState,
-    pub pid: Option<i32>,
-    pub pgid: Option<i32>,
+    pub(crate) branch: Option<String>,
+    pub(crate) state: TaskState,
+    pub(crate) pid: Option<i32>,
+    pub(crate) pgid: Option<i32>,
     /// Start time of `pid` in clock ticks since boot (`/proc/PID/stat` field
     /// 22): with the pid it identifies the process even after pid reuse.
-    pub proc_start: Option<u64>,
+    pub(crate) proc_start: Option<u64>,
     /// Unix seconds.
-    pub created_at: u64,
-    pub ended_at: Option<u64>,
-    pub session_id: Option<String>,
-    pub model: Option<String>,
+    pub(crate) created_at: u64,
+    pub(crate) ended_at: Option<u64>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) model: Option<String>,
     /// The resumed task, for `continue`.
     #[serde(default)]
-    pub continues: Option<String>,
+    pub(crate) continues: Option<String>,
     /// What it is doing now ("editing src/auth.rs").
-    pub activity: Option<String>,
+    pub(crate) activity: Option<String>,
     #[serde(default)]
-    pub stalled: bool,
-    pub cost_usd: Option<f64>,
-    pub num_turns: Option<u64>,
-    pub duration_ms: Option<u64>,
-    pub exit_code: Option<i32>,
-    pub exit_signal: Option<i32>,
+    pub(crate) stalled: bool,
+    pub(crate) cost_usd: Option<f64>,
+    pub(crate) num_turns: Option<u64>,
+    pub(crate) duration_ms: Option<u64>,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) exit_signal: Option<i32>,
     /// Why it failed (or was stopped), in words.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The redacted, ear-length summary of the result.
-    pub summary: Option<String>,
-    pub log_path: PathBuf,
+    pub(crate) summary: Option<String>,
+    pub(crate) log_path: PathBuf,
     /// The last lines of output (bounded, redacted).
     #[serde(default)]
-    pub tail: Vec<String>,
+    pub(crate) tail: Vec<String>,
     #[serde(default)]
-    pub output_bytes: u64,
+    pub(crate) output_bytes: u64,
     /// While waiting: what it wants, in one redacted line ("run: npm install left-pad").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waiting_for: Option<String>,
+    pub(crate) waiting_for: Option<String>,
     /// Every permission request of the run and its answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub permissions: Vec<PermissionEntry>,
+    pub(crate) permissions: Vec<PermissionEntry>,
     /// What it changed (files written, the diff stat), known when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changes: Option<Changes>,
+    pub(crate) changes: Option<Changes>,
     /// Unix seconds until which the API refuses its requests (a `rate_limit_event`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limited_until: Option<u64>,
+    pub(crate) rate_limited_until: Option<u64>,
     /// The user has been told how it ended (by the live session). An ended
     /// task starts unannounced; records from before this field are announced.
     #[serde(default = "announced_by_default")]
-    pub announced: bool,
+    pub(crate) announced: bool,
 }
 
 fn announced_by_default() -> bool {
@@ -122,7 +122,7 @@ fn announced_by_default() -> bool {
 impl TaskRecord {
     /// A task that has just started running in `dir`; every other field is
     /// empty until the supervisor fills it in.
-    pub fn new(id: &str, uuid: &str, name: &str, prompt: &str, dir: PathBuf) -> TaskRecord {
+    pub(crate) fn new(id: &str, uuid: &str, name: &str, prompt: &str, dir: PathBuf) -> TaskRecord {
         TaskRecord {
             id: id.into(),
             uuid: uuid.into(),
@@ -180,23 +180,23 @@ struct RegistryFileRef<'a> {
 
 /// The in-memory registry.
 #[derive(Debug, Default)]
-pub struct Registry {
-    pub next_id: u64,
-    pub tasks: Vec<TaskRecord>,
+pub(crate) struct Registry {
+    pub(crate) next_id: u64,
+    pub(crate) tasks: Vec<TaskRecord>,
 }
 
 /// What loading found besides the tasks.
 #[derive(Debug, Default)]
-pub struct LoadReport {
+pub(crate) struct LoadReport {
     /// Set when the file was corrupt and moved aside.
-    pub moved_aside: Option<(PathBuf, String)>,
+    pub(crate) moved_aside: Option<(PathBuf, String)>,
 }
 
 impl Registry {
     /// Loads the registry. A missing file is an empty registry; a corrupt one is
     /// renamed to `tasks.json.corrupt-<unix time>` and reported, and the id
     /// counter is recovered from `logs_dir`.
-    pub fn load(path: &Path, logs_dir: &Path) -> Result<(Registry, LoadReport)> {
+    pub(crate) fn load(path: &Path, logs_dir: &Path) -> Result<(Registry, LoadReport)> {
         let mut report = LoadReport::default();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -225,40 +225,40 @@ impl Registry {
 
     /// Writes the registry atomically (temp file, rename); with
     /// [`Durability::Synced`] also fsyncs the file and the directory.
-    pub fn save(&self, path: &Path, durability: Durability) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path, durability: Durability) -> Result<()> {
         let file = RegistryFileRef { version: 1, next_id: self.next_id, tasks: &self.tasks };
         let bytes = serde_json::to_vec(&file).context("cannot serialize the registry")?;
         write_atomic(path, &bytes, durability)
     }
 
     /// The id [`Registry::allocate_id`] hands out next, without taking it.
-    pub fn next_task_id(&self) -> String {
+    pub(crate) fn next_task_id(&self) -> String {
         format!("t{}", self.next_id.max(1))
     }
 
     /// Is there an id left to hand out? The counter never wraps (an id is never
     /// handed out twice), so at its end starts are refused.
-    pub fn ids_left(&self) -> bool {
+    pub(crate) fn ids_left(&self) -> bool {
         self.next_id.max(1).checked_add(1).is_some()
     }
 
     /// Allocates the next id (`t<N>`); `None` once the counter is exhausted.
-    pub fn allocate_id(&mut self) -> Option<String> {
+    pub(crate) fn allocate_id(&mut self) -> Option<String> {
         let n = self.next_id.max(1);
         self.next_id = n.checked_add(1)?;
         Some(format!("t{n}"))
     }
 
-    pub fn get(&self, id: &str) -> Option<&TaskRecord> {
+    pub(crate) fn get(&self, id: &str) -> Option<&TaskRecord> {
         self.tasks.iter().find(|t| t.id == id)
     }
 
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut TaskRecord> {
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut TaskRecord> {
         self.tasks.iter_mut().find(|t| t.id == id)
     }
 
     /// Drops the oldest ended tasks beyond `keep` (their logs stay on disk).
-    pub fn prune(&mut self, keep: usize) {
+    pub(crate) fn prune(&mut self, keep: usize) {
         let ended = self.tasks.iter().filter(|t| !t.state.is_active()).count();
         let mut excess = ended.saturating_sub(keep);
         if excess == 0 {
@@ -277,7 +277,7 @@ impl Registry {
 
 /// How far a write must get before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+pub(crate) enum Durability {
     /// Temp file + rename: readers (a restarted daemon) see the old or the new
     /// content, whatever happens to this process. A power loss may lose it.
     Atomic,
@@ -286,7 +286,7 @@ pub enum Durability {
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content.
-pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
@@ -338,7 +338,7 @@ fn create_exclusive(tmp: &Path) -> std::io::Result<std::fs::File> {
 /// Flushes `path` and its directory to the disk (what [`Durability::Synced`]
 /// adds to an atomic write), for a file another writer keeps replacing: it
 /// flushes whichever version is current, and never writes content itself.
-pub fn sync_path(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_path(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_data()?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
@@ -348,7 +348,7 @@ pub fn sync_path(path: &Path) -> std::io::Result<()> {
 
 /// A thread that makes the registry durable after the loop wrote it, so no
 /// fsync ever runs on the loop. Requests that pile up are served by one sync.
-pub fn spawn_syncer(path: PathBuf) -> std::io::Result<crossbeam_channel::Sender<()>> {
+pub(crate) fn spawn_syncer(path: PathBuf) -> std::io::Result<crossbeam_channel::Sender<()>> {
     let (tx, rx) = crossbeam_channel::unbounded::<()>();
     std::thread::Builder::new().name("registry-sync".into()).stack_size(64 * 1024).spawn(move || {
         while rx.recv().is_ok() {
@@ -362,7 +362,7 @@ pub fn spawn_syncer(path: PathBuf) -> std::io::Result<crossbeam_channel::Sender<
 }
 
 /// `t12` → 12.
-pub fn numeric_id(id: &str) -> Option<u64> {
+pub(crate) fn numeric_id(id: &str) -> Option<u64> {
     id.strip_prefix('t')?.parse().ok()
 }
 
@@ -381,7 +381,7 @@ fn next_id_from_logs(logs_dir: &Path) -> u64 {
     max.saturating_add(1)
 }
 
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 

@@ -16,45 +16,45 @@ use crate::config::PermissionMode;
 use crate::process::filter_env;
 
 /// The short spoken-friendly summary every task is asked to end with.
-pub const SUMMARY_PROMPT: &str = "You run unattended in the background for a user who will hear your final message \
+pub(crate) const SUMMARY_PROMPT: &str = "You run unattended in the background for a user who will hear your final message \
 read aloud. End with a short plain-text summary (two or three sentences, no markdown, no code) of what you did and \
 what the user should know.";
 
 /// Everything needed to start one run of the CLI.
 #[derive(Debug, Clone)]
-pub struct SpawnSpec {
-    pub claude: PathBuf,
-    pub prompt: String,
-    pub dir: PathBuf,
-    pub permission_mode: PermissionMode,
-    pub max_turns: u32,
-    pub model: String,
-    pub resume: Option<String>,
-    pub task_uuid: String,
-    pub owner_tag: String,
-    pub env_allow: Vec<String>,
+pub(crate) struct SpawnSpec {
+    pub(crate) claude: PathBuf,
+    pub(crate) prompt: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) permission_mode: PermissionMode,
+    pub(crate) max_turns: u32,
+    pub(crate) model: String,
+    pub(crate) resume: Option<String>,
+    pub(crate) task_uuid: String,
+    pub(crate) owner_tag: String,
+    pub(crate) env_allow: Vec<String>,
     /// `--session-id` for a first run (so `continue` works even when no init
     /// line was read); `None` with `resume`.
-    pub session_id: Option<String>,
+    pub(crate) session_id: Option<String>,
     /// `--max-budget-usd`.
-    pub max_budget_usd: Option<f64>,
+    pub(crate) max_budget_usd: Option<f64>,
     /// Permission requests go to `ptt mcp-permission` (see [`PermissionPrompt`]).
-    pub permission_prompt: Option<PermissionPrompt>,
+    pub(crate) permission_prompt: Option<PermissionPrompt>,
     /// With worktree isolation: (repository, branch) to `git worktree add` into
     /// `dir` before the CLI starts (done by the child itself, off the loop).
-    pub worktree: Option<(PathBuf, String)>,
+    pub(crate) worktree: Option<(PathBuf, String)>,
 }
 
 /// The permission-prompt server: the `ptt` binary and the daemon's socket.
 #[derive(Debug, Clone)]
-pub struct PermissionPrompt {
-    pub ptt: PathBuf,
-    pub socket: PathBuf,
+pub(crate) struct PermissionPrompt {
+    pub(crate) ptt: PathBuf,
+    pub(crate) socket: PathBuf,
 }
 
 impl PermissionPrompt {
     /// `--mcp-config`'s JSON: `<ptt> mcp-permission --task <uuid> --socket <socket>` as a stdio server.
-    pub fn mcp_config(&self, task_uuid: &str) -> String {
+    pub(crate) fn mcp_config(&self, task_uuid: &str) -> String {
         serde_json::json!({
             "mcpServers": {
                 super::permission::SERVER_NAME: {
@@ -71,7 +71,7 @@ impl PermissionPrompt {
 /// The CLI's arguments. The prompt is not among them: it goes to the child's
 /// standard input, because a command line is visible to every user in `ps`
 /// (`claude -p` reads its prompt from stdin when none is given).
-pub fn claude_args(spec: &SpawnSpec) -> Vec<OsString> {
+pub(crate) fn claude_args(spec: &SpawnSpec) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "-p".into(),
         "--output-format".into(),
@@ -118,16 +118,16 @@ git -C "$repo" worktree add -q -b "$branch" "$dir" HEAD </dev/null >&2 || { echo
 cd "$dir" && exec "$@""#;
 
 /// A started child with the read end of its combined stdout+stderr pipe.
-pub struct Spawned {
-    pub child: Child,
-    pub output: std::io::PipeReader,
+pub(crate) struct Spawned {
+    pub(crate) child: Child,
+    pub(crate) output: std::io::PipeReader,
 }
 
 /// Starts the child. The prompt is written to its stdin by a short-lived thread
 /// (a large prompt would fill the pipe and block the loop); stdout and stderr
 /// share one pipe so that a single reaper thread sees them in order (stderr
 /// lines are not JSON and are kept as text).
-pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
+pub(crate) fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     let (reader, writer) = std::io::pipe()?;
     let writer_err = writer.try_clone()?;
     let mut cmd = match &spec.worktree {

@@ -14,23 +14,23 @@ use crate::text::{clip, redact};
 
 /// The `result` line: the outcome the CLI reports for the whole run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ResultInfo {
-    pub is_error: bool,
-    pub subtype: Option<String>,
-    pub terminal_reason: Option<String>,
-    pub result: Option<String>,
-    pub total_cost_usd: Option<f64>,
-    pub duration_ms: Option<u64>,
-    pub num_turns: Option<u64>,
-    pub session_id: Option<String>,
+pub(crate) struct ResultInfo {
+    pub(crate) is_error: bool,
+    pub(crate) subtype: Option<String>,
+    pub(crate) terminal_reason: Option<String>,
+    pub(crate) result: Option<String>,
+    pub(crate) total_cost_usd: Option<f64>,
+    pub(crate) duration_ms: Option<u64>,
+    pub(crate) num_turns: Option<u64>,
+    pub(crate) session_id: Option<String>,
     /// `errors` of an error result (`["Reached maximum budget ($0.01)"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 impl ResultInfo {
     /// The run stopped because it reached `--max-budget-usd`.
-    pub fn budget_exhausted(&self) -> bool {
+    pub(crate) fn budget_exhausted(&self) -> bool {
         self.subtype.as_deref() == Some("error_max_budget_usd")
             || self.terminal_reason.as_deref() == Some("budget_exhausted")
     }
@@ -38,7 +38,7 @@ impl ResultInfo {
 
 /// One fact extracted from a line.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StreamFact {
+pub(crate) enum StreamFact {
     /// `system/init`: the session id (for `--resume`) and the model.
     Init { session_id: Option<String>, model: Option<String> },
     /// An `assistant` tool_use block, described for humans ("editing src/a.rs").
@@ -62,7 +62,7 @@ pub enum StreamFact {
 
 /// What a line was.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ParsedLine {
+pub(crate) enum ParsedLine {
     /// Valid JSON; zero or more facts (an assistant line may hold several blocks).
     Json(Vec<StreamFact>),
     /// Not JSON (stderr, a crash message, garbage): the caller keeps it as text.
@@ -74,7 +74,7 @@ fn str_of(v: &Value, key: &str) -> Option<String> {
 }
 
 /// Parses one line (without its newline).
-pub fn parse_line(line: &[u8]) -> ParsedLine {
+pub(crate) fn parse_line(line: &[u8]) -> ParsedLine {
     let trimmed = line.trim_ascii();
     if trimmed.first() != Some(&b'{') {
         return ParsedLine::Text;
@@ -155,7 +155,7 @@ pub fn parse_line(line: &[u8]) -> ParsedLine {
 }
 
 /// "editing src/auth.rs", "running cargo test": what a tool call is doing.
-pub fn describe_tool_use(name: &str, input: &Value) -> String {
+pub(crate) fn describe_tool_use(name: &str, input: &Value) -> String {
     let field = |k: &str| input.get(k).and_then(Value::as_str).map(|s| clip(s, 80));
     let path =
         || field("file_path").or_else(|| field("notebook_path")).or_else(|| field("path")).map(|p| short_path(&p));
@@ -180,7 +180,7 @@ pub fn describe_tool_use(name: &str, input: &Value) -> String {
 }
 
 /// The file a writing tool call writes, if `name` is one and names it.
-pub fn written_path(name: &str, input: &Value) -> Option<String> {
+pub(crate) fn written_path(name: &str, input: &Value) -> Option<String> {
     let key = match name {
         "Write" | "Edit" | "MultiEdit" => "file_path",
         "NotebookEdit" => "notebook_path",

@@ -18,7 +18,7 @@ pub struct TaggedProcess {
 }
 
 /// Start time (clock ticks since boot) of `pid`, field 22 of `/proc/PID/stat`.
-pub fn proc_start_ticks(pid: i32) -> Option<u64> {
+pub(crate) fn proc_start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
@@ -26,13 +26,13 @@ pub fn proc_start_ticks(pid: i32) -> Option<u64> {
 }
 
 /// `pid:start` for this process: what children carry in `PTT_OWNER`.
-pub fn owner_tag_of_self() -> String {
+pub(crate) fn owner_tag_of_self() -> String {
     let pid = std::process::id() as i32;
     format!("{pid}:{}", proc_start_ticks(pid).unwrap_or(0))
 }
 
 /// Is the daemon named by an owner tag still alive (same pid, same start)?
-pub fn owner_alive(tag: &str) -> bool {
+pub(crate) fn owner_alive(tag: &str) -> bool {
     let Some((pid, start)) = tag.split_once(':') else { return false };
     let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else { return false };
     pid > 0 && proc_start_ticks(pid) == Some(start)
@@ -77,27 +77,27 @@ fn scan_root(proc_root: &Path, uid: u32) -> Vec<TaggedProcess> {
 /// SIGKILLs every process of ours carrying one of `uuids`, in rounds until
 /// none is left (a process may fork while we kill). Returns how many were
 /// killed.
-pub fn kill_tasks(uid: u32, uuids: &[String]) -> usize {
+pub(crate) fn kill_tasks(uid: u32, uuids: &[String]) -> usize {
     kill_matching(uid, |p| uuids.contains(&p.task_uuid)).len()
 }
 
 /// A request to the sweeper thread: kill what carries `uuid` (task `id`).
 #[derive(Debug, Clone)]
-pub struct SweepRequest {
-    pub id: String,
-    pub uuid: String,
+pub(crate) struct SweepRequest {
+    pub(crate) id: String,
+    pub(crate) uuid: String,
     /// A stop after the grace period: scan at once. Otherwise (a routine check
     /// after a normal exit) wait a moment so one scan serves several tasks.
-    pub urgent: bool,
+    pub(crate) urgent: bool,
 }
 
 /// How long routine requests wait to be batched.
-pub const SWEEP_BATCH: std::time::Duration = std::time::Duration::from_millis(500);
+pub(crate) const SWEEP_BATCH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Starts the sweeper: one thread that scans `/proc` for the requested tasks'
 /// processes and kills them, batching requests so a burst of task ends costs
 /// one scan, not one each. `report(id, killed)` is called per request.
-pub fn spawn_sweeper(
+pub(crate) fn spawn_sweeper(
     uid: u32,
     report: impl Fn(String, usize) + Send + 'static,
 ) -> std::io::Result<crossbeam_channel::Sender<SweepRequest>> {
@@ -121,7 +121,7 @@ pub fn spawn_sweeper(
 
 /// Kills processes whose owning daemon is dead (or unknown), except those of
 /// `owned_by_us` (tasks the calling daemon still runs). Returns the victims.
-pub fn sweep_orphans(uid: u32, own_tag: Option<&str>) -> Vec<TaggedProcess> {
+pub(crate) fn sweep_orphans(uid: u32, own_tag: Option<&str>) -> Vec<TaggedProcess> {
     let mut victims = Vec::new();
     for _round in 0..5 {
         let batch: Vec<TaggedProcess> = scan(uid)

@@ -29,7 +29,7 @@ const MAX_ENTRIES: usize = 50;
 /// The answer to `ptt task allow/deny` and `answer_permission`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum PermissionOutcome {
+pub(crate) enum PermissionOutcome {
     Answered { task_id: String, name: String, what: String, decision: String, message: String },
     NotWaiting { task_id: String, name: String, state: TaskState, message: String },
     Ambiguous { candidates: Vec<Candidate>, message: String },
@@ -40,7 +40,13 @@ impl Supervisor {
     /// A request from task `uuid`'s permission-prompt server. `reply` gets the
     /// answer (maybe at once: an unknown task, `permissions = "deny"`, a
     /// remembered rule); the notices say the task now waits.
-    pub fn permission_ask(&mut self, uuid: &str, arguments: &Value, reply: Sender<Value>, now: Instant) -> Vec<Notice> {
+    pub(crate) fn permission_ask(
+        &mut self,
+        uuid: &str,
+        arguments: &Value,
+        reply: Sender<Value>,
+        now: Instant,
+    ) -> Vec<Notice> {
         let deny = |reply: &Sender<Value>, message: &str| {
             let _ = reply.try_send(serde_json::json!({ "behavior": "deny", "message": message }));
         };
@@ -98,7 +104,7 @@ impl Supervisor {
     }
 
     /// Answers the oldest waiting request of the task `reference` names.
-    pub fn answer_permission(
+    pub(crate) fn answer_permission(
         &mut self,
         reference: &str,
         decision: Decision,

@@ -40,14 +40,14 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::config::{PasteKeys, TyperKind};
+pub(crate) use crate::config::{PasteKeys, TyperKind};
 
 /// The external tools this module knows how to use, as looked up on `PATH`.
-pub const KNOWN_TOOLS: [&str; 7] = ["xdotool", "wtype", "ydotool", "xclip", "xsel", "wl-copy", "wl-paste"];
+pub(crate) const KNOWN_TOOLS: [&str; 7] = ["xdotool", "wtype", "ydotool", "xclip", "xsel", "wl-copy", "wl-paste"];
 
 /// How long the clipboard keeps the dictated text after the paste keystroke before the old content is restored:
 /// the target application reads the clipboard asynchronously after it sees Ctrl+V.
-pub const CLIPBOARD_SETTLE: Duration = Duration::from_millis(200);
+pub(crate) const CLIPBOARD_SETTLE: Duration = Duration::from_millis(200);
 
 /// How long [`type_text`] waits for the clipboard to report the new text before it sends the paste keystroke
 /// (xclip and wl-copy leave the selection to a background process, so their exit does not prove it is set yet).
@@ -59,7 +59,7 @@ const CLIPBOARD_SET_WAIT: Duration = Duration::from_secs(1);
 /// `wtype -d 5 "hello world"` typed "ello world" in 5 of 6 fresh compositors (and a 1 s wait before wtype did
 /// not help, so it is per run, not per compositor); with `-s 20`, `-s 50` or `-s 100` none of 18 lost a
 /// character. 100 ms leaves room for a loaded machine; `tests/wayland.rs` types into five fresh compositors.
-pub const WTYPE_SETTLE_MS: u32 = 100;
+pub(crate) const WTYPE_SETTLE_MS: u32 = 100;
 
 /// The first bytes of a failing command's stderr that are kept for the error message.
 const STDERR_KEEP: usize = 500;
@@ -73,30 +73,30 @@ const PER_CHAR_ALLOWANCE: Duration = Duration::from_millis(30);
 
 /// What the graphical session offers, read at typing time (not at daemon start).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     /// `DISPLAY`, when set and not empty.
-    pub display: Option<String>,
+    pub(crate) display: Option<String>,
     /// `WAYLAND_DISPLAY`, when set and not empty.
-    pub wayland_display: Option<String>,
+    pub(crate) wayland_display: Option<String>,
     /// Which of [`KNOWN_TOOLS`] are executable files on `PATH`.
-    pub available: BTreeSet<String>,
+    pub(crate) available: BTreeSet<String>,
     /// Further variables every typing command gets explicitly (name → value): `XDG_RUNTIME_DIR` (where the Wayland
     /// socket lives), `YDOTOOL_SOCKET`, `XAUTHORITY`, the `PATH` the tools were found on, and the locale – the
     /// session's `LANG`/`LC_CTYPE`/`LC_ALL` when it is UTF-8, else `LC_ALL=C.UTF-8` so non-ASCII text can be typed.
-    pub env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     /// Why wtype cannot type here although it is installed (the compositor lacks the virtual-keyboard protocol,
     /// or cannot be asked), found by [`SessionInfo::probe`]. `None`: nothing against it, or not probed.
-    pub wtype_blocked: Option<String>,
+    pub(crate) wtype_blocked: Option<String>,
     /// Why ydotool cannot type here although it is installed (no ydotoold socket, `/dev/uinput` unusable), found
     /// by [`SessionInfo::probe`]. `None`: nothing against it, or not probed.
-    pub ydotool_blocked: Option<String>,
+    pub(crate) ydotool_blocked: Option<String>,
 }
 
 impl SessionInfo {
     /// Reads the session. `var` looks up an environment variable (injectable for tests); `path` is the `PATH`
     /// value. Checks which of xdotool, wtype, ydotool, xclip, xsel, wl-copy, wl-paste are executable files on
     /// `path`. Empty variables count as unset.
-    pub fn detect(var: impl Fn(&str) -> Option<String>, path: Option<&OsStr>) -> SessionInfo {
+    pub(crate) fn detect(var: impl Fn(&str) -> Option<String>, path: Option<&OsStr>) -> SessionInfo {
         let get = |name: &str| var(name).filter(|v| !v.is_empty());
         let mut available = BTreeSet::new();
         if let Some(path) = path {
@@ -145,7 +145,7 @@ impl SessionInfo {
     /// Asks the session what the installed tools need: whether the Wayland compositor offers the virtual-keyboard
     /// protocol (wtype), and whether ydotool's daemon socket exists and `/dev/uinput` is usable (ydotool). Talks
     /// to the compositor (one round trip, at most 1 s): call it on a worker thread, never on the daemon's loop.
-    pub fn probe(mut self) -> SessionInfo {
+    pub(crate) fn probe(mut self) -> SessionInfo {
         if let (true, Some(wd)) = (self.has("wtype"), self.wayland_display.clone()) {
             self.wtype_blocked = wtype_blocker(&wd, self.env.get("XDG_RUNTIME_DIR").map(String::as_str));
         }
@@ -163,7 +163,7 @@ impl SessionInfo {
     /// (`crate::process::child_may_inherit`):
     /// `(name, Some(value))` sets a variable, `(name, None)` removes it (a `DISPLAY` or `WAYLAND_DISPLAY` that the
     /// session does not have must not leak in from the daemon's start-up environment).
-    pub fn command_env(&self) -> Vec<(String, Option<String>)> {
+    pub(crate) fn command_env(&self) -> Vec<(String, Option<String>)> {
         let mut vars = vec![
             ("DISPLAY".to_string(), self.display.clone()),
             ("WAYLAND_DISPLAY".to_string(), self.wayland_display.clone()),
@@ -173,14 +173,14 @@ impl SessionInfo {
     }
 
     /// True when this is a Wayland session (`WAYLAND_DISPLAY` set), even if XWayland also provides `DISPLAY`.
-    pub fn is_wayland(&self) -> bool {
+    pub(crate) fn is_wayland(&self) -> bool {
         self.wayland_display.is_some()
     }
 
     /// The X display to watch for held modifiers: `DISPLAY` in a pure X11 session, `None` on Wayland (XWayland
     /// only sees keys while one of its own windows has focus) and on the console. Pass it to
     /// [`wait_for_modifiers_up`].
-    pub fn x11_display(&self) -> Option<&str> {
+    pub(crate) fn x11_display(&self) -> Option<&str> {
         if self.is_wayland() { None } else { self.display.as_deref() }
     }
 
@@ -251,7 +251,7 @@ fn ydotool_blocker(socket: Option<&str>, runtime_dir: Option<&str>, uinput: &Pat
 
 /// How text gets into the focused window.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// `xdotool type` (X11).
     Xdotool,
     /// `wtype` (Wayland compositors with the virtual-keyboard protocol: wlroots-based, KDE; not GNOME).
@@ -266,18 +266,18 @@ pub enum Backend {
 
 /// How to read and write the clipboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Clipboard {
+pub(crate) enum Clipboard {
     /// `xclip -selection clipboard` (X11).
     Xclip,
     /// `xsel --clipboard` (X11).
     Xsel,
     /// `wl-copy` / `wl-paste` (Wayland).
-    WlClipboard,
+    WlCopy,
 }
 
 /// How the paste keystroke is sent for [`Backend::Clipboard`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Paste {
+pub(crate) enum Paste {
     /// `xdotool key ctrl+v` (X11).
     Xdotool,
     /// `wtype -M ctrl -k v -m ctrl` (Wayland).
@@ -297,7 +297,7 @@ pub enum Paste {
 ///
 /// What wtype and ydotool need beyond being installed is known only after [`SessionInfo::probe`]; an unprobed
 /// session (tests) assumes they work.
-pub fn choose(kind: TyperKind, s: &SessionInfo) -> Result<Backend, String> {
+pub(crate) fn choose(kind: TyperKind, s: &SessionInfo) -> Result<Backend, String> {
     let wayland = s.is_wayland();
     let x11 = s.display.is_some();
     match kind {
@@ -385,7 +385,7 @@ pub fn choose(kind: TyperKind, s: &SessionInfo) -> Result<Backend, String> {
 
 /// Every typer with whether it can type in session `s` and why (for `ptt doctor`): the chosen backend, or the
 /// reason it cannot be used. `Stdout` is left out (it always works and types into no window).
-pub fn report(s: &SessionInfo) -> Vec<(TyperKind, Result<Backend, String>)> {
+pub(crate) fn report(s: &SessionInfo) -> Vec<(TyperKind, Result<Backend, String>)> {
     [TyperKind::Wtype, TyperKind::Xdotool, TyperKind::Ydotool, TyperKind::Clipboard]
         .into_iter()
         .map(|k| {
@@ -405,7 +405,7 @@ fn clipboard_tools(s: &SessionInfo) -> Result<(Clipboard, Paste), String> {
         );
     }
     let clip = if wayland && s.has("wl-copy") && s.has("wl-paste") {
-        Clipboard::WlClipboard
+        Clipboard::WlCopy
     } else if x11 && s.has("xclip") {
         Clipboard::Xclip
     } else if x11 && s.has("xsel") {
@@ -446,14 +446,14 @@ fn clipboard_tools(s: &SessionInfo) -> Result<(Clipboard, Paste), String> {
 
 /// What to type: text runs and Enter presses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
+pub(crate) enum Piece {
     Text(String),
     Enter,
 }
 
 /// Splits text on line breaks: `"a\nb"` → `[Text("a"), Enter, Text("b")]`. Empty runs are dropped, every `'\n'`
 /// is one Enter, and a `"\r\n"` pair counts as one line break.
-pub fn pieces(text: &str) -> Vec<Piece> {
+pub(crate) fn pieces(text: &str) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut lines = text.split('\n').peekable();
     let mut first = true;
@@ -472,9 +472,9 @@ pub fn pieces(text: &str) -> Vec<Piece> {
 
 /// One external command (argv) with optional stdin bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub argv: Vec<String>,
-    pub stdin: Option<String>,
+pub(crate) struct Step {
+    pub(crate) argv: Vec<String>,
+    pub(crate) stdin: Option<String>,
 }
 
 impl Step {
@@ -561,7 +561,7 @@ fn ydotool_typable(c: char) -> bool {
 }
 
 /// The least key delay for xdotool typing text that is not ASCII (see [`plan`]).
-pub const XDOTOOL_NON_ASCII_DELAY_MS: u32 = 25;
+pub(crate) const XDOTOOL_NON_ASCII_DELAY_MS: u32 = 25;
 
 /// The exact commands `backend` runs for `pieces` (pure). `key_delay_ms` is the delay between keystrokes.
 ///
@@ -578,7 +578,7 @@ pub const XDOTOOL_NON_ASCII_DELAY_MS: u32 = 25;
 /// * Clipboard: set the whole text (Enters as `'\n'`) through stdin, then the paste keystroke; the save and
 ///   restore around it are [`clipboard_save_step`] and [`clipboard_restore_step`], and [`type_text`] runs all four.
 /// * Stdout: no command.
-pub fn plan(backend: &Backend, pieces: &[Piece], key_delay_ms: u32) -> Vec<Step> {
+pub(crate) fn plan(backend: &Backend, pieces: &[Piece], key_delay_ms: u32) -> Vec<Step> {
     let ms = key_delay_ms.to_string();
     let mut steps = Vec::new();
     match backend {
@@ -646,23 +646,23 @@ pub fn plan(backend: &Backend, pieces: &[Piece], key_delay_ms: u32) -> Vec<Step>
 }
 
 /// The command that prints the clipboard's current text on stdout (to save it before pasting).
-pub fn clipboard_save_step(clip: Clipboard) -> Step {
+pub(crate) fn clipboard_save_step(clip: Clipboard) -> Step {
     match clip {
         Clipboard::Xclip => Step::new(&["xclip", "-selection", "clipboard", "-o"]),
         Clipboard::Xsel => Step::new(&["xsel", "--clipboard", "--output"]),
-        Clipboard::WlClipboard => Step::new(&["wl-paste", "--no-newline"]),
+        Clipboard::WlCopy => Step::new(&["wl-paste", "--no-newline"]),
     }
 }
 
 /// The command that puts `saved` back on the clipboard after pasting, or clears it when `saved` is `None` (the
 /// clipboard held nothing, or nothing that could be saved as text). xclip has no clear option: it is given an
 /// empty text instead.
-pub fn clipboard_restore_step(clip: Clipboard, saved: Option<&str>) -> Step {
+pub(crate) fn clipboard_restore_step(clip: Clipboard, saved: Option<&str>) -> Step {
     match (clip, saved) {
         (_, Some(text)) => clipboard_set_step(clip, text),
         (Clipboard::Xclip, None) => clipboard_set_step(clip, ""),
         (Clipboard::Xsel, None) => Step::new(&["xsel", "--clipboard", "--clear"]),
-        (Clipboard::WlClipboard, None) => Step::new(&["wl-copy", "--clear"]),
+        (Clipboard::WlCopy, None) => Step::new(&["wl-copy", "--clear"]),
     }
 }
 
@@ -671,7 +671,7 @@ fn clipboard_set_step(clip: Clipboard, text: &str) -> Step {
         Clipboard::Xclip => Step::new(&["xclip", "-selection", "clipboard", "-i"]),
         Clipboard::Xsel => Step::new(&["xsel", "--clipboard", "--input"]),
         // An explicit type: wl-copy would otherwise guess one by running xdg-mime on the text.
-        Clipboard::WlClipboard => Step::new(&["wl-copy", "--type", "text/plain"]),
+        Clipboard::WlCopy => Step::new(&["wl-copy", "--type", "text/plain"]),
     }
     .with_stdin(text)
 }
@@ -701,7 +701,7 @@ fn paste_step(paste: Paste, keys: PasteKeys) -> Step {
 
 impl Backend {
     /// The same backend with `keys` as the paste keystroke (only the clipboard backend pastes).
-    pub fn with_paste_keys(self, keys: PasteKeys) -> Backend {
+    pub(crate) fn with_paste_keys(self, keys: PasteKeys) -> Backend {
         match self {
             Backend::Clipboard(clip, paste, _) => Backend::Clipboard(clip, paste, keys),
             other => other,
@@ -713,9 +713,9 @@ mod modifiers;
 mod run;
 #[cfg(test)]
 mod tests;
-pub mod wayland;
+pub(crate) mod wayland;
 
-pub use modifiers::wait_for_modifiers_up;
+pub(crate) use modifiers::wait_for_modifiers_up;
+pub(crate) use run::type_text;
 #[cfg(test)]
 use run::*;
-pub use run::{TypeError, type_text};

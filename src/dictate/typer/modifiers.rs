@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// [`SessionInfo::x11_display`]) it returns `Ok(Duration::ZERO)` at once. Opens its own connection with
 /// `XOpenDisplay(display)` and always closes it; installs no Xlib error handler (the daemon has one, and
 /// `XQueryKeymap` raises no errors).
-pub fn wait_for_modifiers_up(display: Option<&str>, max_wait: Duration) -> Result<Duration, String> {
+pub(crate) fn wait_for_modifiers_up(display: Option<&str>, max_wait: Duration) -> Result<Duration, String> {
     let Some(name) = display.filter(|d| !d.is_empty()) else {
         return Ok(Duration::ZERO);
     };

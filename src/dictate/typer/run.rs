@@ -5,7 +5,7 @@ use super::*;
 
 /// Why typing failed. The messages never contain the typed text.
 #[derive(Debug)]
-pub enum TypeError {
+pub(crate) enum TypeError {
     /// The named tool is not installed (or not on `PATH`).
     Missing(String),
     /// The tool ran and failed.
@@ -50,7 +50,7 @@ fn one_line(s: &str) -> String {
 /// the restore still runs; a failing restore is logged with `log::warn!`, not returned.
 ///
 /// Call [`wait_for_modifiers_up`] first: this function does not look at the keyboard.
-pub fn type_text(
+pub(crate) fn type_text(
     backend: &Backend,
     pieces: &[Piece],
     session: &SessionInfo,

@@ -81,12 +81,12 @@ fn choose_explicit_kinds() {
         (
             TyperKind::Clipboard,
             session(true, true, &all),
-            B::Clipboard(Clipboard::WlClipboard, Paste::Wtype, PasteKeys::CtrlV),
+            B::Clipboard(Clipboard::WlCopy, Paste::Wtype, PasteKeys::CtrlV),
         ),
         (
             TyperKind::Clipboard,
             session(false, true, &["wl-copy", "wl-paste", "ydotool"]),
-            B::Clipboard(Clipboard::WlClipboard, Paste::Ydotool, PasteKeys::CtrlV),
+            B::Clipboard(Clipboard::WlCopy, Paste::Ydotool, PasteKeys::CtrlV),
         ),
     ];
     for (kind, s, want) in ok {
@@ -126,7 +126,7 @@ fn blocked_tools_are_passed_over_with_the_reason() {
     assert_eq!(choose(TyperKind::Auto, &with(&all, Some(gnome), None)), Ok(B::Ydotool));
     assert_eq!(
         choose(TyperKind::Clipboard, &with(&all, Some(gnome), None)),
-        Ok(B::Clipboard(Clipboard::WlClipboard, Paste::Ydotool, PasteKeys::CtrlV))
+        Ok(B::Clipboard(Clipboard::WlCopy, Paste::Ydotool, PasteKeys::CtrlV))
     );
     // sway without uinput: wtype, and ydotool is never chosen.
     assert_eq!(choose(TyperKind::Auto, &with(&all, None, Some(no_uinput))), Ok(B::Wtype));
@@ -346,12 +346,12 @@ fn plan_clipboard() {
             step(&["ydotool", "key", "29:1", "47:1", "47:0", "29:0"]),
         ),
         (
-            Backend::Clipboard(Clipboard::WlClipboard, Paste::Wtype, PasteKeys::CtrlV),
+            Backend::Clipboard(Clipboard::WlCopy, Paste::Wtype, PasteKeys::CtrlV),
             with_stdin(&["wl-copy", "--type", "text/plain"]),
             step(&["wtype", "-s", "100", "-M", "ctrl", "-k", "v", "-m", "ctrl"]),
         ),
         (
-            Backend::Clipboard(Clipboard::WlClipboard, Paste::Wtype, PasteKeys::CtrlShiftV),
+            Backend::Clipboard(Clipboard::WlCopy, Paste::Wtype, PasteKeys::CtrlShiftV),
             with_stdin(&["wl-copy", "--type", "text/plain"]),
             step(&["wtype", "-s", "100", "-M", "ctrl", "-M", "shift", "-k", "v", "-m", "shift", "-m", "ctrl"]),
         ),
@@ -373,18 +373,18 @@ fn plan_clipboard() {
 
     assert_eq!(clipboard_save_step(Clipboard::Xclip), step(&["xclip", "-selection", "clipboard", "-o"]));
     assert_eq!(clipboard_save_step(Clipboard::Xsel), step(&["xsel", "--clipboard", "--output"]));
-    assert_eq!(clipboard_save_step(Clipboard::WlClipboard), step(&["wl-paste", "--no-newline"]));
+    assert_eq!(clipboard_save_step(Clipboard::WlCopy), step(&["wl-paste", "--no-newline"]));
 
     let old = |argv: &[&str]| Step { argv: sv(argv), stdin: Some("old".to_string()) };
     assert_eq!(clipboard_restore_step(Clipboard::Xclip, Some("old")), old(&["xclip", "-selection", "clipboard", "-i"]));
     assert_eq!(clipboard_restore_step(Clipboard::Xsel, Some("old")), old(&["xsel", "--clipboard", "--input"]));
-    assert_eq!(clipboard_restore_step(Clipboard::WlClipboard, Some("old")), old(&["wl-copy", "--type", "text/plain"]));
+    assert_eq!(clipboard_restore_step(Clipboard::WlCopy, Some("old")), old(&["wl-copy", "--type", "text/plain"]));
     assert_eq!(
         clipboard_restore_step(Clipboard::Xclip, None),
         Step { argv: sv(&["xclip", "-selection", "clipboard", "-i"]), stdin: Some(String::new()) }
     );
     assert_eq!(clipboard_restore_step(Clipboard::Xsel, None), step(&["xsel", "--clipboard", "--clear"]));
-    assert_eq!(clipboard_restore_step(Clipboard::WlClipboard, None), step(&["wl-copy", "--clear"]));
+    assert_eq!(clipboard_restore_step(Clipboard::WlCopy, None), step(&["wl-copy", "--clear"]));
 }
 
 #[test]
@@ -397,8 +397,8 @@ fn plan_stdout_runs_nothing() {
 fn serving_commands_are_recognized() {
     assert!(clipboard_restore_step(Clipboard::Xclip, Some("x")).leaves_server());
     assert!(clipboard_restore_step(Clipboard::Xsel, Some("x")).leaves_server());
-    assert!(clipboard_restore_step(Clipboard::WlClipboard, Some("x")).leaves_server());
-    assert!(!clipboard_restore_step(Clipboard::WlClipboard, None).leaves_server());
+    assert!(clipboard_restore_step(Clipboard::WlCopy, Some("x")).leaves_server());
+    assert!(!clipboard_restore_step(Clipboard::WlCopy, None).leaves_server());
     assert!(!clipboard_restore_step(Clipboard::Xsel, None).leaves_server());
     assert!(!clipboard_save_step(Clipboard::Xclip).leaves_server());
     assert!(!step(&["xdotool", "type", "--", "-i"]).leaves_server());

@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The protocol wtype needs.
-pub const VIRTUAL_KEYBOARD: &str = "zwp_virtual_keyboard_manager_v1";
+pub(crate) const VIRTUAL_KEYBOARD: &str = "zwp_virtual_keyboard_manager_v1";
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_READ: usize = 1 << 20;
 
 /// The socket `WAYLAND_DISPLAY` names: an absolute path as is, else relative to `XDG_RUNTIME_DIR`.
-pub fn socket_path(wayland_display: &str, runtime_dir: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn socket_path(wayland_display: &str, runtime_dir: Option<&str>) -> Option<PathBuf> {
     let p = Path::new(wayland_display);
     if p.is_absolute() {
         return Some(p.to_path_buf());
@@ -33,7 +33,7 @@ pub fn socket_path(wayland_display: &str, runtime_dir: Option<&str>) -> Option<P
 }
 
 /// The interface names of every global the compositor at `socket` advertises.
-pub fn globals(socket: &Path) -> Result<BTreeSet<String>, String> {
+pub(crate) fn globals(socket: &Path) -> Result<BTreeSet<String>, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
     let deadline = Instant::now() + TIMEOUT;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;

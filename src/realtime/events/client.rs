@@ -14,12 +14,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Sample rate of every PCM stream on the wire (the GA API supports only 24 kHz for `audio/pcm`).
-pub const PCM_RATE: u32 = 24_000;
+pub(crate) const PCM_RATE: u32 = 24_000;
 
 /// One event sent to the server. Serialises to a JSON object with a `type` field.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
-pub enum ClientEvent {
+pub(crate) enum ClientEvent {
     /// `session.update`: only the fields present are changed. `event_id` lets an `error` about the
     /// update (a refused transcription model) be matched to it.
     #[serde(rename = "session.update")]
@@ -35,9 +35,6 @@ pub enum ClientEvent {
     /// `input_audio_buffer.commit`: turns the buffer into a user item (push-to-talk release).
     #[serde(rename = "input_audio_buffer.commit")]
     InputAudioBufferCommit,
-    /// `input_audio_buffer.clear`.
-    #[serde(rename = "input_audio_buffer.clear")]
-    InputAudioBufferClear,
     /// `conversation.item.create`.
     #[serde(rename = "conversation.item.create")]
     ConversationItemCreate {
@@ -66,12 +63,11 @@ pub enum ClientEvent {
 
 impl ClientEvent {
     /// The wire `type` string, for logs.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             ClientEvent::SessionUpdate { .. } => "session.update",
             ClientEvent::InputAudioBufferAppend { .. } => "input_audio_buffer.append",
             ClientEvent::InputAudioBufferCommit => "input_audio_buffer.commit",
-            ClientEvent::InputAudioBufferClear => "input_audio_buffer.clear",
             ClientEvent::ConversationItemCreate { .. } => "conversation.item.create",
             ClientEvent::ConversationItemTruncate { .. } => "conversation.item.truncate",
             ClientEvent::ResponseCreate { .. } => "response.create",
@@ -80,7 +76,7 @@ impl ClientEvent {
     }
 
     /// The text frame to put on the socket.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         // Serialising these types cannot fail (string keys only, no floats that could be NaN); the
         // fallback keeps even an impossible failure from panicking the daemon's loop.
         serde_json::to_string(self).unwrap_or_else(|e| {
@@ -90,7 +86,7 @@ impl ClientEvent {
     }
 
     /// `input_audio_buffer.append` from PCM16 samples (little-endian on the wire, whatever the host).
-    pub fn append_pcm(samples: &[i16]) -> Self {
+    pub(crate) fn append_pcm(samples: &[i16]) -> Self {
         let mut bytes = Vec::with_capacity(samples.len() * 2);
         for s in samples {
             bytes.extend_from_slice(&s.to_le_bytes());
@@ -99,12 +95,12 @@ impl ClientEvent {
     }
 
     /// A user text message (text mode).
-    pub fn user_text(text: &str) -> Self {
+    pub(crate) fn user_text(text: &str) -> Self {
         Self::message(Role::User, text)
     }
 
     /// A system message: notifications, the reconnect summary.
-    pub fn system_text(text: &str) -> Self {
+    pub(crate) fn system_text(text: &str) -> Self {
         Self::message(Role::System, text)
     }
 
@@ -116,7 +112,7 @@ impl ClientEvent {
     }
 
     /// The answer to a function call.
-    pub fn function_call_output(call_id: &str, output: &str) -> Self {
+    pub(crate) fn function_call_output(call_id: &str, output: &str) -> Self {
         ClientEvent::ConversationItemCreate {
             item: Item::FunctionCallOutput { call_id: call_id.to_owned(), output: output.to_owned() },
             previous_item_id: None,
@@ -126,32 +122,32 @@ impl ClientEvent {
 
 /// Body of `session.update` (`RealtimeSessionCreateRequestGA`). `kind` is always `"realtime"`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SessionParams {
+pub(crate) struct SessionParams {
     #[serde(rename = "type")]
-    pub kind: SessionKind,
+    pub(crate) kind: SessionKind,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_modalities: Option<Vec<Modality>>,
+    pub(crate) output_modalities: Option<Vec<Modality>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<String>,
+    pub(crate) instructions: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub audio: Option<AudioConfig>,
+    pub(crate) audio: Option<AudioConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tools: Option<Vec<FunctionTool>>,
+    pub(crate) tools: Option<Vec<FunctionTool>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<String>,
+    pub(crate) tool_choice: Option<String>,
     /// 2.x models only: a reasoning field sent to an older model gets the whole update refused.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning: Option<Reasoning>,
+    pub(crate) reasoning: Option<Reasoning>,
     /// 2.x models only ("only supported by reasoning Realtime models").
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parallel_tool_calls: Option<bool>,
+    pub(crate) parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub truncation: Option<Truncation>,
+    pub(crate) truncation: Option<Truncation>,
 }
 
 impl SessionParams {
     /// A params object that changes nothing but is valid (`type` is required).
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         SessionParams {
             kind: SessionKind::Realtime,
             output_modalities: None,
@@ -168,15 +164,15 @@ impl SessionParams {
 
 /// `session.reasoning` / `response.reasoning`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reasoning {
+pub(crate) struct Reasoning {
     /// `minimal`, `low`, `medium`, `high` or `xhigh`.
-    pub effort: String,
+    pub(crate) effort: String,
 }
 
 /// `session.truncation`: what the server drops when the context overflows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum Truncation {
+pub(crate) enum Truncation {
     /// `"auto"` (the server's default) or `"disabled"`.
     Mode(&'static str),
     /// `{"type":"retention_ratio","retention_ratio":r}`: keep this fraction of the conversation, so the
@@ -190,7 +186,7 @@ pub enum Truncation {
 
 impl Truncation {
     /// `retention_ratio` in (0, 1], else `"auto"`.
-    pub fn from_ratio(ratio: f64) -> Truncation {
+    pub(crate) fn from_ratio(ratio: f64) -> Truncation {
         if ratio > 0.0 && ratio <= 1.0 {
             Truncation::RetentionRatio { kind: "retention_ratio", retention_ratio: ratio }
         } else {
@@ -202,59 +198,59 @@ impl Truncation {
 /// `session.type`. Only the speech-to-speech session is used; the transcription variant is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SessionKind {
+pub(crate) enum SessionKind {
     Realtime,
 }
 
 /// `output_modalities` entries. The API rejects both at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Modality {
+pub(crate) enum Modality {
     Text,
     Audio,
 }
 
 /// `session.audio`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AudioConfig {
+pub(crate) struct AudioConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<AudioInput>,
+    pub(crate) input: Option<AudioInput>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<AudioOutput>,
+    pub(crate) output: Option<AudioOutput>,
 }
 
 /// `session.audio.input`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AudioInput {
+pub(crate) struct AudioInput {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudioFormat>,
+    pub(crate) format: Option<AudioFormat>,
     /// `None`: leave unchanged; `Some(None)`: `null` = push-to-talk; `Some(Some(_))`: VAD.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub turn_detection: Option<Option<TurnDetection>>,
+    pub(crate) turn_detection: Option<Option<TurnDetection>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub transcription: Option<Transcription>,
+    pub(crate) transcription: Option<Transcription>,
 }
 
 /// `session.audio.output`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AudioOutput {
+pub(crate) struct AudioOutput {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudioFormat>,
+    pub(crate) format: Option<AudioFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub voice: Option<String>,
+    pub(crate) voice: Option<String>,
 }
 
 /// `RealtimeAudioFormats`; `ptt` only speaks PCM16 24 kHz.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AudioFormat {
+pub(crate) struct AudioFormat {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub rate: u32,
+    pub(crate) kind: String,
+    pub(crate) rate: u32,
 }
 
 impl AudioFormat {
     /// `{"type":"audio/pcm","rate":24000}`.
-    pub fn pcm24k() -> Self {
+    pub(crate) fn pcm24k() -> Self {
         AudioFormat { kind: "audio/pcm".into(), rate: PCM_RATE }
     }
 }
@@ -262,7 +258,7 @@ impl AudioFormat {
 /// `audio.input.turn_detection` (non-null branch).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum TurnDetection {
+pub(crate) enum TurnDetection {
     ServerVad {
         #[serde(skip_serializing_if = "Option::is_none")]
         threshold: Option<f32>,
@@ -279,7 +275,7 @@ pub enum TurnDetection {
 
 impl TurnDetection {
     /// Server VAD with the server's defaults; it creates and interrupts responses itself.
-    pub fn server_vad() -> Self {
+    pub(crate) fn server_vad() -> Self {
         TurnDetection::ServerVad {
             threshold: None,
             prefix_padding_ms: None,
@@ -290,68 +286,68 @@ impl TurnDetection {
     }
 
     /// Semantic VAD with this eagerness; it creates and interrupts responses itself.
-    pub fn semantic_vad(eagerness: &str) -> Self {
+    pub(crate) fn semantic_vad(eagerness: &str) -> Self {
         TurnDetection::SemanticVad { eagerness: eagerness.to_owned(), create_response: true, interrupt_response: true }
     }
 }
 
 /// `audio.input.transcription`: how user audio is transcribed (feeds the transcript ring).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Transcription {
-    pub model: String,
+pub(crate) struct Transcription {
+    pub(crate) model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub language: Option<String>,
+    pub(crate) language: Option<String>,
 }
 
 /// `RealtimeFunctionTool`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FunctionTool {
+pub(crate) struct FunctionTool {
     #[serde(rename = "type")]
-    pub kind: ToolKind,
-    pub name: String,
-    pub description: String,
+    pub(crate) kind: ToolKind,
+    pub(crate) name: String,
+    pub(crate) description: String,
     /// A JSON Schema object.
-    pub parameters: serde_json::Value,
+    pub(crate) parameters: serde_json::Value,
 }
 
 /// Tool `type`; only `"function"` (MCP tools are not used).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ToolKind {
+pub(crate) enum ToolKind {
     Function,
 }
 
 /// Body of `response.create` (`RealtimeResponseCreateParams`): per-response overrides.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct ResponseParams {
+pub(crate) struct ResponseParams {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_modalities: Option<Vec<Modality>>,
+    pub(crate) output_modalities: Option<Vec<Modality>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<String>,
+    pub(crate) instructions: Option<String>,
     /// `"auto"` (default) or `"none"` (out-of-band).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation: Option<String>,
+    pub(crate) conversation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub(crate) metadata: Option<BTreeMap<String, String>>,
     /// `"auto"`, `"none"` or `"required"`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<String>,
+    pub(crate) tool_choice: Option<String>,
     /// The context of an out-of-band response (instead of the default conversation).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<Vec<InputRef>>,
+    pub(crate) input: Option<Vec<InputRef>>,
 }
 
 /// An entry of `response.input`: an item already in the conversation, by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum InputRef {
+pub(crate) enum InputRef {
     ItemReference { id: String },
 }
 
 /// An item for `conversation.item.create`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Item {
+pub(crate) enum Item {
     Message { role: Role, content: Vec<ContentPart> },
     FunctionCallOutput { call_id: String, output: String },
 }
@@ -360,7 +356,7 @@ pub enum Item {
 /// into the summary item instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub(crate) enum Role {
     User,
     System,
 }
@@ -368,7 +364,7 @@ pub enum Role {
 /// Message content; user and system messages both use `input_text`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ContentPart {
+pub(crate) enum ContentPart {
     InputText { text: String },
 }
 
@@ -384,7 +380,6 @@ mod tests {
     #[test]
     fn unit_events_are_bare_type_objects() {
         assert_eq!(v(&ClientEvent::InputAudioBufferCommit), json!({"type":"input_audio_buffer.commit"}));
-        assert_eq!(v(&ClientEvent::InputAudioBufferClear), json!({"type":"input_audio_buffer.clear"}));
         assert_eq!(v(&ClientEvent::ResponseCancel { response_id: None }), json!({"type":"response.cancel"}));
     }
 

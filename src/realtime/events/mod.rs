@@ -4,12 +4,13 @@
 //! `beta_api_shape_disabled` and closes with 4000), so beta names such as `response.audio.delta` are not
 //! typed: if one ever arrives it parses as `ServerEvent::Unknown` and is logged, never acted on.
 
-pub mod client;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod server;
 
-pub use client::{
-    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, ContentPart, FunctionTool, InputRef, Item,
-    Modality, Reasoning, ResponseParams, Role, SessionKind, SessionParams, ToolKind, Transcription, Truncation,
-    TurnDetection,
+pub(crate) use client::{
+    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, FunctionTool, InputRef, Modality, Reasoning,
+    ResponseParams, SessionParams, ToolKind, Transcription, Truncation, TurnDetection,
 };
-pub use server::{ParseError, ServerEvent};
+#[cfg(test)]
+pub(crate) use client::{ContentPart, Item, Role};
+pub(crate) use server::ServerEvent;

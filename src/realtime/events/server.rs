@@ -23,7 +23,7 @@ use std::fmt;
 
 /// Why a frame could not be turned into a [`ServerEvent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// Not JSON at all (or nested deeper than serde_json's recursion limit).
     Json(String),
     /// JSON, but not an object.
@@ -49,7 +49,7 @@ impl std::error::Error for ParseError {}
 
 /// A server event the client understands, or `Unknown`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ServerEvent {
+pub(crate) enum ServerEvent {
     SessionCreated(SessionInfo),
     SessionUpdated(SessionInfo),
     Error(ErrorInfo),
@@ -84,7 +84,7 @@ pub enum ServerEvent {
 
 impl ServerEvent {
     /// Parses one text frame. Never panics; see the module docs for what is tolerated.
-    pub fn parse(text: &str) -> Result<ServerEvent, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<ServerEvent, ParseError> {
         let value: Value = serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))?;
         let Value::Object(map) = value else {
             return Err(ParseError::NotAnObject);
@@ -130,7 +130,7 @@ impl ServerEvent {
     }
 
     /// The wire `type` string, for logs.
-    pub fn type_name(&self) -> &str {
+    pub(crate) fn type_name(&self) -> &str {
         match self {
             ServerEvent::SessionCreated(_) => "session.created",
             ServerEvent::SessionUpdated(_) => "session.updated",
@@ -202,15 +202,15 @@ struct SessionEvent {
 /// The parts of the session object (`session.created/updated`) the client uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     #[serde(deserialize_with = "nullable")]
-    pub id: String,
+    pub(crate) id: String,
     #[serde(deserialize_with = "nullable")]
-    pub model: String,
+    pub(crate) model: String,
     /// Unix seconds.
-    pub expires_at: Option<i64>,
+    pub(crate) expires_at: Option<i64>,
     #[serde(deserialize_with = "nullable")]
-    pub output_modalities: Vec<String>,
+    pub(crate) output_modalities: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -222,16 +222,16 @@ struct ErrorEvent {
 /// `error.error`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct ErrorInfo {
+pub(crate) struct ErrorInfo {
     #[serde(rename = "type", deserialize_with = "nullable")]
-    pub type_: String,
+    pub(crate) type_: String,
     #[serde(deserialize_with = "lenient_code")]
-    pub code: Option<String>,
+    pub(crate) code: Option<String>,
     #[serde(deserialize_with = "nullable")]
-    pub message: String,
-    pub param: Option<String>,
+    pub(crate) message: String,
+    pub(crate) param: Option<String>,
     /// The client `event_id` of the event that caused the error, when it had one.
-    pub event_id: Option<String>,
+    pub(crate) event_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -243,30 +243,30 @@ struct ResponseEvent {
 /// `response.created.response` / `response.done.response`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default)]
-pub struct ResponseInfo {
+pub(crate) struct ResponseInfo {
     #[serde(deserialize_with = "nullable")]
-    pub id: String,
+    pub(crate) id: String,
     /// `in_progress`, `completed`, `cancelled`, `failed` or `incomplete`.
     #[serde(deserialize_with = "nullable")]
-    pub status: String,
-    pub status_details: Option<StatusDetails>,
+    pub(crate) status: String,
+    pub(crate) status_details: Option<StatusDetails>,
     #[serde(deserialize_with = "nullable")]
-    pub output: Vec<Item>,
+    pub(crate) output: Vec<Item>,
     /// The client's `metadata` of `response.create`, echoed (out-of-band responses are tagged with it).
     /// Read leniently: a malformed `metadata` must not cost the frame (a lost `response.done` holds the
     /// floor until the stall watchdog).
     #[serde(deserialize_with = "lenient_object")]
-    pub metadata: serde_json::Map<String, Value>,
+    pub(crate) metadata: serde_json::Map<String, Value>,
 }
 
 impl ResponseInfo {
     /// A string value of `metadata`.
-    pub fn tag(&self, key: &str) -> Option<&str> {
+    pub(crate) fn tag(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).and_then(Value::as_str)
     }
 
     /// The first text of the response's output (an out-of-band text response's answer).
-    pub fn first_text(&self) -> Option<&str> {
+    pub(crate) fn first_text(&self) -> Option<&str> {
         self.output.iter().find_map(Item::first_text)
     }
 }
@@ -274,46 +274,46 @@ impl ResponseInfo {
 /// `response.status_details` (null when completed).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default)]
-pub struct StatusDetails {
+pub(crate) struct StatusDetails {
     #[serde(rename = "type")]
-    pub type_: Option<String>,
+    pub(crate) type_: Option<String>,
     /// `turn_detected`, `client_cancelled`, `max_output_tokens`, `content_filter`.
-    pub reason: Option<String>,
-    pub error: Option<Value>,
+    pub(crate) reason: Option<String>,
+    pub(crate) error: Option<Value>,
 }
 
 /// A conversation item as the server reports it. Flat and lenient on purpose: one struct reads messages,
 /// function calls, function call outputs and item kinds the client does not know.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct Item {
+pub(crate) struct Item {
     #[serde(deserialize_with = "nullable")]
-    pub id: String,
+    pub(crate) id: String,
     /// `message`, `function_call`, `function_call_output`, …
     #[serde(rename = "type", deserialize_with = "nullable")]
-    pub type_: String,
+    pub(crate) type_: String,
     #[serde(deserialize_with = "nullable")]
-    pub role: String,
+    pub(crate) role: String,
     #[serde(deserialize_with = "nullable")]
-    pub status: String,
+    pub(crate) status: String,
     #[serde(deserialize_with = "nullable")]
-    pub call_id: String,
+    pub(crate) call_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(deserialize_with = "nullable")]
-    pub arguments: String,
+    pub(crate) arguments: String,
     #[serde(deserialize_with = "nullable")]
-    pub output: String,
+    pub(crate) output: String,
     #[serde(deserialize_with = "nullable")]
-    pub content: Vec<ItemContent>,
+    pub(crate) content: Vec<ItemContent>,
     /// 2.x assistant messages: `commentary` (a preamble before tool calls) or `final_answer`. Not in
     /// OpenAI's spec yet (documented by Azure), so optional and never required.
-    pub phase: Option<String>,
+    pub(crate) phase: Option<String>,
 }
 
 impl Item {
     /// The first text of the item (`text`, else `transcript`), if any.
-    pub fn first_text(&self) -> Option<&str> {
+    pub(crate) fn first_text(&self) -> Option<&str> {
         self.content.iter().find_map(|c| c.text.as_deref().or(c.transcript.as_deref()))
     }
 }
@@ -321,96 +321,96 @@ impl Item {
 /// One content part of an item.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct ItemContent {
+pub(crate) struct ItemContent {
     /// `input_text`, `input_audio`, `output_text`, `output_audio`, …
     #[serde(rename = "type", deserialize_with = "nullable")]
-    pub type_: String,
-    pub text: Option<String>,
-    pub transcript: Option<String>,
+    pub(crate) type_: String,
+    pub(crate) text: Option<String>,
+    pub(crate) transcript: Option<String>,
 }
 
 /// `response.output_item.added/done`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct OutputItemEvent {
+pub(crate) struct OutputItemEvent {
     #[serde(deserialize_with = "nullable")]
-    pub response_id: String,
+    pub(crate) response_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub output_index: u64,
+    pub(crate) output_index: u64,
     #[serde(deserialize_with = "nullable")]
-    pub item: Item,
+    pub(crate) item: Item,
 }
 
 /// `response.function_call_arguments.done`: the one place a tool call is dispatched from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct FunctionCallArgumentsDone {
+pub(crate) struct FunctionCallArgumentsDone {
     #[serde(deserialize_with = "nullable")]
-    pub response_id: String,
+    pub(crate) response_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub output_index: u64,
+    pub(crate) output_index: u64,
     #[serde(deserialize_with = "nullable")]
-    pub call_id: String,
+    pub(crate) call_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub name: String,
+    pub(crate) name: String,
     /// A JSON document as a string, exactly as the model wrote it (may be invalid JSON).
     #[serde(deserialize_with = "nullable")]
-    pub arguments: String,
+    pub(crate) arguments: String,
 }
 
 /// `response.output_text.delta` and `response.output_audio_transcript.delta`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct TextDelta {
+pub(crate) struct TextDelta {
     #[serde(deserialize_with = "nullable")]
-    pub response_id: String,
+    pub(crate) response_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub delta: String,
+    pub(crate) delta: String,
 }
 
 /// `response.output_text.done`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct TextDone {
+pub(crate) struct TextDone {
     #[serde(deserialize_with = "nullable")]
-    pub response_id: String,
+    pub(crate) response_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// `response.output_audio_transcript.done`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct TranscriptDone {
+pub(crate) struct TranscriptDone {
     #[serde(deserialize_with = "nullable")]
-    pub response_id: String,
+    pub(crate) response_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub transcript: String,
+    pub(crate) transcript: String,
 }
 
 /// `response.output_audio.delta`: base64 PCM16 little-endian, 24 kHz mono.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct AudioDelta {
+pub(crate) struct AudioDelta {
     #[serde(deserialize_with = "nullable")]
-    pub response_id: String,
+    pub(crate) response_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub delta: String,
+    pub(crate) delta: String,
 }
 
 impl AudioDelta {
     /// Decodes the samples. A trailing odd byte is dropped; bad base64 is an error message.
-    pub fn decode_pcm(&self) -> Result<Vec<i16>, String> {
+    pub(crate) fn decode_pcm(&self) -> Result<Vec<i16>, String> {
         let bytes =
             base64::engine::general_purpose::STANDARD.decode(self.delta.as_bytes()).map_err(|e| e.to_string())?;
         Ok(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
@@ -420,113 +420,113 @@ impl AudioDelta {
 /// `response.output_audio.done`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct AudioDone {
+pub(crate) struct AudioDone {
     #[serde(deserialize_with = "nullable")]
-    pub response_id: String,
+    pub(crate) response_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
 }
 
 /// `input_audio_buffer.speech_started`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct SpeechStarted {
+pub(crate) struct SpeechStarted {
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub audio_start_ms: u64,
+    pub(crate) audio_start_ms: u64,
 }
 
 /// `input_audio_buffer.speech_stopped`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct SpeechStopped {
+pub(crate) struct SpeechStopped {
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub audio_end_ms: u64,
+    pub(crate) audio_end_ms: u64,
 }
 
 /// `input_audio_buffer.committed`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct Committed {
+pub(crate) struct Committed {
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
-    pub previous_item_id: Option<String>,
+    pub(crate) item_id: String,
+    pub(crate) previous_item_id: Option<String>,
 }
 
 /// `conversation.item.added/done/created`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct ConversationItemEvent {
-    pub previous_item_id: Option<String>,
+pub(crate) struct ConversationItemEvent {
+    pub(crate) previous_item_id: Option<String>,
     #[serde(deserialize_with = "nullable")]
-    pub item: Item,
+    pub(crate) item: Item,
 }
 
 /// `conversation.item.truncated`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct ItemTruncated {
+pub(crate) struct ItemTruncated {
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub content_index: u64,
+    pub(crate) content_index: u64,
     #[serde(deserialize_with = "nullable")]
-    pub audio_end_ms: u64,
+    pub(crate) audio_end_ms: u64,
 }
 
 /// `conversation.item.input_audio_transcription.completed` (may arrive after the response events).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct InputTranscription {
+pub(crate) struct InputTranscription {
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub content_index: u64,
+    pub(crate) content_index: u64,
     #[serde(deserialize_with = "nullable")]
-    pub transcript: String,
+    pub(crate) transcript: String,
     /// `gpt-transcribe` only: `[{"code":"en"}]`, possibly empty.
     #[serde(deserialize_with = "nullable")]
-    pub languages: Vec<Language>,
+    pub(crate) languages: Vec<Language>,
 }
 
 /// One entry of `languages`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct Language {
+pub(crate) struct Language {
     #[serde(deserialize_with = "nullable")]
-    pub code: String,
+    pub(crate) code: String,
 }
 
 /// `conversation.item.input_audio_transcription.failed`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
-pub struct InputTranscriptionFailed {
+pub(crate) struct InputTranscriptionFailed {
     #[serde(deserialize_with = "nullable")]
-    pub item_id: String,
+    pub(crate) item_id: String,
     #[serde(deserialize_with = "nullable")]
-    pub error: ErrorInfo,
+    pub(crate) error: ErrorInfo,
 }
 
 /// `rate_limits.updated`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default)]
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     #[serde(deserialize_with = "nullable")]
-    pub rate_limits: Vec<RateLimit>,
+    pub(crate) rate_limits: Vec<RateLimit>,
 }
 
 /// One entry of `rate_limits`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     #[serde(deserialize_with = "nullable")]
-    pub name: String,
-    pub limit: Option<u64>,
-    pub remaining: Option<u64>,
-    pub reset_seconds: Option<f64>,
+    pub(crate) name: String,
+    pub(crate) limit: Option<u64>,
+    pub(crate) remaining: Option<u64>,
+    pub(crate) reset_seconds: Option<f64>,
 }
 
 /// Every server event type [`ServerEvent`] models (the rest parse as `Unknown`).

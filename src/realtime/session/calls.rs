@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// How long an unanswered call holds back the next `response.create` and notifications. The daemon
 /// answers every tool at once, so this only matters if a dispatch is lost.
-pub const TOOL_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const TOOL_GRACE: Duration = Duration::from_secs(5);
 
 const SEEN_CAPACITY: usize = 4096;
 const ORPHAN_CAPACITY: usize = 64;
@@ -27,7 +27,7 @@ struct Outstanding {
 
 /// What [`Calls::answer`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// A call of the current connection, waiting: send its output. Carries the tool name.
     Current(String),
     /// A call of a closed connection: record only. Carries the tool name.
@@ -37,7 +37,7 @@ pub enum Answer {
 }
 
 #[derive(Debug, Clone)]
-pub struct Calls {
+pub(crate) struct Calls {
     seen: RecentSet,
     outstanding: Vec<Outstanding>,
     orphaned: VecDeque<(String, String)>,
@@ -51,7 +51,7 @@ impl Default for Calls {
 
 impl Calls {
     /// Records a call; `true` when it is new and must be dispatched.
-    pub fn dispatch(&mut self, call_id: &str, name: &str, now: Instant) -> bool {
+    pub(crate) fn dispatch(&mut self, call_id: &str, name: &str, now: Instant) -> bool {
         if !self.seen.insert(call_id) {
             return false;
         }
@@ -60,7 +60,7 @@ impl Calls {
     }
 
     /// Takes the call a result belongs to.
-    pub fn answer(&mut self, call_id: &str) -> Answer {
+    pub(crate) fn answer(&mut self, call_id: &str) -> Answer {
         if let Some(i) = self.outstanding.iter().position(|c| c.call_id == call_id) {
             return Answer::Current(self.outstanding.remove(i).name);
         }
@@ -72,7 +72,7 @@ impl Calls {
     }
 
     /// The connection closed: waiting calls become orphans.
-    pub fn on_close(&mut self) {
+    pub(crate) fn on_close(&mut self) {
         for c in self.outstanding.drain(..) {
             if self.orphaned.len() == ORPHAN_CAPACITY {
                 self.orphaned.pop_front();
@@ -82,16 +82,17 @@ impl Calls {
     }
 
     /// Whether a call still within its grace period waits for a result.
-    pub fn blocking(&self, now: Instant) -> bool {
+    pub(crate) fn blocking(&self, now: Instant) -> bool {
         self.outstanding.iter().any(|c| c.since.checked_add(TOOL_GRACE).is_some_and(|t| now < t))
     }
 
     /// When the oldest waiting call stops blocking.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.outstanding.iter().filter_map(|c| c.since.checked_add(TOOL_GRACE)).min()
     }
 
-    pub fn outstanding(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn outstanding(&self) -> usize {
         self.outstanding.len()
     }
 }

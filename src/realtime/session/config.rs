@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// How the user's turns end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Turn {
+pub(crate) enum Turn {
     /// Server VAD: the mic streams; the server detects turns and creates responses itself.
     Vad,
     /// Push-to-talk: `turn_detection: null`; key release commits and asks for a response.
@@ -31,38 +31,38 @@ pub enum Turn {
 
 impl Turn {
     /// The server detects turns and answers them by itself.
-    pub fn is_vad(self) -> bool {
+    pub(crate) fn is_vad(self) -> bool {
         matches!(self, Turn::Vad | Turn::SemanticVad { .. })
     }
 }
 
 /// Input to [`Session::new`](super::Session::new).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SessionConfig {
+pub(crate) struct SessionConfig {
     /// The model. Chosen by the connection URL (`?model=`); not sent in `session.update`.
-    pub model: String,
+    pub(crate) model: String,
     /// The fixed system prompt; the task table is appended to it.
-    pub instructions: String,
+    pub(crate) instructions: String,
     /// `audio.output.voice` (ignored in text mode).
-    pub voice: String,
+    pub(crate) voice: String,
     /// `output_modalities: ["text"]` instead of `["audio"]`.
-    pub text_mode: bool,
-    pub turn: Turn,
-    pub tools: Vec<FunctionTool>,
+    pub(crate) text_mode: bool,
+    pub(crate) turn: Turn,
+    pub(crate) tools: Vec<FunctionTool>,
     /// `audio.input.transcription.model`; `None` leaves transcription off (the ring then lacks user turns).
-    pub transcription_model: Option<String>,
+    pub(crate) transcription_model: Option<String>,
     /// Renew this long before `expires_at`.
-    pub renew_margin: Duration,
+    pub(crate) renew_margin: Duration,
     /// At most one task-table `session.update` per this interval.
-    pub table_debounce: Duration,
+    pub(crate) table_debounce: Duration,
     /// Turns kept for the reconnect summary.
-    pub transcript_turns: usize,
+    pub(crate) transcript_turns: usize,
     /// `session.reasoning.effort`, sent only when the model takes it.
-    pub reasoning_effort: String,
+    pub(crate) reasoning_effort: String,
     /// `parallel_tool_calls`, sent only when the model takes it.
-    pub parallel_tool_calls: bool,
+    pub(crate) parallel_tool_calls: bool,
     /// `truncation`: a retention ratio in (0, 1], or 0 for `"auto"`.
-    pub retention_ratio: f64,
+    pub(crate) retention_ratio: f64,
 }
 
 impl Default for SessionConfig {
@@ -86,7 +86,7 @@ impl Default for SessionConfig {
 }
 
 /// Used when the config names no instructions file.
-pub const DEFAULT_INSTRUCTIONS: &str = "You are a concise voice assistant that runs Claude Code tasks in \
+pub(crate) const DEFAULT_INSTRUCTIONS: &str = "You are a concise voice assistant that runs Claude Code tasks in \
 the background for a developer. Start, list, inspect, cancel and continue tasks with your tools. A started \
 task has done nothing yet: confirm the start in a few words and never invent results. When a system message \
 reports that a task ended, tell the user its outcome in one or two sentences. A system message marked as \
@@ -97,7 +97,7 @@ again. When they ask what they missed, call catch_up and tell them what it retur
 
 impl SessionConfig {
     /// The instructions with the task table appended (when there is one).
-    pub fn instructions_with(&self, task_table: &str) -> String {
+    pub(crate) fn instructions_with(&self, task_table: &str) -> String {
         let table = task_table.trim();
         if table.is_empty() {
             self.instructions.clone()
@@ -111,7 +111,7 @@ impl SessionConfig {
 
     /// The full `session.update` sent once per connection, after `session.created`. `transcribe` is
     /// false once the server refused the transcription model (the update is then sent again without it).
-    pub fn session_update(&self, task_table: &str, transcribe: bool, event_id: Option<String>) -> ClientEvent {
+    pub(crate) fn session_update(&self, task_table: &str, transcribe: bool, event_id: Option<String>) -> ClientEvent {
         let modality = if self.text_mode { Modality::Text } else { Modality::Audio };
         let turn_detection = match self.turn {
             Turn::Vad => Some(TurnDetection::server_vad()),
@@ -147,12 +147,12 @@ impl SessionConfig {
     }
 
     /// Whether user turns are transcribed by the session (voice mode with a transcription model).
-    pub fn transcribes(&self) -> bool {
+    pub(crate) fn transcribes(&self) -> bool {
         !self.text_mode && self.transcription_model.is_some()
     }
 
     /// The instructions-only `session.update` that refreshes the task table.
-    pub fn instructions_update(&self, task_table: &str) -> ClientEvent {
+    pub(crate) fn instructions_update(&self, task_table: &str) -> ClientEvent {
         let mut session = SessionParams::empty();
         session.instructions = Some(self.instructions_with(task_table));
         ClientEvent::SessionUpdate { event_id: None, session: Box::new(session) }

@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::realtime::events::{ClientEvent, InputRef, Modality, ResponseParams};
 
 /// The `metadata` key and value that mark our transcription responses.
-pub const TAG_KEY: &str = "ptt";
-pub const TAG_VALUE: &str = "transcribe";
+pub(crate) const TAG_KEY: &str = "ptt";
+pub(crate) const TAG_VALUE: &str = "transcribe";
 /// The `metadata` key naming the transcribed item.
-pub const ITEM_KEY: &str = "item_id";
+pub(crate) const ITEM_KEY: &str = "item_id";
 /// Most transcriptions tracked at once.
 const CAPACITY: usize = 16;
 
@@ -31,7 +31,7 @@ const INSTRUCTIONS: &str = "Transcribe the user's audio message verbatim, in the
 Reply with the transcript only: no quotes, no commentary, no answer to what was said.";
 
 #[derive(Debug, Clone, Default)]
-pub struct Fallback {
+pub(crate) struct Fallback {
     seq: u64,
     /// `response_id` → item id, from `response.created`.
     running: VecDeque<(String, String)>,
@@ -39,7 +39,7 @@ pub struct Fallback {
 
 impl Fallback {
     /// The out-of-band `response.create` that transcribes `item_id`.
-    pub fn request(&mut self, item_id: &str) -> ClientEvent {
+    pub(crate) fn request(&mut self, item_id: &str) -> ClientEvent {
         self.seq += 1;
         let metadata: BTreeMap<String, String> =
             [(TAG_KEY.to_owned(), TAG_VALUE.to_owned()), (ITEM_KEY.to_owned(), item_id.to_owned())].into();
@@ -58,12 +58,12 @@ impl Fallback {
 
     /// Whether a client `event_id` is one of our transcription requests (its errors are not the
     /// conversation's).
-    pub fn is_request(event_id: &str) -> bool {
+    pub(crate) fn is_request(event_id: &str) -> bool {
         event_id.starts_with("ptt_tr_")
     }
 
     /// `response.created` of a tagged response: remember it.
-    pub fn started(&mut self, response_id: &str, item_id: &str) {
+    pub(crate) fn started(&mut self, response_id: &str, item_id: &str) {
         if self.running.len() == CAPACITY {
             self.running.pop_front();
         }
@@ -71,18 +71,18 @@ impl Fallback {
     }
 
     /// Whether a response id is one of ours.
-    pub fn owns(&self, response_id: &str) -> bool {
+    pub(crate) fn owns(&self, response_id: &str) -> bool {
         !response_id.is_empty() && self.running.iter().any(|(r, _)| r == response_id)
     }
 
     /// `response.done` of one of ours: the item it transcribed.
-    pub fn finished(&mut self, response_id: &str) -> Option<String> {
+    pub(crate) fn finished(&mut self, response_id: &str) -> Option<String> {
         let i = self.running.iter().position(|(r, _)| r == response_id)?;
         self.running.remove(i).map(|(_, item)| item)
     }
 
     /// The connection closed: its responses are gone.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.running.clear();
     }
 }

@@ -43,8 +43,8 @@ pub(crate) mod responses;
 mod tests;
 mod transcript;
 
-pub use config::{DEFAULT_INSTRUCTIONS, SessionConfig, Turn};
-pub use transcript::Speaker;
+pub(crate) use config::{DEFAULT_INSTRUCTIONS, SessionConfig, Turn};
+pub(crate) use transcript::Speaker;
 
 use crate::realtime::events::server::{ErrorInfo, Item as ServerItem, SessionInfo};
 use crate::realtime::events::{ClientEvent, ServerEvent};
@@ -61,13 +61,13 @@ use transcript::Transcript;
 const RENEW_RETRY: Duration = Duration::from_secs(30);
 /// After server VAD reports the end of speech, the server commits the turn and starts its own response;
 /// hold our own `response.create`s this long (or until that `response.created`) so they do not race it.
-pub const VAD_SETTLE: Duration = Duration::from_millis(1500);
+pub(crate) const VAD_SETTLE: Duration = Duration::from_millis(1500);
 /// Error codes that stop the session for good (until the user starts it again).
 const FATAL_CODES: [&str; 4] = ["invalid_api_key", "model_not_found", "invalid_model", "beta_api_shape_disabled"];
 
 /// What the daemon must do.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Output {
+pub(crate) enum Output {
     /// Send this event on the socket.
     Send(ClientEvent),
     /// Run this tool and answer with [`Session::on_tool_result`]. `arguments` is the model's JSON text.
@@ -111,7 +111,7 @@ enum Link {
 
 /// The session machine. See the module docs.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     cfg: SessionConfig,
     task_table: String,
     link: Link,
@@ -153,7 +153,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(cfg: SessionConfig) -> Self {
+    pub(crate) fn new(cfg: SessionConfig) -> Self {
         let ring = Transcript::new(cfg.transcript_turns);
         Session {
             cfg,
@@ -187,7 +187,8 @@ impl Session {
         }
     }
 
-    pub fn config(&self) -> &SessionConfig {
+    #[cfg(test)]
+    pub(crate) fn config(&self) -> &SessionConfig {
         &self.cfg
     }
 
@@ -196,7 +197,7 @@ impl Session {
     /// A socket is open (first connect, reconnect, or the new socket of a renewal, which replaces the old
     /// one). `unix_now_secs` is the wall clock at `now`, used only to place `expires_at`. Nothing is sent
     /// until `session.created`.
-    pub fn on_connected(&mut self, now: Instant, unix_now_secs: u64) -> Vec<Output> {
+    pub(crate) fn on_connected(&mut self, now: Instant, unix_now_secs: u64) -> Vec<Output> {
         if matches!(self.link, Link::Awaiting | Link::Ready) {
             self.drop_connection();
         }
@@ -208,7 +209,7 @@ impl Session {
     }
 
     /// The socket closed or died. Pending notifications stay queued for the next session.
-    pub fn on_closed(&mut self, now: Instant) -> Vec<Output> {
+    pub(crate) fn on_closed(&mut self, now: Instant) -> Vec<Output> {
         if matches!(self.link, Link::Awaiting | Link::Ready) {
             self.drop_connection();
             self.link = Link::Closed;
@@ -217,7 +218,7 @@ impl Session {
     }
 
     /// A renewal connection could not be opened; keep the current one and retry later.
-    pub fn renewal_failed(&mut self, now: Instant) -> Vec<Output> {
+    pub(crate) fn renewal_failed(&mut self, now: Instant) -> Vec<Output> {
         self.renewing = false;
         self.renew_not_before = now.checked_add(RENEW_RETRY);
         self.step(now, Vec::new())
@@ -244,7 +245,7 @@ impl Session {
     // ---- server events ----
 
     /// Feeds one parsed server event.
-    pub fn on_server_event(&mut self, ev: ServerEvent, now: Instant) -> Vec<Output> {
+    pub(crate) fn on_server_event(&mut self, ev: ServerEvent, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         // The server spoke: whatever we were waiting for, the link is alive.
         self.awaiting_since = None;
@@ -530,7 +531,7 @@ impl Session {
     // ---- local facts and requests ----
 
     /// The push-to-talk key went down or up. A press during playback asks to stop it.
-    pub fn set_key_held(&mut self, held: bool, now: Instant) -> Vec<Output> {
+    pub(crate) fn set_key_held(&mut self, held: bool, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         if held && !self.key_held && (self.audio_playing || self.audio_item.is_some()) {
             out.push(Output::StopPlayback);
@@ -540,7 +541,7 @@ impl Session {
     }
 
     /// Assistant audio started or stopped playing locally.
-    pub fn set_audio_playing(&mut self, playing: bool, now: Instant) -> Vec<Output> {
+    pub(crate) fn set_audio_playing(&mut self, playing: bool, now: Instant) -> Vec<Output> {
         self.audio_playing = playing;
         if !playing {
             self.audio_item = None;
@@ -551,7 +552,7 @@ impl Session {
     /// Playback was stopped for a barge-in. `heard` is the item the user was hearing and how many
     /// milliseconds of it were played (from that item's own start): cancel the response if one is active
     /// and truncate that item there, so the server forgets what the user never heard.
-    pub fn barge_in(&mut self, heard: Option<(String, u64)>, now: Instant) -> Vec<Output> {
+    pub(crate) fn barge_in(&mut self, heard: Option<(String, u64)>, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         if self.link == Link::Ready {
             if self.responses.is_active() {
@@ -576,13 +577,13 @@ impl Session {
     }
 
     /// Microphone audio to stream; `None` when not connected.
-    pub fn append_audio(&self, pcm: &[i16]) -> Option<ClientEvent> {
+    pub(crate) fn append_audio(&self, pcm: &[i16]) -> Option<ClientEvent> {
         (self.link == Link::Ready).then(|| ClientEvent::append_pcm(pcm))
     }
 
     /// Push-to-talk release: commit the buffer and ask for a response (once no response is active).
     /// Implies the key is up. Does nothing with server VAD, which commits by itself.
-    pub fn commit_user_audio(&mut self, now: Instant) -> Vec<Output> {
+    pub(crate) fn commit_user_audio(&mut self, now: Instant) -> Vec<Output> {
         self.key_held = false;
         let mut out = Vec::new();
         if self.link == Link::Ready && self.cfg.turn == Turn::Ptt {
@@ -593,7 +594,7 @@ impl Session {
     }
 
     /// A typed user message (text mode). Dropped with a warning when not connected.
-    pub fn send_user_text(&mut self, text: &str, now: Instant) -> Vec<Output> {
+    pub(crate) fn send_user_text(&mut self, text: &str, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         if self.link == Link::Ready {
             out.push(Output::Send(ClientEvent::user_text(text)));
@@ -607,7 +608,7 @@ impl Session {
 
     /// The answer to a dispatched call (`output` is usually JSON text). Answered once; a result for a call
     /// of a closed connection is only recorded for the reconnect summary.
-    pub fn on_tool_result(&mut self, call_id: &str, output: &str, now: Instant) -> Vec<Output> {
+    pub(crate) fn on_tool_result(&mut self, call_id: &str, output: &str, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         match self.calls.answer(call_id) {
             Answer::Current(name) => {
@@ -625,7 +626,7 @@ impl Session {
     }
 
     /// Queues a task notification (a duplicate id is ignored). It is spoken when the floor is free.
-    pub fn push_notification(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
+    pub(crate) fn push_notification(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
         if !self.notes.push(id, text) {
             log::debug!("notification {id} already queued or delivered");
         }
@@ -633,7 +634,7 @@ impl Session {
     }
 
     /// Queues a task's question ahead of result notifications; spoken when the floor is free.
-    pub fn push_question(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
+    pub(crate) fn push_question(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
         if !self.notes.push_urgent(id, text) {
             log::debug!("question {id} already queued or delivered");
         }
@@ -642,7 +643,7 @@ impl Session {
 
     /// Queues a progress item ("t3 has run 12 minutes…") behind every result and question, replacing one not
     /// yet sent; ignored while quiet. Spoken when the floor is free, like a notification.
-    pub fn push_progress(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
+    pub(crate) fn push_progress(&mut self, id: &str, text: &str, now: Instant) -> Vec<Output> {
         if !self.notes.push_progress(id, text) {
             log::debug!("progress {id} not queued (quiet, or seen before)");
         }
@@ -650,14 +651,14 @@ impl Session {
     }
 
     /// The queued progress item, if any: `(id, in flight)`.
-    pub fn progress_item(&self) -> Option<(String, bool)> {
+    pub(crate) fn progress_item(&self) -> Option<(String, bool)> {
         self.notes.progress()
     }
 
     /// Quiet mode: while on, nothing queued is spoken (results and questions wait, held; progress is
     /// dropped). Turning it off asks held questions at once and offers the held results in one system item
     /// ("three tasks finished while you were away; shall I go through them?"); they wait for `catch_up`.
-    pub fn set_quiet(&mut self, quiet: bool, now: Instant) -> Vec<Output> {
+    pub(crate) fn set_quiet(&mut self, quiet: bool, now: Instant) -> Vec<Output> {
         let held = self.notes.set_quiet(quiet);
         if held > 0 {
             self.offers += 1;
@@ -670,19 +671,16 @@ impl Session {
         self.step(now, Vec::new())
     }
 
-    pub fn is_quiet(&self) -> bool {
-        self.notes.is_quiet()
-    }
-
     /// Results and questions not yet said (held by quiet mode, or waiting for the floor).
-    pub fn waiting(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
         self.notes.waiting()
     }
 
     /// Answers a `catch_up` call: every result and question not yet said, oldest first, in one tool output.
     /// They count as heard when the response that speaks that output is done (a close before that says them
     /// again in the next session). Returns the output (`None` for a call that is not current).
-    pub fn catch_up(&mut self, call_id: &str, now: Instant) -> (Option<String>, Vec<Output>) {
+    pub(crate) fn catch_up(&mut self, call_id: &str, now: Instant) -> (Option<String>, Vec<Output>) {
         let mut out = Vec::new();
         let answer = match self.calls.answer(call_id) {
             Answer::Current(name) => {
@@ -707,12 +705,12 @@ impl Session {
     }
 
     /// Takes back a notification not yet sent (a question answered elsewhere). One already being said stays.
-    pub fn withdraw_notification(&mut self, id: &str) -> bool {
+    pub(crate) fn withdraw_notification(&mut self, id: &str) -> bool {
         self.notes.withdraw(id)
     }
 
     /// New task table for the instructions; sent debounced (at most one update per `table_debounce`).
-    pub fn set_task_table(&mut self, table: &str, now: Instant) -> Vec<Output> {
+    pub(crate) fn set_task_table(&mut self, table: &str, now: Instant) -> Vec<Output> {
         if table != self.task_table {
             self.task_table = table.to_owned();
             self.table_dirty = self.link == Link::Ready;
@@ -721,7 +719,7 @@ impl Session {
     }
 
     /// Timers: call at [`next_deadline`](Self::next_deadline) (calling earlier or more often is harmless).
-    pub fn poll(&mut self, now: Instant) -> Vec<Output> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<Output> {
         self.step(now, Vec::new())
     }
 
@@ -802,7 +800,7 @@ impl Session {
     /// The floor is free: connected, no response active or wanted, no unanswered tool call, key not
     /// held, user not speaking (nor just finished a VAD turn the server is about to answer), no assistant
     /// audio playing, no notification in flight.
-    pub fn floor_free(&self, now: Instant) -> bool {
+    pub(crate) fn floor_free(&self, now: Instant) -> bool {
         self.link == Link::Ready
             && self.responses.can_create(now)
             && !self.responses.has_uncovered()
@@ -814,13 +812,13 @@ impl Session {
     }
 
     /// The session expires within the renewal margin, the floor is free and no renewal is under way.
-    pub fn needs_renewal(&self, now: Instant) -> bool {
+    pub(crate) fn needs_renewal(&self, now: Instant) -> bool {
         !self.renewing && self.renewal_due().is_some_and(|t| now >= t) && self.floor_free(now)
     }
 
     /// When to call [`poll`](Self::poll) if no other input arrives first. Deadlines that are already due
     /// but wait on an event (the floor) are left out, so the loop never spins.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let mut candidates: Vec<Instant> = Vec::new();
         if self.link == Link::Ready {
             if self.table_dirty {
@@ -840,58 +838,46 @@ impl Session {
     /// transcription) or commit a push-to-talk turn, cleared by the next server event or a close. The
     /// connection's keepalive pings at once when a new wait starts, so a link that stalls mid-conversation is
     /// noticed one pong timeout later, not at the next scheduled ping.
-    pub fn reply_awaited_since(&self) -> Option<Instant> {
+    pub(crate) fn reply_awaited_since(&self) -> Option<Instant> {
         self.awaiting_since
     }
 
     /// Connected and `session.created` seen.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.link == Link::Ready
     }
 
+    #[cfg(test)]
     /// A fatal error stopped the session.
-    pub fn is_failed(&self) -> bool {
+    pub(crate) fn is_failed(&self) -> bool {
         self.link == Link::Failed
     }
 
-    pub fn session_id(&self) -> Option<&str> {
+    pub(crate) fn session_id(&self) -> Option<&str> {
         self.session_id.as_deref()
     }
 
-    pub fn expires_at(&self) -> Option<Instant> {
+    pub(crate) fn expires_at(&self) -> Option<Instant> {
         self.expires_at
     }
 
-    pub fn response_active(&self) -> bool {
+    pub(crate) fn response_active(&self) -> bool {
         self.responses.is_active()
     }
 
-    /// The active response's id, once `response.created` named it.
-    pub fn active_response_id(&self) -> Option<&str> {
-        self.responses.active_id()
-    }
-
-    /// Dispatched tool calls still waiting for [`on_tool_result`](Self::on_tool_result).
-    pub fn outstanding_calls(&self) -> usize {
-        self.calls.outstanding()
-    }
-
     /// Whether an answer is still owed (tool outputs or user turns not yet covered by a response).
-    pub fn response_pending(&self) -> bool {
+    pub(crate) fn response_pending(&self) -> bool {
         self.responses.has_uncovered()
     }
 
     /// Ids of notifications not yet confirmed, oldest first.
-    pub fn pending_notifications(&self) -> Vec<String> {
+    pub(crate) fn pending_notifications(&self) -> Vec<String> {
         self.notes.pending_ids()
     }
 
-    pub fn task_table(&self) -> &str {
-        &self.task_table
-    }
-
+    #[cfg(test)]
     /// The server refused the input-transcription model; user turns are transcribed out of band.
-    pub fn transcription_refused_by_server(&self) -> bool {
+    pub(crate) fn transcription_refused_by_server(&self) -> bool {
         self.transcription_refused
     }
 }

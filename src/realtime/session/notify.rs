@@ -25,13 +25,13 @@ use super::recent::RecentSet;
 use std::collections::VecDeque;
 
 /// Failed responses tolerated per notification before it is dropped.
-pub const MAX_FAILURES: u8 = 3;
+pub(crate) const MAX_FAILURES: u8 = 3;
 
 const DELIVERED_CAPACITY: usize = 1024;
 
 /// What a queued item is, which decides its place in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A task waits for the user's answer: ahead of everything not yet sent.
     Question,
     /// A task's end.
@@ -67,14 +67,14 @@ struct Entry {
 
 /// One item handed to `catch_up`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Missed {
-    pub id: String,
-    pub text: String,
-    pub question: bool,
+pub(crate) struct Missed {
+    pub(crate) id: String,
+    pub(crate) text: String,
+    pub(crate) question: bool,
 }
 
 #[derive(Debug, Clone)]
-pub struct Notifications {
+pub(crate) struct Notifications {
     queue: VecDeque<Entry>,
     delivered: RecentSet,
     quiet: bool,
@@ -111,7 +111,7 @@ impl Notifications {
     }
 
     /// Queues a task's end; `false` (ignored) when the id is queued or was delivered recently.
-    pub fn push(&mut self, id: &str, text: &str) -> bool {
+    pub(crate) fn push(&mut self, id: &str, text: &str) -> bool {
         if self.known(id) {
             return false;
         }
@@ -121,7 +121,7 @@ impl Notifications {
 
     /// Queues a question ahead of every ordinary one not yet sent (after earlier questions);
     /// `false` when the id is queued or was delivered recently.
-    pub fn push_urgent(&mut self, id: &str, text: &str) -> bool {
+    pub(crate) fn push_urgent(&mut self, id: &str, text: &str) -> bool {
         if self.known(id) {
             return false;
         }
@@ -140,7 +140,7 @@ impl Notifications {
 
     /// Queues a progress item behind everything, replacing one not yet sent. `false` (ignored) while quiet
     /// or when the id was seen.
-    pub fn push_progress(&mut self, id: &str, text: &str) -> bool {
+    pub(crate) fn push_progress(&mut self, id: &str, text: &str) -> bool {
         if self.quiet || self.known(id) {
             return false;
         }
@@ -150,14 +150,14 @@ impl Notifications {
     }
 
     /// The progress item queued: `(id, in flight)`; the one being said first.
-    pub fn progress(&self) -> Option<(String, bool)> {
+    pub(crate) fn progress(&self) -> Option<(String, bool)> {
         let mut p = self.queue.iter().filter(|e| e.kind == Kind::Progress).collect::<Vec<_>>();
         p.sort_by_key(|e| !e.in_flight);
         p.first().map(|e| (e.id.clone(), e.in_flight))
     }
 
     /// Takes back a notification not yet sent; `false` when it is in flight (or unknown).
-    pub fn withdraw(&mut self, id: &str) -> bool {
+    pub(crate) fn withdraw(&mut self, id: &str) -> bool {
         match self.queue.iter().position(|e| e.id == id && !e.in_flight) {
             Some(i) => {
                 self.queue.remove(i);
@@ -169,7 +169,7 @@ impl Notifications {
 
     /// Quiet mode on or off. On: what waits is held, progress not yet sent is dropped. Off: held questions
     /// are released; returns how many held results wait for `catch_up` (the caller offers them).
-    pub fn set_quiet(&mut self, quiet: bool) -> usize {
+    pub(crate) fn set_quiet(&mut self, quiet: bool) -> usize {
         if quiet == self.quiet {
             return 0;
         }
@@ -189,24 +189,21 @@ impl Notifications {
     }
 
     /// Queues the offer of held results (after [`set_quiet`](Self::set_quiet) returned a count).
-    pub fn offer(&mut self, id: &str, text: &str) {
+    pub(crate) fn offer(&mut self, id: &str, text: &str) {
         if !self.quiet {
             self.push_offer(id, text);
         }
     }
 
-    pub fn is_quiet(&self) -> bool {
-        self.quiet
-    }
-
     /// Results and questions not yet said (held or waiting for the floor), not counting one being said.
-    pub fn waiting(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
         self.queue.iter().filter(|e| !e.in_flight && matches!(e.kind, Kind::Result | Kind::Question)).count()
     }
 
     /// Every result and question not yet said, oldest first, now in flight with the `catch_up` output that
     /// carries them (a pending offer is dropped: this is its answer).
-    pub fn catch_up(&mut self) -> Vec<Missed> {
+    pub(crate) fn catch_up(&mut self) -> Vec<Missed> {
         self.queue.retain(|e| e.kind != Kind::Offer || e.in_flight);
         let mut taken: Vec<&mut Entry> =
             self.queue.iter_mut().filter(|e| !e.in_flight && matches!(e.kind, Kind::Result | Kind::Question)).collect();
@@ -223,13 +220,13 @@ impl Notifications {
     }
 
     /// Whether one is being delivered (sent, not yet confirmed).
-    pub fn any_in_flight(&self) -> bool {
+    pub(crate) fn any_in_flight(&self) -> bool {
         self.queue.iter().any(|e| e.in_flight)
     }
 
     /// The next one to send, marking it in flight: `(id, text)`. `None` when one is already in flight, or
     /// quiet mode holds the rest.
-    pub fn start_next(&mut self) -> Option<(String, String)> {
+    pub(crate) fn start_next(&mut self) -> Option<(String, String)> {
         if self.quiet || self.any_in_flight() {
             return None;
         }
@@ -239,7 +236,7 @@ impl Notifications {
     }
 
     /// The server confirmed it: remove it. Returns its text, `None` if the id was not in flight.
-    pub fn delivered(&mut self, id: &str) -> Option<String> {
+    pub(crate) fn delivered(&mut self, id: &str) -> Option<String> {
         let i = self.queue.iter().position(|e| e.id == id && e.in_flight)?;
         let e = self.queue.remove(i)?;
         self.delivered.insert(&e.id);
@@ -248,7 +245,7 @@ impl Notifications {
 
     /// Its response failed; it stays in flight (the item is already in the conversation; only a new
     /// response is needed). Returns the failure count.
-    pub fn failed(&mut self, id: &str) -> u8 {
+    pub(crate) fn failed(&mut self, id: &str) -> u8 {
         match self.queue.iter_mut().find(|e| e.id == id) {
             Some(e) => {
                 e.failures = e.failures.saturating_add(1);
@@ -259,20 +256,20 @@ impl Notifications {
     }
 
     /// Gives up on it.
-    pub fn remove(&mut self, id: &str) {
+    pub(crate) fn remove(&mut self, id: &str) {
         self.queue.retain(|e| e.id != id);
     }
 
     /// The connection closed: nothing is in flight any more; all will be sent again (a progress item
     /// only if it is still news: the caller offers a fresh one).
-    pub fn requeue_all(&mut self) {
+    pub(crate) fn requeue_all(&mut self) {
         for e in &mut self.queue {
             e.in_flight = false;
         }
     }
 
     /// Ids not yet confirmed, oldest first.
-    pub fn pending_ids(&self) -> Vec<String> {
+    pub(crate) fn pending_ids(&self) -> Vec<String> {
         self.queue.iter().map(|e| e.id.clone()).collect()
     }
 }

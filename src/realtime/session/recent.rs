@@ -7,19 +7,19 @@
 use std::collections::{HashSet, VecDeque};
 
 #[derive(Debug, Clone)]
-pub struct RecentSet {
+pub(crate) struct RecentSet {
     order: VecDeque<String>,
     set: HashSet<String>,
     capacity: usize,
 }
 
 impl RecentSet {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         RecentSet { order: VecDeque::new(), set: HashSet::new(), capacity: capacity.max(1) }
     }
 
     /// Inserts `id`; `false` when it was already there.
-    pub fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         if self.set.contains(id) {
             return false;
         }
@@ -32,7 +32,7 @@ impl RecentSet {
         true
     }
 
-    pub fn contains(&self, id: &str) -> bool {
+    pub(crate) fn contains(&self, id: &str) -> bool {
         self.set.contains(id)
     }
 }

@@ -29,11 +29,11 @@ use crate::realtime::events::ClientEvent;
 use std::time::{Duration, Instant};
 
 /// An active response with no event for this long is considered lost.
-pub const STALL: Duration = Duration::from_secs(30);
+pub(crate) const STALL: Duration = Duration::from_secs(30);
 
 /// Why an item wants a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     Tool,
     UserText,
     UserAudio,
@@ -45,7 +45,7 @@ pub enum Purpose {
 
 impl Purpose {
     /// The notification ids an item carries: a notification's own, or those of a `catch_up` output.
-    pub fn into_notifications(self) -> Vec<String> {
+    pub(crate) fn into_notifications(self) -> Vec<String> {
         match self {
             Purpose::Notification(id) => vec![id],
             Purpose::CatchUp(ids) => ids,
@@ -56,7 +56,7 @@ impl Purpose {
 
 /// How the server's echo of an item is recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Echo {
+pub(crate) enum Echo {
     /// A `function_call_output` with this `call_id`.
     Call(String),
     /// A message with this role (`user`/`system`) and first `input_text`.
@@ -92,15 +92,15 @@ struct Active {
 
 /// What ended with a response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// Items answered.
-    pub covered: Vec<Purpose>,
+    pub(crate) covered: Vec<Purpose>,
     /// Items put back because the response failed.
-    pub retried: Vec<Purpose>,
+    pub(crate) retried: Vec<Purpose>,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Responses {
+pub(crate) struct Responses {
     active: Option<Active>,
     uncovered: Vec<Cover>,
     seq: u64,
@@ -109,35 +109,31 @@ pub struct Responses {
 }
 
 impl Responses {
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.active.is_some()
     }
 
-    pub fn active_id(&self) -> Option<&str> {
-        self.active.as_ref().and_then(|a| a.id.as_deref())
-    }
-
-    pub fn has_uncovered(&self) -> bool {
+    pub(crate) fn has_uncovered(&self) -> bool {
         !self.uncovered.is_empty()
     }
 
     /// Whether an uncovered item is a notification (which needs the whole floor, not just no response).
-    pub fn uncovered_has_notification(&self) -> bool {
+    pub(crate) fn uncovered_has_notification(&self) -> bool {
         self.uncovered.iter().any(|c| matches!(c.purpose, Purpose::Notification(_)))
     }
 
     /// Records an item we just sent that wants a response.
-    pub fn add(&mut self, purpose: Purpose, echo: Echo) {
+    pub(crate) fn add(&mut self, purpose: Purpose, echo: Echo) {
         self.uncovered.push(Cover { purpose, echo, echoed: false, echoed_at_created: None });
     }
 
     /// No response active and no failure backoff running.
-    pub fn can_create(&self, now: Instant) -> bool {
+    pub(crate) fn can_create(&self, now: Instant) -> bool {
         self.active.is_none() && self.not_before.is_none_or(|t| now >= t)
     }
 
     /// Our `response.create`, claiming every uncovered item. Call only when [`can_create`](Self::can_create).
-    pub fn create(&mut self, now: Instant) -> ClientEvent {
+    pub(crate) fn create(&mut self, now: Instant) -> ClientEvent {
         self.seq += 1;
         let event_id = format!("ptt_rc_{}", self.seq);
         let carried = std::mem::take(&mut self.uncovered);
@@ -146,7 +142,7 @@ impl Responses {
     }
 
     /// The server echoed an item.
-    pub fn on_echo(&mut self, echo: &Echo) {
+    pub(crate) fn on_echo(&mut self, echo: &Echo) {
         let carried = self.active.iter_mut().flat_map(|a| a.carried.iter_mut());
         if let Some(c) = self.uncovered.iter_mut().chain(carried).find(|c| !c.echoed && c.echo == *echo) {
             c.echoed = true;
@@ -154,14 +150,14 @@ impl Responses {
     }
 
     /// Any sign of life of the active response.
-    pub fn touch(&mut self, now: Instant) {
+    pub(crate) fn touch(&mut self, now: Instant) {
         if let Some(a) = &mut self.active {
             a.last_activity = now;
         }
     }
 
     /// `response.created`.
-    pub fn on_created(&mut self, id: &str, now: Instant) {
+    pub(crate) fn on_created(&mut self, id: &str, now: Instant) {
         match &mut self.active {
             None => {
                 // Started by the server: it covers what it had seen.
@@ -193,7 +189,7 @@ impl Responses {
     /// `response.done`: ends the active response, whatever its id. `produced_output` is whether its
     /// `output` list was non-empty: a response cancelled before it said anything (the user started talking)
     /// covers nothing, and its items quietly wait for the next response.
-    pub fn on_done(&mut self, id: &str, status: &str, produced_output: bool, now: Instant) -> Finished {
+    pub(crate) fn on_done(&mut self, id: &str, status: &str, produced_output: bool, now: Instant) -> Finished {
         let Some(a) = self.active.take() else {
             log::debug!("response.done for {id} with no active response");
             return Finished::default();
@@ -245,7 +241,7 @@ impl Responses {
 
     /// `conversation_already_has_active_response`. `event_id` is the failed event's id when the server
     /// echoed it.
-    pub fn on_already_active(&mut self, event_id: Option<&str>, now: Instant) {
+    pub(crate) fn on_already_active(&mut self, event_id: Option<&str>, now: Instant) {
         let Some(a) = &mut self.active else {
             // The server has a response we never heard of: hold the floor until its done.
             self.active = Some(Active { id: None, ours: None, carried: Vec::new(), last_activity: now });
@@ -271,7 +267,7 @@ impl Responses {
     }
 
     /// Another error naming our `response.create`: it failed outright. Returns whether it was ours.
-    pub fn on_create_failed(&mut self, event_id: &str, now: Instant) -> bool {
+    pub(crate) fn on_create_failed(&mut self, event_id: &str, now: Instant) -> bool {
         let Some(a) = &mut self.active else {
             return false;
         };
@@ -300,7 +296,7 @@ impl Responses {
     }
 
     /// Ends an active response that showed no sign of life for [`STALL`], as failed.
-    pub fn watchdog(&mut self, now: Instant) -> Option<Finished> {
+    pub(crate) fn watchdog(&mut self, now: Instant) -> Option<Finished> {
         let stalled =
             self.active.as_ref().is_some_and(|a| a.last_activity.checked_add(STALL).is_some_and(|t| now >= t));
         if !stalled {
@@ -313,7 +309,7 @@ impl Responses {
     }
 
     /// Forgets a notification's item (it is being dropped).
-    pub fn forget_notification(&mut self, id: &str) {
+    pub(crate) fn forget_notification(&mut self, id: &str) {
         let is_it = |c: &Cover| matches!(&c.purpose, Purpose::Notification(n) if n == id);
         self.uncovered.retain(|c| !is_it(c));
         if let Some(a) = &mut self.active {
@@ -328,12 +324,12 @@ impl Responses {
     }
 
     /// The connection closed: the conversation is gone, and with it every item and response.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         *self = Responses { seq: self.seq, ..Responses::default() };
     }
 
     /// Watchdog and backoff deadlines.
-    pub fn deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
+    pub(crate) fn deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
         let stall = self.active.as_ref().and_then(|a| a.last_activity.checked_add(STALL));
         stall.into_iter().chain(self.not_before)
     }

@@ -15,7 +15,7 @@ const MAX_SUMMARY_CHARS: usize = 3000;
 
 /// Who said it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Speaker {
+pub(crate) enum Speaker {
     User,
     Assistant,
     /// Things that happened: tool results, delivered notifications.
@@ -34,19 +34,19 @@ impl Speaker {
 
 /// The ring.
 #[derive(Debug, Clone)]
-pub struct Transcript {
+pub(crate) struct Transcript {
     turns: VecDeque<(Speaker, String)>,
     capacity: usize,
 }
 
 impl Transcript {
     /// A ring keeping at most `capacity` turns (at least one).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Transcript { turns: VecDeque::new(), capacity: capacity.max(1) }
     }
 
     /// Records a turn; blank text is ignored, long text is cut at a char boundary.
-    pub fn push(&mut self, who: Speaker, text: &str) {
+    pub(crate) fn push(&mut self, who: Speaker, text: &str) {
         let text = text.trim();
         if text.is_empty() {
             return;
@@ -62,13 +62,13 @@ impl Transcript {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.turns.len()
     }
 
     /// The text of the reconnect summary item, or `None` when nothing was said. Keeps the most recent
     /// turns that fit in the size limit.
-    pub fn summary(&self) -> Option<String> {
+    pub(crate) fn summary(&self) -> Option<String> {
         let mut lines: Vec<String> = Vec::new();
         let mut size = 0;
         for (who, text) in self.turns.iter().rev() {
