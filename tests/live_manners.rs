@@ -243,9 +243,10 @@ fn leaving_quiet_mode_offers_what_was_missed_and_a_yes_delivers_each_once() {
     let (_, out) = tool_output(&fake, &fake.call_tool("set_quiet", json!({"on": true})));
     assert_eq!(out, json!({"status": "ok", "quiet": true, "waiting": 0}));
     assert_eq!(live(&home)["quiet"], true);
+    // One after the other, so that "oldest first" has one right answer.
     let a = home.start_task(&json!({"result": {"result": "Alpha is done."}}), "alpha", &home.work("a"));
-    let b = home.start_task(&json!({"result": {"result": "Beta is done."}}), "beta", &home.work("b"));
     home.wait_ended(&a, T);
+    let b = home.start_task(&json!({"result": {"result": "Beta is done."}}), "beta", &home.work("b"));
     home.wait_ended(&b, T);
     fake.close_abrupt();
     fake.wait_connections(2, T);
