@@ -21,8 +21,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::control::reply::{self, StatusReply};
 use crate::control::{Request, client};
 
 const QUIET: Duration = Duration::from_millis(150);
@@ -56,7 +57,7 @@ pub(crate) struct BarState {
 }
 
 impl BarState {
-    pub(crate) fn from_status(status: Option<&Value>) -> BarState {
+    pub(crate) fn from_status(status: Option<&StatusReply>) -> BarState {
         let Some(v) = status else {
             return BarState {
                 running: 0,
@@ -70,29 +71,28 @@ impl BarState {
                 missed: 0,
             };
         };
-        let d = &v["dictation"];
-        let kept_clips = d["kept_clips"].as_u64().unwrap_or(0);
-        let dictation = if d["enabled"] != true {
+        let d = v.dictation.clone().unwrap_or_default();
+        let dictation = if !d.enabled {
             "off"
-        } else if d["recording"] == true {
+        } else if d.recording {
             "recording"
-        } else if d["in_flight"].as_u64().unwrap_or(0) > 0 {
+        } else if d.in_flight > 0 {
             "transcribing"
-        } else if kept_clips > 0 {
+        } else if d.kept_clips > 0 {
             "failed"
         } else {
             "idle"
         };
         BarState {
-            running: v["tasks"]["running"].as_u64().unwrap_or(0),
-            waiting: v["tasks"]["waiting"].as_array().map_or(0, |w| w.len() as u64),
+            running: v.tasks.running,
+            waiting: v.tasks.waiting.len() as u64,
             dictation,
-            kept_clips,
-            live: v["live"]["state"].as_str().unwrap_or("off").to_string(),
-            spent_today_usd: v["tasks"]["spent_today_usd"].as_f64().unwrap_or(0.0),
+            kept_clips: d.kept_clips,
+            live: v.live.state.clone().unwrap_or_else(|| "off".into()),
+            spent_today_usd: v.tasks.spent_today_usd,
             stopped: false,
-            quiet: v["live"]["quiet"] == true,
-            missed: v["live"]["waiting"].as_u64().unwrap_or(0),
+            quiet: v.live.quiet,
+            missed: v.live.waiting,
         }
     }
 
@@ -254,7 +254,10 @@ pub(crate) fn run(socket: &Path, format: Format) -> i32 {
             if now >= due {
                 first_event = None;
                 next_refresh = now + REFRESH;
-                let status = client::request(socket, &Request::Status).ok();
+                // A reply of another shape (a failure: the daemon is stopping) shows as a daemon with nothing on.
+                let status = client::request(socket, &Request::Status)
+                    .ok()
+                    .map(|v| reply::parse::<StatusReply>(&v).unwrap_or_default());
                 let line = BarState::from_status(status.as_ref()).render(format);
                 if last.as_deref() != Some(line.as_str()) {
                     if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
@@ -289,6 +292,11 @@ pub(crate) fn run(socket: &Path, format: Format) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    fn typed(v: Value) -> StatusReply {
+        reply::parse(&v).expect("a status reply")
+    }
 
     fn status(running: u64, recording: bool, in_flight: u64, kept: u64, live: &str, spent: f64) -> Value {
         json!({
@@ -300,39 +308,39 @@ mod tests {
 
     #[test]
     fn waybar_lines_carry_text_alt_class_and_tooltip() {
-        let idle = BarState::from_status(Some(&status(0, false, 0, 0, "off", 0.0)));
+        let idle = BarState::from_status(Some(&typed(status(0, false, 0, 0, "off", 0.0))));
         let v: Value = serde_json::from_str(&idle.render(Format::Waybar)).expect("JSON");
         assert_eq!(v["text"], "ptt");
         assert_eq!(v["alt"], "idle");
         assert_eq!(v["class"], json!(["idle"]));
         assert!(v["tooltip"].as_str().unwrap_or("").contains("tasks running: 0"));
 
-        let busy = BarState::from_status(Some(&status(2, false, 0, 0, "off", 0.4213)));
+        let busy = BarState::from_status(Some(&typed(status(2, false, 0, 0, "off", 0.4213))));
         let v: Value = serde_json::from_str(&busy.render(Format::Waybar)).expect("JSON");
         assert_eq!((v["text"].as_str(), v["alt"].as_str()), (Some("2 tasks · $0.42"), Some("busy")));
         assert_eq!(v["class"], json!(["tasks"]));
 
-        let rec = BarState::from_status(Some(&status(1, true, 0, 1, "ready", 0.0)));
+        let rec = BarState::from_status(Some(&typed(status(1, true, 0, 1, "ready", 0.0))));
         assert_eq!(rec.alt(), "recording");
         assert_eq!(rec.classes(), ["recording", "live", "tasks"]);
         assert_eq!(rec.text(), "rec · live ready · 1 task");
 
         let mut asking = status(1, false, 0, 0, "off", 0.0);
         asking["tasks"]["waiting"] = json!([{"task_id": "t4", "waiting_for": "run: rm -rf build"}]);
-        let asking = BarState::from_status(Some(&asking));
+        let asking = BarState::from_status(Some(&typed(asking)));
         assert_eq!((asking.alt(), asking.text().as_str()), ("asking", "1 task · 1 asking"));
         assert_eq!(asking.classes(), ["asking", "tasks"]);
 
         let mut quiet = status(1, false, 0, 0, "ready", 0.0);
         quiet["live"]["quiet"] = json!(true);
         quiet["live"]["waiting"] = json!(2);
-        let quiet = BarState::from_status(Some(&quiet));
+        let quiet = BarState::from_status(Some(&typed(quiet)));
         assert_eq!(quiet.text(), "live ready · quiet (2 missed) · 1 task");
         assert_eq!(quiet.classes(), ["live", "quiet", "tasks"]);
 
-        let sending = BarState::from_status(Some(&status(0, false, 1, 0, "off", 0.0)));
+        let sending = BarState::from_status(Some(&typed(status(0, false, 1, 0, "off", 0.0))));
         assert_eq!((sending.alt(), sending.dictation), ("transcribing", "transcribing"));
-        let failed = BarState::from_status(Some(&status(0, false, 0, 2, "off", 0.0)));
+        let failed = BarState::from_status(Some(&typed(status(0, false, 0, 2, "off", 0.0))));
         assert_eq!((failed.alt(), failed.classes()), ("failed", vec!["dictation-failed"]));
         assert!(failed.tooltip().contains("2 clip(s) kept"));
 

@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::config::{Config, DEFAULT_CONFIG_TOML};
 use crate::control::Request;
 use crate::control::client::{self, ClientError};
-use crate::control::reply;
+use crate::control::reply::{self, TaskReply};
 use crate::paths::Paths;
 
 pub(crate) const EXIT_FAILED: i32 = 1;
@@ -271,11 +271,19 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
         })),
         Command::Tasks { json, all } => Ok(with_daemon(paths, &Request::Tasks { all }, |v| {
             if json {
-                print::json(v)
-            } else {
-                print::task_table(v)
+                print::json(v);
+                return 0;
             }
-            0
+            match reply::parse::<reply::TaskTable>(v) {
+                Ok(table) => {
+                    print::task_table(&table.tasks);
+                    0
+                }
+                Err(f) => {
+                    eprintln!("ptt: {}", crate::text::escape_controls(&f.message));
+                    EXIT_FAILED
+                }
+            }
         })),
         Command::Task(t) => task_command(t, paths),
         Command::Doctor => Ok(doctor::run(paths)),
@@ -347,42 +355,42 @@ fn task_command(command: TaskCommand, paths: &Paths) -> anyhow::Result<i32> {
                 if args.json {
                     print::json(v);
                 }
-                match v.get("status").and_then(Value::as_str) {
-                    Some("started") => {
+                match TaskReply::of(v) {
+                    TaskReply::Started { task_id, name, dir, warning } => {
                         if !args.json {
-                            println!("started {} '{}' in {}", s(v, "task_id"), s(v, "name"), s(v, "dir"));
-                            if let Some(w) = v.get("warning").and_then(Value::as_str) {
-                                eprintln!("ptt: warning: {w}");
+                            print_started(&task_id, &name, &dir);
+                            if let Some(w) = warning {
+                                eprintln!("ptt: warning: {}", crate::text::escape_controls(&w));
                             }
                         }
                         0
                     }
-                    _ => outcome_failure(v, args.json),
+                    other => outcome_failure(&other, args.json),
                 }
             }))
         }
         TaskCommand::Show { reference, json } => {
             let req = Request::Show { reference: reference.join(" ") };
-            Ok(with_daemon(paths, &req, |v| match v.get("status").and_then(Value::as_str) {
-                Some("found") => {
+            Ok(with_daemon(paths, &req, |v| match TaskReply::of(v) {
+                TaskReply::Found { task } => {
                     if json {
                         print::json(&v["task"])
                     } else {
-                        print::task_details(&v["task"])
+                        print::task_details(&task)
                     }
                     0
                 }
-                _ => outcome_failure(v, json),
+                other => outcome_failure(&other, json),
             }))
         }
         TaskCommand::Cancel { reference } => {
             let req = Request::Cancel { reference: reference.join(" ") };
-            Ok(with_daemon(paths, &req, |v| match v.get("status").and_then(Value::as_str) {
-                Some("cancelling") => {
-                    println!("{}", s(v, "message"));
+            Ok(with_daemon(paths, &req, |v| match TaskReply::of(v) {
+                TaskReply::Cancelling { message } => {
+                    println!("{}", crate::text::escape_controls(&message));
                     0
                 }
-                _ => outcome_failure(v, false),
+                other => outcome_failure(&other, false),
             }))
         }
         TaskCommand::Allow { reference, remember } => {
@@ -395,12 +403,12 @@ fn task_command(command: TaskCommand, paths: &Paths) -> anyhow::Result<i32> {
         }
         TaskCommand::Continue { reference, text } => {
             let req = Request::Continue { reference, text: text.join(" ") };
-            Ok(with_daemon(paths, &req, |v| match v.get("status").and_then(Value::as_str) {
-                Some("started") => {
-                    println!("started {} '{}' in {}", s(v, "task_id"), s(v, "name"), s(v, "dir"));
+            Ok(with_daemon(paths, &req, |v| match TaskReply::of(v) {
+                TaskReply::Started { task_id, name, dir, .. } => {
+                    print_started(&task_id, &name, &dir);
                     0
                 }
-                _ => outcome_failure(v, false),
+                other => outcome_failure(&other, false),
             }))
         }
         TaskCommand::Sweep => {
@@ -422,13 +430,18 @@ fn task_command(command: TaskCommand, paths: &Paths) -> anyhow::Result<i32> {
 
 /// The reply to `task allow` / `task deny`.
 fn answered(v: &Value) -> i32 {
-    match v.get("status").and_then(Value::as_str) {
-        Some("answered") => {
-            println!("{}", s(v, "message"));
+    match TaskReply::of(v) {
+        TaskReply::Answered { message } => {
+            println!("{}", crate::text::escape_controls(&message));
             0
         }
-        _ => outcome_failure(v, false),
+        other => outcome_failure(&other, false),
     }
+}
+
+/// `started t3 'name' in /dir`, control characters escaped.
+fn print_started(task_id: &str, name: &str, dir: &std::path::Path) {
+    println!("{}", crate::text::escape_controls(&format!("started {task_id} '{name}' in {}", dir.display())));
 }
 
 fn config_command(command: ConfigCommand, paths: &Paths) -> i32 {
@@ -481,28 +494,28 @@ fn client_error(e: &ClientError) -> i32 {
 }
 
 /// Prints why an outcome is not a success and picks the exit status.
-fn outcome_failure(v: &Value, json: bool) -> i32 {
-    let status = v.get("status").and_then(Value::as_str).unwrap_or("error");
+fn outcome_failure(reply: &TaskReply, json: bool) -> i32 {
+    let message = match reply {
+        TaskReply::Ambiguous { message, .. } | TaskReply::NotFound { message } | TaskReply::Refused { message } => {
+            message.as_str()
+        }
+        _ => "unexpected reply from the daemon",
+    };
     if !json {
-        let message = v.get("message").and_then(Value::as_str).unwrap_or("unexpected reply");
         eprintln!("ptt: {}", crate::text::escape_controls(message));
-        if status == "ambiguous" {
+        if let TaskReply::Ambiguous { candidates, .. } = reply {
             eprintln!("candidates:");
-            for c in v.get("candidates").and_then(Value::as_array).into_iter().flatten() {
-                eprintln!("  {:<5} {:<11} {}", s(c, "task_id"), s(c, "state"), s(c, "name"));
+            for c in candidates {
+                let line = format!("  {:<5} {:<11} {}", c.task_id, c.state, c.name);
+                eprintln!("{}", crate::text::escape_controls(&line));
             }
         }
     }
-    match status {
-        "ambiguous" => EXIT_AMBIGUOUS,
-        "not_found" => EXIT_NOT_FOUND,
+    match reply {
+        TaskReply::Ambiguous { .. } => EXIT_AMBIGUOUS,
+        TaskReply::NotFound { .. } => EXIT_NOT_FOUND,
         _ => EXIT_FAILED,
     }
-}
-
-/// A field of a reply, control characters escaped for the terminal.
-fn s<'a>(v: &'a Value, key: &str) -> std::borrow::Cow<'a, str> {
-    crate::text::escape_controls(v.get(key).and_then(Value::as_str).unwrap_or(""))
 }
 
 /// Once the daemon has answered, a reader that goes away (`ptt tasks --json | head`) ends

@@ -8,17 +8,13 @@
 
 use serde_json::Value;
 
-use crate::control::reply::{AudioStatus, Device, StatusReply};
+use crate::control::reply::{AudioStatus, Device, StatusReply, TaskInfo};
 
 /// `println!` with control characters escaped.
 macro_rules! out {
     ($($arg:tt)*) => {
         println!("{}", crate::text::escape_controls(&format!($($arg)*)))
     };
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 pub(crate) fn json(v: &Value) {
@@ -34,8 +30,8 @@ pub(crate) fn duration(secs: u64) -> String {
     }
 }
 
-fn cost(v: &Value) -> String {
-    v.get("cost_usd").and_then(Value::as_f64).map(|c| format!("${c:.2}")).unwrap_or_else(|| "-".into())
+fn cost(usd: Option<f64>) -> String {
+    usd.map(|c| format!("${c:.2}")).unwrap_or_else(|| "-".into())
 }
 
 pub(crate) fn status(v: &StatusReply) {
@@ -124,108 +120,93 @@ fn voice_line(audio: &AudioStatus) -> String {
     }
 }
 
-pub(crate) fn task_table(v: &Value) {
-    let tasks = v.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default();
+pub(crate) fn task_table(tasks: &[TaskInfo]) {
     if tasks.is_empty() {
         out!("no tasks (start one with `ptt task start \"...\"`)");
         return;
     }
     out!("{:<5} {:<11} {:<28} {:>7} {:>7}  ACTIVITY / SUMMARY", "ID", "STATE", "NAME", "TIME", "COST");
-    for t in &tasks {
-        let mut state = s(t, "state").to_string();
-        if t["stalled"].as_bool() == Some(true) {
+    for t in tasks {
+        let mut state = t.state.clone();
+        if t.stalled {
             state.push('!');
         }
-        let waiting = format!("wants to {}", s(t, "waiting_for"));
-        let detail = match s(t, "state") {
+        let waiting = format!("wants to {}", t.waiting_for.as_deref().unwrap_or(""));
+        let detail = match t.state.as_str() {
             "waiting" => waiting.as_str(),
-            "running" => t.get("rate_limited").and_then(Value::as_str).unwrap_or_else(|| s(t, "activity")),
-            _ => s(t, "summary"),
+            "running" => t.rate_limited.as_deref().or(t.activity.as_deref()).unwrap_or(""),
+            _ => t.summary.as_deref().unwrap_or(""),
         };
         out!(
             "{:<5} {:<11} {:<28} {:>7} {:>7}  {}",
-            s(t, "id"),
+            t.id,
             state,
-            crate::text::clip(s(t, "name"), 28),
-            duration(t["elapsed_s"].as_u64().unwrap_or(0)),
-            cost(t),
+            crate::text::clip(&t.name, 28),
+            duration(t.elapsed_s),
+            cost(t.cost_usd),
             crate::text::clip(detail, 70)
         );
     }
 }
 
-pub(crate) fn task_details(t: &Value) {
-    out!(
-        "{} '{}': {}{}",
-        s(t, "id"),
-        s(t, "name"),
-        s(t, "state"),
-        if t["stalled"].as_bool() == Some(true) { " (stalled)" } else { "" }
-    );
-    out!("  task:     {}", s(t, "prompt"));
-    out!("  dir:      {}", s(t, "dir"));
-    if let Some(b) = t.get("branch").and_then(Value::as_str) {
+pub(crate) fn task_details(t: &TaskInfo) {
+    out!("{} '{}': {}{}", t.id, t.name, t.state, if t.stalled { " (stalled)" } else { "" });
+    out!("  task:     {}", t.prompt);
+    out!("  dir:      {}", t.dir.display());
+    if let Some(b) = &t.branch {
         out!("  branch:   {b}");
     }
-    out!("  time:     {}", duration(t["elapsed_s"].as_u64().unwrap_or(0)));
-    out!("  cost:     {}", cost(t));
-    if let Some(n) = t.get("num_turns").and_then(Value::as_u64) {
+    out!("  time:     {}", duration(t.elapsed_s));
+    out!("  cost:     {}", cost(t.cost_usd));
+    if let Some(n) = t.num_turns {
         out!("  turns:    {n}");
     }
-    if let Some(w) = t.get("waiting_for").and_then(Value::as_str) {
-        out!("  waiting:  wants to {w} (ptt task allow|deny {})", s(t, "id"));
+    if let Some(w) = &t.waiting_for {
+        out!("  waiting:  wants to {w} (ptt task allow|deny {})", t.id);
     }
-    if let Some(a) = t.get("activity").and_then(Value::as_str) {
+    if let Some(a) = &t.activity {
         out!("  activity: {a}");
     }
-    if let Some(r) = t.get("rate_limited").and_then(Value::as_str) {
+    if let Some(r) = &t.rate_limited {
         out!("  limits:   {r}");
     }
-    if let Some(r) = t.get("reason").and_then(Value::as_str) {
+    if let Some(r) = &t.reason {
         out!("  reason:   {r}");
     }
-    if let Some(sm) = t.get("summary").and_then(Value::as_str) {
+    if let Some(sm) = &t.summary {
         out!("  summary:  {sm}");
     }
-    let changes = &t["changes"];
-    let files = changes.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
-    if !files.is_empty() {
-        let names: Vec<&str> = files.iter().filter_map(Value::as_str).collect();
-        out!("  wrote:    {}", names.join(", "));
+    let changes = t.changes.clone().unwrap_or_default();
+    if !changes.files.is_empty() {
+        out!("  wrote:    {}", changes.files.join(", "));
     }
-    if let Some(diff) = changes.get("diff") {
-        out!("  diff:     {} (since {})", s(diff, "summary"), &s(diff, "base")[..s(diff, "base").len().min(12)]);
-        for f in diff.get("files").and_then(Value::as_array).into_iter().flatten() {
-            let count = |k: &str| f.get(k).and_then(Value::as_u64).map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-            let new = if f["untracked"] == true { " (new)" } else { "" };
-            out!(
-                "    {:>5} {:>5}  {}{new}",
-                format!("+{}", count("added")),
-                format!("-{}", count("removed")),
-                s(f, "path")
-            );
+    if let Some(diff) = &changes.diff {
+        let base: String = diff.base.chars().take(12).collect();
+        out!("  diff:     {} (since {base})", diff.summary);
+        for f in &diff.files {
+            let count = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            let new = if f.untracked { " (new)" } else { "" };
+            out!("    {:>5} {:>5}  {}{new}", format!("+{}", count(f.added)), format!("-{}", count(f.removed)), f.path);
         }
     }
-    let asks = t.get("permissions").and_then(Value::as_array).cloned().unwrap_or_default();
-    if !asks.is_empty() {
+    if !t.permissions.is_empty() {
         out!("  permission requests:");
-        for a in &asks {
-            let answer = match a.get("answer").and_then(Value::as_str) {
-                Some(ans) => format!("{ans} (by {})", s(a, "by")),
+        for a in &t.permissions {
+            let answer = match &a.answer {
+                Some(ans) => format!("{ans} (by {})", a.by.as_deref().unwrap_or("")),
                 None => "waiting".into(),
             };
-            out!("    {}: {answer}", s(a, "what"));
+            out!("    {}: {answer}", a.what);
         }
     }
-    if let Some(sess) = t.get("session_id").and_then(Value::as_str) {
+    if let Some(sess) = &t.session_id {
         out!("  session:  {sess}");
     }
-    out!("  log:      {}", s(t, "log_path"));
-    let tail = t.get("tail").and_then(Value::as_array).cloned().unwrap_or_default();
-    if !tail.is_empty() {
+    out!("  log:      {}", t.log_path.display());
+    if !t.tail.is_empty() {
         out!("  last output:");
-        for line in tail.iter().rev().take(10).rev() {
-            out!("    {}", line.as_str().unwrap_or(""));
+        for line in t.tail.iter().rev().take(10).rev() {
+            out!("    {line}");
         }
     }
 }

@@ -78,6 +78,132 @@ pub(crate) struct TaskList {
     pub(crate) tasks: Vec<Value>,
 }
 
+/// A task as `tasks` and `task show` return it (the JSON of `tasks::contract::TaskView`), with the fields the
+/// CLI prints; deserializing ignores the others (`--json` prints the reply as received).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct TaskInfo {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    /// `running`, `waiting`, `succeeded`, ... (`TaskState`'s names).
+    pub(crate) state: String,
+    pub(crate) stalled: bool,
+    pub(crate) prompt: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) branch: Option<String>,
+    pub(crate) elapsed_s: u64,
+    pub(crate) cost_usd: Option<f64>,
+    pub(crate) num_turns: Option<u64>,
+    pub(crate) waiting_for: Option<String>,
+    pub(crate) activity: Option<String>,
+    pub(crate) rate_limited: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) summary: Option<String>,
+    pub(crate) changes: Option<ChangesInfo>,
+    pub(crate) permissions: Vec<PermissionInfo>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) log_path: PathBuf,
+    pub(crate) tail: Vec<String>,
+}
+
+/// What a task changed (`tasks::changes::Changes`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ChangesInfo {
+    pub(crate) files: Vec<String>,
+    pub(crate) diff: Option<DiffInfo>,
+}
+
+/// The diff stat since the task's start commit.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct DiffInfo {
+    pub(crate) base: String,
+    pub(crate) summary: String,
+    pub(crate) files: Vec<FileInfo>,
+}
+
+/// One file of a diff stat (`None`: a binary file's counts).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct FileInfo {
+    pub(crate) path: String,
+    pub(crate) added: Option<u64>,
+    pub(crate) removed: Option<u64>,
+    pub(crate) untracked: bool,
+}
+
+/// A permission request of the task and its answer (`None` while it waits).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct PermissionInfo {
+    pub(crate) what: String,
+    pub(crate) answer: Option<String>,
+    pub(crate) by: Option<String>,
+}
+
+/// `tasks`, as the CLI reads it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub(crate) struct TaskTable {
+    pub(crate) tasks: Vec<TaskInfo>,
+}
+
+/// A task named in an `ambiguous` answer.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct CandidateInfo {
+    pub(crate) task_id: String,
+    pub(crate) name: String,
+    pub(crate) state: String,
+}
+
+/// What a task request (`start`, `continue`, `show`, `cancel`, `allow`, `deny`) answered, as the CLI reads it:
+/// the outcomes of `tasks::contract` (and `tasks::waiting`) by their `status` tag, or a [`Failure`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum TaskReply {
+    Started {
+        task_id: String,
+        name: String,
+        dir: PathBuf,
+        #[serde(default)]
+        warning: Option<String>,
+    },
+    Found {
+        task: Box<TaskInfo>,
+    },
+    Cancelling {
+        message: String,
+    },
+    Answered {
+        message: String,
+    },
+    Ambiguous {
+        candidates: Vec<CandidateInfo>,
+        message: String,
+    },
+    NotFound {
+        message: String,
+    },
+    /// `rejected`, `not_running`, `not_waiting`, `error`: a refusal with its message.
+    #[serde(alias = "rejected", alias = "not_running", alias = "not_waiting", alias = "error")]
+    Refused {
+        message: String,
+    },
+}
+
+impl TaskReply {
+    /// Reads a task request's reply; a reply of no known shape is a refusal saying so.
+    pub(crate) fn of(reply: &Value) -> TaskReply {
+        serde_json::from_value(reply.clone()).unwrap_or_else(|e| TaskReply::Refused {
+            message: match reply.get("message").and_then(Value::as_str) {
+                Some(m) => m.to_string(),
+                None => format!("unexpected reply from the daemon: {e}"),
+            },
+        })
+    }
+}
+
 /// `shutdown`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Stopping {
@@ -318,6 +444,66 @@ mod tests {
         // A reply of another shape is an error, not a default.
         assert!(parse::<KeyReply>(&json!({"pong": true})).is_err());
         assert_eq!(Failure::of(&json!({"status": "ok"})), None);
+    }
+
+    #[test]
+    fn a_task_view_is_read_back_as_the_task_the_cli_prints() {
+        use crate::tasks::TaskView;
+        use crate::tasks::registry::{TaskState, sample};
+        let mut t = sample("t3", "fix auth", TaskState::Waiting);
+        t.stalled = true;
+        t.cost_usd = Some(0.25);
+        t.waiting_for = Some("run: ls".into());
+        t.tail = vec!["a".into(), "b".into()];
+        t.changes = Some(crate::tasks::changes::Changes {
+            files: vec!["src/a.rs".into()],
+            diff: Some(crate::tasks::changes::DiffStat {
+                base: "0123456789abcdef".into(),
+                summary: "1 file changed".into(),
+                files: vec![crate::tasks::changes::FileStat {
+                    path: "src/a.rs".into(),
+                    added: Some(3),
+                    removed: None,
+                    untracked: true,
+                }],
+            }),
+            ..Default::default()
+        });
+        let wire = json!({"tasks": [TaskView::of(&t).to_json()]});
+        let table: TaskTable = parse(&wire).expect("parse");
+        let got = &table.tasks[0];
+        assert_eq!((got.id.as_str(), got.name.as_str(), got.state.as_str()), ("t3", "fix auth", "waiting"));
+        assert_eq!((got.stalled, got.cost_usd, got.waiting_for.as_deref()), (true, Some(0.25), Some("run: ls")));
+        assert_eq!((got.dir.clone(), got.log_path.clone()), (PathBuf::from("/tmp"), PathBuf::from("/tmp/t3.log")));
+        assert_eq!(got.tail, ["a", "b"]);
+        let diff = got.changes.as_ref().and_then(|c| c.diff.as_ref()).expect("diff");
+        assert_eq!((diff.files[0].added, diff.files[0].removed, diff.files[0].untracked), (Some(3), None, true));
+        let shown = TaskReply::of(&json!({"status": "found", "task": TaskView::of(&t).to_json()}));
+        assert!(matches!(&shown, TaskReply::Found { task } if **task == *got), "{shown:?}");
+    }
+
+    #[test]
+    fn task_outcomes_are_read_by_their_status() {
+        let started = json!({"status": "started", "task_id": "t1", "name": "n", "dir": "/d"});
+        assert_eq!(
+            TaskReply::of(&started),
+            TaskReply::Started { task_id: "t1".into(), name: "n".into(), dir: "/d".into(), warning: None }
+        );
+        let ambiguous = json!({"status": "ambiguous", "message": "which?",
+            "candidates": [{"task_id": "t1", "name": "a", "state": "running"}]});
+        let TaskReply::Ambiguous { candidates, message } = TaskReply::of(&ambiguous) else { panic!("ambiguous") };
+        assert_eq!((candidates[0].task_id.as_str(), message.as_str()), ("t1", "which?"));
+        for status in ["rejected", "not_running", "not_waiting", "error"] {
+            let v = json!({"status": status, "message": "no", "reason": "limit_reached", "task_id": "t1"});
+            assert_eq!(TaskReply::of(&v), TaskReply::Refused { message: "no".into() }, "{status}");
+        }
+        assert_eq!(
+            TaskReply::of(&json!({"status": "not_found", "message": "x"})),
+            TaskReply::NotFound { message: "x".into() }
+        );
+        assert!(
+            matches!(TaskReply::of(&json!({"pong": true})), TaskReply::Refused { message } if message.contains("unexpected"))
+        );
     }
 
     #[test]
