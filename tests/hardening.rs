@@ -338,7 +338,17 @@ fn a_broken_pipe_ends_the_cli_quietly() {
     let home = TestHome::with_fake("");
     let _d = home.start_daemon();
     home.start_task(&json!({}), "piped", &home.work("p"));
-    for args in [vec!["tasks", "--json"], vec!["tasks"], vec!["status"], vec!["config", "default"]] {
+    for args in [
+        vec!["tasks", "--json"],
+        vec!["tasks"],
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["task", "show", "piped"],
+        vec!["config", "default"],
+        vec!["doctor"],
+        vec!["model", "list"],
+        vec!["dictate", "list"],
+    ] {
         let (reader, writer) = std::io::pipe().expect("pipe");
         drop(reader);
         let out = home.cmd(&args).stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped()).output().expect("run");

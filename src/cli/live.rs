@@ -27,14 +27,14 @@ pub(crate) fn run(paths: &Paths) -> i32 {
 }
 
 fn attached(stream: std::os::unix::net::UnixStream) -> i32 {
-    let mut writer = match stream.try_clone() {
+    let writer = match stream.try_clone() {
         Ok(w) => w,
         Err(e) => {
             eprintln!("ptt: {e}");
             return super::EXIT_FAILED;
         }
     };
-    if writer.write_all(b"{\"cmd\":\"live_attach\"}\n").is_err() {
+    if client::send_all(&writer, b"{\"cmd\":\"live_attach\"}\n").is_err() {
         eprintln!("ptt: the daemon closed the connection");
         return super::EXIT_FAILED;
     }
@@ -47,7 +47,7 @@ fn attached(stream: std::os::unix::net::UnixStream) -> i32 {
             }
             let mut msg = serde_json::json!({"cmd": "say", "text": text}).to_string();
             msg.push('\n');
-            if writer.write_all(msg.as_bytes()).is_err() {
+            if client::send_all(&writer, msg.as_bytes()).is_err() {
                 return;
             }
         }

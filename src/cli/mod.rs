@@ -240,6 +240,14 @@ pub fn main() -> i32 {
             return EXIT_FAILED;
         }
     };
+    // A client command whose reader goes away (`ptt doctor | head -1`) ends quietly: SIGPIPE's default action
+    // (exit status 141, as for `cat`), not a panic in `println!`. Its socket writes use MSG_NOSIGNAL
+    // (`client::send_all`), so a daemon going away is still an error it reports. The daemon and the MCP server
+    // keep SIGPIPE ignored: a client or a task going away is an EPIPE for them; `status --follow` sees its bar
+    // go away as a failed write and exits 0.
+    if !matches!(cli.command, Command::Run | Command::McpPermission { .. } | Command::Status { follow: true, .. }) {
+        quiet_broken_pipe();
+    }
     match run_command(cli.command, &paths) {
         Ok(code) => code,
         Err(e) => {
@@ -327,7 +335,6 @@ fn run_command(command: Command, paths: &Paths) -> anyhow::Result<i32> {
             }))
         }
         Command::Watch => match client::subscribe(&paths.socket(), |event| {
-            quiet_broken_pipe();
             println!("{event}");
             true
         }) {
@@ -445,7 +452,6 @@ fn print_started(task_id: &str, name: &str, dir: &std::path::Path) {
 }
 
 fn config_command(command: ConfigCommand, paths: &Paths) -> i32 {
-    quiet_broken_pipe();
     match command {
         ConfigCommand::Default => {
             print!("{DEFAULT_CONFIG_TOML}");
@@ -477,10 +483,7 @@ fn config_command(command: ConfigCommand, paths: &Paths) -> i32 {
 /// messages and exit statuses.
 fn with_daemon(paths: &Paths, req: &Request, on_reply: impl FnOnce(&Value) -> i32) -> i32 {
     match client::request(&paths.socket(), req) {
-        Ok(v) => {
-            quiet_broken_pipe();
-            on_reply(&v)
-        }
+        Ok(v) => on_reply(&v),
         Err(e) => client_error(&e),
     }
 }
@@ -518,9 +521,7 @@ fn outcome_failure(reply: &TaskReply, json: bool) -> i32 {
     }
 }
 
-/// Once the daemon has answered, a reader that goes away (`ptt tasks --json | head`) ends
-/// us quietly: the default SIGPIPE action (exit status 141, as for `cat`), not a panic in
-/// `println!`. Only after the socket work, whose own EPIPE must stay an error we report.
+/// Restores SIGPIPE's default action (Rust programs start with it ignored).
 fn quiet_broken_pipe() {
     // SAFETY: resetting a signal's disposition to the default has no preconditions.
     unsafe {

@@ -5,7 +5,7 @@
 //! could hold their socket. A task's text must never reach anyone but our own
 //! daemon (or root, who could read it anyway).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -84,13 +84,13 @@ pub(crate) fn request_waiting(socket: &Path, req: &Request) -> Result<Value, Cli
 }
 
 fn request_within(socket: &Path, req: &Request, timeout: Option<Duration>) -> Result<Value, ClientError> {
-    let mut stream = connect(socket)?;
+    let stream = connect(socket)?;
     let _ = stream.set_read_timeout(timeout);
     let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Other(e.to_string()))?;
     line.push(b'\n');
     // A daemon that refuses us (another uid) answers and hangs up before reading: even if the
     // write fails, what it said is worth reading.
-    let sent = stream.write_all(&line);
+    let sent = send_all(&stream, &line);
     let mut reply = String::new();
     let read = BufReader::new(stream).read_line(&mut reply);
     match (sent, read) {
@@ -114,12 +114,28 @@ fn request_within(socket: &Path, req: &Request, timeout: Option<Duration>) -> Re
     Ok(v)
 }
 
+/// Writes all of `bytes` to the socket with `MSG_NOSIGNAL`: a daemon that went away is an `EPIPE` error we
+/// report, never a SIGPIPE, whatever the process does with SIGPIPE (the CLI restores its default action so
+/// that `ptt doctor | head -1` ends quietly).
+pub(crate) fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    while !bytes.is_empty() {
+        match send(stream.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Subscribes and calls `on_event` for each event until it returns false or
 /// the daemon goes away.
 pub(crate) fn subscribe(socket: &Path, mut on_event: impl FnMut(&Value) -> bool) -> Result<(), ClientError> {
-    let mut stream = connect(socket)?;
-    stream
-        .write_all(b"{\"cmd\":\"subscribe\"}\n")
+    let stream = connect(socket)?;
+    send_all(&stream, b"{\"cmd\":\"subscribe\"}\n")
         .map_err(|e| ClientError::Other(format!("cannot send the request: {e}")))?;
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
