@@ -15,7 +15,7 @@ use common::pulse::{decode, pulse_env, require, serial};
 use common::transcribe_stub::{Reply, TranscribeStub};
 use common::xterm::Xterm;
 use common::xvfb::{Xvfb, xdotool};
-use common::{TestHome, describe, wait_until};
+use common::{TestHome, describe, output_with, wait_stderr, wait_until};
 use ptt::audio::analysis::{active_span, rms};
 use serde_json::json;
 
@@ -314,11 +314,11 @@ fn dictate_once_prints_the_text_for_scripts() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ptt dictate --once");
-    std::thread::sleep(Duration::from_millis(400));
+    let stderr = wait_stderr(&mut child, "recording…", T);
     play_into_mic(&wav);
     let started = Instant::now();
     child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
-    let out = child.wait_with_output().expect("wait");
+    let out = output_with(child, stderr);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SAID);
     assert!(started.elapsed() < T);
@@ -346,7 +346,7 @@ fn dictate_once_stops_when_the_push_to_talk_key_is_released() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ptt dictate --once");
-    std::thread::sleep(Duration::from_millis(400));
+    let stderr = wait_stderr(&mut child, "recording…", T);
     play_into_mic(&wav);
     xdotool(&xvfb.display, &["keyup", "105"]);
     // stdin stays open: only the release can end the recording.
@@ -355,7 +355,7 @@ fn dictate_once_stops_when_the_push_to_talk_key_is_released() {
         assert!(Instant::now() < deadline, "ptt dictate --once did not stop on the key release");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = child.wait_with_output().expect("wait");
+    let out = output_with(child, stderr);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SAID);
     let up = &stub.wait_uploads(1, T)[0];
@@ -398,6 +398,7 @@ fn kept_clips_are_printed_by_retry_when_no_daemon_runs() {
     stub.set_default(Reply::text(SAID));
     let xvfb = Xvfb::start();
     let home = dictation_home(&stub, &xvfb, "");
+    let (wav, _) = speech(&home, "hello world");
     let mut child = home
         .cmd(&["dictate", "--once"])
         .stdin(Stdio::piped())
@@ -405,9 +406,11 @@ fn kept_clips_are_printed_by_retry_when_no_daemon_runs() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ptt dictate --once");
-    std::thread::sleep(Duration::from_millis(700));
+    let stderr = wait_stderr(&mut child, "recording…", T);
+    // A clip longer than dictate.min_ms, recorded once the microphone is open.
+    play_into_mic(&wav);
     child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
-    let out = child.wait_with_output().expect("wait");
+    let out = output_with(child, stderr);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HTTP 401") && err.contains("ptt dictate retry"), "{err}");

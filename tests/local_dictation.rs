@@ -14,7 +14,7 @@ use common::model::{keywords_heard, speech_wav, tiny_en};
 use common::pulse::{pulse_env, require, serial};
 use common::xterm::Xterm;
 use common::xvfb::{Xvfb, xdotool};
-use common::{TestHome, describe, wait_until};
+use common::{TestHome, describe, output_with, wait_stderr, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 /// Tests in this binary that use PulseAudio (pulse_env stops the server after the last one).
@@ -154,10 +154,10 @@ fn dictate_once_and_retry_work_locally_without_a_daemon() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ptt dictate --once");
-        std::thread::sleep(Duration::from_millis(400));
+        let stderr = wait_stderr(&mut child, "recording…", T);
         play_into_mic(&wav);
         child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
-        child.wait_with_output().expect("wait")
+        output_with(child, stderr)
     };
     let out = once(&home);
     assert!(out.status.success(), "{}", describe(&out));

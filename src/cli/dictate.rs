@@ -172,9 +172,13 @@ fn record_until_stop(config: &Config) -> Result<Vec<i16>, String> {
     let debounce = Duration::from_millis(config.keys.debounce_ms);
     // When the key went up, and when that counts (after the debounce).
     let mut release: Option<(Instant, Instant)> = None;
-    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-        eprintln!("recording… press Enter (or let go of {}) to stop", config.keys.ptt);
-    }
+    // Said once the microphone is open (not before: what is spoken earlier is not recorded), on stderr, which
+    // scripts leave alone; tests wait for this line.
+    let hint = if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        format!("recording… press Enter (or let go of {}) to stop", config.keys.ptt)
+    } else {
+        format!("recording… (a line or the end of stdin, or letting go of {}, stops)", config.keys.ptt)
+    };
     let mut samples: Vec<i16> = Vec::new();
     let mut closing = false;
     let chunks = capture;
@@ -195,6 +199,7 @@ fn record_until_stop(config: &Config) -> Result<Vec<i16>, String> {
             recv(events) -> ev => match ev {
                 Ok(AudioEvent::Unavailable { error, .. }) => return Err(error.to_string()),
                 Ok(AudioEvent::Lost { reason, .. }) => return Err(format!("the microphone was lost: {reason}")),
+                Ok(AudioEvent::Opened { .. }) => eprintln!("{hint}"),
                 _ => {}
             },
             recv(keys) -> ev => match ev {

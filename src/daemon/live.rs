@@ -796,6 +796,8 @@ impl Live {
             "purpose": self.purpose.map(|p| format!("{p:?}").to_lowercase()),
             "error": self.fatal,
             "last_close": self.last_close,
+            // When the next connection attempt is due (`null`: none is planned; tests check a fatal error plans none).
+            "reconnect_in_ms": self.reconnect_at.map(|t| t.saturating_duration_since(now).as_millis() as u64),
             "session_id": s.and_then(|s| s.session_id()),
             "expires_in_s": s.and_then(|s| s.expires_at()).map(|t| t.saturating_duration_since(now).as_secs()),
             "pending_notifications": pending_notifications,

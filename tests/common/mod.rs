@@ -292,6 +292,42 @@ impl Drop for Daemon {
     }
 }
 
+/// Waits (up to `timeout`) until `child` writes a line containing `needle` on its (piped) stderr: a fact
+/// the program states, instead of a sleep. Finish with [`output_with`], which puts everything the child
+/// wrote on stderr back into its `Output`.
+pub fn wait_stderr(child: &mut Child, needle: &str, timeout: Duration) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr must be piped");
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let wanted = needle.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut lines = std::io::BufReader::new(stderr);
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            if String::from_utf8_lossy(&line).contains(&wanted) {
+                let _ = tx.try_send(());
+            }
+            all.append(&mut line);
+        }
+        all
+    });
+    if rx.recv_timeout(timeout).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        let said = reader.join().unwrap_or_default();
+        panic!("no {needle:?} on stderr within {timeout:?}; it said: {}", String::from_utf8_lossy(&said));
+    }
+    reader
+}
+
+/// Waits for `child` and returns its output with the stderr [`wait_stderr`] collected.
+pub fn output_with(child: Child, stderr: std::thread::JoinHandle<Vec<u8>>) -> Output {
+    let mut out = child.wait_with_output().expect("wait");
+    out.stderr = stderr.join().unwrap_or_default();
+    out
+}
+
 pub fn describe(out: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
