@@ -146,10 +146,25 @@ pub(crate) fn duration_words(secs: u64) -> String {
 
 /// Cuts `s` to at most `max` characters, adding an ellipsis when cut.
 pub(crate) fn clip(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    clip_into(s, max, &mut out);
+    out
+}
+
+/// [`clip`] appending to `out`, so that a caller on a hot path can reuse one buffer.
+pub(crate) fn clip_into(s: &str, max: usize, out: &mut String) {
     let s = s.trim();
+    // At most `max` bytes are at most `max` characters: no need to count them.
+    if s.len() <= max {
+        out.push_str(s);
+        return;
+    }
     match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some((i, _)) => format!("{}…", s[..i].trim_end()),
+        None => out.push_str(s),
+        Some((i, _)) => {
+            out.push_str(s[..i].trim_end());
+            out.push('…');
+        }
     }
 }
 

@@ -10,6 +10,12 @@
 //! Memory is bounded whatever the child prints: lines longer than
 //! [`MAX_LINE`] are cut (the log keeps the bytes up to its own cap), the tail
 //! is a small ring, and progress messages are rate-limited.
+//!
+//! It is also the hot path of a flood (100 children printing 20 MiB each): a
+//! line that arrived whole in the read buffer is parsed where it lies, the
+//! parse borrows from it ([`LineReader`]), and the tail ring, the last text and
+//! the last plain line reuse their buffers, so a text line allocates nothing
+//! once the ring is full.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -22,8 +28,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::changes::{self, Changes};
-use super::stream_json::{ParsedLine, ResultInfo, StreamFact, parse_line};
-use crate::text::clip;
+use super::stream_json::{LineKind, LineReader, ResultInfo, StreamFact};
+use crate::text::clip_into;
 
 /// Longest line parsed; longer lines are cut (and then kept as text).
 pub(crate) const MAX_LINE: usize = 1 << 20;
@@ -112,16 +118,22 @@ struct Reaper {
     log_error: Option<String>,
     line: Vec<u8>,
     line_cut: bool,
+    reader: LineReader,
+    digest: Digest,
+    output_bytes: u64,
+    reported_bytes: u64,
+    last_progress: Instant,
+    change_spec: ChangeSpec,
+}
+
+/// What the reaper keeps of the output, fed one fact or plain line at a time.
+struct Digest {
     tail: VecDeque<String>,
     result: Option<ResultInfo>,
     last_text: Option<String>,
     last_plain: Option<String>,
     activity: Option<String>,
     activity_dirty: bool,
-    output_bytes: u64,
-    reported_bytes: u64,
-    last_progress: Instant,
-    change_spec: ChangeSpec,
     changes: Changes,
 }
 
@@ -166,17 +178,20 @@ impl Reaper {
             log_error,
             line: Vec::new(),
             line_cut: false,
-            tail: VecDeque::with_capacity(TAIL_LINES),
-            result: None,
-            last_text: None,
-            last_plain: None,
-            activity: None,
-            activity_dirty: false,
+            reader: LineReader::new(),
+            digest: Digest {
+                tail: VecDeque::with_capacity(TAIL_LINES),
+                result: None,
+                last_text: None,
+                last_plain: None,
+                activity: None,
+                activity_dirty: false,
+                changes: Changes::default(),
+            },
             output_bytes: 0,
             reported_bytes: 0,
             last_progress: Instant::now(),
             change_spec,
-            changes: Changes::default(),
         }
     }
 
@@ -243,19 +258,19 @@ impl Reaper {
         // No last progress message: `Finished` carries the output counter, and an ended task has no activity.
         // One message per end is one wake-up of the loop, on the path to the task-ended event.
         if let Some(base) = base {
-            self.changes.diff = changes::diff_stat(&self.change_spec.dir, &base);
+            self.digest.changes.diff = changes::diff_stat(&self.change_spec.dir, &base);
         }
-        let tail = self.tail.drain(..).map(|l| crate::text::redact(&l)).collect();
+        let tail = self.digest.tail.drain(..).map(|l| crate::text::redact(&l)).collect();
         let finished = Finished {
-            result: self.result.take(),
-            last_text: self.last_text.take(),
-            last_plain: self.last_plain.take(),
+            result: self.digest.result.take(),
+            last_text: self.digest.last_text.take(),
+            last_plain: self.digest.last_plain.take(),
             exit_code: status.and_then(|s| s.code()),
             exit_signal: status.and_then(|s| s.signal()),
             tail,
             output_bytes: self.output_bytes,
             log_error: self.log_error.take(),
-            changes: std::mem::take(&mut self.changes),
+            changes: std::mem::take(&mut self.digest.changes),
         };
         self.send(ReaperMsg::Finished(Box::new(finished)));
     }
@@ -264,7 +279,15 @@ impl Reaper {
         self.output_bytes += bytes.len() as u64;
         self.write_log(bytes);
         while !bytes.is_empty() {
-            match bytes.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', bytes) {
+                Some(nl) if self.line.is_empty() => {
+                    // The whole line is in the read buffer: parse it where it lies.
+                    let whole = &bytes[..nl];
+                    self.line_cut = whole.len() > MAX_LINE;
+                    self.handle_line(&whole[..whole.len().min(MAX_LINE)]);
+                    self.line_cut = false;
+                    bytes = &bytes[nl + 1..];
+                }
                 Some(nl) => {
                     self.push_partial(&bytes[..nl]);
                     let line = std::mem::take(&mut self.line);
@@ -299,71 +322,28 @@ impl Reaper {
         if line.trim_ascii().is_empty() {
             return;
         }
-        match parse_line(line) {
-            ParsedLine::Json(facts) => {
-                for fact in facts {
-                    match fact {
-                        StreamFact::Init { session_id, model } => self.send(ReaperMsg::Init { session_id, model }),
-                        StreamFact::Activity(a) => {
-                            self.push_tail(format!("→ {a}"));
-                            self.activity = Some(a);
-                            self.activity_dirty = true;
-                        }
-                        StreamFact::FileWritten(path) => self.changes.note_file(&path, &self.change_spec.dir),
-                        StreamFact::RateLimit { status, resets_at, .. } => {
-                            let until = resets_at.filter(|_| status == "rejected");
-                            if let Some(at) = until {
-                                self.push_tail(format!("rate-limited until {at} (unix time)"));
-                            }
-                            self.send(ReaperMsg::RateLimit { until });
-                        }
-                        StreamFact::ApiRetry(r) => {
-                            self.push_tail(r.clone());
-                            self.activity = Some(r);
-                            self.activity_dirty = true;
-                        }
-                        StreamFact::Text(t) => {
-                            self.push_tail(t.clone());
-                            self.last_text = Some(clip(&t, 4000));
-                        }
-                        StreamFact::Result(r) => {
-                            if let Some(text) = &r.result {
-                                self.push_tail(format!("result: {text}"));
-                            }
-                            self.result = Some(r);
-                        }
-                    }
-                }
+        let (tx, id, dir) = (&self.tx, &self.id, &self.change_spec.dir);
+        let digest = &mut self.digest;
+        let kind = self.reader.read(line, |fact| {
+            if let Some(msg) = digest.on_fact(fact, dir) {
+                // The loop may be gone during shutdown; nothing to do then.
+                let _ = tx.send(TaskEvent { id: id.clone(), msg });
             }
-            ParsedLine::Text => {
-                let text = String::from_utf8_lossy(line);
-                let mut shown = clip(&text, TAIL_LINE_CHARS);
-                if self.line_cut {
-                    shown.push_str(" [line cut]");
-                }
-                self.push_tail(shown.clone());
-                self.last_plain = Some(shown);
-            }
+        });
+        if kind == LineKind::Text {
+            self.digest.on_plain(line, self.line_cut);
         }
-    }
-
-    fn push_tail(&mut self, line: String) {
-        if self.tail.len() == TAIL_LINES {
-            self.tail.pop_front();
-        }
-        // Room for a " [line cut]" marker after a clipped line.
-        self.tail.push_back(clip(&line, TAIL_LINE_CHARS + 16));
     }
 
     fn maybe_progress(&mut self) {
-        let changed = self.activity_dirty || self.output_bytes != self.reported_bytes;
+        let changed = self.digest.activity_dirty || self.output_bytes != self.reported_bytes;
         if !changed || self.last_progress.elapsed() < PROGRESS_EVERY {
             return;
         }
         self.last_progress = Instant::now();
         self.reported_bytes = self.output_bytes;
-        let activity = if self.activity_dirty { self.activity.clone() } else { None };
-        self.activity_dirty = false;
+        let activity = if self.digest.activity_dirty { self.digest.activity.clone() } else { None };
+        self.digest.activity_dirty = false;
         self.send(ReaperMsg::Progress { activity, output_bytes: self.output_bytes });
     }
 
@@ -384,6 +364,76 @@ impl Reaper {
             self.log = None;
         }
     }
+}
+
+impl Digest {
+    /// Takes in one fact of a JSON line; returns the message for the loop it calls for, if any.
+    fn on_fact(&mut self, fact: StreamFact<'_>, dir: &std::path::Path) -> Option<ReaperMsg> {
+        match fact {
+            StreamFact::Init { session_id, model } => {
+                return Some(ReaperMsg::Init {
+                    session_id: session_id.map(|s| s.into_owned()),
+                    model: model.map(|m| m.into_owned()),
+                });
+            }
+            StreamFact::Activity(a) => {
+                self.push_tail(&format!("→ {a}"));
+                self.activity = Some(a);
+                self.activity_dirty = true;
+            }
+            StreamFact::FileWritten(path) => self.changes.note_file(&path, dir),
+            StreamFact::RateLimit { status, resets_at, .. } => {
+                let until = resets_at.filter(|_| status == "rejected");
+                if let Some(at) = until {
+                    self.push_tail(&format!("rate-limited until {at} (unix time)"));
+                }
+                return Some(ReaperMsg::RateLimit { until });
+            }
+            StreamFact::ApiRetry(r) => {
+                self.push_tail(&r);
+                self.activity = Some(r);
+                self.activity_dirty = true;
+            }
+            StreamFact::Text(t) => {
+                self.push_tail(&t);
+                let last = self.last_text.get_or_insert_with(String::new);
+                last.clear();
+                clip_into(&t, 4000, last);
+            }
+            StreamFact::Result(r) => {
+                if let Some(text) = &r.result {
+                    self.push_tail(&format!("result: {text}"));
+                }
+                self.result = Some(*r);
+            }
+        }
+        None
+    }
+
+    /// Takes in a line that is not JSON (stderr, a crash, garbage); `cut`: it was longer than [`MAX_LINE`].
+    fn on_plain(&mut self, line: &[u8], cut: bool) {
+        let text = String::from_utf8_lossy(line);
+        let shown = self.last_plain.get_or_insert_with(String::new);
+        shown.clear();
+        clip_into(&text, TAIL_LINE_CHARS, shown);
+        if cut {
+            shown.push_str(" [line cut]");
+        }
+        push_tail(&mut self.tail, shown);
+    }
+
+    fn push_tail(&mut self, line: &str) {
+        push_tail(&mut self.tail, line);
+    }
+}
+
+/// Appends a line to the tail ring, reusing the buffer of the line it drops.
+fn push_tail(tail: &mut VecDeque<String>, line: &str) {
+    let mut slot = if tail.len() == TAIL_LINES { tail.pop_front().unwrap_or_default() } else { String::new() };
+    slot.clear();
+    // Room for a " [line cut]" marker after a clipped line.
+    clip_into(line, TAIL_LINE_CHARS + 16, &mut slot);
+    tail.push_back(slot);
 }
 
 #[cfg(test)]
@@ -432,6 +482,30 @@ exit 3"#;
         assert!(f.tail.iter().any(|l| l == "result: Done."), "{:?}", f.tail);
         let logged = std::fs::read_to_string(&log).expect("log");
         assert!(logged.contains("plain stderr line") && logged.contains("\"result\""));
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_whole_or_split_across_reads() {
+        // 100 text lines (the tail ring turns over three times, reusing its buffers), then one line written
+        // in two pieces with a pause between (parsed from the partial-line buffer), then a plain line.
+        let script = r#"
+i=1
+while [ $i -le 100 ]; do
+  echo "{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"line $i\"}]}}"
+  i=$((i+1))
+done
+printf '{"type":"assistant","message":{"content":[{"type":"text",'
+sleep 0.2
+printf '"text":"  split line  "}]}}\n'
+echo 'a plain line'"#;
+        let (msgs, _) = run_script(script, 1 << 20);
+        let f = finished(&msgs);
+        assert_eq!(f.tail.len(), TAIL_LINES);
+        let expected: Vec<String> =
+            (73..=100).map(|i| format!("line {i}")).chain(["split line".into(), "a plain line".into()]).collect();
+        assert_eq!(f.tail, expected);
+        assert_eq!(f.last_text.as_deref(), Some("split line"));
+        assert_eq!(f.last_plain.as_deref(), Some("a plain line"));
     }
 
     #[test]
