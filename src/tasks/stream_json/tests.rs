@@ -1,3 +1,6 @@
+//! The stream-json reader held to the `serde_json::Value` parse it replaced: on the real CLI's lines, on
+//! lines built to tell the two apart, and on random mutations of both; and the facts of each kind of line.
+
 use super::*;
 use proptest::prelude::*;
 
