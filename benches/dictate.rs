@@ -17,8 +17,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::TestHome;
@@ -46,25 +44,13 @@ fn main() {
     let mut home = TestHome::with_fake(&format!("[dictate]\napi_base = \"{}\"\n[audio]\ncues = false\n", stub.base));
     home.env.push(("OPENAI_API_KEY".into(), "sk-bench".into()));
     home.env.push(("PTT_LOG".into(), "info".into()));
-    home.env.push(("PULSE_SERVER".into(), std::env::var("PULSE_SERVER").expect("PULSE_SERVER from pulse_env")));
+    home.use_pulse();
     home.env.push(("DISPLAY".into(), xvfb.display.clone()));
     let term = Xterm::start(&xvfb.display);
     let _d = home.start_daemon();
 
     // Typed events, timestamped as they arrive.
-    let (tx, rx) = crossbeam_channel::unbounded::<(Instant, serde_json::Value)>();
-    let mut sub = UnixStream::connect(home.runtime_dir().join("control.sock")).expect("socket");
-    writeln!(sub, "{{\"cmd\":\"subscribe\"}}").expect("subscribe");
-    std::thread::spawn(move || {
-        for line in BufReader::new(sub).lines() {
-            let Ok(line) = line else { return };
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["event"] == "dictation_typed"
-            {
-                let _ = tx.send((Instant::now(), v));
-            }
-        }
-    });
+    let rx = home.timed_events("dictation_typed");
 
     // A first dictation opens the microphone (kept open afterwards, as for a user).
     let (mut total, mut tail, mut internal) = (Vec::new(), Vec::new(), Vec::new());

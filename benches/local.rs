@@ -18,8 +18,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::TestHome;
@@ -119,7 +117,7 @@ fn main() {
     std::fs::copy(&model_path, models.join("ggml-tiny.en.bin")).expect("install the model");
     home.write_config("[dictate]\napi_base = \"http://127.0.0.1:9/v1\"\nmodel_idle_min = 0.1\n[audio]\ncues = false\n");
     home.env.push(("PTT_LOG".into(), "info".into()));
-    home.env.push(("PULSE_SERVER".into(), std::env::var("PULSE_SERVER").expect("PULSE_SERVER from pulse_env")));
+    home.use_pulse();
     home.env.push(("DISPLAY".into(), xvfb.display.clone()));
     let speech = home.scratch("sentence.wav");
     std::fs::write(&speech, &wav).expect("speech file");
@@ -128,19 +126,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(500));
     let rss_before = rss_mb(d.pid());
 
-    let (tx, rx) = crossbeam_channel::unbounded::<(Instant, serde_json::Value)>();
-    let mut sub = UnixStream::connect(home.runtime_dir().join("control.sock")).expect("socket");
-    writeln!(sub, "{{\"cmd\":\"subscribe\"}}").expect("subscribe");
-    std::thread::spawn(move || {
-        for line in BufReader::new(sub).lines() {
-            let Ok(line) = line else { return };
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["event"] == "dictation_typed"
-            {
-                let _ = tx.send((Instant::now(), v));
-            }
-        }
-    });
+    let rx = home.timed_events("dictation_typed");
     let status = |home: &TestHome| home.json(&["status", "--json"]);
     let (mut total, mut internal, mut first) = (Vec::new(), Vec::new(), 0.0);
     let mut rss_loaded: f64 = 0.0;

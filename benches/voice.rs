@@ -100,7 +100,7 @@ fn home_for(fake: &FakeRealtime, turn: &str) -> TestHome {
         TestHome::with_fake(&format!("[live]\nurl = \"{}\"\nturn = \"{turn}\"\n[audio]\ncues = false\n", fake.url));
     home.env.push(("OPENAI_API_KEY".into(), "sk-bench".into()));
     home.env.push(("PTT_LOG".into(), "info".into()));
-    home.env.push(("PULSE_SERVER".into(), std::env::var("PULSE_SERVER").expect("PULSE_SERVER from pulse_env")));
+    home.use_pulse();
     home
 }
 

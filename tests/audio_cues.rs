@@ -22,8 +22,7 @@ fn starting_and_finishing_a_task_plays_its_cues() {
     let _serial = serial();
     let _done = pulse_env(TESTS);
     let mut home = TestHome::with_fake("");
-    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
-    home.env.push(("PULSE_SERVER".into(), server));
+    home.use_pulse();
     let _d = home.start_daemon();
     let rec = Recorder::start("speaker.monitor", 48_000);
     std::thread::sleep(Duration::from_millis(300));

@@ -6,16 +6,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::fake_realtime::FakeRealtime;
-use common::pulse::{decode, pulse_env, require, serial};
-use common::transcribe_stub::{Reply, TranscribeStub};
+use common::pulse::{decode, play_into_mic, pulse_env, require, serial};
+use common::transcribe_stub::{self, Reply, TranscribeStub};
 use common::xterm::Xterm;
 use common::xvfb::{Xvfb, xdotool};
-use common::{TestHome, describe, output_with, wait_stderr, wait_until};
+use common::{TestHome, describe, wait_until};
 use ptt::audio::analysis::{active_span, rms};
 use serde_json::json;
 
@@ -25,15 +24,7 @@ const TESTS: usize = 9;
 const SAID: &str = "hello world from ptt";
 
 fn dictation_home(stub: &TranscribeStub, xvfb: &Xvfb, extra: &str) -> TestHome {
-    let mut home = TestHome::with_fake(&format!(
-        "[dictate]\napi_base = \"{}\"\nretries = 2\n{extra}\n[audio]\ncues = false\n",
-        stub.base
-    ));
-    home.env.push(("OPENAI_API_KEY".into(), "sk-test-dictation".into()));
-    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
-    home.env.push(("PULSE_SERVER".into(), server));
-    home.env.push(("DISPLAY".into(), xvfb.display.clone()));
-    home
+    transcribe_stub::dictation_home(stub, &format!("retries = 2\n{extra}"), ("DISPLAY", xvfb.display.clone()))
 }
 
 /// A clip of speech: espeak-ng into a WAV; returns the path and the speech's length in ms.
@@ -45,12 +36,6 @@ fn speech(home: &TestHome, text: &str) -> (std::path::PathBuf, f32) {
     let clip = decode(&wav, 24_000);
     let (c0, c1) = active_span(&clip, 24_000, 0.01).unwrap_or_else(|| panic!("the clip is silent"));
     (wav, (c1 - c0) as f32 / 24.0)
-}
-
-fn play_into_mic(wav: &std::path::Path) {
-    require("paplay", "pulseaudio-utils");
-    let played = Command::new("paplay").args(["-d", "micfeed"]).arg(wav).status();
-    assert!(played.is_ok_and(|s| s.success()), "paplay into the virtual microphone failed");
 }
 
 /// Holds the push-to-talk key over the socket for `ms` (the microphone hears the null source's silence).
@@ -307,18 +292,11 @@ fn dictate_once_prints_the_text_for_scripts() {
     let xvfb = Xvfb::start();
     let home = dictation_home(&stub, &xvfb, "");
     let (wav, _) = speech(&home, "hello world");
-    let mut child = home
-        .cmd(&["dictate", "--once"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ptt dictate --once");
-    let stderr = wait_stderr(&mut child, "recording…", T);
+    let mut once = home.dictate_once(T);
     play_into_mic(&wav);
     let started = Instant::now();
-    child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
-    let out = output_with(child, stderr);
+    once.enter();
+    let out = once.finish();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SAID);
     assert!(started.elapsed() < T);
@@ -339,23 +317,16 @@ fn dictate_once_stops_when_the_push_to_talk_key_is_released() {
     let (wav, _) = speech(&home, "hello world");
     // A compositor binding runs the command on key press: the key is already down.
     xdotool(&xvfb.display, &["keydown", "105"]);
-    let mut child = home
-        .cmd(&["dictate", "--once"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ptt dictate --once");
-    let stderr = wait_stderr(&mut child, "recording…", T);
+    let mut once = home.dictate_once(T);
     play_into_mic(&wav);
     xdotool(&xvfb.display, &["keyup", "105"]);
     // stdin stays open: only the release can end the recording.
     let deadline = Instant::now() + T;
-    while child.try_wait().expect("try_wait").is_none() {
+    while once.child.try_wait().expect("try_wait").is_none() {
         assert!(Instant::now() < deadline, "ptt dictate --once did not stop on the key release");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = output_with(child, stderr);
+    let out = once.finish();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SAID);
     let up = &stub.wait_uploads(1, T)[0];
@@ -399,18 +370,11 @@ fn kept_clips_are_printed_by_retry_when_no_daemon_runs() {
     let xvfb = Xvfb::start();
     let home = dictation_home(&stub, &xvfb, "");
     let (wav, _) = speech(&home, "hello world");
-    let mut child = home
-        .cmd(&["dictate", "--once"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ptt dictate --once");
-    let stderr = wait_stderr(&mut child, "recording…", T);
+    let mut once = home.dictate_once(T);
     // A clip longer than dictate.min_ms, recorded once the microphone is open.
     play_into_mic(&wav);
-    child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
-    let out = output_with(child, stderr);
+    once.enter();
+    let out = once.finish();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HTTP 401") && err.contains("ptt dictate retry"), "{err}");

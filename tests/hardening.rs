@@ -50,18 +50,7 @@ fn remount(dir: &std::path::Path, mode: &str) {
 }
 
 fn start_json(home: &TestHome, script: &Value, name: &str) -> Value {
-    let dir = home.work("w");
-    let out = home.run(&[
-        "task",
-        "start",
-        &script.to_string(),
-        "--name",
-        name,
-        "--dir",
-        dir.to_str().expect("utf8"),
-        "--json",
-    ]);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("start: {}", describe(&out)))
+    home.start_task_json(script, name, &home.work("w"))
 }
 
 /// Processes (of any task) whose environment says this daemon owns them.

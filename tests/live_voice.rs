@@ -27,8 +27,7 @@ fn voice_home(fake: &FakeRealtime, extra: &str) -> TestHome {
         fake.url
     ));
     home.env.push(("OPENAI_API_KEY".into(), "sk-test-voice".into()));
-    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
-    home.env.push(("PULSE_SERVER".into(), server));
+    home.use_pulse();
     home
 }
 
@@ -240,8 +239,7 @@ fn quiet_mode_said_in_the_conversation_holds_a_result_with_only_a_cue_until_catc
         fake.url
     ));
     home.env.push(("OPENAI_API_KEY".into(), "sk-test-voice".into()));
-    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
-    home.env.push(("PULSE_SERVER".into(), server));
+    home.use_pulse();
     let _d = home.start_daemon();
     live_on(&home, &fake);
     let cues = || home.json(&["status", "--json"])["audio"]["cues_played"].as_u64().unwrap_or(0);

@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::model::{keywords_heard, speech_wav, tiny_en};
-use common::pulse::{pulse_env, require, serial};
+use common::pulse::{play_into_mic, pulse_env, serial};
 use common::xterm::Xterm;
 use common::xvfb::{Xvfb, xdotool};
-use common::{TestHome, describe, output_with, wait_stderr, wait_until};
+use common::{TestHome, describe, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 /// Tests in this binary that use PulseAudio (pulse_env stops the server after the last one).
@@ -31,8 +29,7 @@ fn local_home(xvfb: &Xvfb, extra: &str) -> (TestHome, std::path::PathBuf) {
         "[dictate]\napi_base = \"http://127.0.0.1:9/v1\"\nmodel_path = \"{}\"\n{extra}\n[audio]\ncues = false\n",
         model.display()
     ));
-    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
-    home.env.push(("PULSE_SERVER".into(), server));
+    home.use_pulse();
     home.env.push(("DISPLAY".into(), xvfb.display.clone()));
     (home, model)
 }
@@ -42,12 +39,6 @@ fn sentence_file(home: &TestHome) -> std::path::PathBuf {
     let path = home.scratch("sentence.wav");
     std::fs::write(&path, speech_wav(&home.dir.path().join("work"), SENTENCE)).expect("write the speech");
     path
-}
-
-fn play_into_mic(wav: &std::path::Path) {
-    require("paplay", "pulseaudio-utils");
-    let played = std::process::Command::new("paplay").args(["-d", "micfeed"]).arg(wav).status();
-    assert!(played.is_ok_and(|s| s.success()), "paplay into the virtual microphone failed");
 }
 
 fn dictation_status(home: &TestHome) -> serde_json::Value {
@@ -146,20 +137,13 @@ fn dictate_once_and_retry_work_locally_without_a_daemon() {
     std::fs::write(&model, &good).expect("model");
     let wav = sentence_file(&home);
 
-    let once = |home: &TestHome| {
-        let mut child = home
-            .cmd(&["dictate", "--once"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ptt dictate --once");
-        let stderr = wait_stderr(&mut child, "recording…", T);
+    let dictate = |home: &TestHome| {
+        let mut once = home.dictate_once(T);
         play_into_mic(&wav);
-        child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
-        output_with(child, stderr)
+        once.enter();
+        once.finish()
     };
-    let out = once(&home);
+    let out = dictate(&home);
     assert!(out.status.success(), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(keywords_heard(&text, KEYWORDS) >= 4, "most keywords printed: {text:?}");
@@ -168,7 +152,7 @@ fn dictate_once_and_retry_work_locally_without_a_daemon() {
     let mut damaged = good.clone();
     damaged[4..48].fill(0xff);
     std::fs::write(&model, &damaged).expect("damage the model");
-    let out = once(&home);
+    let out = dictate(&home);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is damaged") && err.contains("ptt dictate retry"), "{err}");

@@ -135,8 +135,7 @@ fn a_failed_dictation_says_its_clip_is_kept() {
     let bus = Bus::start(home.dir.path());
     home.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));
     home.env.push(("OPENAI_API_KEY".into(), "sk-test-dictation".into()));
-    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
-    home.env.push(("PULSE_SERVER".into(), server));
+    home.use_pulse();
     let _d = home.start_daemon();
     let out = home.run(&["key", "press", "ptt"]);
     assert!(out.status.success(), "{}", common::describe(&out));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::pulse::{pulse_env, require, serial};
 use common::sway::Sway;
-use common::transcribe_stub::{Reply, TranscribeStub};
+use common::transcribe_stub::{self, Reply, TranscribeStub};
 use common::{TestHome, describe, wait_until};
 
 const T: Duration = Duration::from_secs(20);
@@ -20,15 +20,8 @@ const TESTS: usize = 2;
 const SAID: &str = "hello world from ptt";
 
 fn wayland_home(stub: &TranscribeStub, sway: &Sway, typer: &str) -> TestHome {
-    let mut home = TestHome::with_fake(&format!(
-        "[dictate]\napi_base = \"{}\"\nretries = 1\ntyper = \"{typer}\"\n[audio]\ncues = false\n",
-        stub.base
-    ));
-    home.env.push(("OPENAI_API_KEY".into(), "sk-test-wayland".into()));
-    let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
-    home.env.push(("PULSE_SERVER".into(), server));
-    home.env.push(("WAYLAND_DISPLAY".into(), sway.socket.display().to_string()));
-    home
+    let display = ("WAYLAND_DISPLAY", sway.socket.display().to_string());
+    transcribe_stub::dictation_home(stub, &format!("retries = 1\ntyper = \"{typer}\""), display)
 }
 
 /// Holds the push-to-talk key over the socket for `ms` (the microphone hears the null source's silence).

@@ -1082,50 +1082,14 @@ impl Conn {
 
     /// One response carrying these `(name, arguments, call_id)` function calls, start to `response.done`.
     fn function_calls(&mut self, calls: Vec<(String, String, String)>) {
-        let modalities = self.session.get("output_modalities").cloned().unwrap_or_else(|| json!(["audio"]));
-        let r = Resp {
-            id: self.shared.id("resp"),
-            default_conv: true,
-            held: false,
-            item_id: String::new(),
-            text: String::new(),
-            modalities,
-            metadata: Value::Null,
-        };
+        let r = self.open_response();
         let rid = r.id.clone();
-        let response = self.response_object(&r, "in_progress", json!([]), Value::Null, Value::Null);
-        self.emit(json!({ "type": "response.created", "response": response }));
-        self.emit(rate_limits());
         let mut output = Vec::new();
         let mut size = 0;
         for (index, (name, arguments, call_id)) in calls.into_iter().enumerate() {
-            let iid = self.shared.id("item");
-            let mut item = json!({
-                "id": iid, "object": "realtime.item", "type": "function_call", "status": "in_progress",
-                "name": name, "call_id": call_id, "arguments": "",
-            });
-            let previous = self.last_item.clone();
-            self.emit(json!({
-                "type": "response.output_item.added", "response_id": rid, "output_index": index, "item": item,
-            }));
-            self.emit(json!({ "type": "conversation.item.added", "previous_item_id": previous, "item": item }));
-            let at = json!({ "response_id": rid, "item_id": iid, "output_index": index, "call_id": call_id });
-            for piece in split_in_two(&arguments) {
-                self.emit(with(&at, json!({ "type": "response.function_call_arguments.delta", "delta": piece })));
-            }
-            self.emit(with(
-                &at,
-                json!({ "type": "response.function_call_arguments.done", "name": name, "arguments": arguments }),
-            ));
             size += arguments.len();
-            item["status"] = json!("completed");
-            item["arguments"] = json!(arguments);
-            self.emit(json!({
-                "type": "response.output_item.done", "response_id": rid, "output_index": index, "item": item,
-            }));
-            self.emit(json!({ "type": "conversation.item.done", "previous_item_id": previous, "item": item }));
-            self.last_item = Some(iid);
-            output.push(item);
+            let deltas = split_in_two(&arguments);
+            output.push(self.function_call_item(&rid, index, &name, &arguments, &call_id, &deltas));
         }
         let response = self.response_object(&r, "completed", Value::Array(output), Value::Null, usage(size));
         self.emit(json!({ "type": "response.done", "response": response }));
@@ -1133,20 +1097,8 @@ impl Conn {
 
     /// A 2.x response: preamble message, function calls, final message, one `response.done`.
     fn multi_item(&mut self, preamble: &str, calls: Vec<(String, String, String)>, final_text: &str) {
-        let modalities = self.session.get("output_modalities").cloned().unwrap_or_else(|| json!(["audio"]));
-        let r = Resp {
-            id: self.shared.id("resp"),
-            default_conv: true,
-            held: false,
-            item_id: String::new(),
-            text: String::new(),
-            modalities,
-            metadata: Value::Null,
-        };
+        let r = self.open_response();
         let rid = r.id.clone();
-        let response = self.response_object(&r, "in_progress", json!([]), Value::Null, Value::Null);
-        self.emit(json!({ "type": "response.created", "response": response }));
-        self.emit(rate_limits());
         let mut output = Vec::new();
         let mut index = 0;
         let message = |conn: &mut Conn, text: &str, phase: &str, index: usize| {
@@ -1175,34 +1127,70 @@ impl Conn {
         output.push(message(self, preamble, "commentary", index));
         index += 1;
         for (name, arguments, call_id) in calls {
-            let iid = self.shared.id("item");
-            let mut item = json!({
-                "id": iid, "object": "realtime.item", "type": "function_call", "status": "in_progress",
-                "name": name, "call_id": call_id, "arguments": "",
-            });
-            let previous = self.last_item.clone();
-            self.emit(json!({ "type": "response.output_item.added", "response_id": rid, "output_index": index, "item": item }));
-            self.emit(json!({ "type": "conversation.item.added", "previous_item_id": previous, "item": item }));
-            let at = json!({ "response_id": rid, "item_id": iid, "output_index": index, "call_id": call_id });
-            self.emit(with(&at, json!({ "type": "response.function_call_arguments.delta", "delta": arguments })));
-            self.emit(with(
-                &at,
-                json!({ "type": "response.function_call_arguments.done", "name": name, "arguments": arguments }),
-            ));
-            item["status"] = json!("completed");
-            item["arguments"] = json!(arguments);
-            self.emit(
-                json!({ "type": "response.output_item.done", "response_id": rid, "output_index": index, "item": item }),
-            );
-            self.emit(json!({ "type": "conversation.item.done", "previous_item_id": previous, "item": item }));
-            self.last_item = Some(iid);
-            output.push(item);
+            output.push(self.function_call_item(&rid, index, &name, &arguments, &call_id, &[arguments.as_str()]));
             index += 1;
         }
         output.push(message(self, final_text, "final_answer", index));
         let response =
             self.response_object(&r, "completed", Value::Array(output), Value::Null, usage(final_text.len()));
         self.emit(json!({ "type": "response.done", "response": response }));
+    }
+
+    /// A default-conversation response with the session's modalities: `response.created`, then the rate limits.
+    fn open_response(&mut self) -> Resp {
+        let modalities = self.session.get("output_modalities").cloned().unwrap_or_else(|| json!(["audio"]));
+        let r = Resp {
+            id: self.shared.id("resp"),
+            default_conv: true,
+            held: false,
+            item_id: String::new(),
+            text: String::new(),
+            modalities,
+            metadata: Value::Null,
+        };
+        let response = self.response_object(&r, "in_progress", json!([]), Value::Null, Value::Null);
+        self.emit(json!({ "type": "response.created", "response": response }));
+        self.emit(rate_limits());
+        r
+    }
+
+    /// One function call item of response `rid`, added to done, its arguments sent in `deltas`; returns the
+    /// completed item.
+    fn function_call_item(
+        &mut self,
+        rid: &str,
+        index: usize,
+        name: &str,
+        arguments: &str,
+        call_id: &str,
+        deltas: &[&str],
+    ) -> Value {
+        let iid = self.shared.id("item");
+        let mut item = json!({
+            "id": iid, "object": "realtime.item", "type": "function_call", "status": "in_progress",
+            "name": name, "call_id": call_id, "arguments": "",
+        });
+        let previous = self.last_item.clone();
+        self.emit(
+            json!({ "type": "response.output_item.added", "response_id": rid, "output_index": index, "item": item }),
+        );
+        self.emit(json!({ "type": "conversation.item.added", "previous_item_id": previous, "item": item }));
+        let at = json!({ "response_id": rid, "item_id": iid, "output_index": index, "call_id": call_id });
+        for piece in deltas {
+            self.emit(with(&at, json!({ "type": "response.function_call_arguments.delta", "delta": piece })));
+        }
+        self.emit(with(
+            &at,
+            json!({ "type": "response.function_call_arguments.done", "name": name, "arguments": arguments }),
+        ));
+        item["status"] = json!("completed");
+        item["arguments"] = json!(arguments);
+        self.emit(
+            json!({ "type": "response.output_item.done", "response_id": rid, "output_index": index, "item": item }),
+        );
+        self.emit(json!({ "type": "conversation.item.done", "previous_item_id": previous, "item": item }));
+        self.last_item = Some(iid);
+        item
     }
 
     fn response_object(&self, r: &Resp, status: &str, output: Value, details: Value, usage: Value) -> Value {

@@ -121,6 +121,38 @@ impl TestHome {
     /// Subscribes to the daemon's events the way `ptt watch` does, and returns once the daemon has confirmed
     /// (`{"subscribed":true}`): every event after that moment arrives.
     pub fn subscribe(&self) -> Events {
+        let lines = self.subscribed();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Events { rx, seen: std::cell::RefCell::new(Vec::new()) }
+    }
+
+    /// The daemon's `event` events, each with the instant it arrived (for benches: the latency a client sees).
+    pub fn timed_events(&self, event: &'static str) -> crossbeam_channel::Receiver<(Instant, Value)> {
+        let lines = self.subscribed();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["event"] == event
+                    && tx.send((Instant::now(), v)).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// A subscription's lines once the daemon has confirmed it (`{"subscribed":true}`).
+    fn subscribed(&self) -> std::io::Lines<std::io::BufReader<std::os::unix::net::UnixStream>> {
         use std::io::{BufRead, BufReader, Write};
         let sock = self.runtime_dir().join("control.sock");
         let mut stream = std::os::unix::net::UnixStream::connect(&sock)
@@ -133,16 +165,7 @@ impl TestHome {
             Some(serde_json::json!({"subscribed": true})),
             "{first}"
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        Events { rx, seen: std::cell::RefCell::new(Vec::new()) }
+        lines
     }
 
     /// Runs a client command to completion.
@@ -184,8 +207,35 @@ impl TestHome {
         Daemon { child: Some(child), log }
     }
 
-    /// Starts a task and returns its id (panics with the output on refusal).
+    /// Starts `ptt dictate --once` and returns once it says the microphone is open (what is played into
+    /// it from then on is recorded).
+    pub fn dictate_once(&self, timeout: Duration) -> DictateOnce {
+        let mut child = self
+            .cmd(&["dictate", "--once"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ptt dictate --once");
+        let stderr = wait_stderr(&mut child, "recording…", timeout);
+        DictateOnce { child, stderr }
+    }
+
+    /// The sound server `pulse_env` started (`PULSE_SERVER`), for the daemon and the CLI.
+    pub fn use_pulse(&mut self) {
+        let server = std::env::var("PULSE_SERVER").unwrap_or_else(|_| panic!("pulse_env exports PULSE_SERVER"));
+        self.env.push(("PULSE_SERVER".into(), server));
+    }
+
+    /// Starts a task and returns its id (panics with the reply on refusal).
     pub fn start_task(&self, script: &Value, name: &str, dir: &Path) -> String {
+        let v = self.start_task_json(script, name, dir);
+        assert_eq!(v["status"], "started", "start refused: {v}");
+        v["task_id"].as_str().expect("task_id").to_string()
+    }
+
+    /// `ptt task start --json`: the daemon's reply, whatever it says.
+    pub fn start_task_json(&self, script: &Value, name: &str, dir: &Path) -> Value {
         let out = self.run(&[
             "task",
             "start",
@@ -196,9 +246,7 @@ impl TestHome {
             dir.to_str().expect("utf8"),
             "--json",
         ]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("start: {}", describe(&out)));
-        assert_eq!(v["status"], "started", "start refused: {}", describe(&out));
-        v["task_id"].as_str().expect("task_id").to_string()
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("start: {}", describe(&out)))
     }
 
     pub fn task(&self, id: &str) -> Value {
@@ -293,8 +341,7 @@ impl Drop for Daemon {
 }
 
 /// Waits (up to `timeout`) until `child` writes a line containing `needle` on its (piped) stderr: a fact
-/// the program states, instead of a sleep. Finish with [`output_with`], which puts everything the child
-/// wrote on stderr back into its `Output`.
+/// the program states, instead of a sleep. The handle returns everything the child wrote there.
 pub fn wait_stderr(child: &mut Child, needle: &str, timeout: Duration) -> std::thread::JoinHandle<Vec<u8>> {
     use std::io::BufRead;
     let stderr = child.stderr.take().expect("stderr must be piped");
@@ -321,11 +368,25 @@ pub fn wait_stderr(child: &mut Child, needle: &str, timeout: Duration) -> std::t
     reader
 }
 
-/// Waits for `child` and returns its output with the stderr [`wait_stderr`] collected.
-pub fn output_with(child: Child, stderr: std::thread::JoinHandle<Vec<u8>>) -> Output {
-    let mut out = child.wait_with_output().expect("wait");
-    out.stderr = stderr.join().unwrap_or_default();
-    out
+/// `ptt dictate --once` with piped stdio, started by [`TestHome::dictate_once`].
+pub struct DictateOnce {
+    pub child: Child,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl DictateOnce {
+    /// Presses Enter: the recording ends.
+    pub fn enter(&mut self) {
+        use std::io::Write;
+        self.child.stdin.take().expect("stdin").write_all(b"\n").expect("enter");
+    }
+
+    /// Waits for the end: the output, with everything the command wrote on stderr.
+    pub fn finish(self) -> Output {
+        let mut out = self.child.wait_with_output().expect("wait");
+        out.stderr = self.stderr.join().unwrap_or_default();
+        out
+    }
 }
 
 pub fn describe(out: &Output) -> String {

@@ -14,6 +14,13 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Plays a WAV file into the virtual microphone (`micfeed`); returns when it has been played.
+pub fn play_into_mic(wav: &std::path::Path) {
+    require("paplay", "pulseaudio-utils");
+    let played = Command::new("paplay").args(["-d", "micfeed"]).arg(wav).status();
+    assert!(played.is_ok_and(|s| s.success()), "paplay into the virtual microphone failed");
+}
+
 /// Fails loudly when a tool is missing.
 pub fn require(tool: &str, package: &str) {
     let found = Command::new("sh")

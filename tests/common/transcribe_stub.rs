@@ -879,3 +879,20 @@ pub fn encode_wav(rate: u32, channels: u16, samples: &[i16]) -> Vec<u8> {
     }
     out
 }
+
+/// The API key dictation homes use (tests check it never leaks).
+pub const DICTATION_KEY: &str = "sk-test-dictation";
+
+/// A home whose dictation goes to `stub` with [`DICTATION_KEY`], cues off, the PulseAudio server `pulse_env`
+/// started, and the display the typer types into (`("DISPLAY", ":99")`, `("WAYLAND_DISPLAY", socket)`);
+/// `dictate` adds lines to the `[dictate]` section.
+pub fn dictation_home(stub: &TranscribeStub, dictate: &str, display: (&str, String)) -> super::TestHome {
+    let mut home = super::TestHome::with_fake(&format!(
+        "[dictate]\napi_base = \"{}\"\n{dictate}\n[audio]\ncues = false\n",
+        stub.base
+    ));
+    home.env.push(("OPENAI_API_KEY".into(), DICTATION_KEY.into()));
+    home.use_pulse();
+    home.env.push((display.0.into(), display.1));
+    home
+}
