@@ -26,7 +26,7 @@ fn payload(len: usize) -> Vec<u8> {
 fn sha1_of(home: &TestHome, bytes: &[u8]) -> String {
     let f = home.scratch("sha1-input");
     std::fs::write(&f, bytes).expect("write");
-    ptt::dictate::models::sha1_file(&f).expect("sha1")
+    ptt::dictate::model_store::sha1_file(&f).expect("sha1")
 }
 
 fn home_for(server: &ModelServer) -> TestHome {

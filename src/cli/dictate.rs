@@ -23,7 +23,7 @@ use crate::dictate::engine::{self, Engine};
 use crate::dictate::local;
 use crate::dictate::spool::Spool;
 use crate::dictate::transcribe::{self, Endpoint};
-use crate::dictate::{models, vocabulary, wav};
+use crate::dictate::{model_store, vocabulary, wav};
 use crate::hotkey::{Bindings, Chord, Key, KeyState, Source, SourceEvent};
 use crate::paths::Paths;
 
@@ -66,7 +66,7 @@ enum Here {
 impl Here {
     fn new(config: &Config, paths: &Paths) -> Result<Here, String> {
         let key = crate::secrets::load_key(&config.live, paths);
-        match engine::choose(&config.dictate, &models::local_model(&config.dictate, paths), key)? {
+        match engine::choose(&config.dictate, &model_store::local_model(&config.dictate, paths), key)? {
             Engine::OpenAi(key) => Ok(Here::OpenAi(Endpoint::new(&config.dictate, key))),
             Engine::Local(path) => {
                 let p = path.clone();

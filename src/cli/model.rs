@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::dictate::models::{self, Download, LocalModel, Progress};
+use crate::dictate::model_store::{self, Download, LocalModel, Progress};
 use crate::paths::Paths;
 
 use super::EXIT_FAILED;
@@ -26,7 +26,7 @@ fn load_config(paths: &Paths) -> Result<Config, i32> {
 }
 
 fn check_name(name: &str) -> Result<(), i32> {
-    if models::valid_name(name) {
+    if model_store::valid_name(name) {
         return Ok(());
     }
     eprintln!("ptt: `{name}` is not a model name (letters, digits, `.`, `-`, `_`; see `ptt model list`)");
@@ -40,22 +40,22 @@ pub(crate) fn list(paths: &Paths) -> i32 {
         Err(code) => return code,
     };
     let dir = paths.models_dir();
-    let installed = models::installed(&dir);
-    let in_use = models::local_model(&config.dictate, paths);
+    let installed = model_store::installed(&dir);
+    let in_use = model_store::local_model(&config.dictate, paths);
     let used = in_use.path().map(std::path::Path::to_path_buf);
     println!("{:<22} {:>9} {:>8} {:>10}  ", "model", "download", "memory", "2 s clip*");
-    for e in models::CATALOG {
-        let path = models::path_of(paths, e.name);
+    for e in model_store::CATALOG {
+        let path = model_store::path_of(paths, e.name);
         let mut state = String::new();
         if let Some(i) = installed.iter().find(|i| i.path == path) {
-            state = format!("installed ({})", models::human_bytes(i.bytes));
+            state = format!("installed ({})", model_store::human_bytes(i.bytes));
         }
         if used.as_deref() == Some(path.as_path()) {
             state.push_str(if state.is_empty() { "in use, NOT installed" } else { ", in use" });
         }
         println!("{:<22} {:>5} MiB {:>5} MB {:>8.2} s  {state}", e.name, e.mib, e.ram_mb, e.secs_2s_clip);
     }
-    for i in installed.iter().filter(|i| models::find(&i.name).is_none()) {
+    for i in installed.iter().filter(|i| model_store::find(&i.name).is_none()) {
         let mark = if used.as_deref() == Some(i.path.as_path()) { ", in use" } else { "" };
         println!(
             "{:<22} {:>9} {:>8} {:>10}  installed ({}){mark}",
@@ -63,7 +63,7 @@ pub(crate) fn list(paths: &Paths) -> i32 {
             "-",
             "-",
             "-",
-            models::human_bytes(i.bytes)
+            model_store::human_bytes(i.bytes)
         );
     }
     println!();
@@ -94,7 +94,7 @@ pub(crate) fn path(paths: &Paths, name: Option<&str>) -> i32 {
             if let Err(code) = check_name(n) {
                 return code;
             }
-            println!("{}", models::path_of(paths, n).display());
+            println!("{}", model_store::path_of(paths, n).display());
         }
     }
     0
@@ -105,8 +105,8 @@ pub(crate) fn remove(paths: &Paths, name: &str) -> i32 {
     if let Err(code) = check_name(name) {
         return code;
     }
-    let file = models::path_of(paths, name);
-    let part = models::part_path(&file);
+    let file = model_store::path_of(paths, name);
+    let part = model_store::part_path(&file);
     let _ = std::fs::remove_file(&part);
     match std::fs::remove_file(&file) {
         Ok(()) => {
@@ -133,7 +133,7 @@ pub(crate) fn download(paths: &Paths, name: &str, sha1: Option<&str>) -> i32 {
     if let Err(code) = check_name(name) {
         return code;
     }
-    let entry = models::find(name);
+    let entry = model_store::find(name);
     let sha1 = match (sha1, entry) {
         (Some(h), _) if h.len() == 40 && h.chars().all(|c| c.is_ascii_hexdigit()) => h.to_ascii_lowercase(),
         (Some(h), _) => {
@@ -142,7 +142,7 @@ pub(crate) fn download(paths: &Paths, name: &str, sha1: Option<&str>) -> i32 {
         }
         (None, Some(e)) => e.sha1.to_string(),
         (None, None) => {
-            let names: Vec<&str> = models::CATALOG.iter().map(|e| e.name).collect();
+            let names: Vec<&str> = model_store::CATALOG.iter().map(|e| e.name).collect();
             eprintln!(
                 "ptt: no model `{name}` in the list ({}); for another whisper.cpp model give its checksum with --sha1",
                 names.join(", ")
@@ -150,21 +150,21 @@ pub(crate) fn download(paths: &Paths, name: &str, sha1: Option<&str>) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let dest = models::path_of(paths, name);
+    let dest = model_store::path_of(paths, name);
     if dest.exists() {
         println!("{name} is already installed: {}", dest.display());
         return 0;
     }
-    let url = format!("{}/{}", config.models.base_url.trim_end_matches('/'), models::file_name(name));
+    let url = format!("{}/{}", config.models.base_url.trim_end_matches('/'), model_store::file_name(name));
     let d = Download { url: url.clone(), dest, sha1, retries: 5, read_timeout: Duration::from_secs(30) };
     eprintln!("downloading {url}");
     let mut bar = Bar::new(nix::unistd::isatty(std::io::stderr()).unwrap_or(false));
-    let result = models::download(&d, &mut |p| bar.show(p));
+    let result = model_store::download(&d, &mut |p| bar.show(p));
     bar.end();
     match result {
         Ok(path) => {
             println!("installed {name}: {} (SHA-1 checked)", path.display());
-            let used = models::local_model(&config.dictate, paths);
+            let used = model_store::local_model(&config.dictate, paths);
             if used.path() != Some(path.as_path()) {
                 let p = used.path().map(|p| p.display().to_string()).unwrap_or_default();
                 println!("note: dictation uses {p} (dictate.model_path or dictate.local_model)");
@@ -197,12 +197,13 @@ impl Bar {
         if p.resumed_from > 0 && self.resumed != Some(p.resumed_from) {
             self.resumed = Some(p.resumed_from);
             let _ = write!(err, "{}", if self.tty { "\r\x1b[K" } else { "" });
-            let _ = writeln!(err, "resuming at {} (a partial download was kept)", models::human_bytes(p.resumed_from));
+            let _ =
+                writeln!(err, "resuming at {} (a partial download was kept)", model_store::human_bytes(p.resumed_from));
         }
         let percent = p.total.filter(|t| *t > 0).map(|t| p.done.min(t) * 100 / t);
         let size = match p.total {
-            Some(t) => format!("{} of {}", models::human_bytes(p.done), models::human_bytes(t)),
-            None => models::human_bytes(p.done),
+            Some(t) => format!("{} of {}", model_store::human_bytes(p.done), model_store::human_bytes(t)),
+            None => model_store::human_bytes(p.done),
         };
         if self.tty {
             if self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) && percent != Some(100) {
@@ -218,7 +219,7 @@ impl Bar {
                 "#".repeat(filled),
                 " ".repeat(30 - filled),
                 percent.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-                models::human_bytes(rate as u64)
+                model_store::human_bytes(rate as u64)
             );
         } else if let Some(pc) = percent {
             let tenth = pc / 10;
@@ -253,7 +254,7 @@ pub(crate) fn doctor(config: &Config, paths: &Paths) -> Vec<(Health, &'static st
     if !config.dictate.enabled {
         return out;
     }
-    let local = models::local_model(&config.dictate, paths);
+    let local = model_store::local_model(&config.dictate, paths);
     let key = crate::secrets::load_key(&config.live, paths);
     let setting = format!(
         "dictate.engine = \"{}\"",
@@ -285,7 +286,7 @@ pub(crate) fn doctor(config: &Config, paths: &Paths) -> Vec<(Health, &'static st
             return out;
         }
     };
-    let kind = models::check_file(&path)
+    let kind = model_store::check_file(&path)
         .map(|i| format!(", {}{}", i.size_class(), if i.multilingual() { ", multilingual" } else { ", English-only" }))
         .unwrap_or_default();
     out.push((
@@ -294,7 +295,7 @@ pub(crate) fn doctor(config: &Config, paths: &Paths) -> Vec<(Health, &'static st
         format!(
             "{} ({}{kind}), loaded in {} ms",
             path.display(),
-            models::human_bytes(model.bytes),
+            model_store::human_bytes(model.bytes),
             model.load_time.as_millis()
         ),
     ));

@@ -32,7 +32,7 @@ use crate::dictate::local::{LocalJob, LocalMsg, ModelEvent};
 use crate::dictate::spool::Spool;
 use crate::dictate::transcribe::Hints;
 use crate::dictate::worker::{DictationEvent, TypeJob, UploadJob, Workers};
-use crate::dictate::{models, vocabulary, wav};
+use crate::dictate::{model_store, vocabulary, wav};
 use crate::paths::Paths;
 
 /// The capture rate (the Realtime API's, which the microphone path produces).
@@ -130,7 +130,7 @@ impl Dictation {
         if !self.cfg.enabled || !self.cfg.preload || self.cfg.engine == crate::config::DictateEngine::Openai {
             return;
         }
-        if let (Some(w), Some(model)) = (&self.workers, models::local_model(&self.cfg, &self.paths).path()) {
+        if let (Some(w), Some(model)) = (&self.workers, model_store::local_model(&self.cfg, &self.paths).path()) {
             w.local(LocalMsg::Preload { model: model.to_path_buf(), idle: self.model_idle() });
         }
     }
@@ -144,7 +144,7 @@ impl Dictation {
 
     /// The engine for a clip now (`key` is the OpenAI key, or why there is none).
     fn engine(&self, key: Result<String, String>) -> Result<Engine, String> {
-        engine::choose(&self.cfg, &models::local_model(&self.cfg, &self.paths), key)
+        engine::choose(&self.cfg, &model_store::local_model(&self.cfg, &self.paths), key)
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -461,7 +461,7 @@ impl Dictation {
             "typer": self.cfg.typer,
             "last_error": self.last_error,
             "engine": self.cfg.engine,
-            "local_model": models::local_model(&self.cfg, &self.paths).path(),
+            "local_model": model_store::local_model(&self.cfg, &self.paths).path(),
             "model": match &self.model {
                 Some(ModelEvent::Loaded { path, bytes, load_ms }) =>
                     json!({"state": "loaded", "path": path, "bytes": bytes, "load_ms": load_ms}),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::config::{DictateConfig, DictateEngine};
 
-use super::models::LocalModel;
+use super::model_store::LocalModel;
 
 /// The transcriber for one clip.
 #[derive(Debug, Clone, PartialEq, Eq)]

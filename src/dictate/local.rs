@@ -182,7 +182,7 @@ impl Model {
         {
             return Err(format!("the model {shown} does not exist: {}", super::engine::GET_A_MODEL));
         }
-        let info = super::models::check_file(path)?;
+        let info = super::model_store::check_file(path)?;
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let utf8 = path.to_str().ok_or_else(|| format!("the model path {shown} is not UTF-8"))?;
         if let Ok(mut e) = ERRORS.lock() {
@@ -196,7 +196,7 @@ impl Model {
             format!(
                 "whisper.cpp cannot load {shown} ({e}){said}; the file is damaged or truncated ({}): \
                  download it again with `ptt model download NAME`",
-                super::models::human_bytes(info.bytes)
+                super::model_store::human_bytes(info.bytes)
             )
         })?;
         let multilingual = ctx.is_multilingual();
@@ -374,7 +374,7 @@ fn ensure_loaded<'m>(
                 log::info!(
                     "dictation: local model {} ({}) loaded in {} ms",
                     path.display(),
-                    super::models::human_bytes(m.bytes),
+                    super::model_store::human_bytes(m.bytes),
                     m.load_time.as_millis()
                 );
                 let _ = to_loop.send(DictationEvent::Model(ModelEvent::Loaded {

@@ -22,7 +22,7 @@ pub(crate) mod commands;
 pub(crate) mod engine;
 pub(crate) mod legacy;
 pub mod local;
-pub mod models;
+pub mod model_store;
 pub(crate) mod spool;
 pub(crate) mod transcribe;
 pub(crate) mod typer;

@@ -1,5 +1,6 @@
 //! Local speech models: the whisper.cpp ggml files `ptt model` lists, downloads and removes, and which one
-//! local dictation uses.
+//! local dictation uses. (Named `model_store`, not `models`: the crate's `models/` is the OpenAI model-name
+//! lifecycle, a different thing that code near dictation also uses.)
 //!
 //! Why it is shaped like this:
 //! - **A table in the code** ([`CATALOG`]): each model's SHA-1 as the whisper.cpp project publishes it, its
