@@ -9,22 +9,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::fake_realtime::{FakeRealtime, Received};
+use common::fake_realtime::{
+    FakeRealtime, LIVE_KEY, Received, assert_schema_clean, is_notification, live_home, no_duplicate_creates,
+    system_text, tool_output,
+};
 use common::{TestHome, describe, wait_until};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
-const KEY: &str = "sk-test-live-key-0123456789";
-
-/// A home whose daemon talks to `fake` (0.5 s pings for the fake's barrier) with `extra` in `[live]`.
-fn live_home(fake: &FakeRealtime, extra: &str) -> TestHome {
-    let mut home = TestHome::with_fake(&format!(
-        "share_dirs = true\n[live]\nurl = \"{}\"\nping_interval_s = 0.5\npong_timeout_s = 2.0\n{extra}",
-        fake.url
-    ));
-    home.env.push(("OPENAI_API_KEY".into(), KEY.into()));
-    home
-}
 
 fn live(home: &TestHome) -> Value {
     home.json(&["status", "--json"])["live"].clone()
@@ -45,33 +37,12 @@ fn key(home: &TestHome, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn system_text(r: &Received) -> Option<&str> {
-    (r.ty() == "conversation.item.create" && r.event["item"]["role"] == "system")
-        .then(|| r.event["item"]["content"][0]["text"].as_str())
-        .flatten()
-}
-
 fn is_progress(r: &Received) -> bool {
     system_text(r).is_some_and(|t| t.starts_with("[progress"))
 }
 
 fn is_offer(r: &Received) -> bool {
     system_text(r).is_some_and(|t| t.starts_with("[Quiet mode is off"))
-}
-
-fn is_notification(task: &str) -> impl Fn(&Received) -> bool + '_ {
-    move |r| system_text(r).is_some_and(|t| t.starts_with(&format!("[task {task} ")))
-}
-
-/// The JSON output the daemon sent for `call_id`.
-fn tool_output(fake: &FakeRealtime, call_id: &str) -> (Received, Value) {
-    let r = fake.wait_for(T, &format!("function_call_output for {call_id}"), |r| {
-        r.ty() == "conversation.item.create"
-            && r.event["item"]["type"] == "function_call_output"
-            && r.event["item"]["call_id"] == call_id
-    });
-    let output: Value = serde_json::from_str(r.event["item"]["output"].as_str().unwrap_or("")).expect("output is JSON");
-    (r, output)
 }
 
 /// How many `function_call_output`s carried `text`.
@@ -88,14 +59,8 @@ fn settle(home: &TestHome, fake: &FakeRealtime) {
 }
 
 fn assert_clean(fake: &FakeRealtime) {
-    let errors = fake.schema_errors();
-    assert!(errors.is_empty(), "client events that fail the GA schema: {errors:#?}");
-    let dups = fake
-        .sent()
-        .into_iter()
-        .filter(|s| s.ty() == "error" && s.event["error"]["code"] == "conversation_already_has_active_response")
-        .count();
-    assert_eq!(dups, 0, "response.create while a response was active:\n{}", fake.dump());
+    assert_schema_clean(fake);
+    no_duplicate_creates(fake);
 }
 
 /// A task that runs `cargo test` (its activity) until `done` exists.
@@ -285,7 +250,7 @@ fn a_stalled_task_is_said_once_as_stalled() {
          progress_min = 10\n",
         fake.url
     ));
-    home.env.push(("OPENAI_API_KEY".into(), KEY.into()));
+    home.env.push(("OPENAI_API_KEY".into(), LIVE_KEY.into()));
     let _d = home.start_daemon();
     live_on(&home, &fake);
     let done = home.scratch("done");

@@ -10,23 +10,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::fake_realtime::{FakeRealtime, Received};
+use common::fake_realtime::{
+    FakeRealtime, LIVE_KEY as KEY, Received, assert_schema_clean, is_notification, live_home, no_duplicate_creates,
+    tool_output,
+};
 use common::{TestHome, describe, wait_until};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
-const KEY: &str = "sk-test-live-key-0123456789";
-
-/// A home whose daemon talks to `fake`, with a fast keepalive (0.5 s pings,
-/// dead after 2 s: quick to notice a stall, slack for a loaded machine) unless
-/// `extra` sets its own.
-fn live_home(fake: &FakeRealtime, extra: &str) -> TestHome {
-    let keepalive = if extra.contains("pong_timeout_s") { "" } else { "ping_interval_s = 0.5\npong_timeout_s = 2.0\n" };
-    let mut home =
-        TestHome::with_fake(&format!("share_dirs = true\n[live]\nurl = \"{}\"\n{keepalive}{extra}", fake.url));
-    home.env.push(("OPENAI_API_KEY".into(), KEY.into()));
-    home
-}
 
 fn ty(t: &'static str) -> impl Fn(&Received) -> bool {
     move |r| r.ty() == t
@@ -39,39 +30,6 @@ fn live_on(home: &TestHome, fake: &FakeRealtime) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "live: on");
     fake.wait_for(T, "session.update", ty("session.update"));
     wait_until(T, "live ready", || home.json(&["status", "--json"])["live"]["state"] == "ready");
-}
-
-/// The JSON output the daemon sent for `call_id`.
-fn tool_output(fake: &FakeRealtime, call_id: &str) -> (Received, Value) {
-    let r = fake.wait_for(T, &format!("function_call_output for {call_id}"), |r| {
-        r.ty() == "conversation.item.create"
-            && r.event["item"]["type"] == "function_call_output"
-            && r.event["item"]["call_id"] == call_id
-    });
-    let output: Value = serde_json::from_str(r.event["item"]["output"].as_str().unwrap_or("")).expect("output is JSON");
-    (r, output)
-}
-
-fn is_notification(task: &str) -> impl Fn(&Received) -> bool + '_ {
-    move |r| {
-        r.ty() == "conversation.item.create"
-            && r.event["item"]["role"] == "system"
-            && r.event["item"]["content"][0]["text"].as_str().is_some_and(|t| t.starts_with(&format!("[task {task} ")))
-    }
-}
-
-fn assert_schema_clean(fake: &FakeRealtime) {
-    let errors = fake.schema_errors();
-    assert!(errors.is_empty(), "client events that fail the GA schema: {errors:#?}");
-}
-
-fn no_duplicate_creates(fake: &FakeRealtime) {
-    let dups = fake
-        .sent()
-        .into_iter()
-        .filter(|s| s.ty() == "error" && s.event["error"]["code"] == "conversation_already_has_active_response")
-        .count();
-    assert_eq!(dups, 0, "the daemon sent response.create while a response was active:\n{}", fake.dump());
 }
 
 #[test]

@@ -1525,3 +1525,58 @@ fn serve_models(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Both);
 }
+
+/// The API key [`live_home`] gives the daemon.
+pub const LIVE_KEY: &str = "sk-test-live-key-0123456789";
+
+/// How long the helpers below wait for the daemon.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A home whose daemon talks to `fake` with [`LIVE_KEY`] and a fast keepalive (0.5 s pings, dead after 2 s:
+/// quick to notice a stall, slack for a loaded machine) unless `extra` (more of `[live]`) sets its own.
+pub fn live_home(fake: &FakeRealtime, extra: &str) -> super::TestHome {
+    let keepalive = if extra.contains("pong_timeout_s") { "" } else { "ping_interval_s = 0.5\npong_timeout_s = 2.0\n" };
+    let mut home =
+        super::TestHome::with_fake(&format!("share_dirs = true\n[live]\nurl = \"{}\"\n{keepalive}{extra}", fake.url));
+    home.env.push(("OPENAI_API_KEY".into(), LIVE_KEY.into()));
+    home
+}
+
+/// The JSON output the daemon sent for `call_id`.
+pub fn tool_output(fake: &FakeRealtime, call_id: &str) -> (Received, Value) {
+    let r = fake.wait_for(WAIT, &format!("function_call_output for {call_id}"), |r| {
+        r.ty() == "conversation.item.create"
+            && r.event["item"]["type"] == "function_call_output"
+            && r.event["item"]["call_id"] == call_id
+    });
+    let output: Value = serde_json::from_str(r.event["item"]["output"].as_str().unwrap_or("")).expect("output is JSON");
+    (r, output)
+}
+
+/// The text of a system message the daemon added (notifications, progress, offers).
+pub fn system_text(r: &Received) -> Option<&str> {
+    (r.ty() == "conversation.item.create" && r.event["item"]["role"] == "system")
+        .then(|| r.event["item"]["content"][0]["text"].as_str())
+        .flatten()
+}
+
+/// The notification of task `task`'s end.
+pub fn is_notification(task: &str) -> impl Fn(&Received) -> bool + '_ {
+    move |r| system_text(r).is_some_and(|t| t.starts_with(&format!("[task {task} ")))
+}
+
+/// Every client event the daemon sent passes the official GA schema.
+pub fn assert_schema_clean(fake: &FakeRealtime) {
+    let errors = fake.schema_errors();
+    assert!(errors.is_empty(), "client events that fail the GA schema: {errors:#?}");
+}
+
+/// The daemon never sent `response.create` while a response was active.
+pub fn no_duplicate_creates(fake: &FakeRealtime) {
+    let dups = fake
+        .sent()
+        .into_iter()
+        .filter(|s| s.ty() == "error" && s.event["error"]["code"] == "conversation_already_has_active_response")
+        .count();
+    assert_eq!(dups, 0, "the daemon sent response.create while a response was active:\n{}", fake.dump());
+}
