@@ -10,6 +10,10 @@
 //! focused window. Reading needs read permission on the device nodes, which on most distributions means
 //! being in the `input` group; [`detect`] says so in plain words when that is what is missing.
 //!
+//! New keyboards (hotplug, Bluetooth) are noticed by an inotify watch on `/dev/input` (a node created, or its
+//! permissions changed by udev's ACLs), so an idle reader sleeps in `poll` until a key or a device comes; only
+//! where the watch cannot be set does it fall back to a rescan every [`RESCAN`].
+//!
 //! The record layout is the 64-bit one: `struct timeval` (two 8-byte fields), `u16 type`, `u16 code`,
 //! `i32 value`, native endian.
 
@@ -18,6 +22,7 @@ use crate::hotkey::machine::KeyState;
 use crate::hotkey::{KeyEvent, Source, SourceEvent};
 use crossbeam_channel::Sender;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::Inotify;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -36,7 +41,8 @@ pub(crate) const EV_KEY: u16 = 1;
 pub(crate) const SYN_REPORT: u16 = 0;
 /// The kernel's buffer overflowed and events were lost: key state must be resynchronised.
 pub(crate) const SYN_DROPPED: u16 = 3;
-/// How often the reader looks for keyboards that appeared (hotplug, Bluetooth).
+/// How often the reader looks for keyboards that appeared (hotplug, Bluetooth) when it cannot watch the
+/// directory.
 pub(crate) const RESCAN: Duration = Duration::from_secs(2);
 
 /// One `struct input_event`.
@@ -345,6 +351,8 @@ pub(crate) fn spawn(
     tx: Sender<SourceEvent>,
 ) -> Result<JoinHandle<()>, EvdevError> {
     let mut reader = Reader { roots, wanted, open: Vec::new() };
+    // The watch before the first scan: a keyboard appearing in between is not missed.
+    let watch = reader.watch();
     let (opened, failures) = reader.scan();
     for (p, e) in &failures {
         log::warn!("evdev: cannot open {}: {e}", p.display());
@@ -352,7 +360,7 @@ pub(crate) fn spawn(
     summarize(opened, failures, &reader.roots.dev_input)?;
     std::thread::Builder::new()
         .name("hotkey-evdev".into())
-        .spawn(move || reader.run(rescan, &tx))
+        .spawn(move || reader.run(watch, rescan, &tx))
         .map_err(|e| EvdevError::Io(PathBuf::from("hotkey-evdev thread"), e))
 }
 
@@ -392,16 +400,46 @@ impl Reader {
         (self.open.len(), failures)
     }
 
-    fn run(mut self, rescan: Duration, tx: &Sender<SourceEvent>) {
+    /// An inotify watch on the device directory: a node appearing or changing permissions wakes the reader.
+    fn watch(&self) -> Option<Inotify> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags};
+        let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC);
+        let added = watch.as_ref().map_err(|e| *e).and_then(|w| {
+            w.add_watch(
+                &self.roots.dev_input,
+                AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_MOVED_TO,
+            )
+        });
+        match added {
+            Ok(_) => watch.ok(),
+            Err(e) => {
+                log::debug!("evdev: cannot watch {} ({e}); rescanning it periodically", self.roots.dev_input.display());
+                None
+            }
+        }
+    }
+
+    fn run(mut self, watch: Option<Inotify>, rescan: Duration, tx: &Sender<SourceEvent>) {
         let mut last_scan = Instant::now();
         let mut buf = [0u8; RECORD_SIZE * 64];
         loop {
-            let timeout = PollTimeout::try_from(rescan.saturating_sub(last_scan.elapsed())).unwrap_or(PollTimeout::MAX);
-            let ready: Vec<bool> = {
+            // With the watch, nothing but a key or a new device wakes the thread.
+            let timeout = match watch {
+                Some(_) => PollTimeout::NONE,
+                None => PollTimeout::try_from(rescan.saturating_sub(last_scan.elapsed())).unwrap_or(PollTimeout::MAX),
+            };
+            let (ready, changed): (Vec<bool>, bool) = {
                 let mut fds: Vec<PollFd> =
                     self.open.iter().map(|o| PollFd::new(o.file.as_fd(), PollFlags::POLLIN)).collect();
+                if let Some(w) = &watch {
+                    fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+                }
                 match poll(&mut fds, timeout) {
-                    Ok(_) => fds.iter().map(|p| p.any().unwrap_or(false)).collect(),
+                    Ok(_) => {
+                        let ready: Vec<bool> = fds.iter().map(|p| p.any().unwrap_or(false)).collect();
+                        let changed = watch.is_some() && ready.last().copied().unwrap_or(false);
+                        (ready, changed)
+                    }
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => {
                         let _ = tx.send(SourceEvent::Stopped { source: Source::Evdev, error: format!("poll: {e}") });
@@ -440,7 +478,11 @@ impl Reader {
                     return;
                 }
             }
-            if last_scan.elapsed() >= rescan {
+            if let (Some(w), true) = (&watch, changed) {
+                // Drain the directory's events; what they name is found by the scan.
+                while w.read_events().is_ok_and(|events| !events.is_empty()) {}
+            }
+            if changed || (watch.is_none() && last_scan.elapsed() >= rescan) {
                 let (_, failures) = self.scan();
                 for (p, e) in failures {
                     log::debug!("evdev: cannot open {}: {e}", p.display());
@@ -721,6 +763,31 @@ mod tests {
         let mixed =
             vec![denied("/dev/input/event2"), (PathBuf::from("/dev/input/event3"), io::Error::from_raw_os_error(19))];
         assert!(matches!(summarize(0, mixed, dev), Err(EvdevError::Open(_))));
+    }
+
+    #[test]
+    fn a_keyboard_that_appears_is_picked_up_without_a_rescan() {
+        let t = Tree::new();
+        t.sys("event4", "First keyboard", Some(KBD));
+        std::fs::create_dir_all(t.roots().dev_input).unwrap_or_else(|e| panic!("{e}"));
+        let mode = nix::sys::stat::Mode::S_IRWXU;
+        nix::unistd::mkfifo(&t.roots().dev_input.join("event4"), mode).unwrap_or_else(|e| panic!("mkfifo: {e}"));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        // The periodic rescan is an hour away: only the directory watch can find the second keyboard.
+        let _h = spawn(t.roots(), vec![Key::RightCtrl], Duration::from_secs(3600), tx)
+            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        // The second one is made elsewhere and opened read-write (so that it has a writer from the start: a
+        // FIFO without one reads as ended), then moved in, as udev moves nodes in.
+        t.sys("event7", "Plugged in later", Some(KBD));
+        let staged = t.roots().dev_input.with_file_name("event7.new");
+        nix::unistd::mkfifo(&staged, mode).unwrap_or_else(|e| panic!("mkfifo: {e}"));
+        let mut w = OpenOptions::new().read(true).write(true).open(&staged).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&staged, t.roots().dev_input.join("event7")).unwrap_or_else(|e| panic!("{e}"));
+        w.write_all(&bytes(&edge(0, 97, 1))).unwrap_or_else(|e| panic!("{e}"));
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(SourceEvent::Key(k)) => assert_eq!((k.key, k.state), (Key::RightCtrl, KeyState::Pressed)),
+            other => panic!("expected the key from the new keyboard, got {other:?}"),
+        }
     }
 
     #[test]
