@@ -289,7 +289,7 @@ impl Supervisor {
             "budget_usd": budget,
             "claude": match self.claude_path() { Ok(p) => json!({"path": p}), Err(e) => json!({"error": e}) },
             "shutting_down": self.shutting_down,
-            "registry_error": self.registry_error,
+            "registry_error": self.registry_error.clone().or_else(|| self.keeper.error()),
         })
     }
 }

@@ -3,7 +3,7 @@
 //! Everything that changes a task's state happens here, on the main loop, in
 //! answer to a request, a reaper's message or a deadline. Nothing blocks:
 //! spawning is a fork/exec, killing is a signal, and the `/proc` scans and
-//! fsyncs are handed to the sweeper and syncer threads. Deadlines (timeouts,
+//! fsyncs are handed to the sweeper and keeper threads. Deadlines (timeouts,
 //! kill grace, stall checks, deferred registry writes) are data, returned by
 //! [`Supervisor::next_deadline`] and fired by [`Supervisor::on_timer`].
 
@@ -15,7 +15,7 @@ use super::contract::{
 };
 use super::judge::{StopReason, derive_name, judge, mark_interrupted, state_phrase, summarize};
 use super::reaper::{self, Finished, LogSpec, ReaperMsg, TaskEvent};
-use super::registry::{Durability, TaskRecord, TaskState, unix_now};
+use super::registry::{TaskRecord, TaskState, unix_now};
 use super::{Live, REGISTRY_TAIL_LINES, SAVE_DEBOUNCE, SAVE_RETRY, Supervisor, spawn, sweep};
 use crate::config::PermissionMode;
 
@@ -197,12 +197,13 @@ impl Supervisor {
             base: l.worktree.as_ref().map(|(repo, _)| repo.clone()).unwrap_or_else(|| l.dir.clone()),
         };
         self.registry.tasks.push(record);
-        // Invariant: the child is in the registry file before anyone hears "started". An atomic
-        // rename is enough: the file must outlive a crash of this daemon (the page cache does),
-        // and after a power loss there is no child left to find. If the file cannot be written,
+        // Invariant: the child is on disk (its record appended to the journal) before anyone hears
+        // "started". The page cache is enough: the record must outlive a crash of this daemon, and
+        // after a power loss there is no child left to find. If the journal cannot be written,
         // the task does not start: a child no restart could find is killed, nobody hears of it,
         // and the counter goes back (the id was never handed out).
-        if let Err(e) = self.save_now(Durability::Atomic) {
+        if let Err(e) = self.save_task(&l.id) {
+            self.dirty.remove(&l.id);
             self.registry.tasks.pop();
             self.registry.next_id = counter_before;
             signal_group(pid, nix::sys::signal::Signal::SIGKILL);
@@ -312,7 +313,7 @@ impl Supervisor {
                 if let Some(t) = self.registry.get_mut(&id) {
                     t.session_id = session_id.or(t.session_id.take());
                     t.model = model;
-                    self.schedule_save(now);
+                    self.schedule_save(&id, now);
                 }
                 vec![]
             }
@@ -330,7 +331,7 @@ impl Supervisor {
                         t.activity = Some(a);
                         notices.push(Notice::Activity(id.clone()));
                     }
-                    self.schedule_save(now);
+                    self.schedule_save(&id, now);
                 }
                 notices
             }
@@ -339,7 +340,7 @@ impl Supervisor {
                     && t.rate_limited_until != until
                 {
                     t.rate_limited_until = until;
-                    self.schedule_save(now);
+                    self.schedule_save(&id, now);
                     return vec![Notice::Activity(id)];
                 }
                 vec![]
@@ -376,7 +377,7 @@ impl Supervisor {
         }
         t.state = state;
         t.ended_at = Some(unix_now());
-        // Persisted with the outcome, in the same write: no second fsync on the way to the speaker.
+        // Persisted with the outcome, in the same record: no second write on the way to the speaker.
         t.announced = false;
         t.exit_code = f.exit_code;
         t.exit_signal = f.exit_signal;
@@ -415,7 +416,7 @@ impl Supervisor {
     }
 
     /// What follows the publication of this round's notices: the records of the tasks that
-    /// ended are written (results must survive a power loss too: the syncer thread fsyncs
+    /// ended are appended to the journal (results must survive a power loss too: the keeper fsyncs
     /// right after), and whatever they left behind (a Bash command in its own session) is
     /// swept, a moment later and batched with other ends (a /proc scan per task would
     /// compete with the loop for the CPU).
@@ -423,10 +424,13 @@ impl Supervisor {
         if self.ended.is_empty() {
             return;
         }
-        let _ = self.save_now(Durability::Atomic);
-        let _ = self.syncer.send(());
-        for id in std::mem::take(&mut self.ended) {
-            self.kill_everything(&id, None, false);
+        let ended = std::mem::take(&mut self.ended);
+        for id in &ended {
+            let _ = self.save_task(id);
+        }
+        self.keeper.send(super::journal::KeeperMsg::Flush);
+        for id in &ended {
+            self.kill_everything(id, None, false);
         }
     }
 
@@ -479,19 +483,21 @@ impl Supervisor {
                     t.stalled = true;
                     log::warn!("task {id} '{}' printed nothing for {} min", t.name, self.config.stall_min);
                     notices.push(Notice::Stalled(id.clone()));
-                    self.schedule_save(now);
+                    self.schedule_save(&id, now);
                 }
             }
         }
         notices.extend(self.expire_permissions(now));
         if self.save_at.is_some_and(|s| s <= now) {
             self.save_at = None;
-            let _ = self.save_now(Durability::Atomic);
+            let _ = self.save_dirty();
         }
         notices
     }
 
-    pub(super) fn schedule_save(&mut self, now: Instant) {
+    /// Task `id` changed in a way that may wait a moment to reach the journal.
+    pub(super) fn schedule_save(&mut self, id: &str, now: Instant) {
+        self.dirty.insert(id.to_string());
         if self.save_at.is_none() {
             self.save_at = Some(now + SAVE_DEBOUNCE);
         }
@@ -510,12 +516,29 @@ impl Supervisor {
         })
     }
 
-    /// Writes the registry. On failure (a full disk) the state stays in memory
-    /// and the write is retried in a few seconds and on every change; the
-    /// error is returned (a start is refused on it) and shown by `ptt status`.
-    pub(super) fn save_now(&mut self, durability: Durability) -> Result<(), String> {
-        match self.registry.save(&self.paths.registry(), durability) {
-            Ok(()) => {
+    /// Appends task `id`'s record to the journal now, and hands it to the keeper. On failure
+    /// (a full or read-only disk) the state stays in memory and the record is retried in a
+    /// few seconds and with every change; the error is returned (a start is refused on it)
+    /// and shown by `ptt status`. A task no longer in the registry (pruned) has nothing to write.
+    pub(super) fn save_task(&mut self, id: &str) -> Result<(), String> {
+        let Some(task) = self.registry.get(id) else {
+            self.dirty.remove(id);
+            return Ok(());
+        };
+        let seq = self.registry.seq + 1;
+        let written =
+            super::journal::encode(seq, self.registry.next_id, task).map_err(anyhow::Error::from).and_then(|line| {
+                self.journal.append(seq, &line).map_err(|e| {
+                    anyhow::Error::from(e).context(format!("cannot append to {}", self.journal.path().display()))
+                })?;
+                Ok(line)
+            });
+        match written {
+            Ok(line) => {
+                self.registry.seq = seq;
+                self.dirty.remove(id);
+                let keep = self.config.keep_ended as usize;
+                self.keeper.send(super::journal::KeeperMsg::Record { seq, line, keep });
                 if self.save_failed {
                     log::info!("the task registry is written again");
                 }
@@ -530,9 +553,35 @@ impl Supervisor {
                         "cannot write the task registry (kept in memory, retrying; new tasks are refused): {why}"
                     );
                 }
+                self.dirty.insert(id.to_string());
                 self.save_failed = true;
                 self.registry_error = Some(why.clone());
                 self.save_at = Some(Instant::now() + SAVE_RETRY);
+                Err(why)
+            }
+        }
+    }
+
+    /// Appends every task changed since the last append (stops at the first failure, which retries later).
+    pub(super) fn save_dirty(&mut self) -> Result<(), String> {
+        let ids: Vec<String> = self.dirty.iter().cloned().collect();
+        for id in ids {
+            self.save_task(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the whole registry as the snapshot now, through the keeper, and waits (shutdown).
+    pub(super) fn save_all(&mut self) -> Result<(), String> {
+        match self.keeper.write_final(self.registry.clone()) {
+            Ok(()) => {
+                self.dirty.clear();
+                self.save_failed = false;
+                self.registry_error = None;
+                Ok(())
+            }
+            Err(why) => {
+                self.registry_error = Some(why.clone());
                 Err(why)
             }
         }
@@ -571,7 +620,7 @@ impl Supervisor {
         if killed > 0 {
             log::info!("shutdown: killed {killed} leftover task process(es)");
         }
-        if let Err(e) = self.save_now(Durability::Synced) {
+        if let Err(e) = self.save_all() {
             log::error!(
                 "shutdown: the task registry could not be written ({e}); what changed since the last good write \
                  (ended tasks, results) is lost"
@@ -602,7 +651,7 @@ impl Supervisor {
             && !t.announced
         {
             t.announced = true;
-            self.schedule_save(now);
+            self.schedule_save(id, now);
         }
     }
 }

@@ -19,6 +19,7 @@
 pub(crate) mod admission;
 pub(crate) mod changes;
 pub(crate) mod contract;
+pub(crate) mod journal;
 pub(crate) mod judge;
 pub(crate) mod lifecycle;
 pub(crate) mod permission;
@@ -32,7 +33,7 @@ pub mod sweep;
 mod tests;
 pub(crate) mod waiting;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,7 @@ pub(crate) use contract::{
 };
 use judge::{StopReason, mark_interrupted};
 use reaper::{ReaperMsg, TaskEvent};
-use registry::{Durability, Registry, unix_now};
+use registry::{Registry, unix_now};
 
 /// Delay before a non-critical registry change (activity, progress) is written.
 const SAVE_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -81,11 +82,15 @@ pub(crate) struct Supervisor {
     uid: u32,
     run_started_at: u64,
     save_at: Option<Instant>,
+    /// Tasks whose changes are not in the journal yet (appended at `save_at`).
+    dirty: BTreeSet<String>,
     save_failed: bool,
-    /// Why the registry cannot be written, while it cannot (shown by `ptt status`).
+    /// Why the journal cannot be written, while it cannot (shown by `ptt status`).
     registry_error: Option<String>,
-    /// Asks the syncer thread to fsync the registry (results must survive a power loss).
-    syncer: Sender<()>,
+    /// The registry's journal, appended on the loop (see [`journal`]).
+    journal: journal::Journal,
+    /// The thread that rewrites the snapshot and fsyncs the journal, off the loop.
+    keeper: journal::Keeper,
     /// Asks the sweeper thread to kill processes carrying a task's id.
     sweeper: Sender<sweep::SweepRequest>,
     shutting_down: bool,
@@ -115,10 +120,25 @@ impl Supervisor {
             mark_interrupted(t, now);
             report.interrupted.push(t.id.clone());
         }
+        registry.prune(config.keep_ended as usize);
         let owner_tag = sweep::owner_tag_of_self();
         let uid = nix::unistd::geteuid().as_raw();
         report.swept = sweep::sweep_orphans(uid, Some(&owner_tag)).len();
-        let syncer = registry::spawn_syncer(paths.registry())?;
+        // The registry as loaded (the journal replayed) becomes the snapshot, and the journal starts afresh.
+        let journal = journal::Journal::new(journal::journal_path(&paths.registry()), registry.seq);
+        let registry_error = match registry.save(&paths.registry()) {
+            Ok(()) => {
+                if let Err(e) = journal.remove_if_through(registry.seq) {
+                    log::warn!("cannot remove the replayed journal: {e}");
+                }
+                None
+            }
+            Err(e) => {
+                log::error!("cannot write the task registry at start (the journal keeps what it had): {e:#}");
+                Some(format!("{e:#}"))
+            }
+        };
+        let keeper = journal::spawn_keeper(paths.registry(), registry.clone(), journal.clone())?;
         let sweep_events = events.clone();
         let sweeper = sweep::spawn_sweeper(uid, move |id, killed| {
             let _ = sweep_events.send(TaskEvent { id, msg: ReaperMsg::Swept { killed } });
@@ -134,9 +154,11 @@ impl Supervisor {
             uid,
             run_started_at: now,
             save_at: None,
+            dirty: BTreeSet::new(),
             save_failed: false,
-            registry_error: None,
-            syncer,
+            registry_error,
+            journal,
+            keeper,
             sweeper,
             shutting_down: false,
             ended: Vec::new(),
@@ -151,7 +173,6 @@ impl Supervisor {
                 None
             }
         };
-        let _ = sup.save_now(Durability::Synced);
         Ok((sup, report))
     }
 

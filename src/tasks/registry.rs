@@ -1,10 +1,13 @@
 //! The task registry: every task this user has run, persisted atomically.
 //!
-//! Only the daemon's main loop owns a [`Registry`]; it writes the file with
-//! temp file + fsync + rename, so a crash at any moment leaves either the old
-//! or the new version, never a torn one. Ids (`t1`, `t2`, …) keep counting
-//! across restarts; a corrupt file is moved aside (the counter is then
-//! recovered from the log files so ids are never reused).
+//! Only the daemon's main loop owns a [`Registry`]. On disk it is a snapshot,
+//! `tasks.json`, written with temp file + fsync + rename (a crash at any
+//! moment leaves either the old or the new version, never a torn one), plus
+//! the journal of changes since (`tasks.journal`, see [`super::journal`]):
+//! loading reads the snapshot and replays the journal's newer records. Ids
+//! (`t1`, `t2`, …) keep counting across restarts; a corrupt snapshot is moved
+//! aside (the counter is then recovered from the journal and the log files, so
+//! ids are never reused).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -167,6 +170,9 @@ struct RegistryFile {
     #[allow(dead_code)]
     version: u32,
     next_id: u64,
+    /// The last journal record this snapshot includes (0: none, or a file from before the journal).
+    #[serde(default)]
+    seq: u64,
     tasks: Vec<TaskRecord>,
 }
 
@@ -175,13 +181,16 @@ struct RegistryFile {
 struct RegistryFileRef<'a> {
     version: u32,
     next_id: u64,
+    seq: u64,
     tasks: &'a [TaskRecord],
 }
 
 /// The in-memory registry.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Registry {
     pub(crate) next_id: u64,
+    /// The last journal record applied (see [`super::journal`]).
+    pub(crate) seq: u64,
     pub(crate) tasks: Vec<TaskRecord>,
 }
 
@@ -197,38 +206,39 @@ impl Registry {
     /// renamed to `tasks.json.corrupt-<unix time>` and reported, and the id
     /// counter is recovered from `logs_dir`.
     pub(crate) fn load(path: &Path, logs_dir: &Path) -> Result<(Registry, LoadReport)> {
+        let (mut registry, report) = Registry::load_snapshot(path)?;
+        super::journal::replay(&mut registry, &super::journal::journal_path(path));
+        let max_seen = registry.tasks.iter().filter_map(|t| numeric_id(&t.id)).max().unwrap_or(0);
+        registry.next_id = registry.next_id.max(max_seen.saturating_add(1)).max(next_id_from_logs(logs_dir)).max(1);
+        Ok((registry, report))
+    }
+
+    /// The snapshot alone (`tasks.json`): missing is empty, corrupt is moved aside.
+    fn load_snapshot(path: &Path) -> Result<(Registry, LoadReport)> {
         let mut report = LoadReport::default();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let next_id = next_id_from_logs(logs_dir);
-                return Ok((Registry { next_id, tasks: Vec::new() }, report));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Registry::default(), report)),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         match serde_json::from_slice::<RegistryFile>(&bytes) {
-            Ok(file) => {
-                let max_seen = file.tasks.iter().filter_map(|t| numeric_id(&t.id)).max().unwrap_or(0);
-                let next_id = file.next_id.max(max_seen.saturating_add(1)).max(next_id_from_logs(logs_dir));
-                Ok((Registry { next_id, tasks: file.tasks }, report))
-            }
+            Ok(file) => Ok((Registry { next_id: file.next_id, seq: file.seq, tasks: file.tasks }, report)),
             Err(e) => {
                 let aside = path.with_extension(format!("json.corrupt-{}", unix_now()));
                 std::fs::rename(path, &aside)
                     .with_context(|| format!("cannot move corrupt {} aside", path.display()))?;
                 report.moved_aside = Some((aside, e.to_string()));
-                let next_id = next_id_from_logs(logs_dir);
-                Ok((Registry { next_id, tasks: Vec::new() }, report))
+                Ok((Registry::default(), report))
             }
         }
     }
 
-    /// Writes the registry atomically (temp file, rename); with
-    /// [`Durability::Synced`] also fsyncs the file and the directory.
-    pub(crate) fn save(&self, path: &Path, durability: Durability) -> Result<()> {
-        let file = RegistryFileRef { version: 1, next_id: self.next_id, tasks: &self.tasks };
+    /// Writes the registry atomically and durably (see [`write_atomic`]). Only
+    /// the keeper thread does, and the daemon at start, never the loop.
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
+        let file = RegistryFileRef { version: 1, next_id: self.next_id, seq: self.seq, tasks: &self.tasks };
         let bytes = serde_json::to_vec(&file).context("cannot serialize the registry")?;
-        write_atomic(path, &bytes, durability)
+        write_atomic(path, &bytes)
     }
 
     /// The id [`Registry::allocate_id`] hands out next, without taking it.
@@ -257,6 +267,14 @@ impl Registry {
         self.tasks.iter_mut().find(|t| t.id == id)
     }
 
+    /// Puts `task` in place of the record with its id, or after the others when it is new.
+    pub(crate) fn upsert(&mut self, task: TaskRecord) {
+        match self.tasks.iter_mut().find(|t| t.id == task.id) {
+            Some(t) => *t = task,
+            None => self.tasks.push(task),
+        }
+    }
+
     /// Drops the oldest ended tasks beyond `keep` (their logs stay on disk).
     pub(crate) fn prune(&mut self, keep: usize) {
         let ended = self.tasks.iter().filter(|t| !t.state.is_active()).count();
@@ -275,18 +293,10 @@ impl Registry {
     }
 }
 
-/// How far a write must get before it returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Durability {
-    /// Temp file + rename: readers (a restarted daemon) see the old or the new
-    /// content, whatever happens to this process. A power loss may lose it.
-    Atomic,
-    /// Also `fdatasync` the file and fsync the directory: survives a power loss.
-    Synced,
-}
-
-/// Writes `bytes` to `path` so that readers see the old or the new content.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+/// Writes `bytes` to `path` so that readers see the old or the new content
+/// (temp file, rename), whatever happens to this process, and after a power
+/// loss too (`fdatasync` of the file, fsync of the directory).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
@@ -296,13 +306,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) ->
     let result = (|| -> Result<()> {
         let mut f = create_exclusive(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        if durability == Durability::Synced {
-            f.sync_data().with_context(|| format!("cannot fsync {}", tmp.display()))?;
-        }
+        f.sync_data().with_context(|| format!("cannot fsync {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
-        if durability == Durability::Synced
-            && let Ok(d) = std::fs::File::open(dir)
-        {
+        if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
@@ -335,8 +341,8 @@ fn create_exclusive(tmp: &Path) -> std::io::Result<std::fs::File> {
     }
 }
 
-/// Flushes `path` and its directory to the disk (what [`Durability::Synced`]
-/// adds to an atomic write), for a file another writer keeps replacing: it
+/// Flushes `path` and its directory to the disk (what [`write_atomic`]
+/// does for its own file), for a file another writer keeps replacing: it
 /// flushes whichever version is current, and never writes content itself.
 pub(crate) fn sync_path(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_data()?;
@@ -344,21 +350,6 @@ pub(crate) fn sync_path(path: &Path) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-/// A thread that makes the registry durable after the loop wrote it, so no
-/// fsync ever runs on the loop. Requests that pile up are served by one sync.
-pub(crate) fn spawn_syncer(path: PathBuf) -> std::io::Result<crossbeam_channel::Sender<()>> {
-    let (tx, rx) = crossbeam_channel::unbounded::<()>();
-    std::thread::Builder::new().name("registry-sync".into()).stack_size(64 * 1024).spawn(move || {
-        while rx.recv().is_ok() {
-            while rx.try_recv().is_ok() {}
-            if let Err(e) = sync_path(&path) {
-                log::warn!("cannot fsync {}: {e}", path.display());
-            }
-        }
-    })?;
-    Ok(tx)
 }
 
 /// `t12` → 12.
@@ -408,12 +399,12 @@ mod tests {
     #[test]
     fn save_and_load_keep_tasks_and_counter() {
         let d = tempdir("roundtrip");
-        let mut r = Registry { next_id: 1, tasks: vec![] };
+        let mut r = Registry { next_id: 1, ..Default::default() };
         let id = r.allocate_id().expect("id");
         assert_eq!(id, "t1");
         r.tasks.push(sample(&id, "auth refactor", TaskState::Succeeded));
         assert_eq!(r.allocate_id().as_deref(), Some("t2"));
-        r.save(&d.join("tasks.json"), Durability::Synced).expect("save");
+        r.save(&d.join("tasks.json")).expect("save");
         let (loaded, report) = Registry::load(&d.join("tasks.json"), &d.join("logs")).expect("load");
         assert!(report.moved_aside.is_none());
         assert_eq!(loaded.tasks, r.tasks);
@@ -448,7 +439,7 @@ mod tests {
 
     #[test]
     fn the_counter_never_wraps() {
-        let mut r = Registry { next_id: u64::MAX - 1, tasks: vec![] };
+        let mut r = Registry { next_id: u64::MAX - 1, ..Default::default() };
         assert!(r.ids_left());
         assert_eq!(r.allocate_id().as_deref(), Some("t18446744073709551614"));
         assert!(!r.ids_left());
@@ -475,7 +466,7 @@ mod tests {
         let path = d.path().join("tasks.json");
         let tmp = d.path().join(format!(".tasks.json.tmp-{}", std::process::id()));
         std::os::unix::fs::symlink(&victim, &tmp).expect("symlink");
-        write_atomic(&path, b"{}", Durability::Atomic).expect("write");
+        write_atomic(&path, b"{}").expect("write");
         assert_eq!(std::fs::read(&victim).expect("victim"), b"precious", "written through the link");
         assert_eq!(std::fs::read(&path).expect("registry"), b"{}");
         assert!(!tmp.exists(), "no temp file left");

@@ -233,7 +233,7 @@ fn shutdown_and_restart_record_running_tasks_as_interrupted_alike() {
     crashed.state = TaskState::Running;
     crashed.summary = None;
     f.sup.registry.tasks = vec![crashed];
-    f.sup.save_now(registry::Durability::Synced).expect("save");
+    f.sup.save_all().expect("save");
     let (tx, _rx) = crossbeam_channel::unbounded();
     let (restarted, report) = Supervisor::new(TasksConfig::default(), BTreeMap::new(), paths, tx).expect("restart");
     assert_eq!(report.interrupted, ["t1"]);

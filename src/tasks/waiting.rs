@@ -91,13 +91,13 @@ impl Supervisor {
                     &[Answered { task: id.clone(), what, decision: Decision::Allow { remember: false } }],
                     "remembered",
                 );
-                self.schedule_save(now);
+                self.schedule_save(&id, now);
                 vec![Notice::Activity(id)]
             }
             Asked::Waiting => {
                 log::info!("task {id} waits for permission: {what}");
                 self.refresh_waiting(&id);
-                let _ = self.save_now(super::registry::Durability::Atomic);
+                let _ = self.save_task(&id);
                 vec![Notice::Waiting(id)]
             }
         }
@@ -129,7 +129,7 @@ impl Supervisor {
             };
         };
         self.record_answers(&answered, by);
-        let _ = self.save_now(super::registry::Durability::Atomic);
+        let _ = self.save_task(&task.id);
         let _ = now;
         let verb = match &decision {
             Decision::Allow { remember: true } => "allowed, and will allow the same kind without asking,",
@@ -154,9 +154,11 @@ impl Supervisor {
             return vec![];
         }
         self.record_answers(&answered, "timeout");
-        let _ = self.save_now(super::registry::Durability::Atomic);
         let mut ids: Vec<String> = answered.into_iter().map(|a| a.task).collect();
         ids.dedup();
+        for id in &ids {
+            let _ = self.save_task(id);
+        }
         ids.into_iter().map(Notice::Activity).collect()
     }
 
@@ -181,6 +183,8 @@ impl Supervisor {
     /// Writes answers to the records and logs, and updates each task's state.
     fn record_answers(&mut self, answered: &[Answered], by: &str) {
         for a in answered {
+            // In the journal with the caller's write, or within a second.
+            self.schedule_save(&a.task, Instant::now());
             let text = a.decision.describe();
             log::info!("task {}: {} ({text}, by {by})", a.task, a.what);
             self.append_task_log(&a.task, &format!("{text} (by {by}): {}", a.what));
