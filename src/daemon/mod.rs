@@ -44,9 +44,6 @@ use crate::tasks::{CancelOutcome, Notice, StartRequest, Supervisor, TaskView};
 use live::{Live, LiveStep, Purpose};
 use scheduler::{Scheduler, TimerKind};
 
-/// How long the daemon must have had no task before free heap pages go back to the system.
-const TRIM_AFTER: Duration = Duration::from_secs(2);
-
 /// Exit status for a configuration error (sysexits' EX_CONFIG); the systemd
 /// unit does not restart on it.
 pub(crate) const EXIT_CONFIG: i32 = 78;
@@ -435,14 +432,6 @@ impl Daemon {
                 }
                 TimerKind::ShutdownDeadline => {
                     log::warn!("shutdown: tasks did not stop within the grace period; killing them")
-                }
-                TimerKind::Trim => {
-                    if self.supervisor.is_idle() {
-                        // SAFETY: malloc_trim only releases free heap pages.
-                        unsafe {
-                            libc::malloc_trim(0);
-                        }
-                    }
                 }
             }
         }
@@ -979,9 +968,9 @@ impl Daemon {
                         table_changed = true;
                     }
                     if self.supervisor.running_count() == 0 {
-                        // Idle again: hand what big prompts and outputs used back to the system, once
-                        // nothing has happened for a moment (not on the way to the next start).
-                        self.scheduler.schedule(TimerKind::Trim, now + TRIM_AFTER);
+                        // Idle again: hand what big prompts and outputs used back to the system (on the
+                        // keeper thread, not on the way to the next start).
+                        self.supervisor.trim_memory();
                     }
                 }
                 Notice::Started(id) => {

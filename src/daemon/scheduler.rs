@@ -12,8 +12,6 @@ pub(crate) enum TimerKind {
     Watchdog,
     /// Give up waiting for tasks to exit during shutdown.
     ShutdownDeadline,
-    /// Return free heap pages to the system, a moment after the last task ended.
-    Trim,
 }
 
 #[derive(Debug, Default)]

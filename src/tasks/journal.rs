@@ -6,10 +6,12 @@
 //! the tails reached 5 ms, on the way to a reply or an event. Now a change is
 //! one line, `{"seq":N,"next_id":M,"task":{…}}`, appended to `tasks.journal`
 //! with `O_APPEND` (opened per append, so a read-only remount finds no file
-//! open for writing; 0600, never through a symlink). The keeper thread applies
-//! the same lines to a mirror of the registry and writes it as the snapshot
-//! (temp file, fsync, rename; it carries the last `seq` it includes) a moment
-//! later, then removes the journal if nothing was appended since. Loading reads
+//! open for writing; 0600, never through a symlink). A second after a first
+//! change the loop hands a copy of the registry to the keeper thread, which
+//! writes it as the snapshot (temp file, fsync, rename; it carries the last
+//! `seq` it includes), then removes the journal if nothing was appended since.
+//! (A mirror kept by the keeper would cost no copy on the loop, but hold a
+//! second registry in memory for good; the copy is made at most once a second.) Loading reads
 //! the snapshot and replays the journal's records with a higher `seq`
 //! ([`replay`]); a record is a whole task, so replaying one twice is harmless.
 //!
@@ -25,15 +27,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 
 use super::registry::{Registry, TaskRecord, sync_path};
 
-/// How long after a first change the keeper writes the snapshot: one write serves a burst.
-const SNAPSHOT_AFTER: Duration = Duration::from_secs(1);
+/// How long after a first change the loop hands the keeper a copy to write: one write serves a burst.
+pub(crate) const SNAPSHOT_AFTER: Duration = Duration::from_secs(1);
 /// How long the keeper waits before trying a failed snapshot again (a new change tries at once).
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
 
@@ -161,12 +163,14 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// What the loop tells the keeper.
 pub(crate) enum KeeperMsg {
-    /// A record the loop appended, and how many ended tasks the registry keeps.
-    Record { seq: u64, line: Vec<u8>, keep: usize },
+    /// Write this copy of the registry as the snapshot (the loop sends one a moment after a change).
+    Snapshot(Box<Registry>),
     /// Make the journal durable now: an ended task's result must survive a power loss.
     Flush,
     /// Write this registry as the snapshot now, and answer (shutdown).
     Final(Box<Registry>, Sender<Result<(), String>>),
+    /// Hand free heap pages back to the system (the daemon is idle again).
+    Trim,
 }
 
 /// The loop's handle on the keeper thread.
@@ -195,51 +199,54 @@ impl Keeper {
     }
 }
 
-/// Starts the keeper thread, whose mirror starts as `mirror` (the registry as loaded and written at start).
-pub(crate) fn spawn_keeper(registry_path: PathBuf, mut mirror: Registry, journal: Journal) -> std::io::Result<Keeper> {
+/// Starts the keeper thread. It holds a copy of the registry only from the moment the loop hands
+/// it one until it is written (or, while the disk refuses it, until a newer copy replaces it).
+pub(crate) fn spawn_keeper(registry_path: PathBuf, journal: Journal) -> std::io::Result<Keeper> {
     let (tx, rx) = crossbeam_channel::unbounded::<KeeperMsg>();
     let error = Arc::new(Mutex::new(None::<String>));
     let shown = Arc::clone(&error);
     std::thread::Builder::new().name("registry-keeper".into()).stack_size(256 * 1024).spawn(move || {
-        let mut due: Option<Instant> = None;
+        let mut unwritten: Option<Box<Registry>> = None;
         let mut failed = false;
         loop {
-            let msg = match due {
-                Some(at) => rx.recv_deadline(at),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            let msg = if unwritten.is_some() {
+                rx.recv_timeout(SNAPSHOT_RETRY)
+            } else {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
             };
             match msg {
-                Ok(KeeperMsg::Record { seq, line, keep }) => {
-                    match serde_json::from_slice::<Line>(&line) {
-                        Ok(l) => {
-                            mirror.next_id = mirror.next_id.max(l.next_id);
-                            mirror.upsert(l.task);
-                            mirror.seq = mirror.seq.max(seq);
-                            mirror.prune(keep);
+                Ok(KeeperMsg::Snapshot(registry)) => {
+                    // Copies sent while this one was written are newer: the last one is enough.
+                    let mut latest = registry;
+                    let mut rest = Vec::new();
+                    while let Ok(m) = rx.try_recv() {
+                        match m {
+                            KeeperMsg::Snapshot(r) => latest = r,
+                            other => rest.push(other),
                         }
-                        Err(e) => log::error!("registry keeper: a record that does not parse ({e}); skipped"),
                     }
-                    // After a failure, a change tries again at once: the disk may be back.
-                    let soon = if failed { Instant::now() } else { Instant::now() + SNAPSHOT_AFTER };
-                    due = Some(due.map_or(soon, |d| d.min(soon)));
+                    unwritten = write_snapshot(&registry_path, latest, &journal, &shown, &mut failed);
+                    trim();
+                    for m in rest {
+                        if let KeeperMsg::Flush = m {
+                            flush(&journal);
+                        } else if let KeeperMsg::Final(r, answer) = m {
+                            unwritten = write_snapshot(&registry_path, r, &journal, &shown, &mut failed);
+                            let _ = answer.send(result_of(&unwritten, &shown));
+                        }
+                    }
                 }
-                Ok(KeeperMsg::Flush) => match sync_path(journal.path()) {
-                    // Gone: a snapshot (fsynced) holds everything it had.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => log::warn!("cannot fsync {}: {e}", journal.path().display()),
-                    Ok(()) => {}
-                },
+                Ok(KeeperMsg::Flush) => flush(&journal),
                 Ok(KeeperMsg::Final(registry, answer)) => {
-                    mirror = *registry;
-                    let result = write_snapshot(&registry_path, &mirror, &journal, &shown, &mut failed);
-                    due = if result.is_ok() { None } else { Some(Instant::now() + SNAPSHOT_RETRY) };
-                    let _ = answer.send(result);
+                    unwritten = write_snapshot(&registry_path, registry, &journal, &shown, &mut failed);
+                    let _ = answer.send(result_of(&unwritten, &shown));
                 }
+                Ok(KeeperMsg::Trim) => trim(),
                 Err(RecvTimeoutError::Timeout) => {
-                    due = match write_snapshot(&registry_path, &mirror, &journal, &shown, &mut failed) {
-                        Ok(()) => None,
-                        Err(_) => Some(Instant::now() + SNAPSHOT_RETRY),
-                    };
+                    if let Some(registry) = unwritten.take() {
+                        unwritten = write_snapshot(&registry_path, registry, &journal, &shown, &mut failed);
+                        trim();
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -248,25 +255,50 @@ pub(crate) fn spawn_keeper(registry_path: PathBuf, mut mirror: Registry, journal
     Ok(Keeper { tx, error })
 }
 
-/// Writes `mirror` as the snapshot (durably), then removes the journal it makes redundant.
+fn flush(journal: &Journal) {
+    match sync_path(journal.path()) {
+        // Gone: a snapshot (fsynced) holds everything it had.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot fsync {}: {e}", journal.path().display()),
+        Ok(()) => {}
+    }
+}
+
+fn result_of(unwritten: &Option<Box<Registry>>, shown: &Mutex<Option<String>>) -> Result<(), String> {
+    match unwritten {
+        None => Ok(()),
+        Some(_) => Err(shown.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default()),
+    }
+}
+
+/// Returns free heap pages of every thread's arena to the system.
+fn trim() {
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Writes `registry` as the snapshot (durably), then removes the journal it makes redundant;
+/// gives the registry back when the disk refused it (it is tried again).
 fn write_snapshot(
     path: &Path,
-    mirror: &Registry,
+    registry: Box<Registry>,
     journal: &Journal,
     shown: &Mutex<Option<String>>,
     failed: &mut bool,
-) -> Result<(), String> {
-    match mirror.save(path) {
+) -> Option<Box<Registry>> {
+    match registry.save(path) {
         Ok(()) => {
             if *failed {
                 log::info!("the task registry is written again");
             }
             *failed = false;
             *shown.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            if let Err(e) = journal.remove_if_through(mirror.seq) {
+            if let Err(e) = journal.remove_if_through(registry.seq) {
                 log::warn!("cannot remove the compacted journal {}: {e}", journal.path().display());
             }
-            Ok(())
+            None
         }
         Err(e) => {
             let why = format!("{e:#}");
@@ -277,8 +309,8 @@ fn write_snapshot(
                 );
             }
             *failed = true;
-            *shown.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-            Err(why)
+            *shown.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            Some(registry)
         }
     }
 }
@@ -287,6 +319,7 @@ fn write_snapshot(
 mod tests {
     use super::*;
     use crate::tasks::registry::{TaskState, sample};
+    use std::time::Instant;
 
     #[test]
     fn the_journal_replays_over_an_older_snapshot() {
@@ -352,13 +385,14 @@ mod tests {
         std::fs::create_dir_all(d.path().join("logs")).expect("mkdir");
         let path = d.path().join("tasks.json");
         let journal = Journal::new(journal_path(&path), 0);
-        let keeper = spawn_keeper(path.clone(), Registry::default(), journal.clone()).expect("keeper");
+        let keeper = spawn_keeper(path.clone(), journal.clone()).expect("keeper");
         let mut t = sample("t1", "a", TaskState::Succeeded);
         t.summary = Some("kept".into());
         let line = encode(1, 2, &t).expect("encode");
         journal.append(1, &line).expect("append");
-        keeper.send(KeeperMsg::Record { seq: 1, line, keep: 10 });
         keeper.send(KeeperMsg::Flush);
+        let registry = Registry { next_id: 2, seq: 1, tasks: vec![t.clone()] };
+        keeper.send(KeeperMsg::Snapshot(Box::new(registry)));
         let deadline = Instant::now() + Duration::from_secs(20);
         while journal.path().exists() {
             assert!(Instant::now() < deadline, "the keeper never compacted the journal");

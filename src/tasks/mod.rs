@@ -82,6 +82,8 @@ pub(crate) struct Supervisor {
     uid: u32,
     run_started_at: u64,
     save_at: Option<Instant>,
+    /// When the keeper gets a copy of the registry to write as the snapshot.
+    snapshot_at: Option<Instant>,
     /// Tasks whose changes are not in the journal yet (appended at `save_at`).
     dirty: BTreeSet<String>,
     save_failed: bool,
@@ -138,7 +140,7 @@ impl Supervisor {
                 Some(format!("{e:#}"))
             }
         };
-        let keeper = journal::spawn_keeper(paths.registry(), registry.clone(), journal.clone())?;
+        let keeper = journal::spawn_keeper(paths.registry(), journal.clone())?;
         let sweep_events = events.clone();
         let sweeper = sweep::spawn_sweeper(uid, move |id, killed| {
             let _ = sweep_events.send(TaskEvent { id, msg: ReaperMsg::Swept { killed } });
@@ -154,6 +156,7 @@ impl Supervisor {
             uid,
             run_started_at: now,
             save_at: None,
+            snapshot_at: None,
             dirty: BTreeSet::new(),
             save_failed: false,
             registry_error,
