@@ -14,7 +14,7 @@
 //!    `task_ended` event; its RSS is sampled every 50 ms and `VmHWM` read at the end. Every task must succeed
 //!    with its own marker in its summary. Targets: wall <= 2x the limit, peak RSS <= 32 MB, all attributed.
 //! 2. **Idle wake-ups.** A fresh daemon runs one task to its end (so the reaper, the sweeper, the syncer and
-//!    the audio actor, for the end's cue, have all been used), settles for 2 s, then every thread's
+//!    the audio actor, for the end's cue, have all been used), settles for 4 s, then every thread's
 //!    `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` (`/proc/PID/task/*/status`) is read before and
 //!    after a window of 60 s. Each switch is a wake-up of that thread. Twice: with no sound server (the cue
 //!    finds no device), and with a private PulseAudio (`scripts/pulse-test-env`, as the audio tests use), where
@@ -363,9 +363,9 @@ fn idle_window(plan: &Plan, home: &TestHome, with: &str) -> Vec<Row> {
         let ended = events.wait_all_ended(&mut ctl, vec![id], TASK_TIMEOUT);
         assert!(ended.values().all(|e| e.task["state"] == "succeeded"), "the task failed");
     }
-    // Settle: the sweeper's batching (500 ms), the registry's sync, the cue's playback and the
-    // connection threads of the two clients above all end well within this.
-    std::thread::sleep(Duration::from_secs(2));
+    // Settle: the sweeper's batching (500 ms), the registry's sync, the cue's playback, the connection threads
+    // of the two clients above and the loop's one-shot `malloc_trim` 2 s after the last task all end within this.
+    std::thread::sleep(Duration::from_secs(4));
     let before = thread_switches(pid);
     let ticks_before = cpu_ticks(pid);
     let t0 = Instant::now();
