@@ -446,6 +446,20 @@ pub(crate) enum TyperKind {
     Stdout,
 }
 
+impl TyperKind {
+    /// The name `dictate.typer` takes.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TyperKind::Auto => "auto",
+            TyperKind::Xdotool => "xdotool",
+            TyperKind::Wtype => "wtype",
+            TyperKind::Ydotool => "ydotool",
+            TyperKind::Clipboard => "clipboard",
+            TyperKind::Stdout => "stdout",
+        }
+    }
+}
+
 /// `dictate.paste_keys`: which keys the clipboard typer pastes with. Ctrl+V in most applications, but terminals
 /// (foot, GNOME Terminal, kitty, Konsole) paste with Ctrl+Shift+V and read Ctrl+V as a literal ^V, and
 /// Shift+Insert works in both GTK/Qt applications and X11 terminals.

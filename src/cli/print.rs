@@ -48,7 +48,8 @@ pub(crate) fn status(v: &StatusReply) {
         out!("spent today: ${spent:.2} (no daily limit)");
     }
     for w in &t.waiting {
-        out!("waiting: {} '{}' wants to {} (ptt task allow|deny {})", w.task_id, w.name, w.waiting_for, w.task_id);
+        let what = w.waiting_for.as_deref().unwrap_or("");
+        out!("waiting: {} '{}' wants to {what} (ptt task allow|deny {})", w.task_id, w.name, w.task_id);
     }
     if let Some(r) = &t.rate_limited {
         out!("claude: {r}");
@@ -84,7 +85,7 @@ pub(crate) fn status(v: &StatusReply) {
     }
     match &v.dictation {
         Some(dict) if dict.enabled => {
-            let mut line = format!("dictation: on (typer {}), {} typed", dict.typer, dict.typed);
+            let mut line = format!("dictation: on (typer {}), {} typed", dict.typer.name(), dict.typed);
             if dict.kept_clips > 0 {
                 line.push_str(&format!(", {} clip(s) kept after failures (`ptt dictate retry`)", dict.kept_clips));
             }

@@ -7,14 +7,21 @@
 //! tags, never `error`). Field names are the documented JSON (`ptt status
 //! --json`, the tests): renaming one is a wire change.
 //!
-//! The status parts the CLI reads are typed here with the fields it reads;
-//! deserializing ignores the others, and `--json` prints the reply as received.
+//! The `status` reply is typed in full: each component builds its part
+//! ([`HotkeysStatus`], [`AudioStatus`], ..., the supervisor's `TasksStatus`
+//! from `tasks::contract`) and the daemon serializes [`StatusReply`]. The task
+//! views the CLI reads ([`TaskInfo`], [`TaskReply`]) name the fields it prints;
+//! deserializing ignores the others. `--json` prints a reply as received.
 
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::config::{DictateEngine, TyperKind};
+/// The supervisor's part of `status` is its own contract (`tasks` knows nothing of `control`).
+pub(crate) use crate::tasks::contract::TasksStatus;
 
 /// The `status` tag of a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,7 +273,9 @@ pub(crate) struct Retried {
     pub(crate) message: String,
 }
 
-/// `status`: the parts the CLI reads, typed; each ignores the fields it does not name.
+/// `status`: every part typed; the daemon serializes it (`ptt status --json` prints it as received) and the CLI
+/// reads it back. Deserializing is lenient (a missing field takes its default) so that a newer daemon's reply
+/// still reads.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct StatusReply {
@@ -279,12 +288,36 @@ pub(crate) struct StatusReply {
     pub(crate) models: ModelsStatus,
 }
 
-/// The model lifecycle check's problems.
+/// The model lifecycle check: what each key uses, its problems, what the last check said.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct ModelsStatus {
+    pub(crate) used: Vec<UsedModel>,
     pub(crate) warnings: Vec<String>,
     pub(crate) errors: Vec<String>,
+    pub(crate) checked: Vec<CheckedModel>,
+    /// The local day of the last check.
+    pub(crate) checked_on: Option<String>,
+    /// Why the last check was skipped.
+    pub(crate) check_skipped: Option<String>,
+}
+
+/// A model a config key uses (`model`), as configured (`configured`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct UsedModel {
+    pub(crate) key: String,
+    pub(crate) configured: String,
+    pub(crate) model: String,
+}
+
+/// What the API said of a model (`current`, `shutdown_soon`, `not_found`, `unknown`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct CheckedModel {
+    pub(crate) key: String,
+    pub(crate) model: String,
+    pub(crate) state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -300,60 +333,56 @@ pub(crate) struct DaemonInfo {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub(crate) struct TasksStatus {
-    pub(crate) running: u64,
-    pub(crate) max_concurrent: u64,
-    pub(crate) known: u64,
-    pub(crate) next_id: String,
-    /// Why `tasks.json` cannot be written (new tasks are refused meanwhile).
-    pub(crate) registry_error: Option<String>,
-    pub(crate) budget_usd: f64,
-    pub(crate) spent_today_usd: f64,
-    pub(crate) waiting: Vec<WaitingTask>,
-    pub(crate) rate_limited: Option<String>,
-    pub(crate) claude: ClaudeFound,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub(crate) struct WaitingTask {
-    pub(crate) task_id: String,
-    pub(crate) name: String,
-    pub(crate) waiting_for: String,
-}
-
-/// Where `claude` was found, or why not.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub(crate) struct ClaudeFound {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub(crate) struct LiveStatus {
+    /// `off`, `connecting`, `ready`, `reconnecting`, `failed`.
     pub(crate) state: Option<String>,
+    /// Why live mode is on (`conversation`, ...).
+    pub(crate) purpose: Option<String>,
+    /// The fatal error that stopped it.
     pub(crate) error: Option<String>,
     pub(crate) last_close: Option<String>,
+    /// When the next connection attempt is due (`None`: none is planned).
+    pub(crate) reconnect_in_ms: Option<u64>,
     /// `present`, or why the key is missing.
     pub(crate) key: Option<String>,
+    pub(crate) model: String,
+    pub(crate) session_id: Option<String>,
+    pub(crate) expires_in_s: Option<u64>,
+    /// A response is active (tests wait for this fact before they assert what waits for the floor).
+    pub(crate) responding: bool,
+    /// The progress update the session holds (tests wait for this fact).
+    pub(crate) progress: Option<ProgressStatus>,
     pub(crate) pending_notifications: u64,
     /// Quiet mode: nothing is spoken; results and questions wait.
     pub(crate) quiet: bool,
     /// Results not yet heard plus questions waiting for an answer.
     pub(crate) waiting: u64,
+    pub(crate) connects: u64,
+    pub(crate) bad_frames: u64,
+    pub(crate) text_clients: u64,
     /// A note on the live transcription model (a fallback, say).
     pub(crate) transcription: Option<String>,
+}
+
+/// A progress update the live session holds: about which tasks, and whether it is being said.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct ProgressStatus {
+    pub(crate) tasks: Vec<String>,
+    pub(crate) speaking: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct HotkeysStatus {
+    /// The key source (`x11`, `evdev`, `socket`).
+    pub(crate) source: String,
     pub(crate) report: Vec<String>,
     pub(crate) stopped: Option<String>,
+    /// What the machine holds now (tests wait for it).
+    pub(crate) held: Vec<String>,
+    /// Whether an edge still waits out its debounce (tests wait for it).
+    pub(crate) settling: bool,
 }
 
 /// One audio device: opened (`ok`: its description) or why not (`error`).
@@ -366,11 +395,28 @@ pub(crate) struct Device {
     pub(crate) error: Option<String>,
 }
 
+impl Device {
+    pub(crate) fn of(r: &Result<String, String>) -> Device {
+        match r {
+            Ok(d) => Device { ok: Some(d.clone()), error: None },
+            Err(e) => Device { ok: None, error: Some(e.clone()) },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct AudioStatus {
     pub(crate) input: Device,
     pub(crate) output: Device,
+    /// `audio.cues`.
+    pub(crate) cues: bool,
+    pub(crate) cues_played: u64,
+    pub(crate) cues_skipped: u64,
+    /// The microphone is open.
+    pub(crate) voice: bool,
+    pub(crate) playing: bool,
+    pub(crate) mic_dropped_chunks: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -381,8 +427,30 @@ pub(crate) struct DictationStatus {
     pub(crate) in_flight: u64,
     pub(crate) kept_clips: u64,
     pub(crate) typed: u64,
-    pub(crate) typer: String,
+    pub(crate) typing: u64,
+    pub(crate) dropped: u64,
+    pub(crate) failed: u64,
+    pub(crate) typer: TyperKind,
     pub(crate) last_error: Option<String>,
+    pub(crate) engine: DictateEngine,
+    /// The local model file dictation would load.
+    pub(crate) local_model: Option<PathBuf>,
+    pub(crate) model: LocalModelStatus,
+}
+
+/// The local model's state (`not loaded`, `loaded`, `unloaded`, `failed`) and what the last event said.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct LocalModelStatus {
+    pub(crate) state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) load_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }
 
 /// A reply as the daemon sends it.
@@ -521,13 +589,13 @@ mod tests {
         });
         let s: StatusReply = parse(&wire).expect("parse");
         assert_eq!((s.daemon.pid, s.daemon.uptime_s, s.daemon.config.clone()), (7, 65, PathBuf::from("/c")));
-        assert_eq!(s.tasks.waiting[0].waiting_for, "run: ls");
+        assert_eq!(s.tasks.waiting[0].waiting_for.as_deref(), Some("run: ls"));
         assert_eq!(s.tasks.claude.path.as_deref(), Some("/bin/claude"));
         assert_eq!((s.live.state.as_deref(), s.live.pending_notifications), (Some("off"), 2));
         assert_eq!(s.hotkeys.report, ["ok"]);
         let audio = s.audio.clone().expect("audio");
         assert_eq!((audio.input.ok.as_deref(), audio.output.error.as_deref()), (Some("mic"), Some("not opened yet")));
-        assert_eq!(s.dictation.as_ref().map(|d| (d.kept_clips, d.typer.as_str())), Some((1, "wtype")));
+        assert_eq!(s.dictation.as_ref().map(|d| (d.kept_clips, d.typer)), Some((1, TyperKind::Wtype)));
         // Typed back and read again, it is the same.
         assert_eq!(parse::<StatusReply>(&to_value(&s)).expect("again"), s);
     }

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::audio::cues::Cue;
 use crate::config::DictateConfig;
-use crate::control::reply::{OkTag, Retried};
+use crate::control::reply::{DictationStatus, LocalModelStatus, OkTag, Retried};
 use crate::dictate::commands::{Meaning, interpret};
 use crate::dictate::engine::{self, Engine};
 use crate::dictate::local::{LocalJob, LocalMsg, ModelEvent};
@@ -446,29 +446,37 @@ impl Dictation {
         Ok(Retried { status: OkTag::Ok, retried: sent, message })
     }
 
-    pub(crate) fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> DictationStatus {
         // Counted on disk, not kept here: `ptt dictate --once` may add clips while the daemon runs.
         let kept = self.spool.count_failed() + self.held.len();
-        json!({
-            "enabled": self.cfg.enabled,
-            "recording": self.recording.is_some(),
-            "in_flight": self.in_flight.len(),
-            "kept_clips": kept,
-            "typed": self.typed,
-            "typing": self.typing,
-            "dropped": self.dropped,
-            "failed": self.failed,
-            "typer": self.cfg.typer,
-            "last_error": self.last_error,
-            "engine": self.cfg.engine,
-            "local_model": model_store::local_model(&self.cfg, &self.paths).path(),
-            "model": match &self.model {
-                Some(ModelEvent::Loaded { path, bytes, load_ms }) =>
-                    json!({"state": "loaded", "path": path, "bytes": bytes, "load_ms": load_ms}),
-                Some(ModelEvent::Unloaded { path }) => json!({"state": "unloaded", "path": path}),
-                Some(ModelEvent::LoadFailed { path, error }) => json!({"state": "failed", "path": path, "error": error}),
-                None => json!({"state": "not loaded"}),
+        let state = |state: &str, path: &std::path::Path| LocalModelStatus {
+            state: state.into(),
+            path: Some(path.to_path_buf()),
+            ..LocalModelStatus::default()
+        };
+        DictationStatus {
+            enabled: self.cfg.enabled,
+            recording: self.recording.is_some(),
+            in_flight: self.in_flight.len() as u64,
+            kept_clips: kept as u64,
+            typed: self.typed,
+            typing: self.typing,
+            dropped: self.dropped,
+            failed: self.failed,
+            typer: self.cfg.typer,
+            last_error: self.last_error.clone(),
+            engine: self.cfg.engine,
+            local_model: model_store::local_model(&self.cfg, &self.paths).path().map(std::path::Path::to_path_buf),
+            model: match &self.model {
+                Some(ModelEvent::Loaded { path, bytes, load_ms }) => {
+                    LocalModelStatus { bytes: Some(*bytes), load_ms: Some(*load_ms), ..state("loaded", path) }
+                }
+                Some(ModelEvent::Unloaded { path }) => state("unloaded", path),
+                Some(ModelEvent::LoadFailed { path, error }) => {
+                    LocalModelStatus { error: Some(error.clone()), ..state("failed", path) }
+                }
+                None => LocalModelStatus { state: "not loaded".into(), ..LocalModelStatus::default() },
             },
-        })
+        }
     }
 }

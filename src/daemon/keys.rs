@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::control::reply::HotkeysStatus;
 use crossbeam_channel::Receiver;
-use serde_json::{Value, json};
 
 use crate::config::{KeySource, KeysConfig};
 use crate::hotkey::{Binding, BindingEvent, Bindings, Detection, Machine, Source, SourceEvent, Timing};
@@ -89,16 +89,14 @@ impl Hotkeys {
         self.machine.next_deadline()
     }
 
-    pub(crate) fn status(&self) -> Value {
-        let held: Vec<&str> =
-            Binding::ALL.into_iter().filter(|b| self.machine.is_held(*b)).map(Binding::name).collect();
-        json!({
-            "source": self.source.to_string(),
-            "report": self.report,
-            "stopped": self.stopped,
+    pub(crate) fn status(&self) -> HotkeysStatus {
+        HotkeysStatus {
+            source: self.source.to_string(),
+            report: self.report.clone(),
+            stopped: self.stopped.clone(),
             // What the machine holds now, and whether an edge still waits out its debounce (tests wait for both).
-            "held": held,
-            "settling": self.machine.next_deadline().is_some(),
-        })
+            held: Binding::ALL.into_iter().filter(|b| self.machine.is_held(*b)).map(|b| b.name().to_string()).collect(),
+            settling: self.machine.next_deadline().is_some(),
+        }
     }
 }

@@ -15,8 +15,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::control::reply::{CheckedModel, ModelsStatus, UsedModel};
 use crossbeam_channel::{Receiver, Sender};
-use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::models::check::{self, Report, Target};
@@ -188,19 +188,23 @@ impl Lifecycle {
     }
 
     /// The `models` section of `ptt status --json`.
-    pub(crate) fn status(&self) -> Value {
-        let used: Vec<Value> =
-            self.choices.iter().map(|c| json!({"key": c.key, "configured": c.configured, "model": c.model})).collect();
-        let checked: Vec<Value> =
-            self.reports.iter().map(|r| json!({"key": r.key, "model": r.model, "state": r.state()})).collect();
-        json!({
-            "used": used,
-            "warnings": self.warnings(),
-            "errors": self.errors(),
-            "checked": checked,
-            "checked_on": self.checked_on.map(|d| d.to_string()),
-            "check_skipped": self.last_skip,
-        })
+    pub(crate) fn status(&self) -> ModelsStatus {
+        ModelsStatus {
+            used: self
+                .choices
+                .iter()
+                .map(|c| UsedModel { key: c.key.into(), configured: c.configured.clone(), model: c.model.clone() })
+                .collect(),
+            warnings: self.warnings(),
+            errors: self.errors(),
+            checked: self
+                .reports
+                .iter()
+                .map(|r| CheckedModel { key: r.key.to_string(), model: r.model.clone(), state: r.state().into() })
+                .collect(),
+            checked_on: self.checked_on.map(|d| d.to_string()),
+            check_skipped: self.last_skip.clone(),
+        }
     }
 }
 
@@ -264,7 +268,7 @@ mod tests {
         // No key: skipped, the next try a day later.
         l.poll(t0, today, Err("no OpenAI API key".into()));
         assert_eq!(l.next_deadline(), Some(t0 + CHECK_EVERY));
-        assert_eq!(l.status()["check_skipped"], "no OpenAI API key");
+        assert_eq!(l.status().check_skipped.as_deref(), Some("no OpenAI API key"));
         assert_eq!(l.warnings().len(), 3, "the retired models, from the table");
         l.on_reports(
             vec![
@@ -282,13 +286,10 @@ mod tests {
             today,
         );
         let s = l.status();
-        assert_eq!(s["warnings"].as_array().map(Vec::len), Some(4));
-        assert!(
-            s["errors"][0].as_str().is_some_and(|e| e.contains("whisper-1") && e.contains("gpt-transcribe")),
-            "{s}"
-        );
-        assert_eq!(s["checked_on"], "2026-12-21");
-        assert_eq!(s["used"][0]["model"], "gpt-realtime");
+        assert_eq!(s.warnings.len(), 4);
+        assert!(s.errors[0].contains("whisper-1") && s.errors[0].contains("gpt-transcribe"), "{s:?}");
+        assert_eq!(s.checked_on.as_deref(), Some("2026-12-21"));
+        assert_eq!(s.used[0].model, "gpt-realtime");
         // The daemon is still running on the shutdown day: the live model switches.
         assert!(l.refresh(today).is_none());
         let used = l.refresh(Date::new(2027, 1, 20)).expect("changed");

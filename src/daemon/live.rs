@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use super::notifications::{QUESTION_PREFIX, describe_question};
 use crate::config::{LiveConfig, LiveTurn};
+use crate::control::reply::{LiveStatus, ProgressStatus};
 use crate::paths::Paths;
 use crate::realtime::connection::{ConnEvent, ConnId, ConnMessage, ConnectSpec, Connection};
 use crate::realtime::events::ServerEvent;
@@ -783,31 +784,32 @@ impl Live {
         waiting: usize,
         text_clients: usize,
         now: Instant,
-    ) -> Value {
+    ) -> LiveStatus {
         let s = self.session.as_ref();
-        json!({
-            "quiet": self.quiet,
-            "waiting": waiting,
-            // A response is active (tests wait for this fact before they assert what waits for the floor).
-            "responding": s.is_some_and(Session::response_active),
-            // The progress update the session holds (tests wait for this fact).
-            "progress": self.progress_item().map(|(tasks, said)| json!({"tasks": tasks, "speaking": said})),
-            "state": self.state_name(),
-            "purpose": self.purpose.map(|p| format!("{p:?}").to_lowercase()),
-            "error": self.fatal,
-            "last_close": self.last_close,
-            // When the next connection attempt is due (`null`: none is planned; tests check a fatal error plans none).
-            "reconnect_in_ms": self.reconnect_at.map(|t| t.saturating_duration_since(now).as_millis() as u64),
-            "session_id": s.and_then(|s| s.session_id()),
-            "expires_in_s": s.and_then(|s| s.expires_at()).map(|t| t.saturating_duration_since(now).as_secs()),
-            "pending_notifications": pending_notifications,
-            "connects": self.connects,
-            "bad_frames": self.bad_frames,
-            "text_clients": text_clients,
-            "model": self.cfg.model,
-            "transcription": self.transcription_note,
-            "key": match self.api_key() { Ok(_) => Value::from("present"), Err(e) => Value::from(e) },
-        })
+        LiveStatus {
+            quiet: self.quiet,
+            waiting: waiting as u64,
+            responding: s.is_some_and(Session::response_active),
+            progress: self.progress_item().map(|(tasks, speaking)| ProgressStatus { tasks, speaking }),
+            state: Some(self.state_name().into()),
+            purpose: self.purpose.map(|p| format!("{p:?}").to_lowercase()),
+            error: self.fatal.clone(),
+            last_close: self.last_close.clone(),
+            // `None`: no attempt is planned (tests check that a fatal error plans none).
+            reconnect_in_ms: self.reconnect_at.map(|t| t.saturating_duration_since(now).as_millis() as u64),
+            session_id: s.and_then(|s| s.session_id()).map(str::to_string),
+            expires_in_s: s.and_then(|s| s.expires_at()).map(|t| t.saturating_duration_since(now).as_secs()),
+            pending_notifications: pending_notifications as u64,
+            connects: self.connects,
+            bad_frames: self.bad_frames,
+            text_clients: text_clients as u64,
+            model: self.cfg.model.clone(),
+            transcription: self.transcription_note.clone(),
+            key: Some(match self.api_key() {
+                Ok(_) => "present".to_string(),
+                Err(e) => e,
+            }),
+        }
     }
 }
 
@@ -1044,7 +1046,7 @@ mod tests {
         let steps = h.live.on_conn((2, ConnEvent::Closed { reason: "HTTP 401".into(), fatal: true }), t);
         assert_eq!(shown(&steps), [&json!({"kind": "error", "message": "HTTP 401"})]);
         assert_eq!(h.live.next_deadline(), None, "no retry after a fatal error");
-        assert_eq!(h.live.status(0, 0, 0, t)["state"], "failed");
+        assert_eq!(h.live.status(0, 0, 0, t).state.as_deref(), Some("failed"));
         h.live.poll(t + BACKOFF_MAX * 2);
         assert_eq!(h.connections(), 2);
     }

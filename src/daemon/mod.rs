@@ -672,7 +672,7 @@ impl Daemon {
     fn handle_request(&mut self, request: Request, now: Instant) -> Value {
         match request {
             Request::Ping => reply::to_value(&reply::Pong { pong: true, pid: std::process::id() }),
-            Request::Status => self.status(),
+            Request::Status => reply::to_value(&self.status()),
             Request::Tasks { all } => {
                 let tasks: Vec<Value> = self.supervisor.list(all).iter().map(TaskView::to_json).collect();
                 reply::to_value(&reply::TaskList { tasks })
@@ -901,28 +901,28 @@ impl Daemon {
         Ok(())
     }
 
-    fn status(&self) -> Value {
-        json!({
-            "daemon": reply::to_value(&reply::DaemonInfo {
+    fn status(&self) -> reply::StatusReply {
+        reply::StatusReply {
+            daemon: reply::DaemonInfo {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 uptime_s: self.started.elapsed().as_secs(),
                 config: self.paths.config_file.clone(),
                 state_dir: self.paths.state_dir.clone(),
                 socket: self.paths.socket(),
-            }),
-            "tasks": self.supervisor.status(),
-            "live": self.live.status(
+            },
+            tasks: self.supervisor.status(),
+            live: self.live.status(
                 self.supervisor.unannounced(notifications::MAX_PENDING, notifications::MAX_AGE_S).len(),
                 self.waiting(),
                 self.fronts.len(),
                 Instant::now(),
             ),
-            "hotkeys": self.hotkeys.status(),
-            "audio": self.voice.status(),
-            "dictation": self.dictation.status(),
-            "models": self.lifecycle.status(),
-        })
+            hotkeys: self.hotkeys.status(),
+            audio: Some(self.voice.status()),
+            dictation: Some(self.dictation.status()),
+            models: self.lifecycle.status(),
+        }
     }
 
     /// Routes supervisor notices: to subscribers and the live session first, then what
@@ -1345,7 +1345,7 @@ mod tests {
         let output: Value = serde_json::from_str(sent[0]["item"]["output"].as_str().unwrap_or("")).expect("JSON");
         assert_eq!(output, json!({"status": "ok", "quiet": true, "waiting": 0}));
         assert!(h.daemon.quiet);
-        assert_eq!(h.daemon.status()["live"]["quiet"], true);
+        assert!(h.daemon.status().live.quiet);
         h.frame(
             1,
             json!({"type": "response.function_call_arguments.done", "response_id": "r1", "item_id": "i2",

@@ -13,8 +13,8 @@
 //! remembered where each assistant item starts, so a flush yields the played
 //! milliseconds of the current item for `conversation.item.truncate`.
 
+use crate::control::reply::{AudioStatus, Device};
 use crossbeam_channel::Receiver;
-use serde_json::{Value, json};
 
 use crate::audio::capture::{Capture, CaptureConfig, Captured};
 use crate::audio::cues::Cue;
@@ -263,17 +263,17 @@ impl Voice {
         }
     }
 
-    pub(crate) fn status(&self) -> Value {
-        json!({
-            "cues": self.cfg.cues,
-            "cues_played": self.cues_played,
-            "cues_skipped": self.cues_skipped,
-            "output": match &self.output { Ok(d) => json!({"ok": d}), Err(e) => json!({"error": e}) },
-            "input": match &self.input { Ok(d) => json!({"ok": d}), Err(e) => json!({"error": e}) },
-            "voice": self.capture.is_some(),
-            "playing": self.playing,
-            "mic_dropped_chunks": self.capture.as_ref().map(|c| c.stats().chunks_dropped).unwrap_or(0),
-        })
+    pub(crate) fn status(&self) -> AudioStatus {
+        AudioStatus {
+            cues: self.cfg.cues,
+            cues_played: self.cues_played,
+            cues_skipped: self.cues_skipped,
+            output: Device::of(&self.output),
+            input: Device::of(&self.input),
+            voice: self.capture.is_some(),
+            playing: self.playing,
+            mic_dropped_chunks: self.capture.as_ref().map(|c| c.stats().chunks_dropped).unwrap_or(0),
+        }
     }
 }
 

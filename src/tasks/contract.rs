@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Supervisor;
@@ -202,6 +202,43 @@ pub(crate) enum ShowOutcome<'a> {
     NotFound { message: String },
 }
 
+/// The supervisor's part of `ptt status` (`control::reply::StatusReply::tasks`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct TasksStatus {
+    pub(crate) running: u64,
+    pub(crate) max_concurrent: u64,
+    pub(crate) known: u64,
+    pub(crate) next_id: String,
+    /// Why `tasks.json` cannot be written (new tasks are refused meanwhile).
+    pub(crate) registry_error: Option<String>,
+    pub(crate) budget_usd: f64,
+    pub(crate) spent_today_usd: f64,
+    pub(crate) waiting: Vec<WaitingTask>,
+    pub(crate) rate_limited: Option<String>,
+    pub(crate) claude: ClaudeFound,
+    pub(crate) shutting_down: bool,
+}
+
+/// A task waiting for a permission answer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct WaitingTask {
+    pub(crate) task_id: String,
+    pub(crate) name: String,
+    pub(crate) waiting_for: Option<String>,
+}
+
+/// Where `claude` was found, or why not.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct ClaudeFound {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
 /// What start-up found and did.
 #[derive(Debug, Default)]
 pub(crate) struct StartupReport {
@@ -269,28 +306,38 @@ impl Supervisor {
             .collect()
     }
 
-    pub(crate) fn status(&self) -> Value {
-        let budget = self.config.budget_usd;
-        json!({
-            "running": self.live.len(),
-            "waiting": self.registry.tasks.iter().filter(|t| t.state == TaskState::Waiting).map(|t| json!({
-                "task_id": t.id, "name": t.name, "waiting_for": t.waiting_for,
-            })).collect::<Vec<_>>(),
-            "rate_limited": self.registry.tasks.iter()
+    pub(crate) fn status(&self) -> TasksStatus {
+        let tasks = &self.registry.tasks;
+        TasksStatus {
+            running: self.live.len() as u64,
+            waiting: tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Waiting)
+                .map(|t| WaitingTask {
+                    task_id: t.id.clone(),
+                    name: t.name.clone(),
+                    waiting_for: t.waiting_for.clone(),
+                })
+                .collect(),
+            rate_limited: tasks
+                .iter()
                 .filter(|t| t.state.is_active())
                 .filter_map(|t| t.rate_limited_until)
                 .filter(|u| *u > unix_now())
                 .max()
                 .map(|u| format!("rate-limited until {}", super::admission::local_hhmm(u))),
-            "max_concurrent": self.config.max_concurrent,
-            "known": self.registry.tasks.len(),
-            "next_id": format!("t{}", self.registry.next_id),
-            "spent_today_usd": (self.spent_today() * 10000.0).round() / 10000.0,
-            "budget_usd": budget,
-            "claude": match self.claude_path() { Ok(p) => json!({"path": p}), Err(e) => json!({"error": e}) },
-            "shutting_down": self.shutting_down,
-            "registry_error": self.registry_error.clone().or_else(|| self.keeper.error()),
-        })
+            max_concurrent: self.config.max_concurrent as u64,
+            known: tasks.len() as u64,
+            next_id: format!("t{}", self.registry.next_id),
+            spent_today_usd: (self.spent_today() * 10000.0).round() / 10000.0,
+            budget_usd: self.config.budget_usd,
+            claude: match self.claude_path() {
+                Ok(p) => ClaudeFound { path: Some(p.to_string_lossy().into_owned()), error: None },
+                Err(e) => ClaudeFound { path: None, error: Some(e) },
+            },
+            shutting_down: self.shutting_down,
+            registry_error: self.registry_error.clone().or_else(|| self.keeper.error()),
+        }
     }
 }
 
