@@ -9,6 +9,8 @@
 //! compiler reports dead code (`unreachable_pub` keeps it that way).
 
 #![warn(unreachable_pub)]
+// The docs are for working on ptt (`cargo doc --document-private-items`): public items link to crate items.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod audio;
 pub mod cli;

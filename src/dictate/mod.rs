@@ -5,7 +5,7 @@
 //! - [`wav`]: the clip as a WAV file.
 //! - [`transcribe`]: the upload (multipart over ureq) and its retry policy.
 //! - [`local`]: whisper.cpp on this machine, and the `dictate-local` thread that owns the model.
-//! - [`models`]: the downloadable models, `ptt model download`, and which model is in use.
+//! - [`model_store`]: the downloadable models, `ptt model download`, and which model is in use.
 //! - [`engine`]: which of the two transcribes a clip (`dictate.engine`).
 //! - [`spool`]: clips on disk until they are typed, kept after a failure.
 //! - [`vocabulary`]: the words file and the prompt built from it.
