@@ -167,7 +167,7 @@ impl TaskRecord {
 
 #[derive(Debug, Deserialize)]
 struct RegistryFile {
-    #[allow(dead_code)]
+    #[allow(dead_code)] // part of the file format (serde reads it); nothing branches on it yet
     version: u32,
     next_id: u64,
     /// The last journal record this snapshot includes (0: none, or a file from before the journal).
