@@ -8,10 +8,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::control::client::{self, ClientError};
-use crate::control::reply::Failure;
+use crate::control::reply::{Failure, LiveLine};
 use crate::paths::Paths;
 
 /// Runs the text conversation; returns the exit status.
@@ -58,10 +59,9 @@ fn attached(stream: std::os::unix::net::UnixStream) -> i32 {
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
         let Ok(ev) = serde_json::from_str::<Value>(&line) else { continue };
-        if Failure::of(&ev).is_some() || ev["kind"] == "error" {
+        if print_event(&ev) {
             status = super::EXIT_FAILED;
         }
-        print_event(&ev);
     }
     drop(input);
     status
@@ -76,7 +76,7 @@ fn owned(paths: &Paths) -> i32 {
     let (tx, rx) = crossbeam_channel::bounded::<Value>(1024);
     let printer = std::thread::spawn(move || {
         for ev in rx {
-            print_event(&ev);
+            let _ = print_event(&ev);
         }
     });
     let code = match crate::daemon::run_with(paths.clone(), Some(crate::daemon::LocalText { output: tx })) {
@@ -90,37 +90,63 @@ fn owned(paths: &Paths) -> i32 {
     code
 }
 
-/// One line per event, stable enough for scripts to read.
-pub(crate) fn print_event(ev: &Value) {
-    let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
-    let line = match ev.get("kind").and_then(Value::as_str) {
-        // A 2.x preamble (said before the tool calls of the same response) is marked as such.
-        Some("assistant") if text("phase") == "commentary" => format!("assistant (preamble): {}", text("text")),
-        Some("assistant") => format!("assistant: {}", text("text")),
-        Some("user") => format!("you (heard): {}", text("text")),
-        Some("notification" | "progress") => text("text").to_string(),
-        Some("tool") => {
-            let r = &ev["result"];
-            let id = r.get("task_id").and_then(Value::as_str).map(|i| format!(" {i}")).unwrap_or_default();
-            format!("(tool {}: {}{id})", text("name"), r.get("status").and_then(Value::as_str).unwrap_or("?"))
-        }
-        Some("status") => {
-            let m = text("message");
-            format!("(live: {}{})", text("state"), if m.is_empty() { String::new() } else { format!(": {m}") })
-        }
-        Some("error") => {
-            eprintln!("ptt: live: {}", text("message"));
-            return;
-        }
-        _ => match Failure::of(ev) {
-            Some(f) => {
+/// One line per event, stable enough for scripts to read. A line is a
+/// [`LiveLine`]; anything else is a request's [`Failure`] (printed) or noise
+/// from a newer daemon (ignored). Returns true when the line reports a failure.
+pub(crate) fn print_event(ev: &Value) -> bool {
+    let line = match LiveLine::deserialize(ev) {
+        Ok(line) => line,
+        Err(e) => {
+            if let Some(f) = Failure::of(ev) {
                 eprintln!("ptt: {}", f.message);
-                return;
+                return true;
             }
-            None => return,
+            log::debug!("live: ignored a line this ptt cannot read ({e}): {ev}");
+            return false;
+        }
+    };
+    let text = match line {
+        // A 2.x preamble (said before the tool calls of the same response) is marked as such.
+        LiveLine::Assistant { text, phase } if phase.as_deref() == Some("commentary") => {
+            format!("assistant (preamble): {text}")
+        }
+        LiveLine::Assistant { text, .. } => format!("assistant: {text}"),
+        LiveLine::User { text } => format!("you (heard): {text}"),
+        LiveLine::Notification { text, .. } | LiveLine::Progress { text, .. } => text,
+        LiveLine::Tool { name, result } => {
+            let id = result.get("task_id").and_then(Value::as_str).map(|i| format!(" {i}")).unwrap_or_default();
+            format!("(tool {name}: {}{id})", result.get("status").and_then(Value::as_str).unwrap_or("?"))
+        }
+        LiveLine::Status { state, message } => match message.filter(|m| !m.is_empty()) {
+            Some(m) => format!("(live: {state}: {m})"),
+            None => format!("(live: {state})"),
         },
+        LiveLine::Error { message } => {
+            eprintln!("ptt: live: {message}");
+            return true;
+        }
+        LiveLine::Unknown => {
+            log::debug!("live: ignored a kind of line this ptt does not know: {ev}");
+            return false;
+        }
     };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{text}");
     let _ = out.flush();
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::reply::to_value;
+
+    #[test]
+    fn failures_are_reported_and_unknown_lines_ignored() {
+        assert!(print_event(&to_value(&LiveLine::Error { message: "HTTP 401".into() })));
+        assert!(print_event(&to_value(&Failure::new("no key"))));
+        assert!(!print_event(&serde_json::json!({"kind": "hologram", "frames": 3})));
+        assert!(!print_event(&serde_json::json!({"something": "else"})));
+        assert!(!print_event(&to_value(&LiveLine::status("connected", None))));
+    }
 }

@@ -453,6 +453,42 @@ pub(crate) struct LocalModelStatus {
     pub(crate) error: Option<String>,
 }
 
+/// A line shown to an attached text client (`ptt live --text`): the daemon
+/// serializes these (tag `kind`), the CLI deserializes them and prints one
+/// line each. A kind this CLI does not know (a newer daemon) reads as
+/// [`LiveLine::Unknown`] and prints nothing, so the conversation goes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum LiveLine {
+    /// The session's state (`off`, `connecting`, `connected`, `reconnecting` ...) and why, if said.
+    Status {
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The session failed (or could not be attached to); the CLI exits non-zero.
+    Error { message: String },
+    /// A task's result, as offered to the model.
+    Notification { task_id: String, text: String },
+    /// A progress item about some tasks (their ids).
+    Progress { tasks: Vec<String>, text: String },
+    /// A tool call and its outcome (the JSON returned to the model).
+    Tool { name: String, result: Value },
+    /// What the assistant said; `phase` is `commentary` for a 2.x preamble (null when the model gives none).
+    Assistant { text: String, phase: Option<String> },
+    /// What the user was heard to say.
+    User { text: String },
+    /// A kind this build does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl LiveLine {
+    pub(crate) fn status(state: &str, message: Option<String>) -> LiveLine {
+        LiveLine::Status { state: state.to_string(), message }
+    }
+}
+
 /// A reply as the daemon sends it.
 pub(crate) fn to_value<T: Serialize>(reply: &T) -> Value {
     serde_json::to_value(reply)
@@ -475,6 +511,54 @@ mod tests {
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(reply: T, wire: Value) {
         assert_eq!(to_value(&reply), wire, "serialized");
         assert_eq!(parse::<T>(&wire).expect("parse"), reply, "deserialized");
+    }
+
+    #[test]
+    fn live_lines_read_back_as_the_cli_sees_them() {
+        let lines = [
+            (
+                LiveLine::status("off", Some("live mode turned off".into())),
+                json!({"kind": "status", "state": "off", "message": "live mode turned off"}),
+            ),
+            (LiveLine::status("connected", None), json!({"kind": "status", "state": "connected"})),
+            (LiveLine::Error { message: "HTTP 401".into() }, json!({"kind": "error", "message": "HTTP 401"})),
+            (
+                LiveLine::Notification { task_id: "t1".into(), text: "done".into() },
+                json!({"kind": "notification", "task_id": "t1", "text": "done"}),
+            ),
+            (
+                LiveLine::Progress { tasks: vec!["t1".into(), "t2".into()], text: "working".into() },
+                json!({"kind": "progress", "tasks": ["t1", "t2"], "text": "working"}),
+            ),
+            (
+                LiveLine::Tool { name: "list_tasks".into(), result: json!({"status": "ok", "tasks": []}) },
+                json!({"kind": "tool", "name": "list_tasks", "result": {"status": "ok", "tasks": []}}),
+            ),
+            (
+                LiveLine::Assistant { text: "On it.".into(), phase: Some("commentary".into()) },
+                json!({"kind": "assistant", "text": "On it.", "phase": "commentary"}),
+            ),
+            (
+                LiveLine::Assistant { text: "Done.".into(), phase: None },
+                json!({"kind": "assistant", "text": "Done.", "phase": null}),
+            ),
+            (LiveLine::User { text: "hello".into() }, json!({"kind": "user", "text": "hello"})),
+        ];
+        for (line, wire) in lines {
+            // What the daemon writes is what the CLI reads off the socket (a text line).
+            let text = to_value(&line).to_string();
+            assert_eq!(serde_json::from_str::<Value>(&text).expect("json"), wire, "serialized");
+            assert_eq!(serde_json::from_str::<LiveLine>(&text).expect("parse"), line, "deserialized");
+        }
+    }
+
+    #[test]
+    fn an_unknown_live_kind_reads_as_unknown() {
+        let line = r#"{"kind":"hologram","frames":3}"#;
+        assert_eq!(serde_json::from_str::<LiveLine>(line).expect("parse"), LiveLine::Unknown);
+        // A status without a message (older daemons) still reads.
+        let line = r#"{"kind":"status","state":"connected"}"#;
+        assert_eq!(serde_json::from_str::<LiveLine>(line).expect("parse"), LiveLine::status("connected", None));
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn live_client(stream: std::sync::Arc<UnixStream>, leftover: Vec<u8>, to_loop: &
     let id = match reply_rx.recv_timeout(REPLY_TIMEOUT) {
         Ok(Ok(id)) => id,
         Ok(Err(message)) => {
-            let _ = write_line(writer, &serde_json::json!({"kind": "error", "message": message}));
+            let _ = write_line(writer, &super::reply::to_value(&super::reply::LiveLine::Error { message }));
             return;
         }
         Err(_) => {

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::notifications::{QUESTION_PREFIX, describe_question};
 use crate::config::{LiveConfig, LiveTurn};
-use crate::control::reply::{LiveStatus, ProgressStatus};
+use crate::control::reply::{self, LiveLine, LiveStatus, ProgressStatus};
 use crate::paths::Paths;
 use crate::realtime::connection::{ConnEvent, ConnId, ConnMessage, ConnectSpec, Connection};
 use crate::realtime::events::ServerEvent;
@@ -217,8 +217,8 @@ impl Live {
         crate::secrets::load_key(&self.cfg, &self.paths)
     }
 
-    fn show(&mut self, line: FrontEvent) {
-        self.steps.push(LiveStep::Show(line));
+    fn show(&mut self, line: LiveLine) {
+        self.steps.push(LiveStep::Show(reply::to_value(&line)));
     }
 
     fn take_steps(&mut self) -> Vec<LiveStep> {
@@ -324,7 +324,7 @@ impl Live {
             self.steps.push(LiveStep::StopPlayback);
         }
         self.voice = false;
-        self.show(json!({"kind": "status", "state": "off", "message": why}));
+        self.show(LiveLine::status("off", Some(why.to_string())));
     }
 
     /// The last text client left: a session opened for text clients ends with it.
@@ -337,7 +337,7 @@ impl Live {
 
     /// The first line a text client gets when it attaches.
     pub(crate) fn attached_line(&self) -> FrontEvent {
-        json!({"kind": "status", "state": self.state_name(), "message": "attached"})
+        reply::to_value(&LiveLine::status(self.state_name(), Some("attached".into())))
     }
 
     fn connect(&mut self, now: Instant) {
@@ -373,7 +373,10 @@ impl Live {
         let delay = self.backoff.next_delay();
         self.reconnect_at = Some(now + delay);
         log::warn!("live: {reason}; reconnecting in {:.1} s", delay.as_secs_f64());
-        self.show(json!({"kind": "status", "state": "reconnecting", "message": format!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64())}));
+        self.show(LiveLine::status(
+            "reconnecting",
+            Some(format!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64())),
+        ));
     }
 
     fn fail(&mut self, message: String) {
@@ -383,7 +386,7 @@ impl Live {
             c.close();
         }
         self.reconnect_at = None;
-        self.show(json!({"kind": "error", "message": message}));
+        self.show(LiveLine::Error { message: message.to_string() });
     }
 
     /// An event from a connection thread.
@@ -418,7 +421,7 @@ impl Live {
         }
         let outs = match ev {
             ConnEvent::Opened => {
-                self.show(json!({"kind": "status", "state": "connected"}));
+                self.show(LiveLine::status("connected", None));
                 self.session_mut().map(|s| s.on_connected(now, unix)).unwrap_or_default()
             }
             ConnEvent::Frame(text) => match ServerEvent::parse(&text) {
@@ -472,7 +475,7 @@ impl Live {
         now: Instant,
     ) -> Vec<LiveStep> {
         let text = describe_end(task);
-        self.show(json!({"kind": "notification", "task_id": task.id, "text": text}));
+        self.show(LiveLine::Notification { task_id: task.id.clone(), text: text.to_string() });
         if self.session.is_none() {
             if self.cfg.announce_when_idle && self.fatal.is_none() && !self.quiet {
                 // (The steps of `start` include the line above.)
@@ -507,7 +510,7 @@ impl Live {
             return vec![];
         }
         let outs = session.push_question(&id, &text, now);
-        self.show(json!({"kind": "notification", "task_id": task.id, "text": text}));
+        self.show(LiveLine::Notification { task_id: task.id.clone(), text: text.to_string() });
         self.run(outs, now)
     }
 
@@ -522,7 +525,7 @@ impl Live {
         let outs = self.session_mut().map(|s| s.set_quiet(quiet, now)).unwrap_or_default();
         if self.session.is_some() {
             let message = if quiet { "quiet mode on" } else { "quiet mode off" };
-            self.show(json!({"kind": "status", "state": self.state_name(), "message": message}));
+            self.show(LiveLine::status(self.state_name(), Some(message.to_string())));
         }
         self.run(outs, now)
     }
@@ -539,7 +542,7 @@ impl Live {
         let id = format!("{PROGRESS_PREFIX}{}:{}", self.progress_seq, tasks.join(","));
         let outs = session.push_progress(&id, text, now);
         if session.pending_notifications().contains(&id) {
-            self.show(json!({"kind": "progress", "tasks": tasks, "text": text}));
+            self.show(LiveLine::Progress { tasks: tasks.to_vec(), text: text.to_string() });
         }
         self.run(outs, now)
     }
@@ -567,7 +570,7 @@ impl Live {
         self.apply(outs, now);
         if let Some(output) = output {
             let value: Value = serde_json::from_str(&output).unwrap_or(Value::String(output));
-            self.show(json!({"kind": "tool", "name": call.name, "result": value}));
+            self.show(LiveLine::Tool { name: call.name.clone(), result: value });
         }
         self.take_steps()
     }
@@ -585,7 +588,7 @@ impl Live {
             .unwrap_or_else(|e| json!({"status": "error", "message": format!("internal: {e}")}));
         let outs = self.session_mut().map(|s| s.on_tool_result(&call.call_id, &value.to_string(), now));
         self.apply(outs.unwrap_or_default(), now);
-        self.show(json!({"kind": "tool", "name": call.name, "result": value}));
+        self.show(LiveLine::Tool { name: call.name.clone(), result: value });
         self.take_steps()
     }
 
@@ -688,7 +691,7 @@ impl Live {
                 Output::AssistantDelta { .. } => {}
                 Output::AssistantText { text, phase, .. } => {
                     log::debug!("live: assistant said {} chars ({phase:?})", text.len());
-                    self.show(json!({"kind": "assistant", "text": text, "phase": phase}));
+                    self.show(LiveLine::Assistant { text, phase });
                 }
                 Output::TranscriptionRefused { model, message } => {
                     let note = format!(
@@ -696,13 +699,13 @@ impl Live {
                          transcribed out of band instead"
                     );
                     self.transcription_note = Some(note.clone());
-                    self.show(json!({"kind": "status", "state": self.state_name(), "message": note}));
+                    self.show(LiveLine::status(self.state_name(), Some(note)));
                 }
                 Output::UserTranscript { text, .. } => {
                     if self.voice {
                         self.steps.push(LiveStep::Heard(text.clone()));
                     }
-                    self.show(json!({"kind": "user", "text": text}))
+                    self.show(LiveLine::User { text })
                 }
                 Output::Audio { item_id, pcm } => {
                     if self.voice {
