@@ -123,8 +123,9 @@ pub(crate) struct Spawned {
     pub(crate) output: std::io::PipeReader,
 }
 
-/// Starts the child. The prompt is written to its stdin by a short-lived thread
-/// (a large prompt would fill the pipe and block the loop); stdout and stderr
+/// Starts the child. The prompt is written to its stdin at once, without
+/// blocking; only the part of a prompt longer than the pipe holds (64 KiB) is
+/// left to a short-lived thread (it would block the loop); stdout and stderr
 /// share one pipe so that a single reaper thread sees them in order (stderr
 /// lines are not JSON and are kept as text).
 pub(crate) fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
@@ -180,20 +181,70 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     // `cmd` (and with it the pipe's write ends) is dropped here, so the reaper
     // sees EOF once the child and its descendants close their copies.
     drop(cmd);
-    if let Some(mut stdin) = child.stdin.take() {
-        let prompt = spec.prompt.clone();
-        let fed = std::thread::Builder::new().name("task-stdin".into()).stack_size(64 * 1024).spawn(move || {
-            use std::io::Write;
-            // A child that exits without reading gets EPIPE here (SIGPIPE is ignored by Rust programs): fine.
-            let _ = stdin.write_all(prompt.as_bytes());
-        });
-        if let Err(e) = fed {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
+    if let Some(stdin) = child.stdin.take() {
+        // Most prompts fit in the pipe (64 KiB): written here without blocking, no thread to start.
+        let rest = match write_nonblocking(&stdin, spec.prompt.as_bytes()) {
+            Ok(written) => &spec.prompt.as_bytes()[written..],
+            // A child that exits without reading gives EPIPE (SIGPIPE is ignored by Rust programs): fine.
+            Err(_) => &[][..],
+        };
+        if !rest.is_empty() {
+            let rest = rest.to_vec();
+            let fed = std::thread::Builder::new().name("task-stdin".into()).stack_size(64 * 1024).spawn(move || {
+                use std::io::Write;
+                let mut stdin = stdin;
+                if set_blocking(&stdin).is_ok() {
+                    let _ = stdin.write_all(&rest);
+                }
+            });
+            if let Err(e) = fed {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
         }
     }
     Ok(Spawned { child, output: reader })
+}
+
+/// Writes as much of `bytes` as the pipe takes now; how much that was.
+fn write_nonblocking(pipe: &std::process::ChildStdin, bytes: &[u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut written = 0;
+    while written < bytes.len() {
+        let rest = &bytes[written..];
+        // SAFETY: `rest` is a valid buffer of `rest.len()` bytes.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n >= 0 {
+            written += n as usize;
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => {}
+            std::io::ErrorKind::WouldBlock => break,
+            _ => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Clears `O_NONBLOCK` again (for the thread that writes the rest of a long prompt).
+fn set_blocking(pipe: &std::process::ChildStdin) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -216,6 +267,27 @@ mod tests {
             max_budget_usd: None,
             permission_prompt: None,
             worktree: None,
+        }
+    }
+
+    #[test]
+    fn the_prompt_reaches_stdin_whole_short_or_longer_than_the_pipe() {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let counter = d.path().join("count");
+        std::fs::write(&counter, "#!/bin/sh\nexec wc -c\n").expect("write");
+        std::fs::set_permissions(&counter, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for len in [10, 200_000] {
+            let mut s = spec();
+            s.claude = counter.clone();
+            s.dir = d.path().to_path_buf();
+            s.prompt = "x".repeat(len);
+            let mut spawned = spawn(&s).expect("spawn");
+            let mut out = String::new();
+            spawned.output.read_to_string(&mut out).expect("read");
+            assert!(spawned.child.wait().expect("wait").success());
+            assert_eq!(out.trim(), len.to_string());
         }
     }
 
