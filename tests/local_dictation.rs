@@ -90,6 +90,17 @@ fn hold_speak_release_types_the_local_transcription_once_and_the_model_is_unload
     );
     assert!(!log.contains("127.0.0.1:9"), "the unreachable API was never tried: {log}");
 
+    // The same sentence again: typed once more, not looped (whisper.cpp repeated it when the previous
+    // dictation was in its prompt), and the prompt is still the vocabulary alone.
+    speak_with_the_key(&home, &xvfb, &wav);
+    wait_until(T, "typed again", || dictation_status(&home)["typed"] == 2);
+    let got = term.received();
+    assert_eq!(got.to_lowercase().matches("report").count(), 2, "typed once more, not repeated: {got:?}");
+    let log = d.log_text();
+    let prompts: Vec<&str> = log.lines().filter(|l| l.contains("local transcription, prompt")).collect();
+    assert_eq!(prompts.len(), 2, "{log}");
+    assert!(!prompts[1].to_lowercase().contains("report"), "no recent text in a local prompt: {}", prompts[1]);
+
     wait_until(T, "the idle model unloaded", || dictation_status(&home)["model"]["state"] == "unloaded");
     assert!(d.log_text().contains("local model unloaded after"), "{}", d.log_text());
 }

@@ -238,7 +238,7 @@ impl Dictation {
                 id,
                 wav,
                 model: model.clone(),
-                prompt: hints.legacy_prompt(),
+                prompt: hints.vocabulary_prompt(),
                 language: crate::dictate::local::one_language(&hints.languages),
                 released_at,
                 idle: self.model_idle(),

@@ -14,7 +14,8 @@
 //! - **Audio as whisper wants it** ([`prepare`]): the spooled WAV (24 kHz PCM16) is resampled to 16 kHz f32 with
 //!   the same band-limited resampler as the microphone path, and padded with silence to at least 1 s (shorter
 //!   input is refused by whisper.cpp).
-//! - **The vocabulary and recent dictations as the initial prompt**, as with the cloud, `dictate.language` (an English-only model is always asked for
+//! - **The vocabulary as the initial prompt**, not the recent dictations the cloud gets (given its own last
+//!   transcript, tiny.en repeats it: one sentence dictated twice came back fourteen times), `dictate.language` (an English-only model is always asked for
 //!   English; a multilingual one detects the language when none or several are set), at most 8 tokens per second
 //!   of audio and no temperature fallback, so a clip that makes the model loop costs one bounded decode.
 //!   Threads: the cores that are free.

@@ -53,6 +53,13 @@ impl Hints {
         super::vocabulary::prompt(&self.words, &self.recent.iter().cloned().collect())
     }
 
+    /// The vocabulary alone, for the local model: whisper.cpp given its own previous transcript as the
+    /// initial prompt repeats it ("Send the report on Friday." fourteen times when the same sentence was
+    /// dictated twice), so recent text stays out of a local prompt.
+    pub(crate) fn vocabulary_prompt(&self) -> Option<String> {
+        super::vocabulary::prompt(&self.words, &std::collections::VecDeque::new())
+    }
+
     /// The recent dictations as context text (bounded, latest kept), for `gpt-transcribe`'s `prompt`.
     pub(crate) fn context_prompt(&self) -> Option<String> {
         super::vocabulary::prompt(&[], &self.recent.iter().cloned().collect())
