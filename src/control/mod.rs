@@ -10,5 +10,6 @@ pub(crate) mod client;
 pub(crate) mod protocol;
 pub(crate) mod reply;
 pub(crate) mod server;
+pub(crate) mod subscriber;
 
 pub(crate) use protocol::{Incoming, Request};

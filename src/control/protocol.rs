@@ -100,8 +100,9 @@ pub(crate) enum Incoming {
         request: Request,
         reply: Sender<Value>,
     },
+    /// A `watch` client: the loop writes `{"subscribed":true}` and then its events.
     Subscribe {
-        events: Sender<Value>,
+        subscriber: super::subscriber::Subscriber,
     },
     /// A text client attaches; the loop answers `Ok(front id)` or why not.
     LiveAttach {

@@ -190,7 +190,7 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             }
         };
         if request == Request::Subscribe {
-            stream_events(writer, &to_loop);
+            stream_events(stream.clone(), &to_loop);
             return;
         }
         if request == Request::LiveAttach {
@@ -220,20 +220,19 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
     }
 }
 
-fn stream_events(writer: &UnixStream, to_loop: &Sender<Incoming>) {
-    // A subscriber that stops reading is dropped once the socket's buffer is full for this long;
-    // the loop drops it too when its queue (256 small events, see `Supervisor::brief`) is full.
-    let _ = writer.set_write_timeout(Some(SLOW_READER_TIMEOUT));
-    let (tx, rx) = crossbeam_channel::bounded(256);
-    if to_loop.send(Incoming::Subscribe { events: tx }).is_err() {
+fn stream_events(stream: std::sync::Arc<UnixStream>, to_loop: &Sender<Incoming>) {
+    // The loop writes the events itself while the socket takes them (see `super::subscriber`); this thread
+    // writes only what it had to queue. A subscriber that stops reading is dropped once the socket's buffer
+    // is full for this long, and by the loop when its queue (256 events) is full.
+    let _ = stream.set_write_timeout(Some(SLOW_READER_TIMEOUT));
+    let (subscriber, backlog) = super::subscriber::subscriber(stream.clone());
+    if to_loop.send(Incoming::Subscribe { subscriber }).is_err() {
         return;
     }
-    let _ = write_line(writer, &serde_json::json!({"subscribed": true}));
-    for event in rx {
-        if write_line(writer, &event).is_err() {
-            return;
-        }
-    }
+    backlog.drain(|bytes| {
+        let mut w = &*stream;
+        w.write_all(bytes)
+    });
 }
 
 /// An attached `ptt live --text`: a forwarder thread writes the session's

@@ -116,7 +116,7 @@ pub(crate) struct Daemon {
     /// When running tasks are due for a spoken update (`live.progress_min`).
     progress: progress::Progress,
     scheduler: Scheduler,
-    subscribers: Vec<Sender<Value>>,
+    subscribers: Vec<crate::control::subscriber::Subscriber>,
     /// Notices of a request, published once its reply has been sent.
     after_reply: Vec<Notice>,
     /// `sync` requests waiting for the loop to have nothing queued (see [`Daemon::answer_syncs`]).
@@ -496,7 +496,12 @@ impl Daemon {
                 let notices = std::mem::take(&mut self.after_reply);
                 self.publish(notices, now);
             }
-            Incoming::Subscribe { events } => self.subscribers.push(events),
+            Incoming::Subscribe { subscriber } => {
+                // Written by the loop, so it comes before any event, and only once the loop knows the subscriber.
+                if subscriber.send_line(b"{\"subscribed\":true}\n") {
+                    self.subscribers.push(subscriber);
+                }
+            }
             Incoming::LiveAttach { events, reply } => {
                 let _ = reply.send(self.attach_text_client(events, now));
             }
@@ -1154,8 +1159,10 @@ impl Daemon {
         if self.subscribers.is_empty() {
             return;
         }
+        let mut line = serde_json::to_vec(&event).unwrap_or_else(|_| b"{}".to_vec());
+        line.push(b'\n');
         // A subscriber that cannot keep up (full queue) or went away is dropped.
-        self.subscribers.retain(|s| s.try_send(event.clone()).is_ok());
+        self.subscribers.retain(|s| s.send_line(&line));
     }
 }
 
