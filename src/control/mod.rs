@@ -7,9 +7,9 @@
 //! answer back. The CLI's client commands are the other end ([`client`]).
 
 pub(crate) mod client;
+pub(crate) mod direct;
 pub(crate) mod protocol;
 pub(crate) mod reply;
 pub(crate) mod server;
-pub(crate) mod subscriber;
 
 pub(crate) use protocol::{Incoming, Request};

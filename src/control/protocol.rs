@@ -96,27 +96,19 @@ pub(crate) enum KeyAction {
 /// What the connection threads hand to the main loop.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    Request {
-        request: Request,
-        reply: Sender<Value>,
-    },
+    /// A request whose answer is a `Value` on `reply`, whenever it is ready: a `permission_ask` (answered
+    /// by the user, its timeout or the task's end), a `sync`, the daemon's own shutdown.
+    Request { request: Request, reply: Sender<Value> },
+    /// Any other request: answered at once, the reply line written by the loop itself (see `super::direct`).
+    Call { request: Request, replier: super::direct::Replier },
     /// A `watch` client: the loop writes `{"subscribed":true}` and then its events.
-    Subscribe {
-        subscriber: super::subscriber::Subscriber,
-    },
+    Subscribe { subscriber: super::direct::Subscriber },
     /// A text client attaches; the loop answers `Ok(front id)` or why not.
-    LiveAttach {
-        events: Sender<Value>,
-        reply: Sender<Result<u64, String>>,
-    },
+    LiveAttach { events: Sender<Value>, reply: Sender<Result<u64, String>> },
     /// A line from an attached (or local) text client.
-    LiveInput {
-        text: String,
-    },
+    LiveInput { text: String },
     /// The attached client with this id went away.
-    LiveDetach {
-        id: u64,
-    },
+    LiveDetach { id: u64 },
 }
 
 /// A failure reply, as it goes on the wire.

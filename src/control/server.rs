@@ -202,30 +202,56 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             return;
         }
         // A permission request waits for a person; the daemon answers it in the end whatever happens
-        // (an answer, its timeout, the task's end, shutdown drops the sender).
-        let waits = matches!(request, Request::PermissionAsk { .. });
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        if to_loop.send(Incoming::Request { request, reply: reply_tx }).is_err() {
+        // (an answer, its timeout, the task's end, shutdown drops the sender). A sync waits for the loop to
+        // be idle. Both are answered as a `Value` that this thread writes.
+        let waits_for_a_person = matches!(request, Request::PermissionAsk { .. });
+        if waits_for_a_person || request == Request::Sync {
+            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+            if to_loop.send(Incoming::Request { request, reply: reply_tx }).is_err() {
+                let _ = write_line(writer, &error_reply("the daemon is stopping"));
+                return;
+            }
+            let reply = if waits_for_a_person {
+                reply_rx.recv().unwrap_or_else(|_| error_reply("the daemon stopped before the request was answered"))
+            } else {
+                reply_rx
+                    .recv_timeout(REPLY_TIMEOUT)
+                    .unwrap_or_else(|_| error_reply("the daemon did not answer in time"))
+            };
+            if write_line(writer, &reply).is_err() {
+                return;
+            }
+            continue;
+        }
+        // Everything else: the loop writes the reply itself, this thread only what the socket did not take.
+        let (replier, wait) = super::direct::replier(stream.clone());
+        if to_loop.send(Incoming::Call { request, replier }).is_err() {
             let _ = write_line(writer, &error_reply("the daemon is stopping"));
             return;
         }
-        let reply = if waits {
-            reply_rx.recv().unwrap_or_else(|_| error_reply("the daemon stopped before the request was answered"))
-        } else {
-            reply_rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| error_reply("the daemon did not answer in time"))
+        let written = match wait.wait(Some(REPLY_TIMEOUT)) {
+            Ok(rest) if rest.is_empty() => Ok(()),
+            Ok(rest) => {
+                let mut w = writer;
+                w.write_all(&rest)
+            }
+            Err(super::direct::NoReply::Late) => write_line(writer, &error_reply("the daemon did not answer in time")),
+            Err(super::direct::NoReply::Dropped) => {
+                write_line(writer, &error_reply("the daemon stopped before the request was answered"))
+            }
         };
-        if write_line(writer, &reply).is_err() {
+        if written.is_err() {
             return;
         }
     }
 }
 
 fn stream_events(stream: std::sync::Arc<UnixStream>, to_loop: &Sender<Incoming>) {
-    // The loop writes the events itself while the socket takes them (see `super::subscriber`); this thread
+    // The loop writes the events itself while the socket takes them (see `super::direct`); this thread
     // writes only what it had to queue. A subscriber that stops reading is dropped once the socket's buffer
     // is full for this long, and by the loop when its queue (256 events) is full.
     let _ = stream.set_write_timeout(Some(SLOW_READER_TIMEOUT));
-    let (subscriber, backlog) = super::subscriber::subscriber(stream.clone());
+    let (subscriber, backlog) = super::direct::subscriber(stream.clone());
     if to_loop.send(Incoming::Subscribe { subscriber }).is_err() {
         return;
     }

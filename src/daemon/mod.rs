@@ -116,7 +116,7 @@ pub(crate) struct Daemon {
     /// When running tasks are due for a spoken update (`live.progress_min`).
     progress: progress::Progress,
     scheduler: Scheduler,
-    subscribers: Vec<crate::control::subscriber::Subscriber>,
+    subscribers: Vec<crate::control::direct::Subscriber>,
     /// Notices of a request, published once its reply has been sent.
     after_reply: Vec<Notice>,
     /// `sync` requests waiting for the loop to have nothing queued (see [`Daemon::answer_syncs`]).
@@ -493,6 +493,13 @@ impl Daemon {
             Incoming::Request { request, reply } => {
                 let answer = self.handle_request(request, now);
                 let _ = reply.send(answer);
+                let notices = std::mem::take(&mut self.after_reply);
+                self.publish(notices, now);
+            }
+            Incoming::Call { request, replier } => {
+                // The reply goes out before what the request set off (events, cues, the task table).
+                let answer = self.handle_request(request, now);
+                replier.answer(&answer);
                 let notices = std::mem::take(&mut self.after_reply);
                 self.publish(notices, now);
             }

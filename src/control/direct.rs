@@ -1,12 +1,22 @@
-//! A `watch` subscriber as the main loop sees it: events written straight to
-//! the client's socket from the loop, with the connection thread as a fallback.
+//! Replies and `watch` events written straight to the client's socket by the
+//! main loop, with the connection thread as the fallback.
 //!
-//! Why: an event handed to the connection thread costs a thread wake-up on its
+//! Why: a line handed to the connection thread costs a thread wake-up on its
 //! way to the client (issue 11: child exit → `task_ended` was two hand-offs,
-//! reaper → loop → connection thread, against the one of an asyncio loop). A
-//! subscriber's socket buffer is nearly always empty, so the loop tries a
-//! non-blocking `send` first and only queues what the socket did not take.
+//! reaper → loop → connection thread, against the one of an asyncio loop; a
+//! start's reply waited for the connection thread to be scheduled while the
+//! new child was being exec'd on the other core). A client's socket buffer is
+//! nearly always empty, so the loop tries a non-blocking `send` first and
+//! hands the connection thread only what the socket did not take.
 //!
+//! **Replies** ([`Replier`], [`ReplyWait`]): the connection thread waits for
+//! "what is left to write" instead of the reply. Invariant: a request gets
+//! exactly one reply line. The loop writes only if it claims the request
+//! before the thread gives up on it (an atomic `PENDING → ANSWERED`); a thread
+//! that times out claims it the other way (`PENDING → ABANDONED`) and writes
+//! its error line, and the loop's late answer is dropped.
+//!
+//! **Subscribers** ([`Subscriber`], [`Backlog`]):
 //! Invariant: events reach the client whole and in the loop's order. The loop
 //! writes directly only while nothing is queued or being written by the
 //! thread (`queued == 0`); it is the only producer, and the thread lowers the
@@ -21,9 +31,85 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::Value;
+
+const PENDING: u8 = 0;
+const ANSWERED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// The loop's handle on one request's reply.
+pub(crate) struct Replier {
+    stream: Arc<UnixStream>,
+    state: Arc<AtomicU8>,
+    rest: Sender<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Replier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replier").field("state", &self.state.load(Ordering::Relaxed)).finish()
+    }
+}
+
+/// The connection thread's side of one request.
+pub(crate) struct ReplyWait {
+    state: Arc<AtomicU8>,
+    rest: Receiver<Vec<u8>>,
+}
+
+/// Why the connection thread writes an error line instead of the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoReply {
+    /// The loop did not answer within the timeout.
+    Late,
+    /// The loop dropped the request unanswered (it is stopping).
+    Dropped,
+}
+
+/// A replier for a request read from `stream`, and the wait for it.
+pub(crate) fn replier(stream: Arc<UnixStream>) -> (Replier, ReplyWait) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let state = Arc::new(AtomicU8::new(PENDING));
+    (Replier { stream, state: state.clone(), rest: tx }, ReplyWait { state, rest: rx })
+}
+
+impl Replier {
+    /// Writes `answer` as the reply line: as much as the socket takes now, the rest by the connection thread.
+    pub(crate) fn answer(self, answer: &Value) {
+        if self.state.compare_exchange(PENDING, ANSWERED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return; // the thread gave up and wrote its error line
+        }
+        let mut line = serde_json::to_vec(answer).unwrap_or_else(|_| b"{}".to_vec());
+        line.push(b'\n');
+        // A failed send (the client left) leaves the whole line to the thread, whose write fails too.
+        let written = send_now(&self.stream, &line).unwrap_or(0);
+        let _ = self.rest.send(line.split_off(written));
+    }
+}
+
+impl ReplyWait {
+    /// What is left of the reply line for the caller to write (empty when the loop wrote it all), or why
+    /// there is no reply (the caller writes an error line then; the loop will write nothing).
+    pub(crate) fn wait(self, timeout: Option<Duration>) -> Result<Vec<u8>, NoReply> {
+        let got = match timeout {
+            Some(t) => self.rest.recv_timeout(t),
+            None => self.rest.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let why = match got {
+            Ok(rest) => return Ok(rest),
+            Err(RecvTimeoutError::Timeout) => NoReply::Late,
+            Err(RecvTimeoutError::Disconnected) => NoReply::Dropped,
+        };
+        if self.state.compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            return Err(why);
+        }
+        // The loop claimed it just now: what it did not write follows at once.
+        self.rest.recv().map_err(|_| why)
+    }
+}
 
 /// Items the connection thread may hold before the loop drops a subscriber.
 const QUEUE: usize = 256;
@@ -98,11 +184,60 @@ fn send_now(stream: &UnixStream, bytes: &[u8]) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
 
     fn pair() -> (Arc<UnixStream>, UnixStream) {
         let (a, b) = UnixStream::pair().expect("socketpair");
         (Arc::new(a), b)
+    }
+
+    #[test]
+    fn a_reply_is_written_by_the_loop_and_the_thread_writes_nothing() {
+        let (ours, theirs) = pair();
+        let (answerer, wait) = replier(ours);
+        answerer.answer(&serde_json::json!({"status": "ok"}));
+        assert_eq!(wait.wait(Some(Duration::from_secs(5))), Ok(Vec::new()));
+        let mut line = String::new();
+        BufReader::new(theirs).read_line(&mut line).expect("read");
+        assert_eq!(line, "{\"status\":\"ok\"}\n");
+    }
+
+    #[test]
+    fn a_reply_larger_than_the_socket_takes_is_finished_by_the_thread() {
+        let (ours, theirs) = pair();
+        nix::sys::socket::setsockopt(&*ours, nix::sys::socket::sockopt::SndBuf, &4096).expect("sndbuf");
+        let (answerer, wait) = replier(ours.clone());
+        let big = "y".repeat(300_000);
+        answerer.answer(&serde_json::json!({"big": big}));
+        let rest = wait.wait(Some(Duration::from_secs(5))).expect("answered");
+        assert!(!rest.is_empty() && rest.len() < 300_000, "{}", rest.len());
+        let writer = std::thread::spawn(move || {
+            let mut w = &*ours;
+            w.write_all(&rest)
+        });
+        let mut line = String::new();
+        BufReader::new(theirs).read_line(&mut line).expect("read");
+        writer.join().expect("join").expect("write");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one whole JSON line");
+        assert_eq!(v["big"].as_str().map(str::len), Some(300_000));
+    }
+
+    #[test]
+    fn a_late_answer_after_the_thread_gave_up_is_not_written() {
+        let (ours, theirs) = pair();
+        // `ours` stays open: no bytes and no end of file either.
+        let (answerer, wait) = replier(ours.clone());
+        assert_eq!(wait.wait(Some(Duration::from_millis(1))), Err(NoReply::Late));
+        answerer.answer(&serde_json::json!({"status": "ok"}));
+        theirs.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 16];
+        let got = (&theirs).read(&mut buf);
+        assert!(matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "{got:?}");
+
+        let (ours, _theirs) = pair();
+        let (answerer, wait) = replier(ours);
+        drop(answerer);
+        assert_eq!(wait.wait(None), Err(NoReply::Dropped));
     }
 
     #[test]
