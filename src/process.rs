@@ -7,10 +7,13 @@
 //! to get them. Two environments exist on purpose: a Claude task gets an
 //! allowlist with room for the user's `tasks.env_allow` ([`filter_env`]), a
 //! typing tool gets only what it needs to reach the session
-//! ([`inherited_env`]). Both exclude `OPENAI_API_KEY`.
+//! ([`inherited_env`]). Both exclude `OPENAI_API_KEY`. How a task child is
+//! started cheaply, with its umask and death signal, is [`vfork_spawn`].
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+
+pub(crate) mod vfork_spawn;
 
 /// Variables that never reach a child: a secret, or a marker that makes the
 /// CLI believe it runs nested inside another Claude Code.

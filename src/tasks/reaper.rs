@@ -17,12 +17,12 @@
 //! the last plain line reuse their buffers, so a text line allocates nothing
 //! once the ring is full.
 
+use crate::process::vfork_spawn::Child;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -439,15 +439,27 @@ fn push_tail(tail: &mut VecDeque<String>, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
+    use crate::process::vfork_spawn;
+    use std::os::fd::AsFd;
 
     fn run_script(script: &str, cap: u64) -> (Vec<ReaperMsg>, PathBuf) {
         let (reader, writer) = std::io::pipe().expect("pipe");
-        let writer2 = writer.try_clone().expect("clone");
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(writer).stderr(writer2);
-        let child = cmd.spawn().expect("spawn");
-        drop(cmd);
+        let null = std::fs::File::open("/dev/null").expect("/dev/null");
+        let env: Vec<_> = std::env::vars_os().collect();
+        let child = vfork_spawn::spawn(&vfork_spawn::Request {
+            program: "/bin/sh".as_ref(),
+            args: &["-c".into(), script.into()],
+            env: &env,
+            cwd: &std::env::temp_dir(),
+            stdin: Some(null.as_fd()),
+            stdout: Some(writer.as_fd()),
+            stderr: Some(writer.as_fd()),
+            umask: 0o022,
+            own_group: false,
+            death_signal: None,
+        })
+        .expect("spawn");
+        drop(writer);
         let log = std::env::temp_dir().join(format!("ptt-reaper-{}.log", uuid::Uuid::new_v4()));
         let (tx, rx) = crossbeam_channel::unbounded();
         let changes = ChangeSpec { dir: std::env::temp_dir(), base: std::env::temp_dir() };

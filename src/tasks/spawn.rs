@@ -8,12 +8,11 @@
 //! processes (see [`super::sweep`]); a process group alone is not enough.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 use crate::config::PermissionMode;
 use crate::process::filter_env;
+use crate::process::vfork_spawn::{self, Child};
 
 /// The short spoken-friendly summary every task is asked to end with.
 pub(crate) const SUMMARY_PROMPT: &str = "You run unattended in the background for a user who will hear your final message \
@@ -128,87 +127,84 @@ pub(crate) struct Spawned {
 /// left to a short-lived thread (it would block the loop); stdout and stderr
 /// share one pipe so that a single reaper thread sees them in order (stderr
 /// lines are not JSON and are kept as text).
+///
+/// Call it from the daemon's loop thread: the child's death signal is tied to
+/// the thread that spawned it (see [`crate::process::vfork_spawn`]).
 pub(crate) fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
+    spawn_with_env(spec, std::env::vars_os())
+}
+
+/// [`spawn`] with `daemon_env` standing for the daemon's environment.
+fn spawn_with_env(
+    spec: &SpawnSpec,
+    daemon_env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> std::io::Result<Spawned> {
+    use std::os::fd::AsFd;
+    // All four ends are close-on-exec (std's pipe): only the copies on 0, 1 and 2 reach the program.
+    let (stdin_read, stdin) = std::io::pipe()?;
     let (reader, writer) = std::io::pipe()?;
-    let writer_err = writer.try_clone()?;
-    let mut cmd = match &spec.worktree {
-        None => {
-            let mut c = Command::new(&spec.claude);
-            c.args(claude_args(spec)).current_dir(&spec.dir);
-            c
-        }
+    let (program, args, cwd) = match &spec.worktree {
+        None => (spec.claude.clone(), claude_args(spec), spec.dir.clone()),
         Some((repo, branch)) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c")
-                .arg(WORKTREE_SCRIPT)
-                .arg("ptt-worktree")
-                .arg(repo)
-                .arg(branch)
-                .arg(&spec.dir)
-                .arg(&spec.claude)
-                .args(claude_args(spec))
-                .current_dir(repo);
-            c
+            let mut args: Vec<OsString> = vec![
+                "-c".into(),
+                WORKTREE_SCRIPT.into(),
+                "ptt-worktree".into(),
+                repo.into(),
+                branch.into(),
+                spec.dir.clone().into(),
+                spec.claude.clone().into(),
+            ];
+            args.extend(claude_args(spec));
+            (PathBuf::from("/bin/sh"), args, repo.clone())
         }
     };
-    cmd.env_clear()
-        .envs(filter_env(std::env::vars_os(), &spec.env_allow))
-        .env("PTT_TASK_ID", &spec.task_uuid)
-        .env("PTT_OWNER", &spec.owner_tag)
-        .stdin(Stdio::piped())
-        .stdout(writer)
-        .stderr(writer_err)
-        .process_group(0);
-    let parent = nix::unistd::getpid();
-    let umask = crate::paths::user_umask();
-    // SAFETY: only async-signal-safe calls (umask, prctl, getppid, kill) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // The daemon's files are private (umask 077); the task's files are the user's.
-            libc::umask(umask);
-            // SIGTERM (not SIGKILL) so the CLI still stops its own tool shells.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+    let mut env = filter_env(daemon_env, &spec.env_allow);
+    env.push(("PTT_TASK_ID".into(), spec.task_uuid.clone().into()));
+    env.push(("PTT_OWNER".into(), spec.owner_tag.clone().into()));
+    let mut child = vfork_spawn::spawn(&vfork_spawn::Request {
+        program: &program,
+        args: &args,
+        env: &env,
+        cwd: &cwd,
+        stdin: Some(stdin_read.as_fd()),
+        stdout: Some(writer.as_fd()),
+        stderr: Some(writer.as_fd()),
+        // The daemon's files are private (umask 077); the task's files are the user's.
+        umask: crate::paths::user_umask(),
+        own_group: true,
+        // SIGTERM (not SIGKILL) so the CLI still stops its own tool shells.
+        death_signal: Some(libc::SIGTERM),
+    })?;
+    // Our copies of the child's ends go, so the reaper sees EOF once the child and its descendants close theirs.
+    drop(stdin_read);
+    drop(writer);
+    // Most prompts fit in the pipe (64 KiB): written here without blocking, no thread to start.
+    let rest = match write_nonblocking(&stdin, spec.prompt.as_bytes()) {
+        Ok(written) => &spec.prompt.as_bytes()[written..],
+        // A child that exits without reading gives EPIPE (SIGPIPE is ignored by Rust programs): fine.
+        Err(_) => &[][..],
+    };
+    if !rest.is_empty() {
+        let rest = rest.to_vec();
+        let fed = std::thread::Builder::new().name("task-stdin".into()).stack_size(64 * 1024).spawn(move || {
+            use std::io::Write;
+            let mut stdin = stdin;
+            if set_blocking(&stdin).is_ok() {
+                let _ = stdin.write_all(&rest);
             }
-            // The daemon may have died between fork and prctl.
-            if libc::getppid() != parent.as_raw() {
-                libc::kill(libc::getpid(), libc::SIGTERM);
-            }
-            Ok(())
         });
-    }
-    let mut child = cmd.spawn()?;
-    // `cmd` (and with it the pipe's write ends) is dropped here, so the reaper
-    // sees EOF once the child and its descendants close their copies.
-    drop(cmd);
-    if let Some(stdin) = child.stdin.take() {
-        // Most prompts fit in the pipe (64 KiB): written here without blocking, no thread to start.
-        let rest = match write_nonblocking(&stdin, spec.prompt.as_bytes()) {
-            Ok(written) => &spec.prompt.as_bytes()[written..],
-            // A child that exits without reading gives EPIPE (SIGPIPE is ignored by Rust programs): fine.
-            Err(_) => &[][..],
-        };
-        if !rest.is_empty() {
-            let rest = rest.to_vec();
-            let fed = std::thread::Builder::new().name("task-stdin".into()).stack_size(64 * 1024).spawn(move || {
-                use std::io::Write;
-                let mut stdin = stdin;
-                if set_blocking(&stdin).is_ok() {
-                    let _ = stdin.write_all(&rest);
-                }
-            });
-            if let Err(e) = fed {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
+        if let Err(e) = fed {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
         }
     }
     Ok(Spawned { child, output: reader })
 }
 
 /// Writes as much of `bytes` as the pipe takes now; how much that was.
-fn write_nonblocking(pipe: &std::process::ChildStdin, bytes: &[u8]) -> std::io::Result<usize> {
+fn write_nonblocking(pipe: &std::io::PipeWriter, bytes: &[u8]) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     let fd = pipe.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
@@ -236,7 +232,7 @@ fn write_nonblocking(pipe: &std::process::ChildStdin, bytes: &[u8]) -> std::io::
 }
 
 /// Clears `O_NONBLOCK` again (for the thread that writes the rest of a long prompt).
-fn set_blocking(pipe: &std::process::ChildStdin) -> std::io::Result<()> {
+fn set_blocking(pipe: &std::io::PipeWriter) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = pipe.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
@@ -289,6 +285,39 @@ mod tests {
             assert!(spawned.child.wait().expect("wait").success());
             assert_eq!(out.trim(), len.to_string());
         }
+    }
+
+    #[test]
+    fn the_child_gets_the_users_umask_a_filtered_environment_and_its_directory() {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let report = d.path().join("report");
+        std::fs::write(&report, "#!/bin/sh\numask; pwd -P; env\n").expect("write");
+        std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut s = spec();
+        s.claude = report;
+        s.dir = d.path().to_path_buf();
+        let daemon_env = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/home/u"),
+            ("OPENAI_API_KEY", "sk-test-secret"),
+            ("PTT_TASK_ID", "inherited"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let mut spawned = spawn_with_env(&s, daemon_env).expect("spawn");
+        let mut out = String::new();
+        spawned.output.read_to_string(&mut out).expect("read");
+        assert!(spawned.child.wait().expect("wait").success(), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        // Not the daemon's 077: the task's files are the user's.
+        assert_eq!(lines.first().copied(), Some(format!("{:04o}", crate::paths::user_umask()).as_str()));
+        assert_eq!(lines.get(1).map(PathBuf::from), Some(d.path().canonicalize().expect("canonical")));
+        assert!(!out.contains("OPENAI_API_KEY") && !out.contains("sk-test-secret"), "{out}");
+        for wanted in ["PTT_TASK_ID=u", "PTT_OWNER=1:2", "HOME=/home/u", "PATH=/usr/bin:/bin"] {
+            assert!(lines.contains(&wanted), "{wanted} missing: {out}");
+        }
+        assert!(!out.contains("inherited"), "{out}");
     }
 
     #[test]
