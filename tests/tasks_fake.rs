@@ -433,6 +433,21 @@ fn sigkill_to_the_daemon_then_restart_sweeps_and_records() {
 }
 
 #[test]
+fn a_sigkilled_daemons_children_get_their_death_signal_from_the_kernel() {
+    let home = TestHome::with_fake("");
+    let mut d = home.start_daemon();
+    let env_file = home.scratch("env.json");
+    let script = json!({"hang": true, "env_file": env_file});
+    home.start_task(&script, "bereaved", &home.work("a"));
+    let uuid = read_json_file(&env_file, T)["PTT_TASK_ID"].as_str().expect("uuid").to_string();
+    assert!(!processes_of_task(&uuid).is_empty(), "the task runs");
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait_exit(T);
+    // No sweep and no restart: PR_SET_PDEATHSIG alone ends a child that keeps SIGTERM's default action.
+    wait_until(T, "the task's child to die with the daemon", || processes_of_task(&uuid).is_empty());
+}
+
+#[test]
 fn twenty_concurrent_tasks_each_get_their_own_result() {
     let home = TestHome::with_fake("max_concurrent = 20\nisolation = \"scratch\"");
     let _d = home.start_daemon();
