@@ -49,6 +49,125 @@ fn rss_mb(pid: i32) -> f64 {
     kb / 1024.0
 }
 
+/// `/proc/loadavg`'s first three fields and the runnable count, to print with every figure.
+fn load() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let f: Vec<&str> = l.split_whitespace().collect();
+    format!(
+        "load {} {} {}, runnable {}",
+        f.first().unwrap_or(&"?"),
+        f.get(1).unwrap_or(&"?"),
+        f.get(2).unwrap_or(&"?"),
+        f.get(3).unwrap_or(&"?")
+    )
+}
+
+/// The sentences of the audio-context table: 0.5-4 s of espeak-ng at two speeds.
+const TABLE_CLIPS: &[(&str, u32)] = &[
+    ("yes", 175),
+    ("no", 175),
+    ("stop", 175),
+    ("hello world", 175),
+    ("forty two", 175),
+    ("three hundred and twelve", 175),
+    ("two thousand and twenty six", 175),
+    ("send the report on friday", 175),
+    ("call me back when you are free", 175),
+    ("open the terminal and run the tests again", 175),
+    ("please send the quarterly report before friday afternoon", 175),
+    ("the meeting is at half past nine tomorrow morning", 175),
+    ("please send the quarterly report before friday afternoon", 130),
+    ("the meeting is at half past nine tomorrow morning in the big room upstairs", 150),
+    ("send the report on friday", 130),
+    ("yes", 120),
+];
+
+/// espeak-ng saying `text` at `speed` words a minute, as the spool's 24 kHz PCM16 WAV, with `pad_ms` of
+/// silence before and after (the daemon's clip has the pre-roll and the key's slack around the speech).
+fn espeak_wav(dir: &std::path::Path, text: &str, speed: u32, pad_ms: usize) -> Vec<u8> {
+    let raw = dir.join("table.wav");
+    let ok =
+        std::process::Command::new("espeak-ng").args(["-s", &speed.to_string(), "-w"]).arg(&raw).arg(text).status();
+    assert!(ok.is_ok_and(|s| s.success()), "espeak-ng");
+    let pad = vec![0i16; 24 * pad_ms];
+    let mut samples = pad.clone();
+    samples.extend(
+        common::pulse::decode(&raw, 24_000).iter().map(|s| (s * 32767.0).round().clamp(-32768.0, 32767.0) as i16),
+    );
+    samples.extend(&pad);
+    ptt::dictate::wav::encode(&samples, 24_000)
+}
+
+/// `--ctx-table`: every clip of [`TABLE_CLIPS`] (bare, and with 300 ms of silence around it) at several audio
+/// contexts, with no prompt and with a vocabulary prompt; prints each transcript and whether it looped.
+fn ctx_table(model: &Model, dir: &std::path::Path) {
+    let threads = local::threads(0);
+    println!("audio_ctx table, {threads} threads, {}", load());
+    println!("| clip | s | prompt | audio_ctx | ms | tokens | looped | text |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut looped = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for &(text, speed) in TABLE_CLIPS {
+        for pad in [0, 300] {
+            let pcm = local::prepare(&espeak_wav(dir, text, speed, pad)).expect("prepare");
+            let frames = (pcm.len() as u32 * 50).div_ceil(16_000) as i32;
+            let mut ctxs: Vec<(String, i32)> = vec![
+                ("f+16".into(), (frames + 16 + 7) / 8 * 8),
+                ("f+64".into(), (frames + 64 + 7) / 8 * 8),
+                ("128".into(), 128),
+                ("192".into(), 192),
+                ("256".into(), 256),
+                ("384".into(), 384),
+                ("512".into(), 512),
+                ("768".into(), 768),
+                ("1500".into(), 1500),
+            ];
+            ctxs.retain(|(_, c)| *c >= frames);
+            for prompt in [None, Some("Kubernetes, PostgreSQL.")] {
+                for (label, ctx) in &ctxs {
+                    let t = model.transcribe_with_audio_ctx(&pcm, prompt, None, threads, *ctx).expect("transcribe");
+                    let bad = t.looped(pcm.len());
+                    let e = looped.entry(label.clone()).or_default();
+                    e.0 += 1;
+                    e.1 += usize::from(bad);
+                    println!(
+                        "| {text} ({speed} wpm{}) | {:.1} | {} | {ctx} ({label}) | {:.0} | {} | {} | {} |",
+                        if pad > 0 { ", padded" } else { "" },
+                        pcm.len() as f64 / 16_000.0,
+                        if prompt.is_some() { "vocabulary" } else { "none" },
+                        t.took.as_secs_f64() * 1000.0,
+                        t.tokens,
+                        if bad { "LOOP" } else { "no" },
+                        t.text
+                    );
+                }
+            }
+        }
+    }
+    println!("looped per context (runs, loops): {looped:?}; {}", load());
+}
+
+/// `--threads`: what the free-core rule sees and chooses now, and what one and two threads take on the
+/// bench's sentence (interleaved, so both see the same machine).
+fn thread_choice(model: &Model, dir: &std::path::Path, n: usize) {
+    let pcm = local::prepare(&espeak_wav(dir, SENTENCE, 175, 0)).expect("prepare");
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let others = local::others_runnable();
+        let chosen = local::threads(0);
+        let t1 = model.transcribe(&pcm, None, None, 1).expect("transcribe").took.as_secs_f64() * 1000.0;
+        let t2 = model.transcribe(&pcm, None, None, 2).expect("transcribe").took.as_secs_f64() * 1000.0;
+        println!(
+            "others runnable {:.2} -> {chosen} thread(s); 1 thread {t1:.0} ms, 2 threads {t2:.0} ms; {}",
+            others.unwrap_or(f64::NAN),
+            load()
+        );
+        one.push(t1);
+        two.push(t2);
+    }
+    let (one, two) = (sorted(one), sorted(two));
+    println!("1 thread p50 {:.0} ms, 2 threads p50 {:.0} ms (n={n})", percentile(&one, 0.5), percentile(&two, 0.5));
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n_load, n_run) = if quick { (2, 3) } else { (5, 10) };
@@ -66,6 +185,14 @@ fn main() {
         model = Some(m);
     }
     let model = model.expect("a model");
+    if std::env::args().any(|a| a == "--threads") {
+        thread_choice(&model, scratch.path(), n_run);
+        return;
+    }
+    if std::env::args().any(|a| a == "--ctx-table") {
+        ctx_table(&model, scratch.path());
+        return;
+    }
     let loads = sorted(loads);
     let wav = speech_wav(scratch.path(), SENTENCE);
     let pcm = local::prepare(&wav).expect("prepare");
@@ -129,6 +256,8 @@ fn main() {
     let rx = home.timed_events("dictation_typed");
     let status = |home: &TestHome| home.json(&["status", "--json"]);
     let (mut total, mut internal, mut first) = (Vec::new(), Vec::new(), 0.0);
+    let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut rest = Vec::new();
     let mut rss_loaded: f64 = 0.0;
     for i in 0..=n_run {
         xdotool(&xvfb.display, &["keydown", "105"]);
@@ -144,6 +273,16 @@ fn main() {
         } else {
             total.push(ms);
             internal.push(ev["release_to_typed_ms"].as_f64().unwrap_or(f64::NAN));
+            rest.push(ms - ev["stages_ms"]["engine"].as_f64().unwrap_or(f64::NAN));
+            if let Some(m) = ev["stages_ms"].as_object() {
+                for (k, v) in m {
+                    let v = v.as_f64().unwrap_or(f64::NAN);
+                    match stages.iter_mut().find(|(s, _)| s == k) {
+                        Some((_, vs)) => vs.push(v),
+                        None => stages.push((k.clone(), vec![v])),
+                    }
+                }
+            }
         }
         rss_loaded = rss_loaded.max(rss_mb(d.pid()));
         std::thread::sleep(Duration::from_millis(300));
@@ -159,6 +298,20 @@ fn main() {
     println!(
         "  daemon's own release -> typed: p50 {:.0} ms; first dictation (opens the microphone, loads the model): {first:.0} ms",
         percentile(&internal, 0.5)
+    );
+    let stage_p50 = |name: &str| {
+        stages.iter().find(|(s, _)| s == name).map(|(_, v)| percentile(&sorted(v.clone()), 0.5)).unwrap_or(f64::NAN)
+    };
+    let engine_p50 = stage_p50("engine");
+    println!(
+        "  where it goes (p50 per stage, ms): {}",
+        stages.iter().map(|(k, _)| format!("{k} {:.1}", stage_p50(k))).collect::<Vec<_>>().join(", ")
+    );
+    let rest = sorted(rest);
+    println!(
+        "  whisper.cpp p50 {engine_p50:.0} ms; everything else p50 {:.0} ms, p90 {:.0} ms (release -> typed less whisper.cpp's time, per run)",
+        percentile(&rest, 0.5),
+        percentile(&rest, 0.9)
     );
     println!(
         "daemon RSS: {rss_before:.1} MB before the first dictation, {rss_loaded:.1} MB with the model loaded, {rss_after:.1} MB after it was unloaded"

@@ -89,6 +89,12 @@ fn hold_speak_release_types_the_local_transcription_once_and_the_model_is_unload
         "the vocabulary is the prompt: {log}"
     );
     assert!(!log.contains("127.0.0.1:9"), "the unreachable API was never tried: {log}");
+    // The release → typed breakdown: every stage from the key release to the typing tool's exit.
+    let typed_line = log.lines().find(|l| l.contains("after the key was released (")).unwrap_or_default();
+    for stage in ["capture ", "spool ", "prepare ", "engine ", "after_engine ", "to_typer ", "typer_setup ", "typing "]
+    {
+        assert!(typed_line.contains(stage), "{stage:?} in the breakdown: {typed_line}");
+    }
 
     // The same sentence again: typed once more, not looped (whisper.cpp repeated it when the previous
     // dictation was in its prompt), and the prompt is still the vocabulary alone.

@@ -98,7 +98,7 @@ impl Here {
                 let hints = hints(config, paths);
                 let language = local::one_language(&hints.languages);
                 let threads = local::threads(config.dictate.threads);
-                let t = model.transcribe(&pcm, hints.legacy_prompt().as_deref(), language.as_deref(), threads)?;
+                let t = model.transcribe(&pcm, hints.vocabulary_prompt().as_deref(), language.as_deref(), threads)?;
                 log::debug!("transcribed locally in {} ms (audio_ctx {})", t.took.as_millis(), t.audio_ctx);
                 Ok(t.text)
             }

@@ -31,7 +31,7 @@ use crate::dictate::engine::{self, Engine};
 use crate::dictate::local::{LocalJob, LocalMsg, ModelEvent};
 use crate::dictate::spool::Spool;
 use crate::dictate::transcribe::Hints;
-use crate::dictate::worker::{DictationEvent, TypeJob, UploadJob, Workers};
+use crate::dictate::worker::{DictationEvent, Timing, TypeJob, UploadJob, Workers};
 use crate::dictate::{model_store, vocabulary, wav};
 use crate::paths::Paths;
 
@@ -191,6 +191,7 @@ impl Dictation {
     /// local engine needs none); `mic_problem` why the microphone gave nothing, if known.
     pub(crate) fn turn_end(&mut self, key: Result<String, String>, mic_problem: Option<&str>) -> Vec<Step> {
         let Some(rec) = self.recording.take() else { return vec![] };
+        let timing = Timing { clip_end: Some(Instant::now()), ..Timing::released(rec.released_at) };
         let ms = rec.samples.len() as u64 * 1000 / u64::from(RATE);
         if ms < self.cfg.min_ms {
             self.dropped += 1;
@@ -216,14 +217,14 @@ impl Dictation {
         log::info!("dictation: clip {id} ({ms} ms) recorded");
         match self.engine(key) {
             Ok(engine) => {
-                self.send(id, wav, &engine, rec.released_at);
+                self.send(id, wav, &engine, timing);
                 vec![]
             }
             Err(why) => self.fail(&id, &why, wav),
         }
     }
 
-    fn send(&mut self, id: String, wav: Arc<Vec<u8>>, engine: &Engine, released_at: Option<Instant>) {
+    fn send(&mut self, id: String, wav: Arc<Vec<u8>>, engine: &Engine, timing: Timing) {
         let Some(workers) = &self.workers else { return };
         if !self.in_flight.insert(id.clone()) {
             return;
@@ -233,17 +234,18 @@ impl Dictation {
             Vec::new()
         });
         let hints = Hints { words, recent: self.recent.iter().cloned().collect(), languages: self.cfg.languages() };
+        let timing = Timing { queued: Some(Instant::now()), ..timing };
         match engine {
-            Engine::Local(model) => workers.local(LocalMsg::Transcribe(LocalJob {
+            Engine::Local(model) => workers.local(LocalMsg::Transcribe(Box::new(LocalJob {
                 id,
                 wav,
                 model: model.clone(),
                 prompt: hints.vocabulary_prompt(),
                 language: crate::dictate::local::one_language(&hints.languages),
-                released_at,
+                timing,
                 idle: self.model_idle(),
                 threads: self.cfg.threads,
-            })),
+            }))),
             Engine::OpenAi(key) => workers.transcribe(UploadJob {
                 id,
                 wav,
@@ -251,7 +253,7 @@ impl Dictation {
                 // A retired model is replaced after its shutdown date (the daemon warned at start).
                 model: crate::models::choose("dictate.model", &self.cfg.model, crate::models::Date::today()).model,
                 hints,
-                released_at,
+                timing,
             }),
         }
     }
@@ -284,29 +286,37 @@ impl Dictation {
     /// A report from the upload or typing thread.
     pub(crate) fn on_event(&mut self, ev: DictationEvent) -> Vec<Step> {
         match ev {
-            DictationEvent::Transcribed { id, text, released_at } => {
+            DictationEvent::Transcribed { id, text, timing } => {
                 self.in_flight.remove(&id);
                 self.spool.done(&id);
                 self.held.retain(|(h, _)| *h != id);
-                self.on_text(id, text, released_at)
+                self.on_text(id, text, timing)
             }
             DictationEvent::Failed { id, failure, wav } => {
                 self.in_flight.remove(&id);
                 self.fail(&id, &failure.to_string(), wav)
             }
-            DictationEvent::Typed { id, backend, waited_for_modifiers, released_at } => {
+            DictationEvent::Typed { id, backend, waited_for_modifiers, timing } => {
                 self.typed += 1;
                 self.typing = self.typing.saturating_sub(1);
-                let ms = released_at.map(|t| t.elapsed().as_secs_f64() * 1000.0);
+                let ms = timing.total_ms();
+                let stages = timing.stages();
                 log::info!(
                     "dictation: {id} typed with {backend}{}",
-                    ms.map(|m| format!(" {m:.0} ms after the key was released")).unwrap_or_default()
+                    ms.map(|m| format!(
+                        " {m:.0} ms after the key was released ({})",
+                        stages.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ")
+                    ))
+                    .unwrap_or_default()
                 );
+                let stages: serde_json::Map<String, Value> =
+                    stages.into_iter().map(|(k, v)| (k.to_string(), json!((v * 10.0).round() / 10.0))).collect();
                 vec![Step::Broadcast(json!({
                     "event": "dictation_typed",
                     "id": id,
                     "backend": backend,
                     "release_to_typed_ms": ms,
+                    "stages_ms": stages,
                     "waited_for_modifiers_ms": waited_for_modifiers.as_millis() as u64,
                 }))]
             }
@@ -327,7 +337,7 @@ impl Dictation {
         }
     }
 
-    fn on_text(&mut self, id: String, text: String, released_at: Option<Instant>) -> Vec<Step> {
+    fn on_text(&mut self, id: String, text: String, timing: Timing) -> Vec<Step> {
         let meaning = interpret(&text, &self.cfg.commands);
         let command = |name: &str| Step::Broadcast(json!({"event": "dictation_command", "id": id, "command": name}));
         match meaning {
@@ -341,11 +351,11 @@ impl Dictation {
                     self.recent.pop_front();
                 }
                 let text = if self.cfg.trailing_space { format!("{t} ") } else { t };
-                self.type_text(id, text, released_at);
+                self.type_text(id, text, timing);
                 vec![]
             }
             Meaning::NewLine => {
-                self.type_text(id.clone(), "\n".into(), released_at);
+                self.type_text(id.clone(), "\n".into(), timing);
                 vec![command("new_line")]
             }
             Meaning::LiveMode => {
@@ -390,7 +400,7 @@ impl Dictation {
         }
     }
 
-    fn type_text(&mut self, id: String, text: String, released_at: Option<Instant>) {
+    fn type_text(&mut self, id: String, text: String, timing: Timing) {
         if let Some(w) = &self.workers {
             self.typing += 1;
             w.type_text(TypeJob {
@@ -399,7 +409,7 @@ impl Dictation {
                 kind: self.cfg.typer,
                 key_delay_ms: self.cfg.key_delay_ms,
                 paste_keys: self.cfg.paste_keys,
-                released_at,
+                timing,
             });
         }
     }
@@ -429,14 +439,14 @@ impl Dictation {
             match self.spool.read_failed(&k.id) {
                 Ok(wav) => {
                     sent.push(k.id.clone());
-                    self.send(k.id, Arc::new(wav), &engine, None);
+                    self.send(k.id, Arc::new(wav), &engine, Timing::default());
                 }
                 Err(e) => log::warn!("dictation: cannot read kept clip {}: {e}", k.id),
             }
         }
         for (id, wav) in std::mem::take(&mut self.held) {
             sent.push(id.clone());
-            self.send(id, wav, &engine, None);
+            self.send(id, wav, &engine, Timing::default());
         }
         if sent.is_empty() {
             return Ok(Retried { status: OkTag::Ok, retried: sent, message: "no kept clips".into() });

@@ -55,8 +55,13 @@ pub(crate) fn audio_ctx(samples: usize) -> i32 {
     ((frames + 64).max(MIN_AUDIO_CTX).div_ceil(8) * 8).min(1500) as i32
 }
 
+/// The context of the second decode after the first looped with `ctx`: twice as wide, or the full window.
+pub(crate) fn wider_audio_ctx(ctx: i32) -> i32 {
+    if ctx == 0 || ctx * 2 >= 1500 { 0 } else { ctx * 2 }
+}
+
 /// The most tokens a clip of `samples` at 16 kHz may produce: 8 a second (speech gives 3-5) plus 16.
-pub(crate) fn max_tokens(samples: usize) -> i32 {
+pub fn max_tokens(samples: usize) -> i32 {
     ((samples as u64 * 8).div_ceil(u64::from(RATE)) + 16).min(224) as i32
 }
 
@@ -74,26 +79,120 @@ pub fn prepare(wav: &[u8]) -> Result<Vec<f32>, String> {
     Ok(out)
 }
 
-/// The threads whisper.cpp uses: `dictate.threads` when set, else the cores that are free now (the available
-/// cores less the 1-minute load, at least one). ggml's worker threads spin at their barriers, so one more thread
-/// than there are free cores is much slower, not a little faster: measured 1.3 s with one thread against 16 s with
-/// two on 2 cores busy with other work, for the same clip.
+/// The most threads whisper.cpp is given when `dictate.threads` is not set: whisper.cpp's own default
+/// (`min(4, cores)`); a tiny model gains little from more, and every extra thread spins at ggml's barriers.
+const MAX_AUTO_THREADS: usize = 4;
+
+/// How long the runnable count is sampled before a transcription, and how often within that window.
+const RUNNABLE_WINDOW: Duration = Duration::from_millis(6);
+const RUNNABLE_SAMPLES: u32 = 7;
+
+/// The threads whisper.cpp uses: `dictate.threads` when set, else the cores that are free right now (see
+/// [`free_cores`]), at most [`MAX_AUTO_THREADS`]. ggml's worker threads spin at their barriers, so one more
+/// thread than there are free cores is much slower, not a little faster: measured 1.3 s with one thread
+/// against 16 s with two on 2 cores busy with other work, for the same clip.
+///
+/// "Free right now" is the kernel's count of runnable threads (`/proc/loadavg`'s fourth field, the same
+/// number as `/proc/stat`'s `procs_running`), averaged over a few milliseconds, less the caller. The 1-minute
+/// load average, used before, lags both ways: a minute after a build it still says one core is busy (one
+/// thread on an idle machine), and as a build starts it still says idle.
 pub fn threads(configured: usize) -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if configured > 0 {
         return configured;
     }
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
-        .unwrap_or(0.0);
-    free_cores(cores, load)
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    free_cores(cores, others_runnable()).min(MAX_AUTO_THREADS)
 }
 
-/// The cores left by a load average (at least one).
-pub(crate) fn free_cores(cores: usize, load: f64) -> usize {
-    let busy = if load.is_finite() && load > 0.0 { load.round() as usize } else { 0 };
-    cores.saturating_sub(busy).clamp(1, cores.max(1))
+/// The threads other than the caller that are runnable (running or waiting for a core), averaged over
+/// [`RUNNABLE_WINDOW`]; `None` when `/proc/loadavg` cannot be read.
+#[doc(hidden)]
+pub fn others_runnable() -> Option<f64> {
+    let mut sum = 0.0;
+    for i in 0..RUNNABLE_SAMPLES {
+        if i > 0 {
+            std::thread::sleep(RUNNABLE_WINDOW / (RUNNABLE_SAMPLES - 1));
+        }
+        // The caller is running while it reads, so it is always one of the count.
+        sum += runnable(&std::fs::read_to_string("/proc/loadavg").ok()?)?.saturating_sub(1) as f64;
+    }
+    Some(sum / f64::from(RUNNABLE_SAMPLES))
+}
+
+/// The runnable count of a `/proc/loadavg` line ("0.52 0.71 1.20 3/147 29750": 3).
+pub(crate) fn runnable(loadavg: &str) -> Option<usize> {
+    loadavg.split_whitespace().nth(3)?.split_once('/')?.0.parse().ok()
+}
+
+/// The cores left when `others` threads (on average) want one: `cores` less `others` rounded, at least one.
+/// Unknown (`None`) is treated as busy: one thread.
+pub(crate) fn free_cores(cores: usize, others: Option<f64>) -> usize {
+    match others {
+        Some(o) if o.is_finite() && o >= 0.0 => cores.saturating_sub(o.round() as usize).clamp(1, cores.max(1)),
+        _ => 1,
+    }
+}
+
+/// True when a transcript repeats itself the way a looping decoder does: the same run of three or more words
+/// three times in a row ("Send the report on Friday. Send the report on Friday. Send the report on Friday."),
+/// or of one or two words four times. People do say "no, no" or a sentence twice; a decoder stuck in a loop
+/// goes on until its token limit, which [`Transcript::looped`] also checks.
+pub fn looks_looped(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    (1..=words.len() / 2).any(|n| {
+        let copies = if n >= 3 { 3 } else { 4 };
+        (0..words.len()).any(|start| {
+            start + n * copies <= words.len()
+                && (1..copies).all(|c| words[start..start + n] == words[start + c * n..start + (c + 1) * n])
+        })
+    })
+}
+
+/// `text` with each run of a repeated phrase kept once ("42. 42. 42. 42" → "42."), and a cut-off copy at the
+/// end dropped: the last resort for a decode that looped at two context sizes.
+pub(crate) fn collapse_repeats(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let norm: Vec<String> =
+        words.iter().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).collect();
+    // Where the copies of the `n` words at `i` end: whole copies, then a cut-off one at the very end.
+    let copies_end = |i: usize, n: usize| {
+        let mut j = i + n;
+        while j < words.len() {
+            let m = n.min(words.len() - j);
+            if norm[j..j + m] != norm[i..i + m] {
+                break;
+            }
+            j += m;
+        }
+        j
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        // The phrase here whose copies reach furthest (the shortest of equals: "42 42 42 42" is "42").
+        let best = (1..=(words.len() - i) / 2)
+            .filter(|&n| norm[i..i + n] == norm[i + n..i + 2 * n])
+            .map(|n| (copies_end(i, n), n))
+            .fold(None, |best: Option<(usize, usize)>, (end, n)| match best {
+                Some((e, _)) if e >= end => best,
+                _ => Some((end, n)),
+            });
+        match best {
+            Some((end, n)) => {
+                kept.extend(&words[i..i + n]);
+                i = end;
+            }
+            None => {
+                kept.push(words[i]);
+                i += 1;
+            }
+        }
+    }
+    kept.join(" ")
 }
 
 /// The language to ask whisper for: the one of `dictate.language`, or none (detect) when it lists none or
@@ -166,6 +265,18 @@ pub struct Transcript {
     pub audio_ctx: i32,
     /// whisper's probability that the clip holds no speech (the highest of its segments).
     pub(crate) no_speech: f32,
+    /// Tokens decoded (all segments); reaching [`max_tokens`] means the decode was cut off.
+    pub tokens: usize,
+    /// The first decode looped and this is the second, with a wider context ([`Model::transcribe`]).
+    pub retried: bool,
+}
+
+impl Transcript {
+    /// The decode looped: it repeats itself ([`looks_looped`]) or ran into the token limit of a clip of
+    /// `samples` (which speech does not reach: the limit is twice the fastest speech).
+    pub fn looped(&self, samples: usize) -> bool {
+        looks_looped(&self.text) || self.tokens >= max_tokens(samples) as usize
+    }
 }
 
 fn stamp(path: &Path) -> Option<(u64, Option<SystemTime>)> {
@@ -224,7 +335,27 @@ impl Model {
         language: Option<&str>,
         threads: usize,
     ) -> Result<Transcript, String> {
-        self.transcribe_with_audio_ctx(pcm, prompt, language, threads, audio_ctx(pcm.len()))
+        let ctx = audio_ctx(pcm.len());
+        let first = self.transcribe_with_audio_ctx(pcm, prompt, language, threads, ctx)?;
+        if !first.looped(pcm.len()) {
+            return Ok(first);
+        }
+        // A loop is a property of this context size, not of the clip: a wider one decodes it properly (a
+        // 1 s "forty two" looped at 384 and 512 frames and was "42." at 768 and 1500).
+        let wider = wider_audio_ctx(ctx);
+        let mut second = self.transcribe_with_audio_ctx(pcm, prompt, language, threads, wider)?;
+        second.took += first.took;
+        second.retried = true;
+        if second.looped(pcm.len()) {
+            log::warn!(
+                "dictation: whisper.cpp repeated itself with audio_ctx {ctx} and again with {wider}; \
+                 the repetition is collapsed"
+            );
+            second.text = collapse_repeats(&second.text);
+        } else {
+            log::info!("dictation: whisper.cpp repeated itself with audio_ctx {ctx}; decoded again with {wider}");
+        }
+        Ok(second)
     }
 
     /// [`Model::transcribe`] with a given audio context (in 20 ms frames; 0 = the full 30 s window): for
@@ -266,11 +397,20 @@ impl Model {
         state.full(params, pcm).map_err(|e| format!("whisper.cpp failed to transcribe: {e}"))?;
         let mut text = String::new();
         let mut no_speech: f32 = 0.0;
+        let mut tokens = 0;
         for segment in state.as_iter() {
             no_speech = no_speech.max(segment.no_speech_probability());
+            tokens += usize::try_from(segment.n_tokens()).unwrap_or(0);
             text.push_str(&segment.to_str_lossy().map_err(|e| format!("whisper.cpp gave no text: {e}"))?);
         }
-        Ok(Transcript { text: text.trim().to_string(), took: started.elapsed(), audio_ctx: ctx, no_speech })
+        Ok(Transcript {
+            text: text.trim().to_string(),
+            took: started.elapsed(),
+            audio_ctx: ctx,
+            no_speech,
+            tokens,
+            retried: false,
+        })
     }
 }
 
@@ -282,8 +422,8 @@ pub(crate) struct LocalJob {
     pub(crate) model: PathBuf,
     pub(crate) prompt: Option<String>,
     pub(crate) language: Option<String>,
-    /// When the key was released (for the release → typed figure).
-    pub(crate) released_at: Option<Instant>,
+    /// When the dictation passed each stage so far.
+    pub(crate) timing: super::worker::Timing,
     /// Unload the model after this long without a clip (`None`: keep it).
     pub(crate) idle: Option<Duration>,
     /// `dictate.threads` (0: the free cores).
@@ -293,7 +433,7 @@ pub(crate) struct LocalJob {
 /// What the `dictate-local` thread is asked to do.
 #[derive(Debug, Clone)]
 pub(crate) enum LocalMsg {
-    Transcribe(LocalJob),
+    Transcribe(Box<LocalJob>),
     /// Load now (`dictate.preload`), so the first dictation does not wait for it.
     Preload {
         model: PathBuf,
@@ -349,7 +489,7 @@ fn run(rx: &Receiver<LocalMsg>, to_loop: &Sender<DictationEvent>) {
             }
             LocalMsg::Transcribe(job) => {
                 idle = job.idle;
-                Some(transcribe_job(&mut model, job, to_loop))
+                Some(transcribe_job(&mut model, *job, to_loop))
             }
         };
         last_used = Instant::now();
@@ -399,6 +539,7 @@ fn ensure_loaded<'m>(
 }
 
 fn transcribe_job(model: &mut Option<Model>, job: LocalJob, to_loop: &Sender<DictationEvent>) -> DictationEvent {
+    let mut timing = job.timing;
     let failed = |message: String| DictationEvent::Failed {
         id: job.id.clone(),
         failure: Failure { message, status: None, attempts: 1 },
@@ -412,22 +553,26 @@ fn transcribe_job(model: &mut Option<Model>, job: LocalJob, to_loop: &Sender<Dic
         Ok(m) => m,
         Err(e) => return failed(e),
     };
+    timing.engine_start = Some(Instant::now());
     if !has_sound(&pcm) {
         log::info!("dictation: {}: the clip is silent; nothing to transcribe", job.id);
-        return DictationEvent::Transcribed { id: job.id, text: String::new(), released_at: job.released_at };
+        timing.transcribed = Some(Instant::now());
+        return DictationEvent::Transcribed { id: job.id, text: String::new(), timing };
     }
     log::debug!("dictation: {}: local transcription, prompt {:?}", job.id, job.prompt.as_deref().unwrap_or(""));
-    match m.transcribe(&pcm, job.prompt.as_deref(), job.language.as_deref(), threads(job.threads)) {
+    let threads = threads(job.threads);
+    match m.transcribe(&pcm, job.prompt.as_deref(), job.language.as_deref(), threads) {
         Ok(t) => {
             log::info!(
-                "dictation: {} transcribed locally in {} ms ({:.1} s of audio, audio_ctx {}, {} threads)",
+                "dictation: {} transcribed locally in {} ms ({:.1} s of audio, audio_ctx {}, {threads} threads)",
                 job.id,
                 t.took.as_millis(),
                 pcm.len() as f64 / f64::from(RATE),
                 t.audio_ctx,
-                threads(job.threads)
             );
-            DictationEvent::Transcribed { id: job.id, text: t.text, released_at: job.released_at }
+            timing.engine = Some(t.took);
+            timing.transcribed = Some(Instant::now());
+            DictationEvent::Transcribed { id: job.id, text: t.text, timing }
         }
         Err(e) => failed(e),
     }
@@ -470,6 +615,41 @@ mod tests {
     }
 
     #[test]
+    fn a_looping_transcript_is_recognised_and_collapsed() {
+        for looped in [
+            "42. 42. 42. 42. 42. 42. 42. 42. 42. 42. 42. 42. 42",
+            "Send the reports on Friday. Send the reports on Friday. Send the reports on Friday.",
+            "stop stop stop stop",
+            "Yes. Yes. Yes. Yes.",
+        ] {
+            assert!(looks_looped(looped), "{looped}");
+        }
+        for speech in [
+            "Please send the quarterly report before Friday afternoon.",
+            "Yes, yes.",
+            "No, no, no.",
+            "Call me back. Call me back.",
+            "It is very very good.",
+            "The meeting is at half past nine tomorrow morning in the big room upstairs.",
+            "",
+            "No.",
+        ] {
+            assert!(!looks_looped(speech), "{speech}");
+        }
+        assert_eq!(collapse_repeats("42. 42. 42. 42. 42. 42. 42"), "42.");
+        assert_eq!(
+            collapse_repeats("Send the reports on Friday. Send the reports on Friday. Send the"),
+            "Send the reports on Friday."
+        );
+        assert_eq!(collapse_repeats("It is very very good. It is very very good."), "It is very very good.");
+        assert_eq!(collapse_repeats("Please send it."), "Please send it.");
+        assert_eq!(collapse_repeats(""), "");
+        assert_eq!(wider_audio_ctx(384), 768);
+        assert_eq!(wider_audio_ctx(768), 0, "the full window");
+        assert_eq!(wider_audio_ctx(0), 0);
+    }
+
+    #[test]
     fn tokens_are_bounded_by_the_clip() {
         assert_eq!(max_tokens(2 * 16_000), 32);
         assert_eq!(max_tokens(0), 16);
@@ -478,11 +658,17 @@ mod tests {
 
     #[test]
     fn threads_follow_the_free_cores_and_silence_is_recognised() {
-        assert_eq!(free_cores(2, 0.0), 2);
-        assert_eq!(free_cores(2, 0.7), 1);
-        assert_eq!(free_cores(2, 14.0), 1, "never fewer than one");
-        assert_eq!(free_cores(8, 2.2), 6);
-        assert_eq!(free_cores(4, f64::NAN), 4);
+        assert_eq!(free_cores(2, Some(0.0)), 2, "an idle machine");
+        assert_eq!(free_cores(2, Some(0.3)), 2, "a blip of another thread");
+        assert_eq!(free_cores(2, Some(0.7)), 1);
+        assert_eq!(free_cores(2, Some(1.0)), 1, "one busy loop");
+        assert_eq!(free_cores(2, Some(14.0)), 1, "never fewer than one");
+        assert_eq!(free_cores(8, Some(2.2)), 6);
+        assert_eq!(free_cores(4, Some(f64::NAN)), 1, "unknown is busy");
+        assert_eq!(free_cores(4, None), 1);
+        assert_eq!(runnable("0.52 0.71 1.20 3/147 29750"), Some(3));
+        assert_eq!(runnable("0.52 0.71 1.20"), None);
+        assert_eq!(runnable("a b c x/1 2"), None);
         assert_eq!(threads(3), 3, "dictate.threads wins");
         assert!(!has_sound(&[0.0; 16_000]));
         assert!(!has_sound(&vec![0.001; 16_000]), "a quiet hiss is not speech");

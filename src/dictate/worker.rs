@@ -25,8 +25,8 @@ pub(crate) struct UploadJob {
     pub(crate) model: String,
     /// The vocabulary, recent dictations and languages.
     pub(crate) hints: Hints,
-    /// When the key was released (for the release → typed figure).
-    pub(crate) released_at: Option<Instant>,
+    /// When the dictation passed each stage so far.
+    pub(crate) timing: Timing,
 }
 
 /// Text to type (`'\n'` is Enter).
@@ -38,7 +38,74 @@ pub(crate) struct TypeJob {
     pub(crate) key_delay_ms: u32,
     /// The paste keystroke, for the clipboard typer.
     pub(crate) paste_keys: typer::PasteKeys,
-    pub(crate) released_at: Option<Instant>,
+    pub(crate) timing: Timing,
+}
+
+/// When one dictation passed each stage from the key release to the typed text, for the journal's
+/// breakdown and the `dictation_typed` event (`benches/local.rs` prints it). Each thread stamps its own
+/// stages; a retried clip has no release and so no breakdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Timing {
+    /// The key went up.
+    pub(crate) released: Option<Instant>,
+    /// The capture delivered the clip's last chunk (`TurnEnd` reached the loop).
+    pub(crate) clip_end: Option<Instant>,
+    /// The clip was encoded, written to the spool and queued for the engine.
+    pub(crate) queued: Option<Instant>,
+    /// The engine thread took it (and, local, resampled it and had the model).
+    pub(crate) engine_start: Option<Instant>,
+    /// The engine's own time: whisper.cpp's decode, or the HTTP request with its retries.
+    pub(crate) engine: Option<Duration>,
+    /// The engine thread had the text.
+    pub(crate) transcribed: Option<Instant>,
+    /// The typing thread took it.
+    pub(crate) typing_start: Option<Instant>,
+    /// The typing tool was started (session probed, modifiers let go).
+    pub(crate) typer_start: Option<Instant>,
+    /// The typing tool finished.
+    pub(crate) typed: Option<Instant>,
+}
+
+impl Timing {
+    /// A dictation whose key went up at `released`.
+    pub(crate) fn released(released: Option<Instant>) -> Timing {
+        Timing { released, ..Timing::default() }
+    }
+
+    /// Milliseconds from the key release to the text typed.
+    pub(crate) fn total_ms(&self) -> Option<f64> {
+        Some(ms(self.typed?.checked_duration_since(self.released?)?))
+    }
+
+    /// Milliseconds spent in each stage, in order: `capture` (release → last chunk), `spool` (encode, write,
+    /// queue), `prepare` (waiting for the engine thread, resampling, the model), `engine` (whisper.cpp or the
+    /// upload), `after_engine` (the rest of the engine thread's work and the loop's turn), `to_typer` (the
+    /// typing queue), `typer_setup` (the session probe and the wait for modifiers), `typing` (the tool).
+    /// A stage with a missing stamp is left out.
+    pub(crate) fn stages(&self) -> Vec<(&'static str, f64)> {
+        let gap = |a: Option<Instant>, b: Option<Instant>| Some(ms(b?.checked_duration_since(a?)?));
+        let after_engine = self.engine.and_then(|e| {
+            let whole = self.transcribed?.checked_duration_since(self.engine_start?)?;
+            Some(ms(whole.saturating_sub(e)))
+        });
+        [
+            ("capture", gap(self.released, self.clip_end)),
+            ("spool", gap(self.clip_end, self.queued)),
+            ("prepare", gap(self.queued, self.engine_start)),
+            ("engine", self.engine.map(ms)),
+            ("after_engine", after_engine),
+            ("to_typer", gap(self.transcribed, self.typing_start)),
+            ("typer_setup", gap(self.typing_start, self.typer_start)),
+            ("typing", gap(self.typer_start, self.typed)),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| Some((name, v?)))
+        .collect()
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// What the threads report.
@@ -47,7 +114,7 @@ pub(crate) enum DictationEvent {
     Transcribed {
         id: String,
         text: String,
-        released_at: Option<Instant>,
+        timing: Timing,
     },
     Failed {
         id: String,
@@ -58,7 +125,7 @@ pub(crate) enum DictationEvent {
         id: String,
         backend: String,
         waited_for_modifiers: Duration,
-        released_at: Option<Instant>,
+        timing: Timing,
     },
     TypeFailed {
         id: String,
@@ -92,9 +159,13 @@ impl Workers {
         let to_loop = tx.clone();
         std::thread::Builder::new().name("dictate-upload".into()).spawn(move || {
             for job in upload_rx {
+                let mut timing = Timing { engine_start: Some(Instant::now()), ..job.timing };
                 let req = transcribe::Request { wav: &job.wav, model: &job.model, hints: &job.hints };
-                let event = match transcribe::transcribe(&job.endpoint, &req) {
-                    Ok(t) => DictationEvent::Transcribed { id: job.id, text: t.text, released_at: job.released_at },
+                let outcome = transcribe::transcribe(&job.endpoint, &req);
+                timing.transcribed = Some(Instant::now());
+                timing.engine = timing.transcribed.zip(timing.engine_start).map(|(b, a)| b - a);
+                let event = match outcome {
+                    Ok(t) => DictationEvent::Transcribed { id: job.id, text: t.text, timing },
                     Err(failure) => DictationEvent::Failed { id: job.id, failure, wav: job.wav.clone() },
                 };
                 if to_loop.send(event).is_err() {
@@ -168,6 +239,7 @@ fn systemd_user_environment() -> Vec<(String, String)> {
 }
 
 fn type_one(job: TypeJob) -> DictationEvent {
+    let mut timing = Timing { typing_start: Some(Instant::now()), ..job.timing };
     let session = current_session();
     let backend = match typer::choose(job.kind, &session) {
         Ok(b) => b.with_paste_keys(job.paste_keys),
@@ -179,13 +251,53 @@ fn type_one(job: TypeJob) -> DictationEvent {
         Duration::ZERO
     });
     let pieces = typer::pieces(&job.text);
-    match typer::type_text(&backend, &pieces, &session, job.key_delay_ms, TYPE_TIMEOUT) {
+    timing.typer_start = Some(Instant::now());
+    let typed = typer::type_text(&backend, &pieces, &session, job.key_delay_ms, TYPE_TIMEOUT);
+    timing.typed = Some(Instant::now());
+    match typed {
         Ok(()) => DictationEvent::Typed {
             id: job.id,
             backend: format!("{backend:?}").to_lowercase(),
             waited_for_modifiers: waited,
-            released_at: job.released_at,
+            timing,
         },
         Err(e) => DictationEvent::TypeFailed { id: job.id, error: e.to_string(), text: job.text },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timing_breaks_release_to_typed_into_stages() {
+        let t0 = Instant::now();
+        let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
+        let timing = Timing {
+            released: at(0),
+            clip_end: at(40),
+            queued: at(42),
+            engine_start: at(50),
+            engine: Some(Duration::from_millis(300)),
+            transcribed: at(352),
+            typing_start: at(353),
+            typer_start: at(356),
+            typed: at(400),
+        };
+        assert_eq!(timing.total_ms(), Some(400.0));
+        let stages = timing.stages();
+        let names: Vec<&str> = stages.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            ["capture", "spool", "prepare", "engine", "after_engine", "to_typer", "typer_setup", "typing"]
+        );
+        let total: f64 = stages.iter().map(|(_, v)| v).sum();
+        assert!((total - 400.0).abs() < 1e-6, "the stages add up to the whole: {stages:?}");
+        assert_eq!(stages[3], ("engine", 300.0));
+        assert_eq!(stages[4], ("after_engine", 2.0));
+        // A retried clip has no release: no total, and no stage that needs it.
+        let retried = Timing { released: None, ..timing };
+        assert_eq!(retried.total_ms(), None);
+        assert!(!retried.stages().iter().any(|(n, _)| *n == "capture"));
     }
 }
