@@ -13,7 +13,9 @@
 //!   [`Captured::TurnEnd`]: commit then, and the turn's tail is not cut.
 //! - **Why that matters here:** the input asks for 100 ms periods (the ALSA pulse plugin grants 67 ms: it
 //!   wants three periods in the two-period buffer asked for), so the device is read about 15 times a
-//!   second, and the timeline gate keeps that from costing latency at the turn's edges.
+//!   second, and the timeline gate keeps that from costing latency at the turn's edges: closing the gate
+//!   also flushes the reader ([`AlsaInput::flush`]), so the audio up to the release comes at once, not with
+//!   the period that completes it.
 //! - **The stream is read by our own ALSA loop, not cpal's worker** (cpal still finds the device and its
 //!   configuration). Through the pulse plugin, cpal's capture worker busy-polls whenever the plugin signals
 //!   data but less than a period is readable: 20-30 % of a core with 10 ms periods; with 100 ms periods a
@@ -427,8 +429,11 @@ impl Worker {
                 Cmd::Gate { open: true, preroll, at } => gate.open(at, preroll, &mut |x| self.forward(x)),
                 Cmd::Gate { open: false, at, .. } => {
                     gate.close(at);
-                    if open.is_none() {
-                        gate.end(&mut |x| self.forward(x));
+                    match &open {
+                        // The audio up to the close may sit in a part-filled period: have it now.
+                        Some(o) if gate.deadline().is_some() => o.stream.flush(),
+                        Some(_) => {}
+                        None => gate.end(&mut |x| self.forward(x)),
                     }
                 }
                 Cmd::Close => self.close_stream(&mut open, &mut gate),

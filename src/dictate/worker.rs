@@ -52,7 +52,7 @@ pub(crate) struct Timing {
     pub(crate) clip_end: Option<Instant>,
     /// The clip was encoded, written to the spool and queued for the engine.
     pub(crate) queued: Option<Instant>,
-    /// The engine thread took it (and, local, resampled it and had the model).
+    /// The engine starts on it (local: resampled, the model loaded, the free cores counted).
     pub(crate) engine_start: Option<Instant>,
     /// The engine's own time: whisper.cpp's decode, or the HTTP request with its retries.
     pub(crate) engine: Option<Duration>,
@@ -78,7 +78,8 @@ impl Timing {
     }
 
     /// Milliseconds spent in each stage, in order: `capture` (release → last chunk), `spool` (encode, write,
-    /// queue), `prepare` (waiting for the engine thread, resampling, the model), `engine` (whisper.cpp or the
+    /// queue), `prepare` (waiting for the engine thread, resampling, the model, counting the free cores),
+    /// `engine` (whisper.cpp or the
     /// upload), `after_engine` (the rest of the engine thread's work and the loop's turn), `to_typer` (the
     /// typing queue), `typer_setup` (the session probe and the wait for modifiers), `typing` (the tool).
     /// A stage with a missing stamp is left out.
