@@ -2,7 +2,7 @@
 //!
 //! Everything that changes a task's state happens here, on the main loop, in
 //! answer to a request, a reaper's message or a deadline. Nothing blocks:
-//! spawning is a fork/exec, killing is a signal, and the `/proc` scans and
+//! spawning is a vfork-style clone + exec, killing is a signal, and the `/proc` scans and
 //! fsyncs are handed to the sweeper and keeper threads. Deadlines (timeouts,
 //! kill grace, stall checks, deferred registry writes) are data, returned by
 //! [`Supervisor::next_deadline`] and fired by [`Supervisor::on_timer`].

@@ -3,7 +3,7 @@
 //! [`Supervisor`] is owned by the daemon's main loop and is the only writer of
 //! the task registry. It starts children ([`spawn`]), hands each to its own
 //! reaper thread ([`reaper`]), and turns what the reapers report into task
-//! state. It never blocks: spawning is a fork/exec, killing is a signal, and
+//! state. It never blocks: spawning is a vfork-style clone + exec, killing is a signal, and
 //! anything that scans `/proc` runs on a short-lived thread that reports back
 //! on the same channel as the reapers. Deadlines (timeouts, kill grace, stall
 //! checks, deferred registry writes) are exposed through

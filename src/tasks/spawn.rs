@@ -6,6 +6,11 @@
 //! tool's shells that the CLI puts in a session of their own. That is how
 //! cancel, timeout, shutdown and the start-up sweep find *all* of a task's
 //! processes (see [`super::sweep`]); a process group alone is not enough.
+//!
+//! The process itself is started by [`crate::process::vfork_spawn`]: no fork
+//! of the daemon (std forks it as soon as a `pre_exec` hook is needed), with
+//! the user's umask, the process group and the death signal set in the child
+//! before `execve`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
