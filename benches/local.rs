@@ -288,12 +288,20 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let typed = term.received();
+    // The thread count the free-core rule chose for each dictation, from the journal's "transcribed locally" lines.
+    let chosen: Vec<String> = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("transcribed locally in"))
+        .filter_map(|l| l.rsplit_once(", ").map(|(_, t)| t.trim_end_matches(')').to_string()))
+        .collect();
     common::wait_until(T, "the model unloaded", || status(&home)["dictation"]["model"]["state"] == "unloaded");
     std::thread::sleep(Duration::from_millis(300));
     let rss_after = rss_mb(d.pid());
     let (total, internal) = (sorted(total), sorted(internal));
     let (p50, p90, max) = (percentile(&total, 0.5), percentile(&total, 0.9), total[total.len() - 1]);
     println!("typed: {:?}", typed.trim());
+    println!("threads chosen per dictation (first included): {chosen:?}; {}", load());
     println!("key release -> text typed, local tiny.en, n={n_run}: p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms");
     println!(
         "  daemon's own release -> typed: p50 {:.0} ms; first dictation (opens the microphone, loads the model): {first:.0} ms",
