@@ -274,6 +274,7 @@ fn main() {
             total.push(ms);
             internal.push(ev["release_to_typed_ms"].as_f64().unwrap_or(f64::NAN));
             rest.push(ms - ev["stages_ms"]["engine"].as_f64().unwrap_or(f64::NAN));
+            println!("  dictation {i}: {ms:.0} ms, stages {}; {}", ev["stages_ms"], load());
             if let Some(m) = ev["stages_ms"].as_object() {
                 for (k, v) in m {
                     let v = v.as_f64().unwrap_or(f64::NAN);

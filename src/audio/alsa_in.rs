@@ -17,11 +17,12 @@
 //! never runs. Measured in the benchmark window: this thread about 0.3 % of a core (about 60 wake-ups a
 //! second); the plugin's own `threaded-ml` thread, unchanged, 0.8 %.
 //!
-//! A turn that ends does not wait for its last period: [`AlsaInput::flush`] has the reader hand over what is
-//! readable at once, part of a period (the pulse plugin passes the server's fragments on as they come), so
-//! the chunk that reaches the key release is in a few milliseconds after the gate closes instead of up to a
-//! period later (release → clip complete: p50 72 → 33 ms in `benches/local.rs`, the 30 ms key debounce now
-//! the larger part).
+//! A turn that ends does not wait for its last period: while [`AlsaInput::flush`] is on, the reader hands
+//! over what is readable as it comes, part of a period (the pulse plugin passes the server's fragments on as
+//! they come), polling every 2 ms, so the chunk that reaches the key release is in a few milliseconds after
+//! the gate closes instead of up to a period later (release → clip complete: p50 72 → 30 ms in
+//! `benches/local.rs`, the 30 ms key debounce now nearly all of it). [`AlsaInput::end_flush`] goes back to
+//! whole periods once the turn is complete.
 //!
 //! cpal still finds the device and its default configuration; only the stream is ours. The formats are the
 //! ones the capture module converted before (8/16/32-bit integers, 32/64-bit floats, native endianness).
@@ -38,6 +39,9 @@ use std::time::{Duration, Instant};
 
 /// How long one `poll()` waits before the loop checks the PCM's state anyway.
 const POLL_TIMEOUT_MS: i32 = 500;
+/// While flushing, the reader looks for new frames this often (the device wakes `poll()` only for whole
+/// periods).
+const FLUSH_POLL_MS: i32 = 2;
 /// After an error the loop waits this long before trying again (the pulse plugin fails every call at once
 /// after the server went away; the caller decides when that means the device is lost).
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
@@ -53,7 +57,8 @@ pub(crate) struct Opened {
 /// A running capture stream. Dropping it stops the reader thread and closes the PCM.
 pub(crate) struct AlsaInput {
     stop: Arc<AtomicBool>,
-    /// Set by [`AlsaInput::flush`]: read what is readable now, even short of a period.
+    /// On between [`AlsaInput::flush`] and [`AlsaInput::end_flush`]: read what is readable, even short of a
+    /// period.
     flush: Arc<AtomicBool>,
     /// An eventfd in the reader's poll set: written to on drop, so that it does not wait for the timeout.
     wake: Arc<OwnedFd>,
@@ -63,12 +68,17 @@ pub(crate) struct AlsaInput {
 }
 
 impl AlsaInput {
-    /// Asks the reader to hand over what the device has now, without waiting for the rest of the period: a
-    /// turn that just ended needs only the audio up to its end, which may sit in a part-filled period for up
-    /// to a period (67 ms through the pulse plugin). Reads nothing when nothing is readable.
+    /// Asks the reader to hand over what the device has now and then whatever comes, without waiting for
+    /// whole periods, until [`AlsaInput::end_flush`]: a turn that just ended needs only the audio up to its
+    /// end, which may sit in a part-filled period for up to a period (67 ms through the pulse plugin).
     pub(crate) fn flush(&self) {
         self.flush.store(true, Ordering::SeqCst);
         wake(&self.wake);
+    }
+
+    /// Back to whole periods (the turn is complete).
+    pub(crate) fn end_flush(&self) {
+        self.flush.store(false, Ordering::SeqCst);
     }
 
     /// Keeps a cpal host (and so cpal's reference to ALSA's global configuration, which cpal frees when its
@@ -235,7 +245,7 @@ enum Step {
     Wait(Duration),
     /// A period was read.
     Read,
-    /// This many frames, less than a period, were read for a [`AlsaInput::flush`].
+    /// This many frames, less than a period, were read while flushing ([`AlsaInput::flush`]).
     ReadPart(usize),
     /// The device is gone: report and stop.
     Gone(String),
@@ -279,17 +289,22 @@ impl Reader {
     }
 
     fn step<T: Sample>(&self, fds: &mut [libc::pollfd], buf: &mut [T]) -> Result<Step, cpal::Error> {
-        let ready = alsa::poll::poll(fds, POLL_TIMEOUT_MS).map_err(|e| backend("poll", e))?;
+        let flushing = self.flush.load(Ordering::SeqCst);
+        let timeout = if flushing { FLUSH_POLL_MS } else { POLL_TIMEOUT_MS };
+        let ready = alsa::poll::poll(fds, timeout).map_err(|e| backend("poll", e))?;
         if fds[0].revents != 0 {
             // Woken to stop (the loop checks the flag) or to flush. The eventfd is read so that it stops
             // waking the poll.
             let mut count: u64 = 0;
             // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd we hold.
             unsafe { libc::read(fds[0].fd, (&mut count as *mut u64).cast(), 8) };
-            if self.flush.swap(false, Ordering::SeqCst) && !self.stop.load(Ordering::SeqCst) {
+            if flushing && !self.stop.load(Ordering::SeqCst) {
                 return self.read_part(buf);
             }
             return Ok(Step::Wait(Duration::ZERO));
+        }
+        if ready == 0 && flushing {
+            return self.read_part(buf);
         }
         if ready == 0 {
             // No event for a while: look at the state in case an error was not signalled.
@@ -313,6 +328,9 @@ impl Reader {
             Err(e) if matches!(e.errno(), libc::EPIPE | libc::ESTRPIPE) => return self.recover(e.errno()),
             Err(e) => return Err(backend("avail", e)),
         };
+        if avail < self.period && flushing {
+            return self.read_part(buf);
+        }
         if avail < self.period {
             // Woken short of a period (see the module docs): sleep for the missing frames.
             let missing = (self.period - avail) as u64;

@@ -361,7 +361,17 @@ impl Worker {
         let mut last_failure: Option<(Instant, AudioError)> = None;
         let mut gate = Gate::new(self.cfg.preroll, self.cfg.tail_grace);
         let never = crossbeam_channel::never();
+        let mut flushing = false;
         loop {
+            // While a turn is closing, the audio up to its end may sit in a part-filled period: the reader
+            // hands it over as it comes, and goes back to whole periods once the turn is complete.
+            let closing = open.is_some() && gate.deadline().is_some();
+            if closing != flushing {
+                if let Some(o) = &open {
+                    if closing { o.stream.flush() } else { o.stream.end_flush() }
+                }
+                flushing = closing;
+            }
             let timeout = gate.deadline().map_or(Duration::from_millis(500), |d| {
                 d.saturating_duration_since(Instant::now()).min(Duration::from_millis(500))
             });
@@ -429,11 +439,8 @@ impl Worker {
                 Cmd::Gate { open: true, preroll, at } => gate.open(at, preroll, &mut |x| self.forward(x)),
                 Cmd::Gate { open: false, at, .. } => {
                     gate.close(at);
-                    match &open {
-                        // The audio up to the close may sit in a part-filled period: have it now.
-                        Some(o) if gate.deadline().is_some() => o.stream.flush(),
-                        Some(_) => {}
-                        None => gate.end(&mut |x| self.forward(x)),
+                    if open.is_none() {
+                        gate.end(&mut |x| self.forward(x));
                     }
                 }
                 Cmd::Close => self.close_stream(&mut open, &mut gate),
