@@ -7,10 +7,19 @@
 //! - **key release → text typed** through the daemon: Xvfb + xdotool for the key and the typing, espeak-ng played
 //!   into the PulseAudio virtual microphone while the key is held, an xterm receiving the text; `t0` just before
 //!   `xdotool keyup 105`, `t1` when `dictation_typed` arrives on a subscribed control connection, n = 10 (3);
-//!   the first dictation (which opens the microphone and loads the model) is reported on its own;
+//!   the first dictation (which opens the microphone and loads the model) is reported on its own; each
+//!   dictation's stages (`stages_ms`: capture, spool, prepare, engine, typing, …) and the p50 of each, and
+//!   whisper.cpp's time apart from everything else;
 //! - **RSS** of the daemon before the first dictation, with the model loaded, and after `dictate.model_idle_min`
 //!   unloaded it;
 //! - **binary size**: the bench's `ptt` binary, stripped.
+//!
+//! Two more modes, each instead of the above: `--ctx-table` transcribes 16 espeak-ng clips (bare and padded
+//! with silence) at nine audio contexts with and without a vocabulary prompt and prints every transcript and
+//! whether it looped (the evidence for the 384-frame floor); `--threads` prints what the free-core rule sees
+//! and chooses, and the same clip's time with 1 and with 2 threads, interleaved.
+//!
+//! Every figure is printed with the load average and the runnable count (`/proc/loadavg`).
 //!
 //! Targets (issue 13): release → typed ≤ 400 ms for a ~2 s utterance on 2 cores; RSS loaded ≤ 150 MB; stripped
 //! binary ≤ 12 MB.
@@ -171,7 +180,12 @@ fn thread_choice(model: &Model, dir: &std::path::Path, n: usize) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n_load, n_run) = if quick { (2, 3) } else { (5, 10) };
-    println!("ptt {} local dictation benchmark ({})", env!("CARGO_PKG_VERSION"), if quick { "quick" } else { "full" });
+    println!(
+        "ptt {} local dictation benchmark ({}); {}",
+        env!("CARGO_PKG_VERSION"),
+        if quick { "quick" } else { "full" },
+        load()
+    );
     let model_path = tiny_en();
     let scratch = tempfile::tempdir().expect("tempdir");
 
@@ -225,9 +239,10 @@ fn main() {
         loads[loads.len() - 1]
     );
     println!(
-        "transcription of {secs:.1} s of speech (audio_ctx {ctx}, {threads} threads), n={n_run}: p50 {:.0} ms, p90 {:.0} ms; heard {heard:?}",
+        "transcription of {secs:.1} s of speech (audio_ctx {ctx}, {threads} threads), n={n_run}: p50 {:.0} ms, p90 {:.0} ms; heard {heard:?}; {}",
         percentile(&runs, 0.5),
-        percentile(&runs, 0.9)
+        percentile(&runs, 0.9),
+        load()
     );
     println!(
         "the same with a clip-sized audio_ctx {clip_ctx} (no floor), n={n_run}: p50 {:.0} ms, p90 {:.0} ms; heard {clip_heard:?}",
