@@ -66,6 +66,9 @@ pub(crate) struct Dictation {
     recording: Option<Recording>,
     /// Clips sent and not back yet (a retry never sends one twice).
     in_flight: std::collections::HashSet<String>,
+    /// Clips whose text is with the typing thread: kept on disk until it is typed (or saved to
+    /// `untyped.txt`), so a daemon that dies in between leaves a clip to retry, not nothing.
+    typing_ids: std::collections::HashSet<String>,
     recent: VecDeque<String>,
     /// Failed clips the disk would not take: kept here for `ptt dictate retry`.
     held: Vec<(String, Arc<Vec<u8>>)>,
@@ -107,6 +110,7 @@ impl Dictation {
             rx,
             recording: None,
             in_flight: Default::default(),
+            typing_ids: Default::default(),
             recent: VecDeque::new(),
             held: Vec::new(),
             last_error: None,
@@ -288,15 +292,21 @@ impl Dictation {
         match ev {
             DictationEvent::Transcribed { id, text, timing } => {
                 self.in_flight.remove(&id);
-                self.spool.done(&id);
                 self.held.retain(|(h, _)| *h != id);
-                self.on_text(id, text, timing)
+                let steps = self.on_text(id.clone(), text, timing);
+                // A command or nothing heard is done here; text to type keeps its clip until it is typed.
+                if !self.typing_ids.contains(&id) {
+                    self.spool.done(&id);
+                }
+                steps
             }
             DictationEvent::Failed { id, failure, wav } => {
                 self.in_flight.remove(&id);
                 self.fail(&id, &failure.to_string(), wav)
             }
             DictationEvent::Typed { id, backend, waited_for_modifiers, timing } => {
+                self.typing_ids.remove(&id);
+                self.spool.done(&id);
                 self.typed += 1;
                 self.typing = self.typing.saturating_sub(1);
                 let ms = timing.total_ms();
@@ -327,7 +337,20 @@ impl Dictation {
             DictationEvent::TypeFailed { id, error, text } => {
                 self.typing = self.typing.saturating_sub(1);
                 self.last_error = Some(format!("typing failed: {error}"));
-                let saved = self.save_untyped(&text);
+                self.typing_ids.remove(&id);
+                let saved = match self.save_untyped(&text) {
+                    Ok(path) => {
+                        self.spool.done(&id);
+                        path
+                    }
+                    Err(why) => {
+                        // Neither typed nor saved: the clip stays, for `ptt dictate retry`.
+                        if let Err(e) = self.spool.fail(&id, &format!("typing failed: {error}"), &[]) {
+                            log::error!("dictation: cannot keep clip {id} for a retry: {e}");
+                        }
+                        why
+                    }
+                };
                 log::error!("dictation: {id} could not be typed: {error}; the text is in {saved}");
                 vec![
                     Step::Cue(Cue::DictationFailed),
@@ -403,6 +426,7 @@ impl Dictation {
     fn type_text(&mut self, id: String, text: String, timing: Timing) {
         if let Some(w) = &self.workers {
             self.typing += 1;
+            self.typing_ids.insert(id.clone());
             w.type_text(TypeJob {
                 id,
                 text,
@@ -414,8 +438,9 @@ impl Dictation {
         }
     }
 
-    /// Text that could not be typed is appended to `dictation/untyped.txt` (0600), never dropped.
-    fn save_untyped(&self, text: &str) -> String {
+    /// Text that could not be typed is appended to `dictation/untyped.txt` (0600), never dropped: where it went,
+    /// or (the file could not be written) where else it is.
+    fn save_untyped(&self, text: &str) -> Result<String, String> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.paths.state_dir.join("dictation").join("untyped.txt");
@@ -424,8 +449,8 @@ impl Dictation {
             f.write_all(format!("{}\n", text.trim_end()).as_bytes())
         });
         match written {
-            Ok(()) => path.display().to_string(),
-            Err(e) => format!("the journal only (cannot write {}: {e}): {text}", path.display()),
+            Ok(()) => Ok(path.display().to_string()),
+            Err(e) => Err(format!("the journal only (cannot write {}: {e}): {text}", path.display())),
         }
     }
 
@@ -434,7 +459,8 @@ impl Dictation {
         let engine = self.engine(key)?;
         let kept = self.spool.failed().map_err(|e| format!("cannot list the kept clips: {e}"))?;
         let mut sent = Vec::new();
-        let kept: Vec<_> = kept.into_iter().filter(|k| !self.in_flight.contains(&k.id)).collect();
+        let kept: Vec<_> =
+            kept.into_iter().filter(|k| !self.in_flight.contains(&k.id) && !self.typing_ids.contains(&k.id)).collect();
         for k in kept {
             match self.spool.read_failed(&k.id) {
                 Ok(wav) => {
@@ -488,5 +514,89 @@ impl Dictation {
                 None => LocalModelStatus { state: "not loaded".into(), ..LocalModelStatus::default() },
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn paths_in(dir: &Path) -> Paths {
+        Paths::from_vars(|k| match k {
+            "HOME" => Some(dir.join("home").into()),
+            "XDG_CONFIG_HOME" => Some(dir.join("config").into()),
+            "XDG_STATE_HOME" => Some(dir.join("state").into()),
+            "XDG_RUNTIME_DIR" => Some(dir.join("run").into()),
+            _ => None,
+        })
+        .expect("paths")
+    }
+
+    fn dictation(dir: &Path) -> Dictation {
+        // `stdout`: the typing thread never touches a real display in a test.
+        let cfg = DictateConfig { typer: crate::config::TyperKind::Stdout, ..DictateConfig::default() };
+        Dictation::new(cfg, &paths_in(dir))
+    }
+
+    fn pending(dir: &Path, id: &str) -> std::path::PathBuf {
+        dir.join("state/ptt/dictation/pending").join(format!("{id}.wav"))
+    }
+
+    fn transcribed(d: &mut Dictation, id: &str, text: &str) {
+        d.on_event(DictationEvent::Transcribed { id: id.into(), text: text.into(), timing: Timing::default() });
+    }
+
+    #[test]
+    fn a_clip_stays_on_disk_until_its_text_is_typed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = dictation(dir.path());
+        let id = d.spool.new_id();
+        d.spool.save_pending(&id, b"RIFF").expect("save");
+        transcribed(&mut d, &id, "send the report");
+        assert!(pending(dir.path(), &id).exists(), "text back but not typed yet: the clip stays");
+        // A retry meanwhile does not send it again.
+        assert!(d.typing_ids.contains(&id));
+        d.on_event(DictationEvent::Typed {
+            id: id.clone(),
+            backend: "stdout".into(),
+            waited_for_modifiers: std::time::Duration::ZERO,
+            timing: Timing::default(),
+        });
+        assert!(!pending(dir.path(), &id).exists(), "typed: the clip is deleted");
+        assert!(d.typing_ids.is_empty());
+    }
+
+    #[test]
+    fn a_command_or_silence_is_done_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = dictation(dir.path());
+        let id = d.spool.new_id();
+        d.spool.save_pending(&id, b"RIFF").expect("save");
+        transcribed(&mut d, &id, "");
+        assert!(!pending(dir.path(), &id).exists(), "nothing to type: nothing to keep");
+    }
+
+    #[test]
+    fn text_that_cannot_be_typed_is_saved_or_its_clip_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = dictation(dir.path());
+        let id = d.spool.new_id();
+        d.spool.save_pending(&id, b"RIFF").expect("save");
+        transcribed(&mut d, &id, "first");
+        d.on_event(DictationEvent::TypeFailed { id: id.clone(), error: "no display".into(), text: "first ".into() });
+        let untyped = dir.path().join("state/ptt/dictation/untyped.txt");
+        assert_eq!(std::fs::read_to_string(&untyped).expect("untyped.txt"), "first\n");
+        assert!(!pending(dir.path(), &id).exists(), "the text is saved: the clip is done");
+
+        // untyped.txt cannot be written (a directory in its place): the clip is kept for a retry.
+        std::fs::remove_file(&untyped).expect("rm");
+        std::fs::create_dir(&untyped).expect("mkdir");
+        let id = d.spool.new_id();
+        d.spool.save_pending(&id, b"RIFF").expect("save");
+        transcribed(&mut d, &id, "second");
+        d.on_event(DictationEvent::TypeFailed { id: id.clone(), error: "no display".into(), text: "second ".into() });
+        let kept = d.spool.failed().expect("failed");
+        assert!(kept.iter().any(|k| k.id == id), "kept for `ptt dictate retry`: {kept:?}");
     }
 }
