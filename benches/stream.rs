@@ -25,19 +25,20 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, TestHome};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use serde_json::{Value, json};
+use common::TestHome;
+use serde_json::json;
+use support::{Control, Row, Subscription, check_alive, clock_hz, cpu_ticks, print_table, proc_status_kb};
 
 /// How long the flood may take in all.
 const FLOOD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -51,13 +52,6 @@ struct Plan {
     flood_tasks: usize,
     flood_mib: u32,
     idle: Duration,
-}
-
-struct Row {
-    metric: String,
-    result: String,
-    target: &'static str,
-    pass: Option<bool>,
 }
 
 fn main() {
@@ -98,16 +92,7 @@ fn main() {
         rows.extend(bench_idle(&plan, false));
         rows.extend(bench_idle(&plan, true));
     }
-    println!("| Metric | Result | Target | Pass |");
-    println!("|---|---|---|---|");
-    for r in &rows {
-        let pass = match r.pass {
-            Some(true) => "pass",
-            Some(false) => "**FAIL**",
-            None => "—",
-        };
-        println!("| {} | {} | {} | {pass} |", r.metric, r.result, r.target);
-    }
+    print_table(&rows);
 }
 
 fn load_average() -> String {
@@ -417,138 +402,4 @@ fn idle_window(plan: &Plan, home: &TestHome, with: &str) -> Vec<Row> {
             pass: Some(rss_mb <= 12.0),
         },
     ]
-}
-
-// ---------------------------------------------------------------------------
-// Helpers
-
-fn check_alive(daemon: &Daemon) {
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid()), None).is_ok();
-    assert!(alive, "the daemon died during the benchmark: {}", daemon.log_text());
-}
-
-fn socket(home: &TestHome) -> PathBuf {
-    home.runtime_dir().join("control.sock")
-}
-
-struct Control {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-impl Control {
-    fn connect(home: &TestHome) -> Control {
-        let writer = UnixStream::connect(socket(home)).expect("connect to the control socket");
-        writer.set_read_timeout(Some(TASK_TIMEOUT)).expect("read timeout");
-        let reader = BufReader::new(writer.try_clone().expect("clone stream"));
-        Control { writer, reader }
-    }
-
-    fn request(&mut self, request: &Value) -> Value {
-        let mut line = serde_json::to_vec(request).expect("serialize");
-        line.push(b'\n');
-        self.writer.write_all(&line).expect("send request");
-        let mut reply = String::new();
-        self.reader.read_line(&mut reply).expect("read reply");
-        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("bad reply ({e}): {reply:?}"))
-    }
-}
-
-struct Ended {
-    task: Value,
-    at: Instant,
-}
-
-/// An event stream, read by a thread that timestamps each `task_ended` line as it arrives.
-struct Subscription {
-    stream: UnixStream,
-    rx: Receiver<Ended>,
-}
-
-impl Subscription {
-    fn open(home: &TestHome) -> Subscription {
-        let mut stream = UnixStream::connect(socket(home)).expect("connect to the control socket");
-        stream.write_all(b"{\"cmd\":\"subscribe\"}\n").expect("subscribe");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-        let mut first = String::new();
-        reader.read_line(&mut first).expect("subscribe reply");
-        assert!(first.contains("\"subscribed\""), "subscribe refused: {first}");
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                let at = Instant::now();
-                let Ok(mut event) = serde_json::from_str::<Value>(&line) else { continue };
-                if event["event"] == "task_ended" && tx.send(Ended { task: event["task"].take(), at }).is_err() {
-                    return;
-                }
-            }
-        });
-        Subscription { stream, rx }
-    }
-
-    /// The `task_ended` events of all of `ids`; should the daemon drop this subscriber, the rest are polled.
-    fn wait_all_ended(&self, ctl: &mut Control, mut ids: Vec<String>, timeout: Duration) -> HashMap<String, Ended> {
-        let deadline = Instant::now() + timeout;
-        let mut ended = HashMap::new();
-        while !ids.is_empty() {
-            match self.rx.recv_deadline(deadline) {
-                Ok(e) => {
-                    if let Some(i) = ids.iter().position(|id| e.task["id"] == id.as_str()) {
-                        ended.insert(ids.swap_remove(i), e);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("{} task(s) did not end within {timeout:?}", ids.len()),
-                Err(RecvTimeoutError::Disconnected) => {
-                    println!("(the daemon dropped the event subscriber; polling the remaining {} task(s))", ids.len());
-                    while !ids.is_empty() {
-                        assert!(Instant::now() < deadline, "{} task(s) did not end within {timeout:?}", ids.len());
-                        ids.retain(|id| {
-                            let reply = ctl.request(&json!({"cmd": "show", "reference": id}));
-                            if reply["task"]["state"] == "running" {
-                                return true;
-                            }
-                            ended.insert(id.clone(), Ended { task: reply["task"].clone(), at: Instant::now() });
-                            false
-                        });
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        }
-        ended
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-fn proc_status_kb(pid: i32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn clock_hz() -> f64 {
-    // SAFETY: sysconf only reads a system constant.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
-}
-
-/// utime + stime of a process (all its threads), in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).expect("utime/stime");
-    field(11) + field(12)
 }
