@@ -16,7 +16,7 @@
 //! succeeds. Nothing said is lost to a bad key, a dead network, a full disk or
 //! a daemon restart.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -64,11 +64,12 @@ pub(crate) struct Dictation {
     /// The loop selects on this (never ready when the threads could not start).
     pub(crate) rx: Receiver<DictationEvent>,
     recording: Option<Recording>,
-    /// Clips sent and not back yet (a retry never sends one twice).
-    in_flight: std::collections::HashSet<String>,
-    /// Clips whose text is with the typing thread: kept on disk until it is typed (or saved to
-    /// `untyped.txt`), so a daemon that dies in between leaves a clip to retry, not nothing.
-    typing_ids: std::collections::HashSet<String>,
+    /// Clips sent and not back yet, with their audio (a retry never sends one twice).
+    in_flight: HashMap<String, Arc<Vec<u8>>>,
+    /// Clips whose text is with the typing thread, with their audio: kept (on disk, or here when the disk
+    /// refused them) until the text is typed or saved to `untyped.txt`, so a daemon that dies in between
+    /// leaves a clip to retry, and text that can be neither typed nor saved keeps its clip.
+    typing: HashMap<String, Arc<Vec<u8>>>,
     recent: VecDeque<String>,
     /// Failed clips the disk would not take: kept here for `ptt dictate retry`.
     held: Vec<(String, Arc<Vec<u8>>)>,
@@ -76,8 +77,6 @@ pub(crate) struct Dictation {
     /// The local model as the `dictate-local` thread last reported it.
     model: Option<ModelEvent>,
     typed: u64,
-    /// Texts handed to the typing thread that it has not reported on yet.
-    typing: u64,
     dropped: u64,
     failed: u64,
 }
@@ -109,14 +108,13 @@ impl Dictation {
             workers,
             rx,
             recording: None,
-            in_flight: Default::default(),
-            typing_ids: Default::default(),
+            in_flight: HashMap::new(),
+            typing: HashMap::new(),
             recent: VecDeque::new(),
             held: Vec::new(),
             last_error: None,
             model: None,
             typed: 0,
-            typing: 0,
             dropped: 0,
             failed: 0,
         };
@@ -230,9 +228,10 @@ impl Dictation {
 
     fn send(&mut self, id: String, wav: Arc<Vec<u8>>, engine: &Engine, timing: Timing) {
         let Some(workers) = &self.workers else { return };
-        if !self.in_flight.insert(id.clone()) {
+        if self.in_flight.contains_key(&id) {
             return;
         }
+        self.in_flight.insert(id.clone(), wav.clone());
         let words = vocabulary::load(&self.vocabulary_file()).unwrap_or_else(|e| {
             log::warn!("dictation: cannot read the vocabulary {}: {e}", self.vocabulary_file().display());
             Vec::new()
@@ -291,11 +290,11 @@ impl Dictation {
     pub(crate) fn on_event(&mut self, ev: DictationEvent) -> Vec<Step> {
         match ev {
             DictationEvent::Transcribed { id, text, timing } => {
-                self.in_flight.remove(&id);
+                let wav = self.in_flight.remove(&id).unwrap_or_default();
                 self.held.retain(|(h, _)| *h != id);
-                let steps = self.on_text(id.clone(), text, timing);
+                let steps = self.on_text(id.clone(), text, timing, wav);
                 // A command or nothing heard is done here; text to type keeps its clip until it is typed.
-                if !self.typing_ids.contains(&id) {
+                if !self.typing.contains_key(&id) {
                     self.spool.done(&id);
                 }
                 steps
@@ -305,10 +304,9 @@ impl Dictation {
                 self.fail(&id, &failure.to_string(), wav)
             }
             DictationEvent::Typed { id, backend, waited_for_modifiers, timing } => {
-                self.typing_ids.remove(&id);
+                self.typing.remove(&id);
                 self.spool.done(&id);
                 self.typed += 1;
-                self.typing = self.typing.saturating_sub(1);
                 let ms = timing.total_ms();
                 let stages = timing.stages();
                 log::info!(
@@ -335,18 +333,19 @@ impl Dictation {
                 vec![]
             }
             DictationEvent::TypeFailed { id, error, text } => {
-                self.typing = self.typing.saturating_sub(1);
                 self.last_error = Some(format!("typing failed: {error}"));
-                self.typing_ids.remove(&id);
+                let wav = self.typing.remove(&id).unwrap_or_default();
                 let saved = match self.save_untyped(&text) {
                     Ok(path) => {
                         self.spool.done(&id);
                         path
                     }
                     Err(why) => {
-                        // Neither typed nor saved: the clip stays, for `ptt dictate retry`.
-                        if let Err(e) = self.spool.fail(&id, &format!("typing failed: {error}"), &[]) {
-                            log::error!("dictation: cannot keep clip {id} for a retry: {e}");
+                        // Neither typed nor saved: the clip stays, for `ptt dictate retry` (in memory if the disk
+                        // refuses it too).
+                        if let Err(e) = self.spool.fail(&id, &format!("typing failed: {error}"), &wav) {
+                            log::error!("dictation: cannot keep clip {id} on disk ({e}); kept in memory for a retry");
+                            self.held.push((id.clone(), wav));
                         }
                         why
                     }
@@ -360,7 +359,7 @@ impl Dictation {
         }
     }
 
-    fn on_text(&mut self, id: String, text: String, timing: Timing) -> Vec<Step> {
+    fn on_text(&mut self, id: String, text: String, timing: Timing, wav: Arc<Vec<u8>>) -> Vec<Step> {
         let meaning = interpret(&text, &self.cfg.commands);
         let command = |name: &str| Step::Broadcast(json!({"event": "dictation_command", "id": id, "command": name}));
         match meaning {
@@ -374,11 +373,11 @@ impl Dictation {
                     self.recent.pop_front();
                 }
                 let text = if self.cfg.trailing_space { format!("{t} ") } else { t };
-                self.type_text(id, text, timing);
+                self.type_text(id, text, timing, wav);
                 vec![]
             }
             Meaning::NewLine => {
-                self.type_text(id.clone(), "\n".into(), timing);
+                self.type_text(id.clone(), "\n".into(), timing, wav);
                 vec![command("new_line")]
             }
             Meaning::LiveMode => {
@@ -423,10 +422,9 @@ impl Dictation {
         }
     }
 
-    fn type_text(&mut self, id: String, text: String, timing: Timing) {
+    fn type_text(&mut self, id: String, text: String, timing: Timing, wav: Arc<Vec<u8>>) {
         if let Some(w) = &self.workers {
-            self.typing += 1;
-            self.typing_ids.insert(id.clone());
+            self.typing.insert(id.clone(), wav);
             w.type_text(TypeJob {
                 id,
                 text,
@@ -459,8 +457,10 @@ impl Dictation {
         let engine = self.engine(key)?;
         let kept = self.spool.failed().map_err(|e| format!("cannot list the kept clips: {e}"))?;
         let mut sent = Vec::new();
-        let kept: Vec<_> =
-            kept.into_iter().filter(|k| !self.in_flight.contains(&k.id) && !self.typing_ids.contains(&k.id)).collect();
+        let kept: Vec<_> = kept
+            .into_iter()
+            .filter(|k| !self.in_flight.contains_key(&k.id) && !self.typing.contains_key(&k.id))
+            .collect();
         for k in kept {
             match self.spool.read_failed(&k.id) {
                 Ok(wav) => {
@@ -496,7 +496,7 @@ impl Dictation {
             in_flight: self.in_flight.len() as u64,
             kept_clips: kept as u64,
             typed: self.typed,
-            typing: self.typing,
+            typing: self.typing.len() as u64,
             dropped: self.dropped,
             failed: self.failed,
             typer: self.cfg.typer,
@@ -543,7 +543,9 @@ mod tests {
         dir.join("state/ptt/dictation/pending").join(format!("{id}.wav"))
     }
 
+    /// The text of a clip that was sent (as `send` does, with its audio in flight) comes back.
     fn transcribed(d: &mut Dictation, id: &str, text: &str) {
+        d.in_flight.insert(id.into(), Arc::new(format!("RIFF {id}").into_bytes()));
         d.on_event(DictationEvent::Transcribed { id: id.into(), text: text.into(), timing: Timing::default() });
     }
 
@@ -556,7 +558,7 @@ mod tests {
         transcribed(&mut d, &id, "send the report");
         assert!(pending(dir.path(), &id).exists(), "text back but not typed yet: the clip stays");
         // A retry meanwhile does not send it again.
-        assert!(d.typing_ids.contains(&id));
+        assert!(d.typing.contains_key(&id));
         d.on_event(DictationEvent::Typed {
             id: id.clone(),
             backend: "stdout".into(),
@@ -564,7 +566,7 @@ mod tests {
             timing: Timing::default(),
         });
         assert!(!pending(dir.path(), &id).exists(), "typed: the clip is deleted");
-        assert!(d.typing_ids.is_empty());
+        assert!(d.typing.is_empty());
     }
 
     #[test]
@@ -598,5 +600,12 @@ mod tests {
         d.on_event(DictationEvent::TypeFailed { id: id.clone(), error: "no display".into(), text: "second ".into() });
         let kept = d.spool.failed().expect("failed");
         assert!(kept.iter().any(|k| k.id == id), "kept for `ptt dictate retry`: {kept:?}");
+
+        // The same when the disk never held the clip (`pending/` refused it): its audio is written, not nothing.
+        let id = d.spool.new_id();
+        transcribed(&mut d, &id, "third");
+        assert!(!pending(dir.path(), &id).exists());
+        d.on_event(DictationEvent::TypeFailed { id: id.clone(), error: "no display".into(), text: "third ".into() });
+        assert_eq!(d.spool.read_failed(&id).expect("kept clip"), format!("RIFF {id}").into_bytes());
     }
 }
