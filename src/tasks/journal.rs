@@ -128,6 +128,35 @@ impl Journal {
         Ok(())
     }
 
+    /// Ends a torn last line (a crash in the middle of an append) with a newline, so that the next append
+    /// starts a line of its own instead of joining the unreadable one (and being skipped with it). For a
+    /// journal kept across a start (when the start's snapshot could not be written).
+    pub(crate) fn seal(&self) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::OpenOptionsExt;
+        let _last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.len() == 0 {
+            return Ok(());
+        }
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
     /// Removes the journal when nothing after `seq` was appended (a snapshot through `seq` is on disk).
     pub(crate) fn remove_if_through(&self, seq: u64) -> std::io::Result<()> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -348,6 +377,16 @@ mod tests {
         assert_eq!(states, [("t1", TaskState::Succeeded), ("t2", TaskState::Succeeded), ("t3", TaskState::Running)]);
         assert_eq!(loaded.seq, 6);
         assert_eq!(loaded.next_id, 4, "t3 was handed out");
+
+        // The journal is kept across a start (its snapshot could not be written): sealed, the next append is
+        // a line of its own, not part of the torn one.
+        journal.seal().expect("seal");
+        journal.seal().expect("sealing twice adds nothing");
+        let after = sample("t5", "e", TaskState::Running);
+        journal.append(7, &encode(7, 6, &after).expect("encode")).expect("append");
+        let (loaded, _) = Registry::load(&path, &d.path().join("logs")).expect("load");
+        assert!(loaded.tasks.iter().any(|t| t.id == "t5"), "the record after the torn line is read");
+        assert_eq!(loaded.seq, 7);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(journal.path()).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -137,6 +137,9 @@ impl Supervisor {
             }
             Err(e) => {
                 log::error!("cannot write the task registry at start (the journal keeps what it had): {e:#}");
+                if let Err(e) = journal.seal() {
+                    log::warn!("cannot end the journal's torn last line: {e}");
+                }
                 Some(format!("{e:#}"))
             }
         };
