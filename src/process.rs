@@ -88,6 +88,16 @@ pub(crate) fn inherited_env(vars: impl IntoIterator<Item = (OsString, OsString)>
     vars.into_iter().filter(|(k, _)| k.to_str().is_some_and(child_may_inherit)).collect()
 }
 
+/// Turns `O_NONBLOCK` on or off for a pipe end we hold (a child's stdin written without blocking the loop,
+/// then handed to a thread; a typing tool's pipes read by one thread).
+pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    let flags = if on { flags | OFlag::O_NONBLOCK } else { flags - OFlag::O_NONBLOCK };
+    fcntl(fd, FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

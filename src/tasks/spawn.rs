@@ -195,7 +195,7 @@ fn spawn_with_env(
         let fed = std::thread::Builder::new().name("task-stdin".into()).stack_size(64 * 1024).spawn(move || {
             use std::io::Write;
             let mut stdin = stdin;
-            if set_blocking(&stdin).is_ok() {
+            if crate::process::set_nonblocking(std::os::fd::AsFd::as_fd(&stdin), false).is_ok() {
                 let _ = stdin.write_all(&rest);
             }
         });
@@ -208,44 +208,22 @@ fn spawn_with_env(
     Ok(Spawned { child, output: reader })
 }
 
-/// Writes as much of `bytes` as the pipe takes now; how much that was.
+/// Writes as much of `bytes` as the pipe takes now (it is left non-blocking); how much that was.
 fn write_nonblocking(pipe: &std::io::PipeWriter, bytes: &[u8]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let fd = pipe.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    crate::process::set_nonblocking(pipe.as_fd(), true)?;
     let mut written = 0;
+    let mut w = pipe;
     while written < bytes.len() {
-        let rest = &bytes[written..];
-        // SAFETY: `rest` is a valid buffer of `rest.len()` bytes.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n >= 0 {
-            written += n as usize;
-            continue;
-        }
-        let e = std::io::Error::last_os_error();
-        match e.kind() {
-            std::io::ErrorKind::Interrupted => {}
-            std::io::ErrorKind::WouldBlock => break,
-            _ => return Err(e),
+        match w.write(&bytes[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(written)
-}
-
-/// Clears `O_NONBLOCK` again (for the thread that writes the rest of a long prompt).
-fn set_blocking(pipe: &std::io::PipeWriter) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = pipe.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

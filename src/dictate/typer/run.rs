@@ -291,16 +291,6 @@ impl Drop for Reaper {
     }
 }
 
-fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a descriptor owned by a live `ChildStd*` handle.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Reads what is available without blocking into `buf` (keeping at most `keep` bytes, flagging the rest in
 /// `truncated`); closes the handle on EOF or error. Reads at most 1 MiB per call so a flood cannot starve the
 /// timeout check.
@@ -399,9 +389,11 @@ pub(super) fn run_step(
     let mut stdout = reaper.child.stdout.take();
     let mut stderr = reaper.child.stderr.take();
     let input = step.stdin.as_deref().unwrap_or_default().as_bytes();
-    let fds = [stdin.as_ref().map(AsRawFd::as_raw_fd), stdout.as_ref().map(AsRawFd::as_raw_fd)];
-    for fd in fds.into_iter().chain([stderr.as_ref().map(AsRawFd::as_raw_fd)]).flatten() {
-        set_nonblocking(fd).map_err(|e| TypeError::Io(format!("cannot set up pipes for {program}: {e}")))?;
+    use std::os::fd::AsFd;
+    let fds = [stdin.as_ref().map(AsFd::as_fd), stdout.as_ref().map(AsFd::as_fd)];
+    for fd in fds.into_iter().chain([stderr.as_ref().map(AsFd::as_fd)]).flatten() {
+        crate::process::set_nonblocking(fd, true)
+            .map_err(|e| TypeError::Io(format!("cannot set up pipes for {program}: {e}")))?;
     }
 
     let mut written = 0;
