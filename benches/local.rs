@@ -109,7 +109,7 @@ fn espeak_wav(dir: &std::path::Path, text: &str, speed: u32, pad_ms: usize) -> V
 
 /// `--ctx-table`: every clip of [`TABLE_CLIPS`] (bare, and with 300 ms of silence around it) at several audio
 /// contexts, with no prompt and with a vocabulary prompt; prints each transcript and whether it looped.
-fn ctx_table(model: &Model, dir: &std::path::Path) {
+fn ctx_table(model: &mut Model, dir: &std::path::Path) {
     let threads = local::threads(0);
     println!("audio_ctx table, {threads} threads, {}", load());
     println!("| clip | s | prompt | audio_ctx | ms | tokens | looped | text |");
@@ -157,7 +157,7 @@ fn ctx_table(model: &Model, dir: &std::path::Path) {
 
 /// `--threads`: what the free-core rule sees and chooses now, and what one and two threads take on the
 /// bench's sentence (interleaved, so both see the same machine).
-fn thread_choice(model: &Model, dir: &std::path::Path, n: usize) {
+fn thread_choice(model: &mut Model, dir: &std::path::Path, n: usize) {
     let pcm = local::prepare(&espeak_wav(dir, SENTENCE, 175, 0)).expect("prepare");
     let (mut one, mut two) = (Vec::new(), Vec::new());
     for _ in 0..n {
@@ -198,13 +198,13 @@ fn main() {
         loads.push(m.load_time.as_secs_f64() * 1000.0);
         model = Some(m);
     }
-    let model = model.expect("a model");
+    let mut model = model.expect("a model");
     if std::env::args().any(|a| a == "--threads") {
-        thread_choice(&model, scratch.path(), n_run);
+        thread_choice(&mut model, scratch.path(), n_run);
         return;
     }
     if std::env::args().any(|a| a == "--ctx-table") {
-        ctx_table(&model, scratch.path());
+        ctx_table(&mut model, scratch.path());
         return;
     }
     let loads = sorted(loads);

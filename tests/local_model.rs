@@ -14,7 +14,7 @@ const KEYWORDS: &[&str] = &["please", "send", "quarterly", "report", "friday", "
 #[test]
 fn speech_becomes_text_with_a_clip_sized_context() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
+    let mut model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
     assert!(!model.multilingual, "tiny.en is English-only");
     let wav = speech_wav(dir.path(), SENTENCE);
     let pcm = local::prepare(&wav).expect("prepare");
@@ -47,7 +47,7 @@ fn a_truncated_or_damaged_model_is_a_clear_error_at_load() {
 #[test]
 fn recent_dictations_in_the_prompt_do_not_make_the_model_repeat_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
+    let mut model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
     let pcm = local::prepare(&speech_wav(dir.path(), "send the report on friday")).expect("prepare");
     // The daemon's prompt after two dictations: the vocabulary, then the recent text.
     let prompt = Some("Kubernetes, PostgreSQL. Send the reports on Friday. Send the reports on Friday.".to_string());
@@ -60,7 +60,7 @@ fn recent_dictations_in_the_prompt_do_not_make_the_model_repeat_itself() {
 #[test]
 fn a_decode_that_loops_is_decoded_again_with_a_wider_context() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
+    let mut model = Model::load(&tiny_en()).unwrap_or_else(|e| panic!("the real model loads: {e}"));
     // "forty two" made tiny.en loop ("42. 42. 42. …" to the token cap) at the 384-frame floor in every
     // measurement (benches/local.rs --ctx-table); the dictation must come back as the number, once.
     let pcm = local::prepare(&speech_wav(dir.path(), "forty two")).expect("prepare");

@@ -279,7 +279,7 @@ pub(crate) fn doctor(config: &Config, paths: &Paths) -> Vec<(Health, &'static st
             return out;
         }
     };
-    let model = match crate::dictate::local::Model::load(&path) {
+    let mut model = match crate::dictate::local::Model::load(&path) {
         Ok(m) => m,
         Err(e) => {
             out.push((Health::Fail, "local model", e));

@@ -252,7 +252,7 @@ pub struct Model {
     /// whisper.cpp's working memory for a transcription (KV caches, compute buffers sized for the full 30 s
     /// window, so any audio context fits), made at load and reused: making it took 10-20 ms and freeing it
     /// 1-4 ms of every dictation (measured at load 4). It stays while the model does (about 30 MB).
-    state: Mutex<Option<WhisperState>>,
+    state: Option<WhisperState>,
     pub(crate) path: PathBuf,
     pub(crate) bytes: u64,
     /// The file's modification time at load: a replaced file is loaded again.
@@ -323,7 +323,7 @@ impl Model {
         let state = new_state(&ctx)?;
         Ok(Model {
             ctx,
-            state: Mutex::new(Some(state)),
+            state: Some(state),
             path: path.to_path_buf(),
             bytes: info.bytes,
             modified,
@@ -339,7 +339,7 @@ impl Model {
 
     /// Transcribes 16 kHz mono audio (from [`prepare`]).
     pub fn transcribe(
-        &self,
+        &mut self,
         pcm: &[f32],
         prompt: Option<&str>,
         language: Option<&str>,
@@ -372,7 +372,7 @@ impl Model {
     /// `benches/local.rs`, which measures what the [`MIN_AUDIO_CTX`] floor costs against a clip-sized one.
     #[doc(hidden)]
     pub fn transcribe_with_audio_ctx(
-        &self,
+        &mut self,
         pcm: &[f32],
         prompt: Option<&str>,
         language: Option<&str>,
@@ -381,8 +381,7 @@ impl Model {
     ) -> Result<Transcript, String> {
         let started = Instant::now();
         // The state is taken for this transcription and put back after it; one that failed is not reused.
-        let mut slot = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut state = match slot.take() {
+        let mut state = match self.state.take() {
             Some(state) => state,
             None => new_state(&self.ctx)?,
         };
@@ -417,7 +416,7 @@ impl Model {
             tokens += usize::try_from(segment.n_tokens()).unwrap_or(0);
             text.push_str(&segment.to_str_lossy().map_err(|e| format!("whisper.cpp gave no text: {e}"))?);
         }
-        *slot = Some(state);
+        self.state = Some(state);
         Ok(Transcript {
             text: text.trim().to_string(),
             took: started.elapsed(),
@@ -521,7 +520,7 @@ fn ensure_loaded<'m>(
     model: &'m mut Option<Model>,
     path: &Path,
     to_loop: &Sender<DictationEvent>,
-) -> Result<&'m Model, String> {
+) -> Result<&'m mut Model, String> {
     if !model.as_ref().is_some_and(|m| m.is(path)) {
         // Drop the old one first: two models need not fit in memory at once.
         *model = None;
@@ -550,7 +549,7 @@ fn ensure_loaded<'m>(
             }
         }
     }
-    model.as_ref().ok_or_else(|| "no model".to_string())
+    model.as_mut().ok_or_else(|| "no model".to_string())
 }
 
 fn transcribe_job(model: &mut Option<Model>, job: LocalJob, to_loop: &Sender<DictationEvent>) -> DictationEvent {
