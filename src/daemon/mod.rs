@@ -459,8 +459,8 @@ impl Daemon {
                     log::info!("live: voice command: dictate mode");
                     self.run_dictation_steps(vec![dictation::Step::LiveOff]);
                 }
-                Meaning::QuietOn => self.set_quiet(true, "voice command", now),
-                Meaning::QuietOff => self.set_quiet(false, "voice command", now),
+                Meaning::QuietOn => self.set_quiet(true, QuietBy::Voice, now),
+                Meaning::QuietOff => self.set_quiet(false, QuietBy::Voice, now),
                 _ => {}
             }
         }
@@ -584,7 +584,7 @@ impl Daemon {
                 LiveStep::RunTool(call) if call.name == crate::realtime::tools::SET_QUIET => {
                     let result = match tools::quiet_argument(&call.arguments) {
                         Ok(on) => {
-                            self.set_quiet(on, "the assistant", now);
+                            self.set_quiet(on, QuietBy::Assistant, now);
                             tools::ToolResult::quiet(self.quiet, self.waiting())
                         }
                         Err(e) => e,
@@ -832,7 +832,7 @@ impl Daemon {
                         log::info!("dictation: already in dictate mode");
                     }
                 }
-                dictation::Step::Quiet(on) => self.set_quiet(on, "voice command", Instant::now()),
+                dictation::Step::Quiet(on) => self.set_quiet(on, QuietBy::Voice, Instant::now()),
                 dictation::Step::Broadcast(v) => self.broadcast(v),
                 dictation::Step::Notify(note) => {
                     if let Some(n) = &self.notifier {
@@ -857,7 +857,7 @@ impl Daemon {
         match (ev.binding, ev.action) {
             (Binding::Live, Action::Toggle) => self.toggle_live().map(|()| None),
             (Binding::Quiet, Action::Toggle) => {
-                self.set_quiet(!self.quiet, "the quiet key", now);
+                self.set_quiet(!self.quiet, QuietBy::Key, now);
                 Ok(Some(if self.quiet { "quiet mode on" } else { "quiet mode off" }))
             }
             (Binding::Ptt, Action::Press | Action::Release) => {
@@ -1077,15 +1077,15 @@ impl Daemon {
 
     /// Quiet mode on or off: the session holds or offers what waits, subscribers and the journal hear of it. A
     /// key or a voice command gets a short cue (the assistant confirms its own `set_quiet` in words).
-    fn set_quiet(&mut self, on: bool, why: &str, now: Instant) {
-        if why != "the assistant" {
+    fn set_quiet(&mut self, on: bool, by: QuietBy, now: Instant) {
+        if by != QuietBy::Assistant {
             self.voice.cue(Cue::Done);
         }
         if self.quiet == on {
             return;
         }
         self.quiet = on;
-        log::info!("quiet mode {} ({why}); {} item(s) wait", if on { "on" } else { "off" }, self.waiting());
+        log::info!("quiet mode {} ({}); {} item(s) wait", if on { "on" } else { "off" }, by.label(), self.waiting());
         let steps = self.live.set_quiet(on, now);
         self.run_live_steps(steps, now);
         self.broadcast(json!({"event": "quiet", "on": on, "waiting": self.waiting()}));
@@ -1170,6 +1170,24 @@ impl Daemon {
         line.push(b'\n');
         // A subscriber that cannot keep up (full queue) or went away is dropped.
         self.subscribers.retain(|s| s.send_line(&line));
+    }
+}
+
+/// Who turned quiet mode on or off: a key or a voice command gets a cue, the assistant answers in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuietBy {
+    Voice,
+    Key,
+    Assistant,
+}
+
+impl QuietBy {
+    fn label(self) -> &'static str {
+        match self {
+            QuietBy::Voice => "voice command",
+            QuietBy::Key => "the quiet key",
+            QuietBy::Assistant => "the assistant",
+        }
     }
 }
 
