@@ -14,7 +14,11 @@
 //! exactly one reply line. The loop writes only if it claims the request
 //! before the thread gives up on it (an atomic `PENDING → ANSWERED`); a thread
 //! that times out claims it the other way (`PENDING → ABANDONED`) and writes
-//! its error line, and the loop's late answer is dropped.
+//! its error line, and the loop's late answer is dropped. Two requests keep
+//! the plain `Sender<Value>` reply (`Incoming::Request`): a `permission_ask`,
+//! answered later by the task supervisor's permission board (which knows
+//! nothing of sockets), and a `sync`, answered when the loop is idle; neither
+//! is on a latency path.
 //!
 //! **Subscribers** ([`Subscriber`], [`Backlog`]):
 //! Invariant: events reach the client whole and in the loop's order. The loop
@@ -93,12 +97,8 @@ impl Replier {
 impl ReplyWait {
     /// What is left of the reply line for the caller to write (empty when the loop wrote it all), or why
     /// there is no reply (the caller writes an error line then; the loop will write nothing).
-    pub(crate) fn wait(self, timeout: Option<Duration>) -> Result<Vec<u8>, NoReply> {
-        let got = match timeout {
-            Some(t) => self.rest.recv_timeout(t),
-            None => self.rest.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        let why = match got {
+    pub(crate) fn wait(self, timeout: Duration) -> Result<Vec<u8>, NoReply> {
+        let why = match self.rest.recv_timeout(timeout) {
             Ok(rest) => return Ok(rest),
             Err(RecvTimeoutError::Timeout) => NoReply::Late,
             Err(RecvTimeoutError::Disconnected) => NoReply::Dropped,
@@ -196,7 +196,7 @@ mod tests {
         let (ours, theirs) = pair();
         let (answerer, wait) = replier(ours);
         answerer.answer(&serde_json::json!({"status": "ok"}));
-        assert_eq!(wait.wait(Some(Duration::from_secs(5))), Ok(Vec::new()));
+        assert_eq!(wait.wait(Duration::from_secs(5)), Ok(Vec::new()));
         let mut line = String::new();
         BufReader::new(theirs).read_line(&mut line).expect("read");
         assert_eq!(line, "{\"status\":\"ok\"}\n");
@@ -209,7 +209,7 @@ mod tests {
         let (answerer, wait) = replier(ours.clone());
         let big = "y".repeat(300_000);
         answerer.answer(&serde_json::json!({"big": big}));
-        let rest = wait.wait(Some(Duration::from_secs(5))).expect("answered");
+        let rest = wait.wait(Duration::from_secs(5)).expect("answered");
         assert!(!rest.is_empty() && rest.len() < 300_000, "{}", rest.len());
         let writer = std::thread::spawn(move || {
             let mut w = &*ours;
@@ -227,7 +227,7 @@ mod tests {
         let (ours, theirs) = pair();
         // `ours` stays open: no bytes and no end of file either.
         let (answerer, wait) = replier(ours.clone());
-        assert_eq!(wait.wait(Some(Duration::from_millis(1))), Err(NoReply::Late));
+        assert_eq!(wait.wait(Duration::from_millis(1)), Err(NoReply::Late));
         answerer.answer(&serde_json::json!({"status": "ok"}));
         theirs.set_nonblocking(true).expect("nonblocking");
         let mut buf = [0u8; 16];
@@ -237,7 +237,7 @@ mod tests {
         let (ours, _theirs) = pair();
         let (answerer, wait) = replier(ours);
         drop(answerer);
-        assert_eq!(wait.wait(None), Err(NoReply::Dropped));
+        assert_eq!(wait.wait(Duration::from_secs(5)), Err(NoReply::Dropped));
     }
 
     #[test]

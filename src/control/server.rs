@@ -229,7 +229,7 @@ fn serve(stream: UnixStream, uid: u32, to_loop: Sender<Incoming>) {
             let _ = write_line(writer, &error_reply("the daemon is stopping"));
             return;
         }
-        let written = match wait.wait(Some(REPLY_TIMEOUT)) {
+        let written = match wait.wait(REPLY_TIMEOUT) {
             Ok(rest) if rest.is_empty() => Ok(()),
             Ok(rest) => {
                 let mut w = writer;
