@@ -37,6 +37,20 @@ pub(crate) struct Paths {
 }
 
 impl Paths {
+    /// Every directory under `dir` (`home`, `config`, `state`, `data`, `run`), for unit tests.
+    #[cfg(test)]
+    pub(crate) fn under(dir: &Path) -> Paths {
+        Paths::from_vars(|k| match k {
+            "HOME" => Some(dir.join("home").into()),
+            "XDG_CONFIG_HOME" => Some(dir.join("config").into()),
+            "XDG_STATE_HOME" => Some(dir.join("state").into()),
+            "XDG_DATA_HOME" => Some(dir.join("data").into()),
+            "XDG_RUNTIME_DIR" => Some(dir.join("run").into()),
+            _ => None,
+        })
+        .expect("paths")
+    }
+
     /// Reads the XDG variables from the process environment.
     pub(crate) fn from_env() -> Result<Paths> {
         Paths::from_vars(|name| std::env::var_os(name).filter(|v| !v.is_empty()))

@@ -522,21 +522,10 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn paths_in(dir: &Path) -> Paths {
-        Paths::from_vars(|k| match k {
-            "HOME" => Some(dir.join("home").into()),
-            "XDG_CONFIG_HOME" => Some(dir.join("config").into()),
-            "XDG_STATE_HOME" => Some(dir.join("state").into()),
-            "XDG_RUNTIME_DIR" => Some(dir.join("run").into()),
-            _ => None,
-        })
-        .expect("paths")
-    }
-
     fn dictation(dir: &Path) -> Dictation {
         // `stdout`: the typing thread never touches a real display in a test.
         let cfg = DictateConfig { typer: crate::config::TyperKind::Stdout, ..DictateConfig::default() };
-        Dictation::new(cfg, &paths_in(dir))
+        Dictation::new(cfg, &Paths::under(dir))
     }
 
     fn pending(dir: &Path, id: &str) -> std::path::PathBuf {

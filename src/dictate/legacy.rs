@@ -280,21 +280,10 @@ mod tests {
         assert!(convert("{not json", dir.path()).unwrap_err().contains("not valid JSON"));
     }
 
-    fn paths_in(dir: &Path) -> Paths {
-        Paths::from_vars(|k| match k {
-            "HOME" => Some(dir.join("home").into()),
-            "XDG_CONFIG_HOME" => Some(dir.join("config").into()),
-            "XDG_STATE_HOME" => Some(dir.join("state").into()),
-            "XDG_RUNTIME_DIR" => Some(dir.join("run").into()),
-            _ => None,
-        })
-        .expect("paths")
-    }
-
     #[test]
     fn import_happens_once_and_keeps_the_key_private() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = paths_in(dir.path());
+        let paths = Paths::under(dir.path());
         assert_eq!(import_on_first_run(&paths), Ok(None), "no old file: nothing");
         let old = legacy_file(&paths.home);
         std::fs::create_dir_all(old.parent().expect("parent")).expect("mkdir");

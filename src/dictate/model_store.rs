@@ -617,19 +617,10 @@ mod tests {
         assert_eq!(content_range_start("items 1-2/3"), None);
     }
 
-    fn paths_in(dir: &Path) -> Paths {
-        Paths::from_vars(|k| match k {
-            "HOME" => Some(dir.join("home").into()),
-            "XDG_DATA_HOME" => Some(dir.join("data").into()),
-            _ => None,
-        })
-        .expect("paths")
-    }
-
     #[test]
     fn the_model_in_use_is_configured_else_the_newest_installed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = paths_in(dir.path());
+        let paths = Paths::under(dir.path());
         let mut cfg = DictateConfig::default();
         assert_eq!(local_model(&cfg, &paths), LocalModel::None);
         let models = paths.models_dir();
